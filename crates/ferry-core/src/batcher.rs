@@ -1,0 +1,393 @@
+//! Gathering items into batches.
+//!
+//! [`Buffer`] holds waiting items in one FIFO per priority and cuts batches most-urgent-first;
+//! it answers "should a batch leave now?" against a [`FlushPolicy`] and "when must one leave
+//! at the latest?". The engine drives a `Buffer` from its event loop and cuts a batch only
+//! when a dispatch slot is free, so an urgent item always boards the next departure and never
+//! queues behind batches of normal items. [`Batcher`] wraps the same buffer as a stream adapter
+//! for code that wants plain `Stream<Item> -> Stream<Batch>`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::time::{Instant, Sleep};
+
+use crate::flush::{FlushPolicy, FlushReason};
+use crate::item::{Batch, Item, Priority};
+
+/// Waiting items, one FIFO per priority.
+#[derive(Debug)]
+pub struct Buffer<T> {
+    queues: [VecDeque<Item<T>>; 3],
+    len: usize,
+    bytes: usize,
+}
+
+impl<T> Default for Buffer<T> {
+    fn default() -> Self {
+        Buffer {
+            queues: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            len: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl<T> Buffer<T> {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an item, stamping its acceptance time if it has none.
+    pub fn push(&mut self, mut item: Item<T>, now: Instant) {
+        if item.accepted_at.is_none() {
+            item.accepted_at = Some(now);
+        }
+        self.len += 1;
+        self.bytes += item.bytes;
+        self.queues[item.priority.index()].push_back(item);
+    }
+
+    /// Number of waiting items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no item waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sum of the waiting items' byte sizes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The highest priority that has a waiting item.
+    pub fn top_priority(&self) -> Option<Priority> {
+        Priority::DESCENDING
+            .into_iter()
+            .find(|p| !self.queues[p.index()].is_empty())
+    }
+
+    /// The instant by which a batch must leave so that no waiting item exceeds its
+    /// priority's `max_wait`.
+    pub fn deadline(&self, policy: &FlushPolicy) -> Option<Instant> {
+        Priority::DESCENDING
+            .into_iter()
+            .filter_map(|p| {
+                let front = self.queues[p.index()].front()?;
+                Some(front.accepted_at? + policy.wait_for(p))
+            })
+            .min()
+    }
+
+    /// Whether a batch should leave now, and why. `target` is the current (possibly
+    /// adaptive) batch size; `held_bytes` is everything the owner holds, for memory pressure;
+    /// `draining` makes any non-empty buffer leave.
+    pub fn trigger(
+        &self,
+        now: Instant,
+        target: usize,
+        policy: &FlushPolicy,
+        held_bytes: usize,
+        draining: bool,
+    ) -> Option<FlushReason> {
+        if self.is_empty() {
+            return None;
+        }
+        if self.len >= target.max(1) {
+            return Some(FlushReason::Full);
+        }
+        if self.bytes >= policy.max_bytes.get() {
+            return Some(FlushReason::Bytes);
+        }
+        for p in Priority::DESCENDING {
+            if let Some(at) = self.queues[p.index()].front().and_then(|i| i.accepted_at) {
+                if now >= at + policy.wait_for(p) {
+                    return Some(FlushReason::MaxWait(p));
+                }
+            }
+        }
+        if held_bytes >= policy.memory.high_watermark {
+            return Some(FlushReason::MemoryPressure);
+        }
+        if draining {
+            return Some(FlushReason::Drain);
+        }
+        None
+    }
+
+    /// Cuts a batch of at most `max_items` items and `max_bytes` bytes (at least one item),
+    /// most urgent first, oldest first within a priority. Empty buffer: `None`.
+    pub fn cut(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut items = Vec::with_capacity(max_items.min(self.len));
+        let mut bytes = 0usize;
+        'fill: for p in Priority::DESCENDING {
+            let q = &mut self.queues[p.index()];
+            while let Some(front) = q.front() {
+                if items.len() >= max_items
+                    || (!items.is_empty() && bytes + front.bytes > max_bytes)
+                {
+                    break 'fill;
+                }
+                bytes += front.bytes;
+                if let Some(item) = q.pop_front() {
+                    items.push(item);
+                }
+            }
+        }
+        self.len -= items.len();
+        self.bytes -= bytes;
+        Some(Batch {
+            items,
+            level_failures: 0,
+            bytes,
+        })
+    }
+
+    /// Removes every waiting item (shutdown).
+    pub fn drain_all(&mut self) -> Vec<Item<T>> {
+        let mut out = Vec::with_capacity(self.len);
+        for p in Priority::DESCENDING {
+            out.extend(self.queues[p.index()].drain(..));
+        }
+        self.len = 0;
+        self.bytes = 0;
+        out
+    }
+}
+
+/// A stream adapter: items in, batches out, flushed by a fixed [`FlushPolicy`] (its
+/// `max_items` is the batch size). Items are stamped when the adapter first sees them.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use ferry_core::{Batcher, FlushPolicy, Item};
+/// use std::num::NonZeroUsize;
+/// let items = tokio_stream_like((0..10u64).map(|i| Item::new(i, i, i)));
+/// let policy = FlushPolicy::new().max_items(NonZeroUsize::new(4).unwrap());
+/// let mut batches = Batcher::new(items, policy);
+/// let mut sizes = Vec::new();
+/// while let Some(b) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut batches).poll_next_batch(cx)).await {
+///     sizes.push(b.len());
+/// }
+/// assert_eq!(sizes, vec![4, 4, 2]);
+/// # }
+/// # fn tokio_stream_like<I: Iterator + Unpin>(it: I) -> ferry_core::IterStream<I> { ferry_core::IterStream::new(it) }
+/// ```
+pub struct Batcher<S: Stream>
+where
+    S::Item: ItemLike,
+{
+    input: Pin<Box<S>>,
+    buffer: Buffer<<S::Item as ItemLike>::Payload>,
+    policy: FlushPolicy,
+    sleep: Pin<Box<Sleep>>,
+    ended: bool,
+}
+
+/// Implemented by [`Item`] so that [`Batcher`] can name the payload type of its input.
+pub trait ItemLike {
+    /// The payload type.
+    type Payload;
+    /// Converts into the item.
+    fn into_item(self) -> Item<Self::Payload>;
+}
+
+impl<T> ItemLike for Item<T> {
+    type Payload = T;
+    fn into_item(self) -> Item<T> {
+        self
+    }
+}
+
+impl<S> Batcher<S>
+where
+    S: Stream,
+    S::Item: ItemLike,
+{
+    /// Wraps `input`.
+    pub fn new(input: S, policy: FlushPolicy) -> Self {
+        Batcher {
+            input: Box::pin(input),
+            buffer: Buffer::new(),
+            policy,
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            ended: false,
+        }
+    }
+
+    /// Polls for the next batch (the [`Stream`] implementation calls this).
+    pub fn poll_next_batch(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Batch<<S::Item as ItemLike>::Payload>>> {
+        let this = self.get_mut();
+        let max_items = this.policy.max_items.get();
+        let max_bytes = this.policy.max_bytes.get();
+        loop {
+            while !this.ended
+                && this.buffer.len() < max_items
+                && this.buffer.bytes() < this.policy.memory.hard_limit
+            {
+                match this.input.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(item)) => this.buffer.push(item.into_item(), Instant::now()),
+                    Poll::Ready(None) => this.ended = true,
+                    Poll::Pending => break,
+                }
+            }
+            let now = Instant::now();
+            let held = this.buffer.bytes();
+            if this
+                .buffer
+                .trigger(now, max_items, &this.policy, held, this.ended)
+                .is_some()
+            {
+                return Poll::Ready(this.buffer.cut(max_items, max_bytes));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.buffer.deadline(&this.policy) {
+                Some(deadline) => {
+                    if this.sleep.deadline() != deadline {
+                        this.sleep.as_mut().reset(deadline);
+                    }
+                    match this.sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => continue,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                None => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S> Stream for Batcher<S>
+where
+    S: Stream,
+    S::Item: ItemLike,
+{
+    type Item = Batch<<S::Item as ItemLike>::Payload>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_next_batch(cx)
+    }
+}
+
+impl<S: Stream> Unpin for Batcher<S> where S::Item: ItemLike {}
+
+use std::future::Future as _;
+
+/// Turns an iterator into a [`Stream`] that is always ready: handy for tests, examples and
+/// sources that are already in memory.
+#[derive(Debug)]
+pub struct IterStream<I>(I);
+
+impl<I> IterStream<I> {
+    /// Wraps `iter`.
+    pub fn new(iter: I) -> Self {
+        IterStream(iter)
+    }
+}
+
+impl<I: Iterator + Unpin> Stream for IterStream<I> {
+    type Item = I::Item;
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<I::Item>> {
+        Poll::Ready(self.0.next())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    fn policy(max: usize) -> FlushPolicy {
+        FlushPolicy::new().max_items(NonZeroUsize::new(max).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn urgent_items_board_first() {
+        let mut b = Buffer::new();
+        let now = Instant::now();
+        for i in 0..5u64 {
+            b.push(Item::new(i, i, i), now);
+        }
+        b.push(
+            Item::new(99u64, 99, 99).with_priority(Priority::Urgent),
+            now,
+        );
+        let batch = b.cut(2, usize::MAX).unwrap();
+        assert_eq!(batch.payloads().copied().collect::<Vec<_>>(), vec![99, 0]);
+        assert_eq!(b.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_is_the_earliest_priority_wait() {
+        let p = policy(100);
+        let mut b = Buffer::new();
+        let t0 = Instant::now();
+        b.push(Item::new(1u64, 1, ()), t0);
+        assert_eq!(b.deadline(&p), Some(t0 + p.wait_for(Priority::Normal)));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let t1 = Instant::now();
+        b.push(Item::new(2u64, 2, ()).with_priority(Priority::Urgent), t1);
+        assert_eq!(b.deadline(&p), Some(t1 + p.wait_for(Priority::Urgent)));
+        assert_eq!(b.trigger(t1, 100, &p, 0, false), None);
+        let late = t1 + p.wait_for(Priority::Urgent);
+        assert_eq!(
+            b.trigger(late, 100, &p, 0, false),
+            Some(FlushReason::MaxWait(Priority::Urgent))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_cap_still_lets_one_oversized_item_through() {
+        let mut b = Buffer::new();
+        let now = Instant::now();
+        b.push(Item::new(1u64, 1, ()).with_bytes(1000), now);
+        b.push(Item::new(2u64, 2, ()).with_bytes(10), now);
+        assert_eq!(b.cut(10, 100).unwrap().len(), 1);
+        assert_eq!(b.cut(10, 100).unwrap().len(), 1);
+        assert!(b.cut(10, 100).is_none());
+        assert_eq!(b.bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batcher_flushes_a_partial_batch_at_max_wait() {
+        // A stream that yields 3 items and then stays pending forever.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..3u64 {
+            tx.send(Item::new(i, i, i)).unwrap();
+        }
+        struct Rx(tokio::sync::mpsc::UnboundedReceiver<Item<u64>>);
+        impl Stream for Rx {
+            type Item = Item<u64>;
+            fn poll_next(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Item<u64>>> {
+                self.0.poll_recv(cx)
+            }
+        }
+        let p = policy(10);
+        let mut batcher = Batcher::new(Rx(rx), p.clone());
+        let start = Instant::now();
+        let batch = std::future::poll_fn(|cx| Pin::new(&mut batcher).poll_next_batch(cx))
+            .await
+            .unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(start.elapsed(), p.wait_for(Priority::Normal));
+        drop(tx);
+    }
+}

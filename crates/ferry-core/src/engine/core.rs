@@ -1,0 +1,813 @@
+//! The engine's event loop: one task owns every waiting item, decides what leaves when, and
+//! settles what comes back.
+//!
+//! One owner means no locks around the buffer, the controllers or the queues; handler calls
+//! run as their own tasks (so CPU-heavy handlers use every core) and report back through a
+//! `JoinSet`. A call returns its batch with its outcome, even when it panicked, timed out or
+//! was abandoned at shutdown, so no item can be lost in a task.
+//!
+//! The loop, each turn: start as many calls as the concurrency limit, the throttle and the
+//! flush policy allow (retries and split parts first, unless the buffer holds a more urgent
+//! item that must leave); then wait for whichever comes first: a finished call, new items,
+//! the next deadline (an item's max wait, a retry's backoff, the rate limiter, the
+//! `Retry-After` gate), a progress tick, or cancellation.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{BatchSizing, EngineConfig};
+use super::handle::Settled;
+use super::report::Report;
+use crate::adaptive::{BatchSizeController, ConcurrencyController, Signal};
+use crate::batcher::Buffer;
+use crate::deadletter::{DeadLetter, DeadLetterSink};
+use crate::dispatch::{Concurrency, Throttle};
+use crate::error::Error;
+use crate::item::{Batch, Item, Priority};
+use crate::ledger::Ledger;
+use crate::outcome::{BatchOutcome, Handler, ItemOutcome};
+use crate::profile::StageProfile;
+use crate::progress::Progress;
+
+/// Most items taken from one intake channel per loop turn, so a flood of input cannot
+/// starve completions.
+const INTAKE_BURST: usize = 4096;
+
+/// What became of one handler call.
+enum CallOutcome<R> {
+    Handler(BatchOutcome<R>),
+    TimedOut,
+    Panicked(String),
+    Abandoned,
+}
+
+/// A finished call: the batch comes back with its outcome.
+struct CallDone<T, R> {
+    batch: Batch<T>,
+    outcome: CallOutcome<R>,
+    latency: Duration,
+}
+
+/// A batch waiting for its backoff to pass.
+struct Delayed<T> {
+    due: Instant,
+    seq: u64,
+    batch: Batch<T>,
+}
+
+impl<T> PartialEq for Delayed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl<T> Eq for Delayed<T> {}
+impl<T> PartialOrd for Delayed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Delayed<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+enum Limit {
+    Fixed(usize),
+    Adaptive(ConcurrencyController),
+}
+
+impl Limit {
+    fn get(&self) -> usize {
+        match self {
+            Limit::Fixed(n) => *n,
+            Limit::Adaptive(c) => c.limit(),
+        }
+    }
+}
+
+enum Size {
+    Fixed(usize),
+    Adaptive(BatchSizeController),
+}
+
+impl Size {
+    fn get(&self) -> usize {
+        match self {
+            Size::Fixed(n) => *n,
+            Size::Adaptive(c) => c.size(),
+        }
+    }
+}
+
+/// Pre-registered metric handles (the `metrics` facade; no exporter here).
+struct Metrics {
+    succeeded: metrics::Counter,
+    dead: metrics::Counter,
+    cancelled: metrics::Counter,
+    calls: metrics::Counter,
+    retries: metrics::Counter,
+    splits: metrics::Counter,
+    timeouts: metrics::Counter,
+    latency: metrics::Histogram,
+    batch_items: metrics::Histogram,
+    concurrency: metrics::Gauge,
+    batch_size: metrics::Gauge,
+    in_flight: metrics::Gauge,
+}
+
+impl Metrics {
+    fn new(name: &str) -> Self {
+        let engine = name.to_owned();
+        Metrics {
+            succeeded: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "succeeded"),
+            dead: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "dead_lettered"),
+            cancelled: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "cancelled"),
+            calls: metrics::counter!("ferry_calls_total", "engine" => engine.clone()),
+            retries: metrics::counter!("ferry_retries_total", "engine" => engine.clone()),
+            splits: metrics::counter!("ferry_splits_total", "engine" => engine.clone()),
+            timeouts: metrics::counter!("ferry_timeouts_total", "engine" => engine.clone()),
+            latency: metrics::histogram!("ferry_batch_latency_seconds", "engine" => engine.clone()),
+            batch_items: metrics::histogram!("ferry_batch_items", "engine" => engine.clone()),
+            concurrency: metrics::gauge!("ferry_concurrency_limit", "engine" => engine.clone()),
+            batch_size: metrics::gauge!("ferry_batch_size", "engine" => engine.clone()),
+            in_flight: metrics::gauge!("ferry_items_in_flight", "engine" => engine),
+        }
+    }
+}
+
+/// The loop's state.
+pub(super) struct Core<T, R, H> {
+    cfg: EngineConfig,
+    handler: Arc<H>,
+    dead_sink: Arc<dyn DeadLetterSink<T>>,
+    throttle: Arc<Throttle>,
+    intake: [mpsc::Receiver<Item<T>>; 3],
+    intake_open: [bool; 3],
+    settled_tx: Option<mpsc::Sender<Vec<Settled<T, R>>>>,
+    cancel: CancellationToken,
+    /// Fires `shutdown_grace` after `cancel`: in-flight calls are abandoned.
+    abandon: CancellationToken,
+    buffer: Buffer<T>,
+    ready: VecDeque<Batch<T>>,
+    delayed: BinaryHeap<Reverse<Delayed<T>>>,
+    delayed_seq: u64,
+    /// Bytes of every accepted, unsettled item (buffered, queued, or in a call).
+    held_bytes: usize,
+    calls: JoinSet<CallDone<T, R>>,
+    limit: Limit,
+    size: Size,
+    peak_calls: usize,
+    next_start: Option<Instant>,
+    ledger: Ledger,
+    profile: StageProfile,
+    metrics: Metrics,
+    rng: SmallRng,
+    cancelling: bool,
+    /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
+    buffer_cap: usize,
+}
+
+impl<T, R, H> Core<T, R, H>
+where
+    T: Send + Sync + 'static,
+    R: Send + 'static,
+    H: Handler<T, R>,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        cfg: EngineConfig,
+        handler: Arc<H>,
+        dead_sink: Arc<dyn DeadLetterSink<T>>,
+        throttle: Arc<Throttle>,
+        intake: [mpsc::Receiver<Item<T>>; 3],
+        settled_tx: Option<mpsc::Sender<Vec<Settled<T, R>>>>,
+        cancel: CancellationToken,
+        total: Option<u64>,
+    ) -> Self {
+        let limit = match &cfg.dispatch.concurrency {
+            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
+            Concurrency::Adaptive(c) => Limit::Adaptive(ConcurrencyController::new(c.clone())),
+        };
+        let size = match &cfg.sizing {
+            BatchSizing::Fixed => Size::Fixed(cfg.max_items()),
+            BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
+        };
+        let rng = match cfg.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_entropy(),
+        };
+        let ledger = Ledger::new();
+        ledger.set_total(total);
+        let workers = cfg.dispatch.concurrency.cap();
+        Core {
+            metrics: Metrics::new(&cfg.name),
+            buffer_cap: cfg.max_items().saturating_mul(2).max(INTAKE_BURST),
+            handler,
+            dead_sink,
+            throttle,
+            intake,
+            intake_open: [true; 3],
+            settled_tx,
+            cancel,
+            abandon: CancellationToken::new(),
+            buffer: Buffer::new(),
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            delayed_seq: 0,
+            held_bytes: 0,
+            calls: JoinSet::new(),
+            limit,
+            size,
+            peak_calls: 0,
+            next_start: None,
+            ledger,
+            profile: StageProfile::new("dispatch", workers),
+            rng,
+            cancelling: false,
+            cfg,
+        }
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.ledger.subscribe()
+    }
+
+    fn input_closed(&self) -> bool {
+        !self.intake_open.iter().any(|o| *o)
+    }
+
+    fn queued_items(&self) -> usize {
+        self.buffer.len()
+            + self.ready.iter().map(Batch::len).sum::<usize>()
+            + self.delayed.iter().map(|d| d.0.batch.len()).sum::<usize>()
+    }
+
+    fn done(&self) -> bool {
+        self.calls.is_empty()
+            && (self.cancelling
+                || (self.input_closed()
+                    && self.buffer.is_empty()
+                    && self.ready.is_empty()
+                    && self.delayed.is_empty()))
+    }
+
+    /// Whether intake of priority `p` may be read now.
+    fn may_read(&self, p: Priority) -> bool {
+        self.intake_open[p.index()]
+            && !self.cancelling
+            && self.held_bytes < self.cfg.flush.memory_limits().hard_limit
+            && (p == Priority::Urgent || self.buffer.len() < self.buffer_cap)
+    }
+
+    pub(super) async fn run(mut self) -> Result<Report, Error> {
+        let mut tick = tokio::time::interval(self.cfg.progress_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sleep = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(sleep);
+        let cancel = self.cancel.clone();
+        let abandon = self.abandon.clone();
+        let grace = self.cfg.shutdown_grace;
+
+        loop {
+            let now = Instant::now();
+            let wake = self.pump(now);
+            if self.done() {
+                break;
+            }
+            let has_wake = wake.is_some();
+            let (read_u, read_h, read_n) = (
+                self.may_read(Priority::Urgent),
+                self.may_read(Priority::High),
+                self.may_read(Priority::Normal),
+            );
+            let calls_pending = !self.calls.is_empty();
+            let cancelling = self.cancelling;
+            let [rx_n, rx_h, rx_u] = &mut self.intake;
+            if let Some(at) = wake {
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled(), if !cancelling => {
+                    self.begin_cancel().await?;
+                    let abandon = abandon.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        abandon.cancel();
+                    });
+                }
+                Some(joined) = self.calls.join_next(), if calls_pending => {
+                    match joined {
+                        Ok(done) => self.complete(done).await?,
+                        // The call task catches panics and returns its batch; a join error
+                        // means the runtime itself is shutting down.
+                        Err(e) => return Err(Error::Task(e.to_string())),
+                    }
+                }
+                item = rx_u.recv(), if read_u => self.take(Priority::Urgent, item),
+                item = rx_h.recv(), if read_h => self.take(Priority::High, item),
+                item = rx_n.recv(), if read_n => self.take(Priority::Normal, item),
+                _ = &mut sleep, if has_wake => {}
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        self.finish()
+    }
+
+    /// Accepts `first` and whatever else is waiting on that channel, up to a burst.
+    fn take(&mut self, p: Priority, first: Option<Item<T>>) {
+        let now = Instant::now();
+        let Some(first) = first else {
+            self.intake_open[p.index()] = false;
+            return;
+        };
+        let mut n = 1u64;
+        self.accept_one(first, now);
+        while (n as usize) < INTAKE_BURST && self.may_read(p) {
+            match self.intake[p.index()].try_recv() {
+                Ok(item) => {
+                    self.accept_one(item, now);
+                    n += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.intake_open[p.index()] = false;
+                    break;
+                }
+            }
+        }
+        self.ledger.accept(n);
+    }
+
+    fn accept_one(&mut self, item: Item<T>, now: Instant) {
+        self.held_bytes += item.bytes();
+        self.buffer.push(item, now);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let (limit, size) = (self.limit.get(), self.size.get());
+        self.ledger.tick(now, limit, size);
+        self.profile.sample_depth(self.queued_items() as u64);
+        self.metrics.concurrency.set(limit as f64);
+        self.metrics.batch_size.set(size as f64);
+        self.metrics
+            .in_flight
+            .set(self.ledger.snapshot().in_flight as f64);
+    }
+
+    /// Starts every call that may start now; returns when the loop must wake up at the
+    /// latest if nothing else happens.
+    fn pump(&mut self, now: Instant) -> Option<Instant> {
+        if self.cancelling {
+            return None;
+        }
+        while let Some(Reverse(top)) = self.delayed.peek() {
+            if top.due > now {
+                break;
+            }
+            if let Some(Reverse(d)) = self.delayed.pop() {
+                self.ready.push_back(d.batch);
+            }
+        }
+        let mut wake = self.delayed.peek().map(|Reverse(d)| d.due);
+        let draining = self.input_closed();
+        while self.calls.len() < self.limit.get() {
+            if let Some(open) = self.throttle.gated_until(now) {
+                wake = earliest(wake, open);
+                break;
+            }
+            if let Some(at) = self.next_start.filter(|t| *t > now) {
+                wake = earliest(wake, at);
+                break;
+            }
+            let target = self.size.get();
+            let trigger =
+                self.buffer
+                    .trigger(now, target, &self.cfg.flush, self.held_bytes, draining);
+            let fresh_first = trigger.is_some()
+                && match (self.ready.front(), self.buffer.top_priority()) {
+                    (Some(r), Some(top)) => top > r.priority(),
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                };
+            let batch = if fresh_first {
+                self.buffer.cut(target, self.cfg.flush.max_bytes.get())
+            } else {
+                self.ready.pop_front()
+            };
+            let Some(batch) = batch else {
+                // Nothing may leave yet: wake when the oldest waiting item must.
+                if let Some(deadline) = self.buffer.deadline(&self.cfg.flush) {
+                    wake = earliest(wake, deadline);
+                }
+                break;
+            };
+            if let Err(at) = self.throttle.acquire(batch.len(), now) {
+                self.ready.push_front(batch);
+                wake = earliest(wake, at);
+                break;
+            }
+            self.spawn_call(batch, now);
+        }
+        wake
+    }
+
+    fn spawn_call(&mut self, mut batch: Batch<T>, now: Instant) {
+        for item in &mut batch.items {
+            item.attempts += 1;
+        }
+        let n = batch.len();
+        self.ledger.call_started(n as u64);
+        self.metrics.calls.increment(1);
+        self.metrics.batch_items.record(n as f64);
+        if let Some(pause) = self.cfg.dispatch.pause {
+            self.next_start = Some(now + pause);
+        }
+        let handler = Arc::clone(&self.handler);
+        let timeout = self.cfg.dispatch.timeout;
+        let abandon = self.abandon.clone();
+        self.calls.spawn(async move {
+            let started = Instant::now();
+            let outcome = {
+                let call = AssertUnwindSafe(handler.call(&batch)).catch_unwind();
+                tokio::select! {
+                    r = tokio::time::timeout(timeout, call) => match r {
+                        Ok(Ok(outcome)) => CallOutcome::Handler(outcome),
+                        Ok(Err(panic)) => CallOutcome::Panicked(panic_message(&panic)),
+                        Err(_) => CallOutcome::TimedOut,
+                    },
+                    _ = abandon.cancelled() => CallOutcome::Abandoned,
+                }
+            };
+            CallDone {
+                batch,
+                outcome,
+                latency: started.elapsed(),
+            }
+        });
+        let in_flight = self.calls.len();
+        self.peak_calls = self.peak_calls.max(in_flight);
+        self.profile.set_busy(true, now);
+        if let Limit::Adaptive(c) = &mut self.limit {
+            c.on_dispatch(in_flight, now);
+        }
+    }
+
+    /// Settles or reschedules the items of a finished call.
+    async fn complete(&mut self, done: CallDone<T, R>) -> Result<(), Error> {
+        let now = Instant::now();
+        let CallDone {
+            batch,
+            outcome,
+            latency,
+        } = done;
+        let n = batch.len();
+        let timed_out = matches!(outcome, CallOutcome::TimedOut);
+        self.ledger.call_finished(n as u64, timed_out);
+        self.profile.record(latency, n as u64);
+        self.metrics.latency.record(latency.as_secs_f64());
+        if self.calls.is_empty() {
+            self.profile.set_busy(false, now);
+        }
+
+        let mut out = Outcomes::default();
+        let signal = match outcome {
+            CallOutcome::Handler(BatchOutcome::Done(results)) => {
+                if let Size::Adaptive(c) = &mut self.size {
+                    c.on_success(n, latency);
+                }
+                self.settle_items(batch, results, &mut out, now);
+                Signal::Ok
+            }
+            CallOutcome::Handler(BatchOutcome::Retry { after, reason }) => {
+                if let Some(after) = after {
+                    self.throttle.pause_until(now + after);
+                }
+                self.retry_batch(batch, after, reason, &mut out, now);
+                Signal::Backpressure
+            }
+            CallOutcome::Handler(BatchOutcome::Split { reason }) => {
+                if let Size::Adaptive(c) = &mut self.size {
+                    c.on_too_large(n);
+                }
+                self.split_or_kill(batch, reason, &mut out);
+                Signal::Neutral
+            }
+            CallOutcome::Panicked(msg) => {
+                self.split_or_kill(batch, format!("handler panicked: {msg}"), &mut out);
+                Signal::Neutral
+            }
+            CallOutcome::Handler(BatchOutcome::Fatal { reason }) => {
+                for item in batch.into_items() {
+                    out.dead(item, reason.clone());
+                }
+                Signal::Ok
+            }
+            CallOutcome::TimedOut => {
+                self.metrics.timeouts.increment(1);
+                if let Size::Adaptive(c) = &mut self.size {
+                    c.on_too_large(n);
+                }
+                let reason = format!("timed out after {:?}", self.cfg.dispatch.timeout);
+                if n > 1 {
+                    self.split_or_kill(batch, reason, &mut out);
+                } else {
+                    self.retry_batch(batch, None, reason, &mut out, now);
+                }
+                Signal::Backpressure
+            }
+            CallOutcome::Abandoned => {
+                out.cancelled.extend(batch.into_items());
+                Signal::Neutral
+            }
+        };
+        if let Limit::Adaptive(c) = &mut self.limit {
+            c.on_response(latency, signal, now);
+        }
+        self.record(out, now).await
+    }
+
+    fn settle_items(
+        &mut self,
+        batch: Batch<T>,
+        results: Vec<ItemOutcome<R>>,
+        out: &mut Outcomes<T, R>,
+        now: Instant,
+    ) {
+        let n = batch.len();
+        let got = results.len();
+        let mut results = results.into_iter();
+        let mut retry = Vec::new();
+        for item in batch.into_items() {
+            match results.next() {
+                Some(ItemOutcome::Ok(result)) => out.succeeded.push((item, result)),
+                Some(ItemOutcome::Fatal(e)) => out.dead(item, e),
+                Some(ItemOutcome::Retry(e)) => {
+                    let mut item = item;
+                    item.failures += 1;
+                    if item.failures >= self.cfg.retry.max_attempts() || self.cancelling {
+                        out.end_failed(item, e, self.cancelling);
+                    } else {
+                        retry.push(item);
+                    }
+                }
+                None => out.dead(
+                    item,
+                    format!("handler returned {got} results for a batch of {n} items"),
+                ),
+            }
+        }
+        if !retry.is_empty() {
+            let failures = retry.iter().map(|i| i.failures).max().unwrap_or(1);
+            let delay = self.cfg.retry.delay(failures, None, &mut self.rng);
+            out.retries += 1;
+            self.schedule(Batch::from_items(retry), now + delay);
+        }
+    }
+
+    /// A whole-batch retryable failure: retry it whole, split it, or dead-letter the items
+    /// out of attempts.
+    fn retry_batch(
+        &mut self,
+        mut batch: Batch<T>,
+        after: Option<Duration>,
+        reason: String,
+        out: &mut Outcomes<T, R>,
+        now: Instant,
+    ) {
+        if self.cancelling {
+            out.cancelled.extend(batch.into_items());
+            return;
+        }
+        batch.level_failures += 1;
+        for item in &mut batch.items {
+            item.failures += 1;
+        }
+        if after.is_none()
+            && batch.len() > 1
+            && batch.level_failures >= self.cfg.retry.split_after_failures()
+        {
+            out.splits += 1;
+            for part in self.cfg.dispatch.split.split(batch) {
+                self.ready.push_back(part);
+            }
+            return;
+        }
+        let max = self.cfg.retry.max_attempts();
+        let (exhausted, alive): (Vec<_>, Vec<_>) =
+            batch.items.drain(..).partition(|i| i.failures >= max);
+        for item in exhausted {
+            out.dead(item, reason.clone());
+        }
+        if alive.is_empty() {
+            return;
+        }
+        let failures = alive.iter().map(|i| i.failures).max().unwrap_or(1);
+        let level = batch.level_failures;
+        let mut again = Batch::from_items(alive);
+        again.level_failures = level;
+        let delay = self.cfg.retry.delay(failures, after, &mut self.rng);
+        out.retries += 1;
+        self.schedule(again, now + delay);
+    }
+
+    fn split_or_kill(&mut self, batch: Batch<T>, reason: String, out: &mut Outcomes<T, R>) {
+        if self.cancelling {
+            out.cancelled.extend(batch.into_items());
+        } else if batch.len() > 1 {
+            out.splits += 1;
+            for part in self.cfg.dispatch.split.split(batch) {
+                self.ready.push_back(part);
+            }
+        } else {
+            for item in batch.into_items() {
+                out.dead(item, reason.clone());
+            }
+        }
+    }
+
+    fn schedule(&mut self, batch: Batch<T>, due: Instant) {
+        self.delayed_seq += 1;
+        self.delayed.push(Reverse(Delayed {
+            due,
+            seq: self.delayed_seq,
+            batch,
+        }));
+    }
+
+    /// Stop intake: cancel everything that is not in a call.
+    async fn begin_cancel(&mut self) -> Result<(), Error> {
+        self.cancelling = true;
+        let mut out = Outcomes::default();
+        for rx in &mut self.intake {
+            rx.close();
+        }
+        let mut late = 0u64;
+        for i in 0..3 {
+            while let Ok(item) = self.intake[i].try_recv() {
+                late += 1;
+                self.held_bytes += item.bytes();
+                out.cancelled.push(item);
+            }
+            self.intake_open[i] = false;
+        }
+        self.ledger.accept(late);
+        out.cancelled.extend(self.buffer.drain_all());
+        for batch in self.ready.drain(..) {
+            out.cancelled.extend(batch.into_items());
+        }
+        for Reverse(d) in self.delayed.drain() {
+            out.cancelled.extend(d.batch.into_items());
+        }
+        tracing::info!(engine = %self.cfg.name, cancelled = out.cancelled.len(), in_calls = self.calls.len(), "cancelling");
+        self.record(out, Instant::now()).await
+    }
+
+    /// Writes dead letters, updates the ledger and metrics, emits settled outcomes.
+    async fn record(&mut self, out: Outcomes<T, R>, now: Instant) -> Result<(), Error> {
+        let Outcomes {
+            succeeded,
+            dead,
+            cancelled,
+            retries,
+            splits,
+        } = out;
+        if retries + splits > 0 {
+            self.ledger.note(retries, splits);
+            self.metrics.retries.increment(retries);
+            self.metrics.splits.increment(splits);
+        }
+        if succeeded.is_empty() && dead.is_empty() && cancelled.is_empty() {
+            return Ok(());
+        }
+        if !dead.is_empty() {
+            self.dead_sink.write(&dead).await?;
+        }
+        let bytes: usize = succeeded.iter().map(|(i, _)| i.bytes()).sum::<usize>()
+            + dead.iter().map(|d| d.item.bytes()).sum::<usize>()
+            + cancelled.iter().map(Item::bytes).sum::<usize>();
+        self.held_bytes = self.held_bytes.saturating_sub(bytes);
+        let (s, d, c) = (
+            succeeded.len() as u64,
+            dead.len() as u64,
+            cancelled.len() as u64,
+        );
+        self.ledger.settle(s, d, c, now);
+        self.metrics.succeeded.increment(s);
+        self.metrics.dead.increment(d);
+        self.metrics.cancelled.increment(c);
+        if let Some(tx) = &self.settled_tx {
+            let mut settled = Vec::with_capacity((s + d + c) as usize);
+            settled.extend(
+                succeeded
+                    .into_iter()
+                    .map(|(item, result)| Settled::Succeeded { item, result }),
+            );
+            settled.extend(dead.into_iter().map(Settled::DeadLettered));
+            settled.extend(cancelled.into_iter().map(Settled::Cancelled));
+            if tx.send(settled).await.is_err() {
+                self.settled_tx = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Report, Error> {
+        let now = Instant::now();
+        self.profile.set_busy(false, now);
+        self.ledger.tick(now, self.limit.get(), self.size.get());
+        self.ledger.finish(now);
+        let progress = self.ledger.snapshot();
+        let elapsed = now.saturating_duration_since(self.ledger.started());
+        let secs = elapsed.as_secs_f64();
+        Ok(Report {
+            items_per_sec: if secs > 0.0 {
+                progress.ended() as f64 / secs
+            } else {
+                0.0
+            },
+            dispatch: self.profile.report(now),
+            final_concurrency: self.limit.get(),
+            final_batch_size: self.size.get(),
+            peak_concurrency: self.peak_calls,
+            dead_letters: self.dead_sink.describe(),
+            elapsed,
+            progress,
+        })
+    }
+}
+
+/// What one completion settles.
+struct Outcomes<T, R> {
+    succeeded: Vec<(Item<T>, R)>,
+    dead: Vec<DeadLetter<T>>,
+    cancelled: Vec<Item<T>>,
+    retries: u64,
+    splits: u64,
+}
+
+impl<T, R> Default for Outcomes<T, R> {
+    fn default() -> Self {
+        Outcomes {
+            succeeded: Vec::new(),
+            dead: Vec::new(),
+            cancelled: Vec::new(),
+            retries: 0,
+            splits: 0,
+        }
+    }
+}
+
+impl<T, R> Outcomes<T, R> {
+    fn dead(&mut self, item: Item<T>, error: String) {
+        let now = SystemTime::now();
+        // The first attempt's wall-clock time, derived from the monotonic acceptance time.
+        let first_attempt_at = item
+            .accepted_at
+            .map(|at| now - Instant::now().saturating_duration_since(at));
+        self.dead.push(DeadLetter {
+            attempts: item.attempts,
+            item,
+            error,
+            first_attempt_at,
+            dead_at: now,
+        });
+    }
+
+    fn end_failed(&mut self, item: Item<T>, error: String, cancelling: bool) {
+        if cancelling {
+            self.cancelled.push(item);
+        } else {
+            self.dead(item, error);
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

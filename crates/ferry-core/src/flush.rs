@@ -1,0 +1,196 @@
+//! When a batch leaves: the flush triggers, and the policy that holds their thresholds.
+//!
+//! A ferry leaves when it is full or when it is time. "Full" is any of: the target item
+//! count, `max_bytes`, or memory pressure (buffered bytes over the high watermark). "Time" is
+//! the oldest waiting item of any priority reaching that priority's `max_wait`. End of input
+//! and shutdown drain whatever is left. Over the hard memory limit the engine stops taking
+//! items, so producers wait: back-pressure, never a drop.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::item::Priority;
+
+/// Why a batch left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlushReason {
+    /// The target item count was reached.
+    Full,
+    /// `max_bytes` was reached.
+    Bytes,
+    /// The oldest item of this priority reached its `max_wait`.
+    MaxWait(Priority),
+    /// Buffered bytes went over the high watermark.
+    MemoryPressure,
+    /// Input ended or the engine is shutting down: everything buffered leaves.
+    Drain,
+}
+
+impl FlushReason {
+    /// A short label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushReason::Full => "full",
+            FlushReason::Bytes => "bytes",
+            FlushReason::MaxWait(Priority::Urgent) => "max_wait_urgent",
+            FlushReason::MaxWait(Priority::High) => "max_wait_high",
+            FlushReason::MaxWait(Priority::Normal) => "max_wait_normal",
+            FlushReason::MemoryPressure => "memory_pressure",
+            FlushReason::Drain => "drain",
+        }
+    }
+}
+
+/// Memory limits on what the engine holds (accepted, not yet settled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Over this many held bytes, batches leave before they are full.
+    pub high_watermark: usize,
+    /// At this many held bytes, the engine takes no more items until some settle.
+    pub hard_limit: usize,
+}
+
+/// The flush thresholds. Build with [`FlushPolicy::new`] and the setters, then the engine
+/// checks it with [`validate`](FlushPolicy::validate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlushPolicy {
+    pub(crate) max_items: NonZeroUsize,
+    pub(crate) max_bytes: NonZeroUsize,
+    pub(crate) max_wait: [Duration; 3],
+    pub(crate) memory: MemoryLimits,
+}
+
+impl Default for FlushPolicy {
+    /// 500 items, 4 MiB, max wait normal 1 s / high 200 ms / urgent 20 ms,
+    /// memory high watermark 192 MiB, hard limit 256 MiB.
+    fn default() -> Self {
+        FlushPolicy {
+            max_items: NonZeroUsize::new(500).unwrap_or(NonZeroUsize::MIN),
+            max_bytes: NonZeroUsize::new(4 << 20).unwrap_or(NonZeroUsize::MIN),
+            max_wait: [
+                Duration::from_secs(1),
+                Duration::from_millis(200),
+                Duration::from_millis(20),
+            ],
+            memory: MemoryLimits {
+                high_watermark: 192 << 20,
+                hard_limit: 256 << 20,
+            },
+        }
+    }
+}
+
+impl FlushPolicy {
+    /// The default policy; see [`Default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Most items in one batch (default 500). With an adaptive batch size this is the cap.
+    pub fn max_items(mut self, n: NonZeroUsize) -> Self {
+        self.max_items = n;
+        self
+    }
+
+    /// Most bytes in one batch (default 4 MiB). A single larger item still travels, alone.
+    pub fn max_bytes(mut self, n: NonZeroUsize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// Longest an item of `priority` waits for its batch to fill while a dispatch slot is
+    /// free (defaults: normal 1 s, high 200 ms, urgent 20 ms).
+    pub fn max_wait(mut self, priority: Priority, wait: Duration) -> Self {
+        self.max_wait[priority.index()] = wait;
+        self
+    }
+
+    /// Memory watermarks (defaults 192 MiB and 256 MiB).
+    pub fn memory(mut self, limits: MemoryLimits) -> Self {
+        self.memory = limits;
+        self
+    }
+
+    /// The configured maximum wait of `priority`.
+    pub fn wait_for(&self, priority: Priority) -> Duration {
+        self.max_wait[priority.index()]
+    }
+
+    /// The configured item cap.
+    pub fn items_cap(&self) -> usize {
+        self.max_items.get()
+    }
+
+    /// The configured memory limits.
+    pub fn memory_limits(&self) -> MemoryLimits {
+        self.memory
+    }
+
+    /// Checks the invariants: urgent waits ≤ high ≤ normal, watermark ≤ hard limit,
+    /// and the hard limit leaves room for at least one full batch.
+    pub fn validate(&self) -> Result<(), Error> {
+        let [normal, high, urgent] = self.max_wait;
+        if urgent > high {
+            return Err(Error::config(
+                "batch.max_wait_urgent",
+                format!("must not exceed max_wait_high ({high:?}), got {urgent:?}"),
+            ));
+        }
+        if high > normal {
+            return Err(Error::config(
+                "batch.max_wait_high",
+                format!("must not exceed max_wait_normal ({normal:?}), got {high:?}"),
+            ));
+        }
+        if self.memory.high_watermark > self.memory.hard_limit {
+            return Err(Error::config(
+                "memory.high_watermark",
+                format!(
+                    "must not exceed memory.hard_limit ({}), got {}",
+                    self.memory.hard_limit, self.memory.high_watermark
+                ),
+            ));
+        }
+        if self.memory.hard_limit < self.max_bytes.get().min(1 << 20) {
+            return Err(Error::config(
+                "memory.hard_limit",
+                "must be at least one batch's max_bytes (or 1 MiB)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        FlushPolicy::default().validate().unwrap();
+    }
+
+    #[test]
+    fn inverted_waits_name_their_key() {
+        let p = FlushPolicy::default().max_wait(Priority::Urgent, Duration::from_secs(5));
+        assert!(matches!(
+            p.validate(),
+            Err(Error::InvalidConfig {
+                key: "batch.max_wait_urgent",
+                ..
+            })
+        ));
+        let p = FlushPolicy::default().memory(MemoryLimits {
+            high_watermark: 10 << 20,
+            hard_limit: 5 << 20,
+        });
+        assert!(matches!(
+            p.validate(),
+            Err(Error::InvalidConfig {
+                key: "memory.high_watermark",
+                ..
+            })
+        ));
+    }
+}

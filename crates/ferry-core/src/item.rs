@@ -1,0 +1,268 @@
+//! Items, keys, priorities and batches: the values that travel through the engine.
+//!
+//! An [`Item`] is owned by exactly one place at a time (a buffer, a batch, a settled
+//! outcome), which is how the engine makes "every accepted item ends exactly once" hold by
+//! construction; the ledger counts the moves and the tests check them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// A stable identity for an item: used for idempotency, resume and de-duplication.
+///
+/// Cheap to clone (a shared string).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// The key as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Key(Arc::from(s))
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Key(Arc::from(s))
+    }
+}
+
+impl From<u64> for Key {
+    fn from(n: u64) -> Self {
+        Key(Arc::from(n.to_string()))
+    }
+}
+
+/// How urgently an item must leave. Higher priorities board first and have shorter
+/// maximum waits (see [`FlushPolicy`](crate::FlushPolicy)).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// The default.
+    #[default]
+    Normal = 0,
+    /// Boards before normal items.
+    High = 1,
+    /// Boards before everything else and never waits behind lower priorities.
+    Urgent = 2,
+}
+
+impl Priority {
+    /// All priorities, most urgent first: the order in which items board a batch.
+    pub const DESCENDING: [Priority; 3] = [Priority::Urgent, Priority::High, Priority::Normal];
+
+    /// Index into per-priority arrays (`Normal` = 0).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The priority's lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+/// One unit of work: a payload with a key, an index, a priority and a byte size.
+///
+/// The engine adds bookkeeping (when it was accepted, how many calls included it, how many
+/// failures were charged to it) that handlers can read but not change.
+#[derive(Debug, Clone)]
+pub struct Item<T> {
+    pub(crate) key: Key,
+    pub(crate) index: u64,
+    pub(crate) priority: Priority,
+    pub(crate) bytes: usize,
+    pub(crate) payload: T,
+    pub(crate) accepted_at: Option<Instant>,
+    pub(crate) attempts: u32,
+    pub(crate) failures: u32,
+}
+
+impl<T> Item<T> {
+    /// A normal-priority item whose byte size is the size of `T` in memory. Use
+    /// [`with_bytes`](Self::with_bytes) when the payload owns heap data that should count
+    /// toward memory limits and `max_bytes`.
+    pub fn new(key: impl Into<Key>, index: u64, payload: T) -> Self {
+        Item {
+            key: key.into(),
+            index,
+            priority: Priority::Normal,
+            bytes: std::mem::size_of::<T>().max(1),
+            payload,
+            accepted_at: None,
+            attempts: 0,
+            failures: 0,
+        }
+    }
+
+    /// Sets the priority (default [`Priority::Normal`]).
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the byte size used by `max_bytes` and the memory watermarks
+    /// (default `size_of::<T>()`).
+    pub fn with_bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes.max(1);
+        self
+    }
+
+    /// The item's key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The item's position in its source (row number, sequence number).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The item's priority.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The byte size counted against `max_bytes` and the memory watermarks.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// Gives up the item and returns its payload.
+    pub fn into_payload(self) -> T {
+        self.payload
+    }
+
+    /// How many handler calls have included this item so far (the current one included,
+    /// while a handler runs).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the engine accepted the item (`None` before it was pushed).
+    pub fn accepted_at(&self) -> Option<Instant> {
+        self.accepted_at
+    }
+}
+
+/// A group of items that travel together to a handler.
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub(crate) items: Vec<Item<T>>,
+    /// Batch-level retryable failures at this size, refunded to the items when the batch is
+    /// split (a failure of a mixed batch is not any one item's fault).
+    pub(crate) level_failures: u32,
+    pub(crate) bytes: usize,
+}
+
+impl<T> Batch<T> {
+    pub(crate) fn from_items(items: Vec<Item<T>>) -> Self {
+        let bytes = items.iter().map(|i| i.bytes).sum();
+        Batch {
+            items,
+            level_failures: 0,
+            bytes,
+        }
+    }
+
+    /// The items, in boarding order (most urgent first).
+    pub fn items(&self) -> &[Item<T>] {
+        &self.items
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items (the engine never sends an empty batch).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Sum of the items' byte sizes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The highest priority among the items.
+    pub fn priority(&self) -> Priority {
+        self.items
+            .iter()
+            .map(|i| i.priority)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Iterates over the payloads.
+    pub fn payloads(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().map(|i| &i.payload)
+    }
+
+    pub(crate) fn into_items(self) -> Vec<Item<T>> {
+        self.items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_order_urgent_highest() {
+        assert!(Priority::Urgent > Priority::High);
+        assert!(Priority::High > Priority::Normal);
+        assert_eq!(Priority::DESCENDING[0], Priority::Urgent);
+    }
+
+    #[test]
+    fn batch_priority_and_bytes() {
+        let b = Batch::from_items(vec![
+            Item::new("a", 0, ()).with_bytes(10),
+            Item::new("b", 1, ())
+                .with_bytes(5)
+                .with_priority(Priority::High),
+        ]);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.bytes(), 15);
+        assert_eq!(b.priority(), Priority::High);
+    }
+
+    #[test]
+    fn keys_from_numbers_and_strings_compare() {
+        assert_eq!(Key::from(7u64), Key::from("7"));
+        assert_eq!(Key::from("x").to_string(), "x");
+    }
+}

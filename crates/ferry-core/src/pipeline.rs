@@ -1,0 +1,1 @@
+//! Pipeline (placeholder during build)
