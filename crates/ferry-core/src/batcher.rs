@@ -149,6 +149,7 @@ impl<T> Buffer<T> {
             items,
             level_failures: 0,
             bytes,
+            probe: false,
         })
     }
 

@@ -185,6 +185,8 @@ pub struct Batch<T> {
     /// split (a failure of a mixed batch is not any one item's fault).
     pub(crate) level_failures: u32,
     pub(crate) bytes: usize,
+    /// Whether this batch carries the batch-size controller's probe size.
+    pub(crate) probe: bool,
 }
 
 impl<T> Batch<T> {
@@ -194,6 +196,7 @@ impl<T> Batch<T> {
             items,
             level_failures: 0,
             bytes,
+            probe: false,
         }
     }
 

@@ -1,41 +1,57 @@
 //! Adaptive concurrency: additive increase, multiplicative decrease on latency and
 //! back-pressure.
 //!
-//! The algorithm, after Vector's adaptive request concurrency (ARC) and Netflix's
-//! concurrency-limits:
+//! The algorithm, after Vector's adaptive request concurrency (ARC) and the gradient
+//! controllers of Netflix's concurrency-limits:
 //!
-//! * Observations are gathered over a *window* one past-RTT long (the first window lasts one
-//!   observed RTT). For each window the controller records the mean RTT of the calls that
-//!   finished in it, whether any call signalled back-pressure (429, 5xx, timeout, connection
-//!   loss), and whether the in-flight count actually reached the limit.
+//! * Observations are gathered over a *window* one baseline-RTT long. For each window the
+//!   controller records the mean RTT of comparable calls that finished in it (the engine
+//!   only reports full batches of the confirmed size as [`Signal::Ok`]; probes, tail batches
+//!   and split parts are [`Signal::Neutral`], since their latency says nothing about load),
+//!   whether any call signalled back-pressure (429, 5xx, timeout, connection loss), and
+//!   whether the in-flight count actually reached the limit.
+//! * The *baseline* is the no-load RTT of a call of the current batch size. A bigger batch is
+//!   legitimately slower, so the controller keeps the lowest window mean seen *per batch
+//!   size* (the engine tells it the size with
+//!   [`set_batch_size`](ConcurrencyController::set_batch_size)) and, for a size it has not
+//!   measured, predicts the baseline from a least-squares line `rtt = a + b × size` through
+//!   the sizes it has (one point: the same RTT for smaller sizes, proportional for larger).
+//!   Only windows that are not queueing become points, so a queue-inflated RTT never
+//!   becomes "normal". Baselines do not drift (a drifting baseline lets the limit creep up
+//!   while requests queue); instead, a window that still queues when the limit is already
+//!   at `min` means the target became slower for good: the points are replaced by it.
+//! * *Slow start*: until the first window that shows queueing or back-pressure, the limit
+//!   doubles (rather than grows by one) at the end of each window that reached it, so a
+//!   target with many slots is found in a few round trips.
 //! * At the end of a window:
-//!   - back-pressure, or a window mean above `past_mean + deviation_scale * past_std_dev`,
-//!     multiplies the limit by `decrease_ratio` (at least −1, never below `min`);
+//!   - back-pressure, or a window mean above `baseline × (1 + 2 × queue_tolerance)`
+//!     (requests are queueing at the target), multiplies the limit by `decrease_ratio`
+//!     (at least −1, never below `min`);
 //!   - otherwise, if the limit was reached (the *app-limited guard*: a limit that was never
-//!     used tells us nothing about whether more would help) and the window mean is no worse
-//!     than `past_mean * (1 + increase_tolerance)`, the limit grows by one;
-//!   - the window mean then feeds the long-term EWMA of RTT (weight `ewma_alpha`), except
-//!     in back-pressured windows, whose latencies say more about the failure than the target.
+//!     used tells nothing about whether more would help) and the window mean is within
+//!     `baseline × (1 + queue_tolerance)`, the limit grows by one.
+//!
+//! On a target with W parallel slots the limit settles just above W, where extra calls
+//! start to queue: every slot stays busy and the added latency is bounded by the tolerance.
 //!
 //! Knobs ([`ConcurrencyConfig`]): `initial` (1), `min` (1), `max` (cap, never exceeded),
-//! `decrease_ratio` (0.9), `ewma_alpha` (0.4), `deviation_scale` (2.5),
-//! `increase_tolerance` (0.05).
+//! `decrease_ratio` (0.9), `queue_tolerance` (0.1), `slow_start` (true).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ewma::MeanVar;
 use crate::error::Error;
 
 /// What a finished call says about the target's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
-    /// The call completed (successfully or with item-level errors).
+    /// A comparable call completed (successfully or with item-level errors).
     Ok,
     /// The target pushed back: 429, 503 and other 5xx, timeouts, dropped connections.
     Backpressure,
-    /// The call says nothing about load (e.g. a `Split` for a poison item); ignored.
+    /// The call says nothing about load (a probe, a split part, a poison item); ignored.
     Neutral,
 }
 
@@ -48,15 +64,13 @@ pub struct ConcurrencyConfig {
     pub min: usize,
     /// Highest limit: a cap that is never exceeded (default 64).
     pub max: usize,
-    /// Multiplier applied on back-pressure or a latency spike (default 0.9).
+    /// Multiplier applied on back-pressure or queueing (default 0.9).
     pub decrease_ratio: f64,
-    /// Weight of a window's mean RTT in the long-term average (default 0.4).
-    pub ewma_alpha: f64,
-    /// How many standard deviations above the mean count as a spike (default 2.5).
-    pub deviation_scale: f64,
-    /// How much slower than the long-term mean a window may be and still allow growth
-    /// (default 0.05 = 5 %).
-    pub increase_tolerance: f64,
+    /// Latency above the no-load baseline that still counts as "not queueing" (default 0.1
+    /// = 10 %); twice this triggers a decrease.
+    pub queue_tolerance: f64,
+    /// Double the limit per window until the first sign of queueing (default true).
+    pub slow_start: bool,
 }
 
 impl Default for ConcurrencyConfig {
@@ -66,9 +80,8 @@ impl Default for ConcurrencyConfig {
             min: 1,
             max: 64,
             decrease_ratio: 0.9,
-            ewma_alpha: 0.4,
-            deviation_scale: 2.5,
-            increase_tolerance: 0.05,
+            queue_tolerance: 0.1,
+            slow_start: true,
         }
     }
 }
@@ -106,8 +119,11 @@ impl ConcurrencyConfig {
                 "must lie strictly between 0 and 1",
             ));
         }
-        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
-            return Err(Error::config("dispatch.ewma_alpha", "must lie in (0, 1]"));
+        if !(self.queue_tolerance > 0.0) {
+            return Err(Error::config(
+                "dispatch.queue_tolerance",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -118,12 +134,15 @@ impl ConcurrencyConfig {
 pub struct ConcurrencyController {
     config: ConcurrencyConfig,
     limit: usize,
-    past: MeanVar,
+    /// Lowest non-queueing window mean RTT (seconds) per batch size.
+    points: BTreeMap<usize, f64>,
+    size: usize,
     window_start: Option<Instant>,
     window_sum: f64,
     window_count: u32,
     window_backpressure: bool,
     window_reached: bool,
+    slow_start: bool,
 }
 
 impl ConcurrencyController {
@@ -131,9 +150,11 @@ impl ConcurrencyController {
     pub fn new(config: ConcurrencyConfig) -> Self {
         let limit = config.initial.clamp(config.min.max(1), config.max.max(1));
         ConcurrencyController {
-            past: MeanVar::new(config.ewma_alpha),
+            slow_start: config.slow_start,
             config,
             limit,
+            points: BTreeMap::new(),
+            size: 0,
             window_start: None,
             window_sum: 0.0,
             window_count: 0,
@@ -145,6 +166,54 @@ impl ConcurrencyController {
     /// The current limit.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The no-load RTT baseline for the current batch size, measured or predicted.
+    pub fn baseline(&self) -> Option<Duration> {
+        self.baseline_secs().map(Duration::from_secs_f64)
+    }
+
+    /// Tells the controller the batch size of the calls it will see from now on; a change
+    /// starts a new window.
+    pub fn set_batch_size(&mut self, size: usize) {
+        if size != self.size {
+            self.size = size;
+            self.window_sum = 0.0;
+            self.window_count = 0;
+        }
+    }
+
+    fn baseline_secs(&self) -> Option<f64> {
+        if let Some(&rtt) = self.points.get(&self.size) {
+            return Some(rtt);
+        }
+        let n = self.size as f64;
+        match self.points.len() {
+            0 => None,
+            1 => self.points.iter().next().map(|(&s, &rtt)| {
+                if n <= s as f64 {
+                    rtt
+                } else {
+                    rtt * n / s as f64
+                }
+            }),
+            _ => {
+                // Least-squares line through (size, rtt); a negative slope is noise: flat.
+                let k = self.points.len() as f64;
+                let (sx, sy) = self
+                    .points
+                    .iter()
+                    .fold((0.0, 0.0), |(sx, sy), (&s, &r)| (sx + s as f64, sy + r));
+                let (mx, my) = (sx / k, sy / k);
+                let (sxy, sxx) = self.points.iter().fold((0.0, 0.0), |(sxy, sxx), (&s, &r)| {
+                    let dx = s as f64 - mx;
+                    (sxy + dx * (r - my), sxx + dx * dx)
+                });
+                let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
+                let lowest = self.points.values().copied().fold(f64::INFINITY, f64::min);
+                Some((my + slope * (n - mx)).max(lowest.min(my)))
+            }
+        }
     }
 
     /// Tells the controller how many calls are in flight right after a dispatch.
@@ -168,13 +237,7 @@ impl ConcurrencyController {
             }
         }
         let start = *self.window_start.get_or_insert(now);
-        let window_len = self
-            .past
-            .mean()
-            .or_else(|| {
-                (self.window_count > 0).then(|| self.window_sum / f64::from(self.window_count))
-            })
-            .unwrap_or(0.0);
+        let window_len = self.baseline_secs().unwrap_or_else(|| rtt.as_secs_f64());
         if now.duration_since(start).as_secs_f64() >= window_len {
             self.end_window(now);
         }
@@ -183,30 +246,45 @@ impl ConcurrencyController {
     fn end_window(&mut self, now: Instant) {
         let current =
             (self.window_count > 0).then(|| self.window_sum / f64::from(self.window_count));
-        let spike = match (current, self.past.mean()) {
-            (Some(c), Some(p)) if self.past.samples() >= 2 => {
-                c > p + self.config.deviation_scale * self.past.std_dev()
-                    && c > p * (1.0 + self.config.increase_tolerance)
-            }
+        let tol = self.config.queue_tolerance;
+        let baseline = self.baseline_secs();
+        let queueing = match (current, baseline) {
+            (Some(c), Some(b)) => c > b * (1.0 + 2.0 * tol),
             _ => false,
         };
-        if self.window_backpressure || spike {
+        if self.window_backpressure || queueing {
+            self.slow_start = false;
+            if let (true, Some(c)) = (queueing && self.limit <= self.config.min, current) {
+                // Queueing at the lowest limit: the target itself got slower.
+                self.points.clear();
+                self.points.insert(self.size, c);
+            }
             let decreased = ((self.limit as f64) * self.config.decrease_ratio).floor() as usize;
             self.limit = decreased
                 .min(self.limit.saturating_sub(1))
                 .max(self.config.min);
         } else if self.window_reached && self.limit < self.config.max {
-            let no_worse = match (current, self.past.mean()) {
-                (Some(c), Some(p)) => c <= p * (1.0 + self.config.increase_tolerance),
-                _ => true,
+            let within = match (current, baseline) {
+                (Some(c), Some(b)) => c <= b * (1.0 + tol),
+                (Some(_), None) => true,
+                (None, _) => false,
             };
-            if no_worse {
-                self.limit += 1;
+            if within {
+                let grown = if self.slow_start {
+                    self.limit * 2
+                } else {
+                    self.limit + 1
+                };
+                self.limit = grown.min(self.config.max);
+            } else {
+                self.slow_start = false;
             }
         }
-        if !self.window_backpressure {
-            if let Some(c) = current {
-                self.past.update(c);
+        if let Some(c) = current {
+            let calm = baseline.is_none_or(|b| c <= b * (1.0 + tol));
+            if !self.window_backpressure && calm {
+                let point = self.points.entry(self.size).or_insert(c);
+                *point = point.min(c);
             }
         }
         self.window_start = Some(now);
@@ -228,6 +306,39 @@ mod tests {
         })
     }
 
+    /// A target with `slots` parallel slots and a fixed service time: with `c` calls in
+    /// flight, each takes `service × max(1, c / slots)`.
+    async fn drive(c: &mut ConcurrencyController, slots: usize, rounds: usize) -> Vec<usize> {
+        let service = Duration::from_millis(100);
+        let mut limits = Vec::new();
+        for _ in 0..rounds {
+            let l = c.limit();
+            c.on_dispatch(l, Instant::now());
+            let rtt = service.mul_f64((l as f64 / slots as f64).max(1.0));
+            tokio::time::advance(rtt).await;
+            for _ in 0..l {
+                c.on_response(rtt, Signal::Ok, Instant::now());
+            }
+            limits.push(c.limit());
+        }
+        limits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settles_just_above_the_targets_parallelism() {
+        for slots in [4usize, 8, 20] {
+            let mut c = ctl(64);
+            let limits = drive(&mut c, slots, 400).await;
+            let tail = &limits[200..];
+            assert!(
+                tail.iter()
+                    .all(|&l| l >= slots && l <= slots + slots / 4 + 2),
+                "slots {slots}: limits {:?}",
+                &tail[..20]
+            );
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn grows_only_when_the_limit_is_reached() {
         let mut c = ctl(10);
@@ -246,18 +357,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn grows_to_the_cap_under_steady_latency_and_never_past_it() {
+    async fn never_exceeds_the_cap() {
         let mut c = ctl(8);
-        let rtt = Duration::from_millis(100);
-        for _ in 0..200 {
-            let l = c.limit();
-            c.on_dispatch(l, Instant::now());
-            tokio::time::advance(rtt).await;
-            for _ in 0..l {
-                c.on_response(rtt, Signal::Ok, Instant::now());
-            }
-            assert!(c.limit() <= 8);
-        }
+        let limits = drive(&mut c, 1000, 300).await;
+        assert!(limits.iter().all(|&l| l <= 8));
         assert_eq!(c.limit(), 8);
     }
 
@@ -281,7 +384,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn backs_off_on_a_latency_spike() {
+    async fn backs_off_when_latency_rises_past_the_baseline() {
         let mut c = ConcurrencyController::new(ConcurrencyConfig {
             initial: 10,
             max: 20,

@@ -175,6 +175,7 @@ pub(super) struct Core<T, R, H> {
     metrics: Metrics,
     rng: SmallRng,
     cancelling: bool,
+    last_was_probe: bool,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
 }
@@ -196,13 +197,17 @@ where
         cancel: CancellationToken,
         total: Option<u64>,
     ) -> Self {
-        let limit = match &cfg.dispatch.concurrency {
-            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
-            Concurrency::Adaptive(c) => Limit::Adaptive(ConcurrencyController::new(c.clone())),
-        };
         let size = match &cfg.sizing {
             BatchSizing::Fixed => Size::Fixed(cfg.max_items()),
             BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
+        };
+        let limit = match &cfg.dispatch.concurrency {
+            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
+            Concurrency::Adaptive(c) => {
+                let mut ctl = ConcurrencyController::new(c.clone());
+                ctl.set_batch_size(size.get());
+                Limit::Adaptive(ctl)
+            }
         };
         let rng = match cfg.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
@@ -236,6 +241,7 @@ where
             profile: StageProfile::new("dispatch", workers),
             rng,
             cancelling: false,
+            last_was_probe: false,
             cfg,
         }
     }
@@ -406,7 +412,7 @@ where
                     (Some(_), None) => false,
                 };
             let batch = if fresh_first {
-                self.buffer.cut(target, self.cfg.flush.max_bytes.get())
+                self.cut_fresh(target)
             } else {
                 self.ready.pop_front()
             };
@@ -418,6 +424,14 @@ where
                 break;
             };
             if let Err(at) = self.throttle.acquire(batch.len(), now) {
+                if batch.probe {
+                    // Not sent: it goes back as an ordinary batch and the probe is returned.
+                    if let Size::Adaptive(c) = &mut self.size {
+                        c.cancel_probe();
+                    }
+                }
+                let mut batch = batch;
+                batch.probe = false;
                 self.ready.push_front(batch);
                 wake = earliest(wake, at);
                 break;
@@ -425,6 +439,31 @@ where
             self.spawn_call(batch, now);
         }
         wake
+    }
+
+    /// Cuts a fresh batch of the confirmed size, or of the probe size when the controller
+    /// wants a probe and enough items wait (or input ended).
+    fn cut_fresh(&mut self, target: usize) -> Option<Batch<T>> {
+        let max_bytes = self.cfg.flush.max_bytes.get();
+        // With a single slot, every other call is an ordinary one, so that the concurrency
+        // controller always has comparable calls to learn from.
+        let may_probe = self.limit.get() > 1 || !std::mem::take(&mut self.last_was_probe);
+        if let (Size::Adaptive(c), true) = (&mut self.size, may_probe) {
+            if let Some(want) = c.wanted_probe() {
+                if self.buffer.len() >= want {
+                    if let Some(n) = c.probe() {
+                        let mut batch = self.buffer.cut(n, max_bytes)?;
+                        batch.probe = batch.len() == n;
+                        if !batch.probe {
+                            c.cancel_probe();
+                        }
+                        self.last_was_probe = batch.probe;
+                        return Some(batch);
+                    }
+                }
+            }
+        }
+        self.buffer.cut(target, max_bytes)
     }
 
     fn spawn_call(&mut self, mut batch: Batch<T>, now: Instant) {
@@ -472,11 +511,24 @@ where
     async fn complete(&mut self, done: CallDone<T, R>) -> Result<(), Error> {
         let now = Instant::now();
         let CallDone {
-            batch,
+            mut batch,
             outcome,
             latency,
         } = done;
         let n = batch.len();
+        let probe = std::mem::take(&mut batch.probe);
+        // Only a completed call, a `Split` or a timeout says anything about the probe's size;
+        // for any other outcome the probe is simply handed back.
+        let sized = matches!(
+            outcome,
+            CallOutcome::Handler(BatchOutcome::Done(_) | BatchOutcome::Split { .. })
+                | CallOutcome::TimedOut
+        );
+        if probe && !sized {
+            if let Size::Adaptive(c) = &mut self.size {
+                c.cancel_probe();
+            }
+        }
         let timed_out = matches!(outcome, CallOutcome::TimedOut);
         self.ledger.call_finished(n as u64, timed_out);
         self.profile.record(latency, n as u64);
@@ -485,14 +537,21 @@ where
             self.profile.set_busy(false, now);
         }
 
+        let size_before = self.size.get();
+        // Only full batches of the confirmed size are comparable for the latency baseline.
+        let comparable = !probe && (n as f64) >= 0.9 * size_before as f64;
         let mut out = Outcomes::default();
         let signal = match outcome {
             CallOutcome::Handler(BatchOutcome::Done(results)) => {
                 if let Size::Adaptive(c) = &mut self.size {
-                    c.on_success(n, latency);
+                    c.on_success(n, latency, probe);
                 }
                 self.settle_items(batch, results, &mut out, now);
-                Signal::Ok
+                if comparable {
+                    Signal::Ok
+                } else {
+                    Signal::Neutral
+                }
             }
             CallOutcome::Handler(BatchOutcome::Retry { after, reason }) => {
                 if let Some(after) = after {
@@ -503,7 +562,7 @@ where
             }
             CallOutcome::Handler(BatchOutcome::Split { reason }) => {
                 if let Size::Adaptive(c) = &mut self.size {
-                    c.on_too_large(n);
+                    c.on_too_large(n, probe);
                 }
                 self.split_or_kill(batch, reason, &mut out);
                 Signal::Neutral
@@ -516,12 +575,12 @@ where
                 for item in batch.into_items() {
                     out.dead(item, reason.clone());
                 }
-                Signal::Ok
+                Signal::Neutral
             }
             CallOutcome::TimedOut => {
                 self.metrics.timeouts.increment(1);
                 if let Size::Adaptive(c) = &mut self.size {
-                    c.on_too_large(n);
+                    c.on_too_large(n, probe);
                 }
                 let reason = format!("timed out after {:?}", self.cfg.dispatch.timeout);
                 if n > 1 {
@@ -538,6 +597,7 @@ where
         };
         if let Limit::Adaptive(c) = &mut self.limit {
             c.on_response(latency, signal, now);
+            c.set_batch_size(self.size.get());
         }
         self.record(out, now).await
     }

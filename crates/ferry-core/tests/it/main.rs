@@ -1,0 +1,6 @@
+//! ferry-core's integration tests: one binary, one module per concern.
+
+mod ceiling;
+mod lifecycle;
+mod properties;
+mod sim;
