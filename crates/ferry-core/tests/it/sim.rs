@@ -21,18 +21,18 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
-pub struct SimConfig {
-    pub slots: usize,
-    pub base: Duration,
-    pub per_item: Duration,
-    pub size_limit: usize,
-    pub server_timeout: Duration,
-    pub rate_limit: u32,
+pub(crate) struct SimConfig {
+    pub(crate) slots: usize,
+    pub(crate) base: Duration,
+    pub(crate) per_item: Duration,
+    pub(crate) size_limit: usize,
+    pub(crate) server_timeout: Duration,
+    pub(crate) rate_limit: u32,
 }
 
 impl SimConfig {
     /// The best any client can do, in items per second.
-    pub fn ceiling(&self) -> f64 {
+    pub(crate) fn ceiling(&self) -> f64 {
         let l = self.size_limit as f64;
         let per_call = self.base.as_secs_f64() + self.per_item.as_secs_f64() * l;
         let slot_bound = self.slots as f64 * l / per_call;
@@ -43,7 +43,7 @@ impl SimConfig {
 
 /// What the simulated server answers.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     Ok,
     TooManyRequests { retry_after: Duration },
     GatewayTimeout,
@@ -56,23 +56,23 @@ struct Window {
 }
 
 #[derive(Debug, Default)]
-pub struct Stats {
-    pub requests: u64,
-    pub rejected_429: u64,
-    pub timeouts: u64,
-    pub items_applied: u64,
+pub(crate) struct Stats {
+    pub(crate) requests: u64,
+    pub(crate) rejected_429: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) items_applied: u64,
 }
 
 #[derive(Clone)]
-pub struct SimApi {
+pub(crate) struct SimApi {
     cfg: SimConfig,
     slots: Arc<Semaphore>,
     window: Arc<Mutex<Window>>,
-    pub stats: Arc<Mutex<Stats>>,
+    pub(crate) stats: Arc<Mutex<Stats>>,
 }
 
 impl SimApi {
-    pub fn new(cfg: SimConfig) -> Self {
+    pub(crate) fn new(cfg: SimConfig) -> Self {
         SimApi {
             cfg,
             slots: Arc::new(Semaphore::new(cfg.slots)),
@@ -83,7 +83,7 @@ impl SimApi {
 
     /// Sends a request of `n` items; the server keeps working on it even if the caller drops
     /// the returned future.
-    pub async fn request(&self, n: usize) -> Reply {
+    pub(crate) async fn request(&self, n: usize) -> Reply {
         let now = Instant::now();
         {
             let mut w = self.window.lock().unwrap();
@@ -130,7 +130,7 @@ impl SimApi {
 
 /// A Ferry handler for the simulator: maps its replies onto the engine's outcomes the way
 /// an HTTP connector would (429 -> retry after, 504 -> split).
-pub struct SimHandler(pub SimApi);
+pub(crate) struct SimHandler(pub(crate) SimApi);
 
 impl Handler<u64, ()> for SimHandler {
     fn call<'a>(&'a self, batch: &'a Batch<u64>) -> BoxFuture<'a, BatchOutcome<()>> {
