@@ -1,1 +1,276 @@
-mod x {}
+//! Cancellation, graceful shutdown, memory back-pressure, panics, the shared `Retry-After`
+//! gate and the JSON Lines dead-letter sink, each against a real engine on a paused clock.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_core::{
+    handler_fn, Batch, BatchOutcome, Concurrency, Engine, EngineConfig, FlushPolicy, Item,
+    IterStream, JsonlDeadLetters, MemoryLimits, Settled, Throttle,
+};
+use tokio::time::Instant;
+
+fn slow_handler(ms: u64) -> impl ferry_core::Handler<u64, ()> {
+    handler_fn(move |batch: &Batch<u64>| {
+        let n = batch.len();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            BatchOutcome::success(n)
+        })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_accounts_for_every_item() {
+    let mut c = EngineConfig::standard();
+    c.shutdown_grace = Duration::from_millis(50);
+    let mut running = Engine::new(c, slow_handler(1000))
+        .unwrap()
+        .emit_settled(64)
+        .start();
+    let mut rx = running.take_settled().unwrap();
+    let intake = running.intake();
+    for i in 0..5000u64 {
+        intake.push(Item::new(i, i, i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.cancel();
+    // Intake refuses new items once the engine has stopped taking them.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(intake.push(Item::new(9999u64, 9999, 9999)).await.is_err());
+    drop(intake);
+    let report = running.finish().await.unwrap();
+    let p = &report.progress;
+    assert_eq!(p.accepted, 5000);
+    assert!(p.succeeded > 0, "some calls finished before the cancel");
+    assert!(p.cancelled > 0);
+    assert_eq!(p.succeeded + p.cancelled, 5000, "{report}");
+    let mut keys = std::collections::HashSet::new();
+    while let Some(batch) = rx.recv().await {
+        for s in batch {
+            assert!(keys.insert(s.key().clone()), "settled twice");
+        }
+    }
+    assert_eq!(keys.len(), 5000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_calls_finish_within_the_grace() {
+    let mut c = EngineConfig::standard();
+    c.shutdown_grace = Duration::from_secs(10);
+    c.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(4).unwrap());
+    let running = Engine::new(c, slow_handler(2000)).unwrap().start();
+    let intake = running.intake();
+    for i in 0..64u64 {
+        intake.push(Item::new(i, i, i)).await.unwrap();
+    }
+    drop(intake);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    running.cancel();
+    let report = running.finish().await.unwrap();
+    // The calls in flight at the cancel finished (grace 10 s > 2 s); the rest was cancelled.
+    assert!(report.progress.succeeded > 0);
+    assert_eq!(report.progress.succeeded + report.progress.cancelled, 64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn end_of_input_drains_everything() {
+    let mut c = EngineConfig::standard();
+    c.flush = FlushPolicy::new()
+        .max_items(NonZeroUsize::new(100).unwrap())
+        .max_wait(ferry_core::Priority::Normal, Duration::from_secs(3600));
+    let report = Engine::new(c, slow_handler(10))
+        .unwrap()
+        .run(IterStream::new((0..250u64).map(|i| Item::new(i, i, i))))
+        .await
+        .unwrap();
+    // The last 50 items leave at end of input, not after an hour.
+    assert_eq!(report.progress.succeeded, 250);
+    assert!(report.elapsed < Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn producers_wait_over_the_hard_memory_limit() {
+    let mut c = EngineConfig::standard();
+    c.flush = FlushPolicy::new()
+        .max_items(NonZeroUsize::new(10).unwrap())
+        .max_bytes(NonZeroUsize::new(1 << 20).unwrap())
+        .memory(MemoryLimits {
+            high_watermark: 1 << 20,
+            hard_limit: 2 << 20,
+        });
+    c.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(1).unwrap());
+    let running = Engine::new(c, slow_handler(1000))
+        .unwrap()
+        .intake_capacity(1)
+        .start();
+    let intake = running.intake();
+    // 100 KiB items: the engine may hold about 2 MiB, i.e. some 20 items plus a channel slot.
+    let producer = tokio::spawn(async move {
+        let mut pushed_by = Vec::new();
+        for i in 0..100u64 {
+            intake
+                .push(Item::new(i, i, i).with_bytes(100 << 10))
+                .await
+                .unwrap();
+            pushed_by.push(Instant::now());
+        }
+        pushed_by
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let progress = running.progress().borrow().clone();
+    assert!(
+        progress.accepted <= 22,
+        "accepted {} items over the hard limit",
+        progress.accepted
+    );
+    let pushed_by = producer.await.unwrap();
+    let report = running.finish().await.unwrap();
+    assert_eq!(report.progress.succeeded, 100, "nothing dropped");
+    assert!(
+        pushed_by[99] > pushed_by[0] + Duration::from_secs(5),
+        "the producer was held back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_isolates_the_item_that_panics() {
+    let handler = handler_fn(|batch: &Batch<u64>| {
+        let poison = batch.payloads().any(|&k| k == 13);
+        let n = batch.len();
+        Box::pin(async move {
+            if poison {
+                panic!("cannot handle 13");
+            }
+            BatchOutcome::success(n)
+        })
+    });
+    let dead = ferry_core::MemoryDeadLetters::new();
+    let report = Engine::new(EngineConfig::standard(), handler)
+        .unwrap()
+        .dead_letters(dead.clone())
+        .run(IterStream::new((0..100u64).map(|i| Item::new(i, i, i))))
+        .await
+        .unwrap();
+    assert_eq!(report.progress.succeeded, 99);
+    let letters = dead.snapshot();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(*letters[0].item.payload(), 13);
+    assert!(
+        letters[0].error.contains("cannot handle 13"),
+        "{}",
+        letters[0].error
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_pauses_every_engine_sharing_the_throttle() {
+    // Two engines share one throttle; engine A's target answers 429 with Retry-After: 10 s
+    // once. Engine B must not start a call during that pause.
+    let throttle = Throttle::unlimited();
+    let answered_429 = Arc::new(AtomicUsize::new(0));
+    let a429 = Arc::clone(&answered_429);
+    let handler_a = handler_fn(move |batch: &Batch<u64>| {
+        let n = batch.len();
+        let first = a429.fetch_add(1, Ordering::SeqCst) == 0;
+        Box::pin(async move {
+            if first {
+                BatchOutcome::retry(Some(Duration::from_secs(10)), "429")
+            } else {
+                BatchOutcome::success(n)
+            }
+        })
+    });
+    let b_calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let bc = Arc::clone(&b_calls);
+    let handler_b = handler_fn(move |batch: &Batch<u64>| {
+        bc.lock().unwrap().push(Instant::now());
+        let n = batch.len();
+        Box::pin(async move { BatchOutcome::success(n) })
+    });
+    let start = Instant::now();
+    let a = Engine::new(EngineConfig::standard(), handler_a)
+        .unwrap()
+        .throttle(Arc::clone(&throttle))
+        .start();
+    let ia = a.intake();
+    ia.push(Item::new(0u64, 0, 0)).await.unwrap();
+    drop(ia);
+    tokio::time::sleep(Duration::from_secs(2)).await; // A's first call has been answered 429.
+    let b = Engine::new(EngineConfig::standard(), handler_b)
+        .unwrap()
+        .throttle(Arc::clone(&throttle))
+        .start();
+    let ib = b.intake();
+    ib.push(Item::new(1u64, 1, 1)).await.unwrap();
+    drop(ib);
+    let ra = a.finish().await.unwrap();
+    let rb = b.finish().await.unwrap();
+    assert_eq!(ra.progress.succeeded, 1);
+    assert_eq!(rb.progress.succeeded, 1);
+    let first_b = b_calls.lock().unwrap()[0];
+    assert!(
+        first_b >= start + Duration::from_secs(10),
+        "B called {:?} after start, inside A's Retry-After",
+        first_b - start
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_reach_the_jsonl_file_with_error_and_attempts() {
+    let dir = std::env::temp_dir().join(format!("ferry-it-dl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dead.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let handler = handler_fn(|batch: &Batch<u64>| {
+        let out: Vec<_> = batch
+            .payloads()
+            .map(|&k| {
+                if k % 10 == 0 {
+                    ferry_core::ItemOutcome::Fatal(format!("row {k} rejected"))
+                } else {
+                    ferry_core::ItemOutcome::Ok(())
+                }
+            })
+            .collect();
+        Box::pin(async move { BatchOutcome::Done(out) })
+    });
+    let mut running = Engine::new(EngineConfig::standard(), handler)
+        .unwrap()
+        .dead_letters(JsonlDeadLetters::new(&path))
+        .emit_settled(8)
+        .start();
+    let mut rx = running.take_settled().unwrap();
+    let intake = running.intake();
+    for i in 0..100u64 {
+        intake.push(Item::new(i, i, i)).await.unwrap();
+    }
+    drop(intake);
+    let report = running.finish().await.unwrap();
+    let mut dead_settled = 0;
+    while let Some(batch) = rx.recv().await {
+        dead_settled += batch
+            .iter()
+            .filter(|s| matches!(s, Settled::DeadLettered(_)))
+            .count();
+    }
+    assert_eq!(report.progress.dead_lettered, 10);
+    assert_eq!(dead_settled, 10);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 10);
+    for l in &lines {
+        let k = l["payload"].as_u64().unwrap();
+        assert_eq!(k % 10, 0);
+        assert_eq!(l["error"], format!("row {k} rejected"));
+        assert_eq!(l["attempts"], 1);
+        assert!(l["dead_at"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(report.dead_letters, path.display().to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
