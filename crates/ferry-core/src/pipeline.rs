@@ -684,11 +684,8 @@ mod tests {
             let out = tokio::task::spawn_blocking(move || {
                 chunk
                     .into_iter()
-                    .map(|x| {
-                        burn(per_item);
-                        x
-                    })
-                    .collect::<Vec<_>>()
+                    .inspect(|_| burn(per_item))
+                    .collect::<Vec<u64>>()
             })
             .await
             .expect("no panic");
