@@ -41,6 +41,7 @@ pub mod pipeline;
 mod profile;
 mod progress;
 mod retry;
+pub mod sim;
 mod split;
 
 pub use batcher::{Batcher, Buffer, ItemLike, IterStream};

@@ -23,6 +23,10 @@
 //! * *Slow start*: until the first window that shows queueing or back-pressure, the limit
 //!   doubles (rather than grows by one) at the end of each window that reached it, so a
 //!   target with many slots is found in a few round trips.
+//! * A window that starts right after the limit grew only *settles*: the calls finishing in
+//!   it were mostly started under the old limit, so it may lower the limit but never raise
+//!   it. Without this, slow start doubles past the target before the first queued call
+//!   comes back.
 //! * At the end of a window:
 //!   - back-pressure, or a window mean above `baseline × (1 + 2 × queue_tolerance)`
 //!     (requests are queueing at the target), multiplies the limit by `decrease_ratio`
@@ -119,7 +123,7 @@ impl ConcurrencyConfig {
                 "must lie strictly between 0 and 1",
             ));
         }
-        if !(self.queue_tolerance > 0.0) {
+        if self.queue_tolerance.is_nan() || self.queue_tolerance <= 0.0 {
             return Err(Error::config(
                 "dispatch.queue_tolerance",
                 "must be greater than 0",
@@ -143,6 +147,7 @@ pub struct ConcurrencyController {
     window_backpressure: bool,
     window_reached: bool,
     slow_start: bool,
+    settling: bool,
 }
 
 impl ConcurrencyController {
@@ -160,6 +165,7 @@ impl ConcurrencyController {
             window_count: 0,
             window_backpressure: false,
             window_reached: false,
+            settling: false,
         }
     }
 
@@ -237,7 +243,7 @@ impl ConcurrencyController {
             }
         }
         let start = *self.window_start.get_or_insert(now);
-        let window_len = self.baseline_secs().unwrap_or_else(|| rtt.as_secs_f64());
+        let window_len = self.baseline_secs().unwrap_or(rtt.as_secs_f64());
         if now.duration_since(start).as_secs_f64() >= window_len {
             self.end_window(now);
         }
@@ -263,6 +269,8 @@ impl ConcurrencyController {
             self.limit = decreased
                 .min(self.limit.saturating_sub(1))
                 .max(self.config.min);
+        } else if self.settling {
+            self.settling = false;
         } else if self.window_reached && self.limit < self.config.max {
             let within = match (current, baseline) {
                 (Some(c), Some(b)) => c <= b * (1.0 + tol),

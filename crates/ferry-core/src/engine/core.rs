@@ -213,9 +213,9 @@ where
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_entropy(),
         };
-        let ledger = Ledger::new();
+        let mut ledger = Ledger::new();
         ledger.set_total(total);
-        let workers = cfg.dispatch.concurrency.cap();
+        ledger.tick(Instant::now(), limit.get(), size.get());
         Core {
             metrics: Metrics::new(&cfg.name),
             buffer_cap: cfg.max_items().saturating_mul(2).max(INTAKE_BURST),
@@ -238,7 +238,7 @@ where
             peak_calls: 0,
             next_start: None,
             ledger,
-            profile: StageProfile::new("dispatch", workers),
+            profile: StageProfile::new("dispatch", 1),
             rng,
             cancelling: false,
             last_was_probe: false,
@@ -561,8 +561,10 @@ where
                 Signal::Backpressure
             }
             CallOutcome::Handler(BatchOutcome::Split { reason }) => {
-                if let Size::Adaptive(c) = &mut self.size {
-                    c.on_too_large(n, probe);
+                // A `Split` of a probe says the size is too large; of an ordinary batch (a size
+                // that went through before) it far more likely says a poison item is inside.
+                if let (Size::Adaptive(c), true) = (&mut self.size, probe) {
+                    c.on_too_large(n, true);
                 }
                 self.split_or_kill(batch, reason, &mut out);
                 Signal::Neutral

@@ -3,4 +3,3 @@
 mod ceiling;
 mod lifecycle;
 mod properties;
-mod sim;
