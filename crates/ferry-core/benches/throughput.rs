@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented function.
 //! 1,000,000 small items through Batcher -> Dispatcher with a no-op handler, beside the same
 //! items through a raw bounded `tokio::sync::mpsc` channel, in the same run.
 //!
@@ -82,5 +83,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = bench
+}
 criterion_main!(benches);

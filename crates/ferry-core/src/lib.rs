@@ -55,5 +55,5 @@ pub use ledger::Ledger;
 pub use outcome::{handler_fn, BatchOutcome, BoxFuture, Handler, HandlerFn, ItemOutcome};
 pub use profile::{StageProfile, StageReport};
 pub use progress::Progress;
-pub use retry::{RetryAction, RetryPolicy};
+pub use retry::RetryPolicy;
 pub use split::SplitStrategy;

@@ -1,8 +1,9 @@
 //! What a handler says about a batch, and what the engine reports about each item.
 //!
 //! The handler classifies; the engine decides. A handler maps its world (HTTP status codes,
-//! GraphQL errors, database errors) onto this small enum, and the [`RetryPolicy`]
-//! (crate::RetryPolicy) turns it into an action the ledger can account for.
+//! GraphQL errors, database errors) onto this small enum; the engine, with its
+//! [`RetryPolicy`](crate::RetryPolicy), turns it into an action the ledger accounts for:
+//! settle, retry after a backoff, split, or dead-letter.
 
 use std::future::Future;
 use std::pin::Pin;

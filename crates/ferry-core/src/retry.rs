@@ -104,18 +104,6 @@ impl RetryPolicy {
     }
 }
 
-/// What the engine does with a batch after a call, as decided from the [`BatchOutcome`]
-/// (crate::BatchOutcome) and the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryAction {
-    /// Try the same batch again after the delay.
-    RetryAfter(Duration),
-    /// Split the batch and dispatch the parts now.
-    Split,
-    /// Dead-letter the items.
-    DeadLetter,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

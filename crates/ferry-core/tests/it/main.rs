@@ -1,4 +1,5 @@
 //! ferry-core's integration tests: one binary, one module per concern.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod ceiling;
 mod lifecycle;
