@@ -94,11 +94,7 @@ impl Ledger {
     /// Items ended: `succeeded`, `dead` and `cancelled` leave the in-flight count.
     pub fn settle(&mut self, succeeded: u64, dead: u64, cancelled: u64, now: Instant) {
         let n = succeeded + dead + cancelled;
-        let dt = now
-            .saturating_duration_since(self.last_rate_update)
-            .as_secs_f64();
-        self.last_rate_update = now;
-        let elapsed = now.saturating_duration_since(self.started);
+        let (dt, elapsed) = self.advance(now);
         self.apply(|p| {
             assert!(
                 p.in_flight >= n,
@@ -126,17 +122,22 @@ impl Ledger {
 
     /// Refreshes time-dependent fields and the controllers' settings.
     pub fn tick(&mut self, now: Instant, concurrency_limit: usize, batch_size: usize) {
-        let dt = now
-            .saturating_duration_since(self.last_rate_update)
-            .as_secs_f64();
-        self.last_rate_update = now;
-        let elapsed = now.saturating_duration_since(self.started);
+        let (dt, elapsed) = self.advance(now);
         self.apply(|p| {
             p.rate *= (-dt / RATE_TAU_SECS).exp();
             p.concurrency_limit = concurrency_limit;
             p.batch_size = batch_size;
             update_eta(p, elapsed);
         });
+    }
+
+    /// Seconds since the last rate update, and time since the start; moves the rate clock.
+    fn advance(&mut self, now: Instant) -> (f64, Duration) {
+        let dt = now
+            .saturating_duration_since(self.last_rate_update)
+            .as_secs_f64();
+        self.last_rate_update = now;
+        (dt, now.saturating_duration_since(self.started))
     }
 
     /// Marks the last snapshot.

@@ -69,27 +69,10 @@ impl Default for BatchSizeConfig {
 impl BatchSizeConfig {
     /// Checks `1 <= min <= initial <= max` and the ratios.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.min == 0 {
-            return Err(Error::config("batch.min_items", "must be at least 1"));
-        }
-        if self.max < self.min {
-            return Err(Error::config(
-                "batch.max_items",
-                format!(
-                    "must be at least min_items ({}), got {}",
-                    self.min, self.max
-                ),
-            ));
-        }
-        if !(self.min..=self.max).contains(&self.initial) {
-            return Err(Error::config(
-                "batch.initial_items",
-                format!(
-                    "must lie in [{}, {}], got {}",
-                    self.min, self.max, self.initial
-                ),
-            ));
-        }
+        super::validate_bounds(
+            (self.min, self.initial, self.max),
+            ["batch.min_items", "batch.initial_items", "batch.max_items"],
+        )?;
         if self.target_latency.is_zero() {
             return Err(Error::config(
                 "batch.target_latency",

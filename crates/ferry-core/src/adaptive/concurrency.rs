@@ -93,30 +93,14 @@ impl Default for ConcurrencyConfig {
 impl ConcurrencyConfig {
     /// Checks `1 <= min <= initial <= max` and the ratios.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.min == 0 {
-            return Err(Error::config(
+        super::validate_bounds(
+            (self.min, self.initial, self.max),
+            [
                 "dispatch.min_concurrency",
-                "must be at least 1",
-            ));
-        }
-        if self.max < self.min {
-            return Err(Error::config(
-                "dispatch.max_concurrency",
-                format!(
-                    "must be at least min_concurrency ({}), got {}",
-                    self.min, self.max
-                ),
-            ));
-        }
-        if !(self.min..=self.max).contains(&self.initial) {
-            return Err(Error::config(
                 "dispatch.initial_concurrency",
-                format!(
-                    "must lie in [{}, {}], got {}",
-                    self.min, self.max, self.initial
-                ),
-            ));
-        }
+                "dispatch.max_concurrency",
+            ],
+        )?;
         if !(self.decrease_ratio > 0.0 && self.decrease_ratio < 1.0) {
             return Err(Error::config(
                 "dispatch.decrease_ratio",
