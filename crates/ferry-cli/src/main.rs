@@ -3,6 +3,7 @@
 
 mod demo;
 mod progress;
+mod run;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,11 @@ enum Command {
     /// a rate limit, poison items) and print the end report. Ferry is told none of the
     /// simulator's settings; watch it find them.
     Demo(demo::DemoArgs),
+    /// Run a job file: read the source, send batches through the handler, checkpoint each
+    /// item's outcome (resumable with --resume), write dead letters, print the end report.
+    Run(run::RunArgs),
+    /// Check a job file and report every error at once (file, line, key, what was expected).
+    Validate(run::ValidateArgs),
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
@@ -52,11 +58,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => demo::run(args).await.map(Some),
+            Command::Run(args) => run::run(args).await,
+            Command::Validate(args) => run::validate(args).map(|()| None),
         }
     });
     match result {
-        Ok(report) if report.progress.dead_lettered > 0 => ExitCode::from(3),
+        Ok(Some(report)) if report.progress.dead_lettered > 0 => ExitCode::from(3),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -9,11 +9,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Follows `progress` until the run's last snapshot.
-pub(crate) fn spawn(mut progress: watch::Receiver<Progress>, total: u64) -> JoinHandle<()> {
-    tokio::spawn(async move {
+/// Follows `progress` on a task of its own until the run's last snapshot.
+pub(crate) fn spawn(progress: watch::Receiver<Progress>, total: u64) -> JoinHandle<()> {
+    tokio::spawn(follow(progress, Some(total)))
+}
+
+/// Follows `progress` until the run's last snapshot; `total` falls back to the engine's.
+pub(crate) async fn follow(mut progress: watch::Receiver<Progress>, total: Option<u64>) {
+    {
+        let total = total.or(progress.borrow().total).unwrap_or(0);
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
+            let bar = if total > 0 {
+                ProgressBar::new(total)
+            } else {
+                ProgressBar::no_length()
+            };
             let style = ProgressStyle::with_template(
                 "{bar:30} {pos}/{len} {per_sec:>10} eta {eta:>4} | {msg}",
             )
@@ -26,6 +36,8 @@ pub(crate) fn spawn(mut progress: watch::Receiver<Progress>, total: u64) -> Join
         } else {
             Duration::from_secs(5)
         });
+        // The first tick fires at once; skip it so logs start with real progress.
+        ticker.tick().await;
         loop {
             ticker.tick().await;
             let p = progress.borrow_and_update().clone();
@@ -46,7 +58,11 @@ pub(crate) fn spawn(mut progress: watch::Receiver<Progress>, total: u64) -> Join
                 None if !p.finished => eprintln!(
                     "progress: {}/{} ({:.0} items/s, eta {:.0?}) {msg}",
                     p.ended(),
-                    total,
+                    if total > 0 {
+                        total.to_string()
+                    } else {
+                        "?".into()
+                    },
                     p.rate,
                     p.eta.unwrap_or_default()
                 ),
@@ -59,5 +75,5 @@ pub(crate) fn spawn(mut progress: watch::Receiver<Progress>, total: u64) -> Join
                 return;
             }
         }
-    })
+    }
 }

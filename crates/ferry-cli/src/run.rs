@@ -1,0 +1,120 @@
+//! `ferry run` and `ferry validate`: job files.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ferry_connectors::job::{self, LoadOptions, RunOptions};
+use ferry_core::Report;
+
+/// Options of `ferry run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The job file (Ferry's format, or seed 000's board-update TOML).
+    job: PathBuf,
+    /// Read, map, validate and print the first rendered requests; send nothing.
+    #[arg(long, visible_alias = "dry_run", conflicts_with = "execute")]
+    dry_run: bool,
+    /// Send (the default; accepted for seed 000's command lines).
+    #[arg(long)]
+    execute: bool,
+    /// Raise the concurrency cap to N (the adaptive controller works under it).
+    #[arg(long, visible_alias = "max_concurrent", value_name = "N")]
+    max_concurrent: Option<usize>,
+    /// Override a job-file key, e.g. `--set dispatch.timeout=10s` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Skip items the checkpoint records as done (after a crash or a kill).
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Clear the checkpoint and start from the first item.
+    #[arg(long)]
+    restart: bool,
+    /// Print this many rendered requests in a dry run.
+    #[arg(long, default_value_t = 3)]
+    show: usize,
+}
+
+/// Options of `ferry validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The job file.
+    job: PathBuf,
+    /// Override a job-file key (repeatable), as `ferry run --set`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Option<Report>> {
+    let opts = LoadOptions {
+        sets: args.sets,
+        max_concurrent: args.max_concurrent,
+        dry_run: args.dry_run,
+        env: None,
+    };
+    let job = job::load(&args.job, &opts)?;
+    let run_opts = RunOptions {
+        dry_run: args.dry_run,
+        resume: args.resume,
+        restart: args.restart,
+        show_requests: args.show,
+    };
+    if args.dry_run {
+        let dry = job::dry_run(&job, &run_opts).await?;
+        for (i, r) in dry.requests.iter().enumerate() {
+            println!("--- request {} ---\n{r}", i + 1);
+        }
+        println!(
+            "dry run: {} items read, {} cannot be rendered; nothing was sent",
+            dry.items, dry.unrenderable_count
+        );
+        for e in &dry.unrenderable {
+            println!("  {e}");
+        }
+        anyhow::ensure!(
+            dry.unrenderable_count == 0,
+            "{} items cannot be rendered",
+            dry.unrenderable_count
+        );
+        return Ok(None);
+    }
+    let summary = job::run(&job, &run_opts, |progress| {
+        crate::progress::follow(progress, None)
+    })
+    .await?;
+    println!("{}", summary.report);
+    if summary.skipped > 0 {
+        println!(
+            "resumed: {} items skipped (already recorded in the checkpoint)",
+            summary.skipped
+        );
+    }
+    println!(
+        "ambiguous failures (request sent, no complete answer; a retry may repeat an apply): {}",
+        summary.ambiguous
+    );
+    if let Some(c) = &summary.checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    if let Some(e) = &summary.source_error {
+        anyhow::bail!("reading the source stopped early: {e}\n(the items before it were processed; fix the data and run again with --resume)");
+    }
+    Ok(Some(summary.report))
+}
+
+pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    let opts = LoadOptions {
+        sets: args.sets,
+        dry_run: true,
+        ..Default::default()
+    };
+    let job = job::load(&args.job, &opts)?;
+    println!(
+        "{}: valid ({} format, engine `{}`, batch cap {}, concurrency cap {})",
+        args.job.display(),
+        if job.seed_format { "seed 000" } else { "ferry" },
+        job.engine.name,
+        job.engine.max_items(),
+        job.engine.dispatch.concurrency.cap()
+    );
+    Ok(())
+}

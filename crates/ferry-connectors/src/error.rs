@@ -1,0 +1,108 @@
+//! The one error type of `ferry-connectors`.
+//!
+//! Every variant says *where*: the file and line of a job file or a data file, the key, the
+//! environment variable, the SQL statement, the URL. Messages never contain secret values.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading sources, calling targets, or loading a job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file has a malformed record.
+    #[error("{path}:{line}: {message}")]
+    Record {
+        /// The data file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key column is missing or empty in a record.
+    #[error("{origin}: row {row}: key column `{column}` is missing or empty")]
+    MissingKey {
+        /// File path or query description.
+        origin: String,
+        /// 1-based row number.
+        row: u64,
+        /// The key column.
+        column: String,
+    },
+    /// A database could not be reached or a query failed.
+    #[error("{context}: {source}")]
+    Sql {
+        /// What was being done ("running the source query", "connecting to sqlite:...").
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A job file (or a `--set` override) is invalid. `line` is 0 when unknown (or for a
+    /// `--set` override); `key` is empty when the problem is not one key's.
+    #[error("{}", config_message(file, *line, key, message))]
+    Config {
+        /// The job file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Dotted key.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+    /// Several configuration errors, reported together.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<Error>),
+    /// A required environment variable is not set.
+    #[error("environment variable `{name}` is not set ({why})")]
+    MissingEnv {
+        /// The variable.
+        name: String,
+        /// What it is needed for.
+        why: String,
+    },
+    /// A template could not be compiled or rendered for an item.
+    #[error("template `{template}`{}: {message}", .key.as_ref().map(|k| format!(" for item `{k}`")).unwrap_or_default())]
+    Template {
+        /// Which template (e.g. `handler.body`).
+        template: String,
+        /// The item being rendered, if any.
+        key: Option<String>,
+        /// What went wrong.
+        message: String,
+    },
+    /// An HTTP request could not be built or the target is unreachable.
+    #[error("{url}: {message}")]
+    Http {
+        /// The target.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] ferry_core::Error),
+}
+
+fn config_message(file: &std::path::Path, line: usize, key: &str, message: &str) -> String {
+    let place = if line > 0 {
+        format!("{}:{line}", file.display())
+    } else {
+        file.display().to_string()
+    };
+    if key.is_empty() {
+        format!("{place}: {message}")
+    } else {
+        format!("{place}: `{key}`: {message}")
+    }
+}

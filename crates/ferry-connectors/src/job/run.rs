@@ -1,0 +1,307 @@
+//! The batch runner: source -> engine (handler) -> checkpoint and dead letters.
+//!
+//! Reading stops at the first bad record (its error names file and line); whatever was
+//! already accepted is still finished and checkpointed, so a `--resume` after fixing the
+//! data picks up exactly where the run stopped.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::PathBuf;
+
+use ferry_core::{
+    Batch, BatchOutcome, BoxFuture, Engine, Handler, Item, JsonlDeadLetters, Progress, Report,
+    Settled,
+};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use super::checkpoint::{Checkpoint, Status};
+use super::config::{HandlerSpec, JobConfig, SourceSpec};
+use crate::classify::CallCounters;
+use crate::error::Error;
+use crate::graphql::GraphqlHandler;
+use crate::source::{self, ItemStream};
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Read, map, validate and render; send nothing.
+    pub dry_run: bool,
+    /// Skip items the checkpoint already records.
+    pub resume: bool,
+    /// Clear the checkpoint first.
+    pub restart: bool,
+    /// How many requests a dry run prints (default 3 when 0).
+    pub show_requests: usize,
+}
+
+/// What a dry run found.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun {
+    /// Items read.
+    pub items: u64,
+    /// The first rendered requests, secrets masked.
+    pub requests: Vec<String>,
+    /// Items that cannot be rendered, with the error (the first 20).
+    pub unrenderable: Vec<String>,
+    /// How many items cannot be rendered.
+    pub unrenderable_count: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The engine's report.
+    pub report: Report,
+    /// Items skipped because the checkpoint records them (`--resume`).
+    pub skipped: u64,
+    /// Calls that failed after the request was sent: the only possible source of a repeated
+    /// apply at the target.
+    pub ambiguous: u64,
+    /// The checkpoint, if enabled.
+    pub checkpoint: Option<PathBuf>,
+    /// The error that stopped reading the source early, if any.
+    pub source_error: Option<String>,
+}
+
+/// The job's handler.
+enum JobHandler {
+    Graphql(Box<GraphqlHandler>),
+    Jsonl(JsonlSink),
+}
+
+impl Handler<Value, Value> for JobHandler {
+    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
+        match self {
+            JobHandler::Graphql(h) => h.call(batch),
+            JobHandler::Jsonl(h) => h.call(batch),
+        }
+    }
+}
+
+/// Appends `{"key", "item"}` lines to a file, one write per batch.
+struct JsonlSink {
+    file: tokio::sync::Mutex<tokio::fs::File>,
+    path: PathBuf,
+}
+
+impl JsonlSink {
+    async fn open(path: PathBuf) -> Result<Self, Error> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(JsonlSink {
+            file: tokio::sync::Mutex::new(file),
+            path,
+        })
+    }
+}
+
+impl Handler<Value, Value> for JsonlSink {
+    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
+        Box::pin(async move {
+            let mut buf = Vec::with_capacity(batch.len() * 64);
+            for item in batch.items() {
+                if let Err(e) = serde_json::to_writer(
+                    &mut buf,
+                    &json!({ "key": item.key(), "item": item.payload() }),
+                ) {
+                    return BatchOutcome::fatal(e.to_string());
+                }
+                buf.push(b'\n');
+            }
+            let mut file = self.file.lock().await;
+            match file.write_all(&buf).await {
+                Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
+                Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.path.display())),
+            }
+        })
+    }
+}
+
+async fn open_source(spec: &SourceSpec) -> Result<ItemStream, Error> {
+    match spec {
+        SourceSpec::Csv { path, key } => source::csv(path, key.clone()),
+        SourceSpec::Jsonl { path, key } => source::jsonl(path, key.clone()),
+        SourceSpec::Sql { url, query, key } => source::sql(url, query, key.clone()).await,
+    }
+}
+
+/// Reads the whole source, renders every item, and returns the first requests: nothing is
+/// sent.
+pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error> {
+    let show = if opts.show_requests == 0 {
+        3
+    } else {
+        opts.show_requests
+    };
+    let mut stream = open_source(&job.source).await?;
+    let batch_size = match &job.engine.sizing {
+        ferry_core::BatchSizing::Adaptive(c) => c.initial.min(job.engine.max_items()),
+        ferry_core::BatchSizing::Fixed => job.engine.max_items(),
+    };
+    let mut out = DryRun::default();
+    let graphql = match &job.handler {
+        HandlerSpec::Graphql(cfg) => Some(GraphqlHandler::new(cfg.clone())?),
+        HandlerSpec::Jsonl { .. } => None,
+    };
+    let mut pending: Vec<Item<Value>> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let item = item?;
+        out.items += 1;
+        if let Some(h) = &graphql {
+            if let Err(e) = h.render_field(&item) {
+                out.unrenderable_count += 1;
+                if out.unrenderable.len() < 20 {
+                    out.unrenderable.push(e.to_string());
+                }
+            }
+        }
+        if out.requests.len() < show {
+            pending.push(item);
+            if pending.len() == batch_size {
+                out.requests.push(describe(job, graphql.as_ref(), &pending));
+                pending.clear();
+            }
+        }
+    }
+    if !pending.is_empty() && out.requests.len() < show {
+        out.requests.push(describe(job, graphql.as_ref(), &pending));
+    }
+    Ok(out)
+}
+
+fn describe(job: &JobConfig, graphql: Option<&GraphqlHandler>, items: &[Item<Value>]) -> String {
+    match (graphql, &job.handler) {
+        (Some(h), _) => h.describe_request(items),
+        (None, HandlerSpec::Jsonl { path }) => {
+            format!("append {} lines to {}", items.len(), path.display())
+        }
+        (None, HandlerSpec::Graphql(_)) => String::new(),
+    }
+}
+
+/// Runs the job to the end. `on_start` receives the progress channel as soon as the engine
+/// runs (the CLI draws its bar from it).
+pub async fn run<F, Fut>(
+    job: &JobConfig,
+    opts: &RunOptions,
+    on_start: F,
+) -> Result<RunSummary, Error>
+where
+    F: FnOnce(watch::Receiver<Progress>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let checkpoint = match &job.checkpoint {
+        Some(path) => {
+            let c = Checkpoint::open(path).await?;
+            let recorded = c.len().await?;
+            if opts.restart {
+                c.clear().await?;
+            } else if recorded > 0 && !opts.resume {
+                return Err(Error::Config {
+                    file: path.clone(),
+                    line: 0,
+                    key: "checkpoint".into(),
+                    message: format!(
+                        "holds {recorded} settled items from an earlier run: pass --resume to continue it or --restart to start over"
+                    ),
+                });
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let done: HashSet<String> = match (&checkpoint, opts.resume) {
+        (Some(c), true) => c.settled_keys().await?,
+        _ => HashSet::new(),
+    };
+    let mut stream = open_source(&job.source).await?;
+    let (handler, counters) = match &job.handler {
+        HandlerSpec::Graphql(cfg) => {
+            let h = GraphqlHandler::new(cfg.clone())?;
+            let c = h.counters();
+            (JobHandler::Graphql(Box::new(h)), c)
+        }
+        HandlerSpec::Jsonl { path } => (
+            JobHandler::Jsonl(JsonlSink::open(path.clone()).await?),
+            CallCounters::shared(),
+        ),
+    };
+    let mut running = Engine::new(job.engine.clone(), handler)?
+        .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
+        .emit_settled(64)
+        .start();
+    let progress_task = tokio::spawn(on_start(running.progress()));
+    let mut settled = running
+        .take_settled()
+        .ok_or_else(|| Error::Engine(ferry_core::Error::Closed))?;
+    let writer_checkpoint = checkpoint.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(batch) = settled.recv().await {
+            let rows: Vec<(String, Status, Option<String>)> = batch
+                .iter()
+                .filter_map(|s| match s {
+                    Settled::Succeeded { item, .. } => {
+                        Some((item.key().to_string(), Status::Succeeded, None))
+                    }
+                    Settled::DeadLettered(d) => Some((
+                        d.item.key().to_string(),
+                        Status::DeadLettered,
+                        Some(d.error.clone()),
+                    )),
+                    Settled::Cancelled(_) => None,
+                })
+                .collect();
+            if let Some(c) = &writer_checkpoint {
+                c.record(&rows).await?;
+            }
+        }
+        Ok::<(), Error>(())
+    });
+
+    let intake = running.intake();
+    let mut skipped = 0u64;
+    let mut source_error = None;
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(item) => {
+                if done.contains(item.key().as_str()) {
+                    skipped += 1;
+                    continue;
+                }
+                if intake.push(item).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stopped reading the source");
+                source_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    drop(intake);
+    drop(stream);
+    let report = running.finish().await?;
+    match writer.await {
+        Ok(result) => result?,
+        Err(e) => return Err(Error::Engine(ferry_core::Error::Task(e.to_string()))),
+    }
+    let _ = progress_task.await;
+    Ok(RunSummary {
+        report,
+        skipped,
+        ambiguous: counters.ambiguous(),
+        checkpoint: checkpoint.map(|c| c.path().to_owned()),
+        source_error,
+    })
+}

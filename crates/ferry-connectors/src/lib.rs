@@ -1,0 +1,13 @@
+//! # ferry-connectors
+//!
+//! Sources and sinks for Ferry's engine: CSV, JSON Lines and SQL sources; GraphQL
+//! aliased-mutation batches; HTTP outcome classification; templates.
+
+pub mod classify;
+mod error;
+pub mod graphql;
+pub mod job;
+pub mod source;
+pub mod template;
+
+pub use error::Error;
