@@ -228,6 +228,7 @@ where
     let (handler, counters) = match &job.handler {
         HandlerSpec::Graphql(cfg) => {
             let h = GraphqlHandler::new(cfg.clone())?;
+            h.preflight().await?;
             let c = h.counters();
             (JobHandler::Graphql(Box::new(h)), c)
         }

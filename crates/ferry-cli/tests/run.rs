@@ -1,0 +1,220 @@
+//! `ferry run` and `ferry validate` on bad input: one clear error naming where, no panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("ferry-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn ferry(args: &[&str], job: &Path, env: &[(&str, &str)]) -> (Output, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).arg(job);
+    for var in ["DATABASE_URL", "MONDAY_API_TOKEN", "MONDAY_API_URL"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out, stderr)
+}
+
+const SEED: &str = r#"[metadata]
+board_id = "8709134353"
+
+[query_config]
+query = """
+SELECT monday_item_id, fob_date, country_of_origin
+FROM planning_board_updates
+WHERE needs_update = 1
+"""
+
+[column_mapping]
+"date4" = "fob_date"
+"country" = "country_of_origin"
+
+[validation]
+max_batch_size = 15
+max_concurrent_batches = 3
+request_timeout_seconds = 25
+"#;
+
+#[test]
+fn malformed_toml_names_the_line() {
+    let d = Dir::new("malformed");
+    let job = d.write("job.toml", "[source]\ntype = \"csv\"\npath = \n");
+    let (out, err) = ferry(&["validate"], &job, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("job.toml:3: invalid TOML"), "{err}");
+}
+
+#[test]
+fn unknown_and_mistyped_keys_are_all_reported_with_lines() {
+    let d = Dir::new("keys");
+    let job = d.write(
+        "job.toml",
+        "[source]\ntype = \"csv\"\npath = \"in.csv\"\nkye = \"id\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n\n[batch]\nmax_items = \"lots\"\n",
+    );
+    let (out, err) = ferry(&["validate"], &job, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("job.toml:4: `source.kye`: unknown key; expected one of:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("job.toml:11: `batch.max_items`: expected an integer, found a string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_environment_variable_is_named() {
+    let d = Dir::new("env");
+    let job = d.write("board.toml", SEED);
+    let (out, err) = ferry(&["run", "--execute"], &job, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("board.toml:") && err.contains("`DATABASE_URL` is not set"),
+        "{err}"
+    );
+    assert!(err.contains("`MONDAY_API_TOKEN` is not set"), "{err}");
+}
+
+fn planning_db(d: &Dir, rows: &[(i64, &str, &str)]) -> PathBuf {
+    let path = d.0.join("planning.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite:{}?mode=rwc", path.display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE planning_board_updates (monday_item_id INTEGER PRIMARY KEY, fob_date TEXT, country_of_origin TEXT, needs_update INTEGER)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        for (id, date, country) in rows {
+            sqlx::query("INSERT INTO planning_board_updates VALUES (?, ?, ?, 1)").bind(id).bind(date).bind(country).execute(&mut c).await.unwrap();
+        }
+    });
+    path
+}
+
+#[test]
+fn sql_syntax_error_is_one_clear_error() {
+    let d = Dir::new("sql");
+    let db = planning_db(&d, &[(1, "2025-01-01", "US")]);
+    let job = d.write(
+        "board.toml",
+        &SEED.replace("FROM planning_board_updates", "FORM planning_board_updates"),
+    );
+    let (out, err) = ferry(
+        &["run", "--dry-run"],
+        &job,
+        &[("DATABASE_URL", db.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("running the source query") && err.contains("syntax error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_url_fails_before_reading() {
+    let d = Dir::new("unreachable");
+    let db = planning_db(&d, &[(1, "2025-01-01", "US")]);
+    let job = d.write("board.toml", SEED);
+    let (out, err) = ferry(
+        &["run"],
+        &job,
+        &[
+            ("DATABASE_URL", db.to_str().unwrap()),
+            ("MONDAY_API_TOKEN", "t"),
+            ("MONDAY_API_URL", "http://127.0.0.1:9/v2"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("http://127.0.0.1:9/v2") && err.contains("cannot reach 127.0.0.1:9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_row_the_mapping_cannot_render_is_named_in_a_dry_run() {
+    let d = Dir::new("render");
+    let db = planning_db(&d, &[(1, "2025-01-01", "US"), (2, "2025-01-02", "VN")]);
+    // The mapping names a column the query does not return.
+    let job = d.write(
+        "board.toml",
+        &SEED.replace(
+            "\"country\" = \"country_of_origin\"",
+            "\"country\" = \"origin_country\"",
+        ),
+    );
+    let (out, err) = ferry(
+        &["run", "--dry-run"],
+        &job,
+        &[("DATABASE_URL", db.to_str().unwrap())],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
+    assert!(stdout.contains("2 cannot be rendered"), "{stdout}");
+    assert!(
+        stdout.contains("columns.country") && stdout.contains("for item `1`"),
+        "{stdout}"
+    );
+    assert!(err.contains("2 items cannot be rendered"), "{err}");
+}
+
+#[test]
+fn dry_run_prints_requests_and_masks_the_token() {
+    let d = Dir::new("dry");
+    let db = planning_db(&d, &[(1, "2025-01-01", "US"), (2, "2025-01-02", "VN")]);
+    let job = d.write("board.toml", SEED);
+    let (out, err) = ferry(
+        &["run", "--dry_run"],
+        &job,
+        &[
+            ("DATABASE_URL", db.to_str().unwrap()),
+            ("MONDAY_API_TOKEN", "s3cret"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        stdout.contains("a1: change_multiple_column_values(item_id: 2, board_id: 8709134353"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Authorization: ***") && !stdout.contains("s3cret"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 items read, 0 cannot be rendered; nothing was sent"),
+        "{stdout}"
+    );
+}
