@@ -1,4 +1,5 @@
 //! The `ferry` binary, run as a user would.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::process::Command;
 

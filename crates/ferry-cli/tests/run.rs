@@ -1,4 +1,5 @@
 //! `ferry run` and `ferry validate` on bad input: one clear error naming where, no panic.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
