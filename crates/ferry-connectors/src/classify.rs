@@ -101,6 +101,24 @@ pub fn body_message(body: &str) -> String {
     }
 }
 
+/// Checks that `url`'s host accepts TCP connections (5 s at most), so an unreachable target
+/// is one clear error naming it before any item is read, rather than every batch failing
+/// its retries.
+pub async fn preflight(url: &reqwest::Url) -> Result<(), crate::Error> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+    let message = match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => format!("cannot reach {host}:{port}: {e}"),
+        Err(_) => format!("cannot reach {host}:{port}: no answer within 5 s"),
+    };
+    Err(crate::Error::Http {
+        url: url.to_string(),
+        message,
+    })
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();

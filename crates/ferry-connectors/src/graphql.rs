@@ -11,7 +11,7 @@
 //! Responses: per-alias `errors[].path[0]` -> that item fatal with the API's message; aliases
 //! with data -> succeeded (the data is the result); a response with errors naming no alias
 //! and no data -> `Split` (something in the batch broke it); status codes and transport
-//! errors as in [`classify`](crate::classify).
+//! errors as in [`crate::classify`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,28 +107,13 @@ impl GraphqlHandler {
         })
     }
 
-    /// Checks that the endpoint's host accepts connections (a TCP connect, 5 s at most), so
-    /// an unreachable URL is one clear error before any item is read rather than every batch
-    /// failing its retries.
+    /// Checks that the endpoint accepts connections; see [`classify::preflight`].
     pub async fn preflight(&self) -> Result<(), Error> {
         let url = reqwest::Url::parse(&self.url).map_err(|e| Error::Http {
             url: self.url.clone(),
             message: e.to_string(),
         })?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-        match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(Error::Http {
-                url: self.url.clone(),
-                message: format!("cannot reach {host}:{port}: {e}"),
-            }),
-            Err(_) => Err(Error::Http {
-                url: self.url.clone(),
-                message: format!("cannot reach {host}:{port}: no answer within 5 s"),
-            }),
-        }
+        classify::preflight(&url).await
     }
 
     /// The handler's counters (ambiguous failures).

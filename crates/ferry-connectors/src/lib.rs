@@ -5,7 +5,9 @@
 
 pub mod classify;
 mod error;
+pub mod exec;
 pub mod graphql;
+pub mod http;
 pub mod job;
 pub mod source;
 pub mod template;

@@ -56,6 +56,10 @@ pub enum SourceSpec {
 pub enum HandlerSpec {
     /// GraphQL aliased mutations.
     Graphql(GraphqlConfig),
+    /// One templated HTTP request per batch.
+    Http(crate::http::HttpConfig),
+    /// A child process speaking JSON lines (a handler in any language).
+    Exec(crate::exec::ExecConfig),
     /// Append each item (and its key) to a JSON Lines file.
     Jsonl {
         /// The output file.
@@ -378,6 +382,30 @@ impl Reader<'_> {
         out
     }
 
+    fn string_list(&mut self, key: &str) -> Vec<String> {
+        let Some(leaf) = self.leaf(key) else {
+            return Vec::new();
+        };
+        match &leaf.value {
+            Val::Array(items) if items.iter().all(|v| matches!(v, Val::Str(_))) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Val::Str(s) => self.expand(key, leaf.line, s),
+                    _ => None,
+                })
+                .collect(),
+            other => {
+                let t = other.type_name();
+                self.err(
+                    key,
+                    leaf.line,
+                    format!("expected an array of strings, found {t}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
     fn path(&mut self, key: &str) -> Option<PathBuf> {
         self.string(key).map(|p| self.relative(&p))
     }
@@ -524,6 +552,37 @@ fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 })
             })
         }
+        Some("http") => {
+            let url = r.required_string("handler.url");
+            let method = r
+                .string("handler.method")
+                .unwrap_or_else(|| "POST".to_owned());
+            let body = r.string("handler.body").unwrap_or_default();
+            let headers = r.string_table("handler.headers");
+            url.map(|url| {
+                HandlerSpec::Http(crate::http::HttpConfig {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    vars,
+                })
+            })
+        }
+        Some("exec") => {
+            let program = r.required_string("handler.program");
+            let args = r.string_list("handler.args");
+            let env = r.string_table("handler.env");
+            let workers = r.positive("handler.workers").unwrap_or(1);
+            program.map(|program| {
+                HandlerSpec::Exec(crate::exec::ExecConfig {
+                    program,
+                    args,
+                    env,
+                    workers,
+                })
+            })
+        }
         Some("jsonl") => r
             .required_string("handler.path")
             .map(|p| HandlerSpec::Jsonl {
@@ -539,7 +598,7 @@ fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
             r.err(
                 "handler.type",
                 line,
-                format!("unknown handler type `{other}`; expected graphql or jsonl"),
+                format!("unknown handler type `{other}`; expected graphql, http, exec or jsonl"),
             );
             None
         }
@@ -919,6 +978,38 @@ request_timeout_seconds = 25     # Avoid 30s timeout
             "sorted by line: {lines:?}"
         );
         assert_eq!(errors.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn exec_and_http_handlers() {
+        let env = env_of(&[("TOKEN", "t")]);
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"exec\"\nprogram = \"python3\"\nargs = [\"model.py\", \"--fast\"]\nworkers = 2\n[handler.env]\nMODEL = \"small\"\n";
+        let job = check(text, &env).unwrap();
+        let HandlerSpec::Exec(e) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(
+            (e.program.as_str(), e.args.len(), e.workers),
+            ("python3", 2, 2)
+        );
+        assert_eq!(e.env, vec![("MODEL".to_owned(), "small".to_owned())]);
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/x\"\nbody = \"{{ items | json }}\"\n[handler.headers]\nAuthorization = \"Bearer ${TOKEN}\"\n";
+        let job = check(text, &env).unwrap();
+        let HandlerSpec::Http(h) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.headers[0].1, "Bearer t");
+        let bad = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"exec\"\nargs = \"x\"\n";
+        let err = check(bad, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("`handler.program`: missing required key"),
+            "{err}"
+        );
+        assert!(
+            err.contains(":6: `handler.args`: expected an array of strings"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use super::checkpoint::{Checkpoint, Status};
 use super::config::{HandlerSpec, JobConfig, SourceSpec};
 use crate::classify::CallCounters;
 use crate::error::Error;
+use crate::exec::ExecHandler;
 use crate::graphql::GraphqlHandler;
+use crate::http::HttpHandler;
 use crate::source::{self, ItemStream};
 
 /// How to run.
@@ -69,6 +71,8 @@ pub struct RunSummary {
 /// The job's handler.
 enum JobHandler {
     Graphql(Box<GraphqlHandler>),
+    Http(Box<HttpHandler>),
+    Exec(ExecHandler),
     Jsonl(JsonlSink),
 }
 
@@ -76,6 +80,8 @@ impl Handler<Value, Value> for JobHandler {
     fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
         match self {
             JobHandler::Graphql(h) => h.call(batch),
+            JobHandler::Http(h) => h.call(batch),
+            JobHandler::Exec(h) => h.call(batch),
             JobHandler::Jsonl(h) => h.call(batch),
         }
     }
@@ -151,7 +157,11 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
     let mut out = DryRun::default();
     let graphql = match &job.handler {
         HandlerSpec::Graphql(cfg) => Some(GraphqlHandler::new(cfg.clone())?),
-        HandlerSpec::Jsonl { .. } => None,
+        _ => None,
+    };
+    let http = match &job.handler {
+        HandlerSpec::Http(cfg) => Some(HttpHandler::new(cfg.clone())?),
+        _ => None,
     };
     let mut pending: Vec<Item<Value>> = Vec::new();
     while let Some(item) = stream.next().await {
@@ -168,24 +178,39 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
         if out.requests.len() < show {
             pending.push(item);
             if pending.len() == batch_size {
-                out.requests.push(describe(job, graphql.as_ref(), &pending));
+                out.requests
+                    .push(describe(job, graphql.as_ref(), http.as_ref(), &pending));
                 pending.clear();
             }
         }
     }
     if !pending.is_empty() && out.requests.len() < show {
-        out.requests.push(describe(job, graphql.as_ref(), &pending));
+        out.requests
+            .push(describe(job, graphql.as_ref(), http.as_ref(), &pending));
     }
     Ok(out)
 }
 
-fn describe(job: &JobConfig, graphql: Option<&GraphqlHandler>, items: &[Item<Value>]) -> String {
-    match (graphql, &job.handler) {
-        (Some(h), _) => h.describe_request(items),
-        (None, HandlerSpec::Jsonl { path }) => {
+fn describe(
+    job: &JobConfig,
+    graphql: Option<&GraphqlHandler>,
+    http: Option<&HttpHandler>,
+    items: &[Item<Value>],
+) -> String {
+    match &job.handler {
+        HandlerSpec::Graphql(_) => graphql
+            .map(|h| h.describe_request(items))
+            .unwrap_or_default(),
+        HandlerSpec::Http(_) => http.map(|h| h.describe_request(items)).unwrap_or_default(),
+        HandlerSpec::Exec(cfg) => format!(
+            "{} {} <<< {}",
+            cfg.program,
+            cfg.args.join(" "),
+            ExecHandler::request_line(items)
+        ),
+        HandlerSpec::Jsonl { path } => {
             format!("append {} lines to {}", items.len(), path.display())
         }
-        (None, HandlerSpec::Graphql(_)) => String::new(),
     }
 }
 
@@ -231,6 +256,17 @@ where
             h.preflight().await?;
             let c = h.counters();
             (JobHandler::Graphql(Box::new(h)), c)
+        }
+        HandlerSpec::Http(cfg) => {
+            let h = HttpHandler::new(cfg.clone())?;
+            h.preflight().await?;
+            let c = h.counters();
+            (JobHandler::Http(Box::new(h)), c)
+        }
+        HandlerSpec::Exec(cfg) => {
+            let h = ExecHandler::new(cfg.clone())?;
+            let c = h.counters();
+            (JobHandler::Exec(h), c)
         }
         HandlerSpec::Jsonl { path } => (
             JobHandler::Jsonl(JsonlSink::open(path.clone()).await?),
