@@ -60,6 +60,8 @@ pub enum HandlerSpec {
     Http(crate::http::HttpConfig),
     /// A child process speaking JSON lines (a handler in any language).
     Exec(crate::exec::ExecConfig),
+    /// Insert or upsert into a SQL table.
+    Sql(crate::sink::SqlSinkConfig),
     /// Append each item (and its key) to a JSON Lines file.
     Jsonl {
         /// The output file.
@@ -569,6 +571,28 @@ fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 })
             })
         }
+        Some("sql") => {
+            let url = r.required_string("handler.url");
+            let table = r.required_string("handler.table");
+            let columns = r.string_list("handler.columns_list");
+            if columns.is_empty() {
+                let line = r.section_line("handler");
+                r.err(
+                    "handler.columns_list",
+                    line,
+                    "the SQL sink needs the payload fields to write, e.g. [\"id\", \"name\"]",
+                );
+            }
+            let key = r.string("handler.key");
+            url.zip(table).map(|(url, table)| {
+                HandlerSpec::Sql(crate::sink::SqlSinkConfig {
+                    url,
+                    table,
+                    columns,
+                    key,
+                })
+            })
+        }
         Some("exec") => {
             let program = r.required_string("handler.program");
             let args = r.string_list("handler.args");
@@ -598,7 +622,9 @@ fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
             r.err(
                 "handler.type",
                 line,
-                format!("unknown handler type `{other}`; expected graphql, http, exec or jsonl"),
+                format!(
+                    "unknown handler type `{other}`; expected graphql, http, exec, sql or jsonl"
+                ),
             );
             None
         }

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::exec::ExecHandler;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
+use crate::sink::SqlSink;
 use crate::source::{self, ItemStream};
 
 /// How to run.
@@ -73,6 +74,7 @@ enum JobHandler {
     Graphql(Box<GraphqlHandler>),
     Http(Box<HttpHandler>),
     Exec(ExecHandler),
+    Sql(SqlSink),
     Jsonl(JsonlSink),
 }
 
@@ -82,6 +84,7 @@ impl Handler<Value, Value> for JobHandler {
             JobHandler::Graphql(h) => h.call(batch),
             JobHandler::Http(h) => h.call(batch),
             JobHandler::Exec(h) => h.call(batch),
+            JobHandler::Sql(h) => h.call(batch),
             JobHandler::Jsonl(h) => h.call(batch),
         }
     }
@@ -208,6 +211,12 @@ fn describe(
             cfg.args.join(" "),
             ExecHandler::request_line(items)
         ),
+        HandlerSpec::Sql(cfg) => format!(
+            "insert {} rows into {} ({})",
+            items.len(),
+            cfg.table,
+            cfg.columns.join(", ")
+        ),
         HandlerSpec::Jsonl { path } => {
             format!("append {} lines to {}", items.len(), path.display())
         }
@@ -268,6 +277,10 @@ where
             let c = h.counters();
             (JobHandler::Exec(h), c)
         }
+        HandlerSpec::Sql(cfg) => (
+            JobHandler::Sql(SqlSink::open(cfg.clone()).await?),
+            CallCounters::shared(),
+        ),
         HandlerSpec::Jsonl { path } => (
             JobHandler::Jsonl(JsonlSink::open(path.clone()).await?),
             CallCounters::shared(),
