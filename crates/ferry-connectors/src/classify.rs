@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 2xx | the connector reads the body (per-item results, per-alias errors) |
 //! | 429, 503 | `Retry { after: Retry-After }` (pauses every call to the target) |
-//! | 413, 504 | `Split`: the request was too large or too slow for the target |
+//! | 413, 504 | `TooLarge`: split, and the adaptive batch size learns the limit |
 //! | other 5xx | `Retry`; after `split_after` failures the engine splits the batch |
 //! | other 4xx | `Fatal` with the body's message |
 //! | connection refused / DNS / TLS before sending | `Retry` (nothing reached the target) |
@@ -64,7 +64,9 @@ pub fn status_outcome<R>(
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
             BatchOutcome::retry(retry_after(headers), reason)
         }
-        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::GATEWAY_TIMEOUT => BatchOutcome::split(reason),
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::GATEWAY_TIMEOUT => {
+            BatchOutcome::too_large(reason)
+        }
         s if s.is_server_error() => BatchOutcome::retry(None, reason),
         _ => BatchOutcome::fatal(reason),
     })
@@ -155,11 +157,11 @@ mod tests {
         }
         assert!(matches!(
             status_outcome::<()>(StatusCode::GATEWAY_TIMEOUT, &headers(None), ""),
-            Some(BatchOutcome::Split { .. })
+            Some(BatchOutcome::TooLarge { .. })
         ));
         assert!(matches!(
             status_outcome::<()>(StatusCode::PAYLOAD_TOO_LARGE, &headers(None), ""),
-            Some(BatchOutcome::Split { .. })
+            Some(BatchOutcome::TooLarge { .. })
         ));
         assert!(matches!(
             status_outcome::<()>(StatusCode::BAD_GATEWAY, &headers(None), ""),

@@ -30,10 +30,16 @@ pub enum BatchOutcome<R> {
         /// Human-readable reason, kept in dead letters.
         reason: String,
     },
-    /// The batch is too large or one of its items breaks it without being named (413, a
-    /// timeout, a batch-level error). The engine splits it; a single item that gets `Split`
-    /// is dead-lettered with `reason`.
+    /// One of the batch's items breaks it without being named (a batch-level error, a
+    /// constraint violation). The engine splits it until the culprit stands alone; a single
+    /// item that gets `Split` is dead-lettered with `reason`. The batch size is not changed.
     Split {
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// The batch is too large for the target (413, 504, a server-side timeout). The engine
+    /// splits it like `Split` *and* lowers the adaptive batch size.
+    TooLarge {
         /// Human-readable reason.
         reason: String,
     },
@@ -61,6 +67,13 @@ impl<R> BatchOutcome<R> {
     /// Split the batch (too large, or an unnamed item broke it).
     pub fn split(reason: impl Into<String>) -> Self {
         BatchOutcome::Split {
+            reason: reason.into(),
+        }
+    }
+
+    /// Split the batch and lower the batch size (413, 504).
+    pub fn too_large(reason: impl Into<String>) -> Self {
+        BatchOutcome::TooLarge {
             reason: reason.into(),
         }
     }

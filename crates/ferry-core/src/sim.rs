@@ -179,7 +179,7 @@ impl SimApi {
 }
 
 /// A Ferry handler for the simulator: maps its replies onto the engine's outcomes the way
-/// an HTTP connector would (429 -> retry after, 504 -> split, 400 naming no item -> split).
+/// an HTTP connector would (429 -> retry after, 504 -> too large, 400 naming no item -> split).
 #[derive(Debug, Clone)]
 pub struct SimHandler(pub SimApi);
 
@@ -192,7 +192,7 @@ impl Handler<u64, ()> for SimHandler {
                 Reply::TooManyRequests { retry_after } => {
                     BatchOutcome::retry(Some(retry_after), "429 Too Many Requests")
                 }
-                Reply::GatewayTimeout => BatchOutcome::split("504 Gateway Timeout"),
+                Reply::GatewayTimeout => BatchOutcome::too_large("504 Gateway Timeout"),
                 Reply::BadRequest => {
                     BatchOutcome::split("400 Bad Request: a column value was rejected")
                 }

@@ -521,8 +521,9 @@ where
         // for any other outcome the probe is simply handed back.
         let sized = matches!(
             outcome,
-            CallOutcome::Handler(BatchOutcome::Done(_) | BatchOutcome::Split { .. })
-                | CallOutcome::TimedOut
+            CallOutcome::Handler(
+                BatchOutcome::Done(_) | BatchOutcome::Split { .. } | BatchOutcome::TooLarge { .. }
+            ) | CallOutcome::TimedOut
         );
         if probe && !sized {
             if let Size::Adaptive(c) = &mut self.size {
@@ -565,6 +566,13 @@ where
                 // that went through before) it far more likely says a poison item is inside.
                 if let (Size::Adaptive(c), true) = (&mut self.size, probe) {
                     c.on_too_large(n, true);
+                }
+                self.split_or_kill(batch, reason, &mut out);
+                Signal::Neutral
+            }
+            CallOutcome::Handler(BatchOutcome::TooLarge { reason }) => {
+                if let Size::Adaptive(c) = &mut self.size {
+                    c.on_too_large(n, probe);
                 }
                 self.split_or_kill(batch, reason, &mut out);
                 Signal::Neutral
