@@ -27,19 +27,26 @@
 //!   it were mostly started under the old limit, so it may lower the limit but never raise
 //!   it. Without this, slow start doubles past the target before the first queued call
 //!   comes back.
+//! * The queue at the target is estimated as in TCP Vegas and Netflix's `VegasLimit`:
+//!   `queue = limit × (1 − baseline / window_mean)`, the calls waiting rather than being
+//!   served. One or two waiting calls keep every slot of the target busy (a slot that
+//!   finishes finds the next call already there instead of idling for a round trip); more
+//!   only add latency.
 //! * At the end of a window:
-//!   - back-pressure, or a window mean above `baseline × (1 + 2 × queue_tolerance)`
-//!     (requests are queueing at the target), multiplies the limit by `decrease_ratio`
-//!     (at least −1, never below `min`);
+//!   - back-pressure, or queueing (more than `queue_max` calls waiting *and* a window mean
+//!     above `baseline × (1 + 2 × queue_tolerance)`), multiplies the limit by
+//!     `decrease_ratio` (at least −1, never below `min`);
 //!   - otherwise, if the limit was reached (the *app-limited guard*: a limit that was never
-//!     used tells nothing about whether more would help) and the window mean is within
-//!     `baseline × (1 + queue_tolerance)`, the limit grows by one.
+//!     used tells nothing about whether more would help) and either at most `queue_min`
+//!     calls wait or the window mean is within `baseline × (1 + queue_tolerance)`, the limit
+//!     grows by one.
 //!
-//! On a target with W parallel slots the limit settles just above W, where extra calls
-//! start to queue: every slot stays busy and the added latency is bounded by the tolerance.
+//! On a target with W parallel slots the limit settles around W + 1 or W + 2: every slot
+//! stays busy and the added latency is one or two calls' worth of waiting.
 //!
 //! Knobs ([`ConcurrencyConfig`]): `initial` (1), `min` (1), `max` (cap, never exceeded),
-//! `decrease_ratio` (0.9), `queue_tolerance` (0.1), `slow_start` (true).
+//! `decrease_ratio` (0.9), `queue_tolerance` (0.1), `queue_min` (1.0), `queue_max` (3.0),
+//! `slow_start` (true).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -73,6 +80,10 @@ pub struct ConcurrencyConfig {
     /// Latency above the no-load baseline that still counts as "not queueing" (default 0.1
     /// = 10 %); twice this triggers a decrease.
     pub queue_tolerance: f64,
+    /// Waiting calls that still allow growth (default 1.0).
+    pub queue_min: f64,
+    /// Waiting calls beyond which the limit decreases (default 3.0).
+    pub queue_max: f64,
     /// Double the limit per window until the first sign of queueing (default true).
     pub slow_start: bool,
 }
@@ -85,6 +96,8 @@ impl Default for ConcurrencyConfig {
             max: 64,
             decrease_ratio: 0.9,
             queue_tolerance: 0.1,
+            queue_min: 1.0,
+            queue_max: 3.0,
             slow_start: true,
         }
     }
@@ -238,8 +251,12 @@ impl ConcurrencyController {
             (self.window_count > 0).then(|| self.window_sum / f64::from(self.window_count));
         let tol = self.config.queue_tolerance;
         let baseline = self.baseline_secs();
+        let waiting = match (current, baseline) {
+            (Some(c), Some(b)) if c > 0.0 => (self.limit as f64) * (1.0 - b / c).max(0.0),
+            _ => 0.0,
+        };
         let queueing = match (current, baseline) {
-            (Some(c), Some(b)) => c > b * (1.0 + 2.0 * tol),
+            (Some(c), Some(b)) => c > b * (1.0 + 2.0 * tol) && waiting > self.config.queue_max,
             _ => false,
         };
         if self.window_backpressure || queueing {
@@ -257,7 +274,7 @@ impl ConcurrencyController {
             self.settling = false;
         } else if self.window_reached && self.limit < self.config.max {
             let within = match (current, baseline) {
-                (Some(c), Some(b)) => c <= b * (1.0 + tol),
+                (Some(c), Some(b)) => c <= b * (1.0 + tol) || waiting <= self.config.queue_min,
                 (Some(_), None) => true,
                 (None, _) => false,
             };
