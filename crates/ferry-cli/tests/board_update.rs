@@ -202,6 +202,8 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         stats.dropped
     );
     assert!(log.contains("4995 succeeded, 5 dead-lettered"), "{log}");
+    // Progress lines (stderr is not a terminal here) carry the counted total.
+    assert!(log.contains("/5000 ("), "progress shows done/total:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

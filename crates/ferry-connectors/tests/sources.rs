@@ -525,3 +525,35 @@ async fn dropping_the_stream_stops_the_query() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn counts_for_progress() {
+    let dir = std::env::temp_dir().join(format!("ferry-count-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("c.csv");
+    std::fs::write(&csv, "id,name\n1,a\n\n2,b\n3,c\n").unwrap();
+    assert_eq!(
+        ferry_connectors::source::count_lines(&csv, true).unwrap(),
+        3
+    );
+    let db = dir.join("c.db");
+    let url = format!("sqlite:{}?mode=rwc", db.display());
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1), (2), (3), (4)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let n =
+        ferry_connectors::source::sql_count(db.to_str().unwrap(), "SELECT id FROM t WHERE id > 1;")
+            .await
+            .unwrap();
+    assert_eq!(n, 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -136,6 +136,23 @@ impl Handler<Value, Value> for JsonlSink {
     }
 }
 
+/// How many items the source holds, for the progress bar and ETA (`None` if counting fails:
+/// the run goes on without a total).
+async fn count_source(spec: &SourceSpec) -> Option<u64> {
+    let counted = match spec {
+        SourceSpec::Csv { path, .. } => source::count_lines(path, true),
+        SourceSpec::Jsonl { path, .. } => source::count_lines(path, false),
+        SourceSpec::Sql { url, query, .. } => source::sql_count(url, query).await,
+    };
+    match counted {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count the source's items; progress has no total");
+            None
+        }
+    }
+}
+
 async fn open_source(spec: &SourceSpec) -> Result<ItemStream, Error> {
     match spec {
         SourceSpec::Csv { path, key } => source::csv(path, key.clone()),
@@ -286,10 +303,14 @@ where
             CallCounters::shared(),
         ),
     };
-    let mut running = Engine::new(job.engine.clone(), handler)?
+    let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
-        .emit_settled(64)
-        .start();
+        .emit_settled(64);
+    if let Some(n) = count_source(&job.source).await {
+        // Keys the checkpoint already holds are skipped, not sent.
+        engine = engine.total(n.saturating_sub(done.len() as u64));
+    }
+    let mut running = engine.start();
     let progress_task = tokio::spawn(on_start(running.progress()));
     let mut settled = running
         .take_settled()

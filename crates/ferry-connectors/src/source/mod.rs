@@ -22,5 +22,27 @@ mod stream;
 
 pub use self::csv::csv;
 pub use self::jsonl::jsonl;
-pub use self::sql::sql;
+pub use self::sql::{sql, sql_count};
 pub use self::stream::{ItemStream, KeyBy};
+
+/// Counts the records of a CSV (data rows, after the header) or JSON Lines file (non-blank
+/// lines) by scanning it once; for progress and ETA, so it is approximate only for CSV
+/// fields with embedded line breaks.
+pub fn count_lines(path: &std::path::Path, header: bool) -> Result<u64, crate::Error> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|source| crate::Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut n = 0u64;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|source| crate::Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            n += 1;
+        }
+    }
+    Ok(if header { n.saturating_sub(1) } else { n })
+}

@@ -65,6 +65,27 @@ pub async fn sql(url: &str, query: &str, key: KeyBy) -> Result<ItemStream, Error
     Ok(stream)
 }
 
+/// Counts the rows `query` returns (`SELECT COUNT(*) FROM (query)`), for progress and ETA.
+/// Costs one extra pass at the database; errors as [`sql`].
+pub async fn sql_count(url: &str, query: &str) -> Result<u64, Error> {
+    let shown = redact_url(url);
+    let mut database = Database::connect(url, &shown).await?;
+    let trimmed = query.trim().trim_end_matches(';');
+    let counting = format!("SELECT COUNT(*) FROM ({trimmed}) AS ferry_count");
+    let n = match &mut database {
+        Database::Sqlite(conn) => sqlx::query(&counting)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0)),
+        Database::Postgres(conn) => sqlx::query(&counting)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get::<i64, _>(0)),
+    };
+    database.close().await;
+    n.map(|n| n.max(0) as u64).map_err(query_error)
+}
+
 fn query_error(source: sqlx::Error) -> Error {
     Error::Sql {
         context: QUERY_CONTEXT.to_owned(),
