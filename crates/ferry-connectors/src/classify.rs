@@ -82,6 +82,28 @@ pub fn transport_outcome<R>(err: &reqwest::Error, counters: &CallCounters) -> Ba
     BatchOutcome::retry(None, format!("transport: {}", error_chain(err)))
 }
 
+/// Sends `request` and reads the whole body: `Ok(body)` for a 2xx answer, else the outcome
+/// the status or the transport error maps to (counting ambiguous failures).
+pub async fn exchange<R>(
+    request: reqwest::RequestBuilder,
+    counters: &CallCounters,
+) -> Result<String, BatchOutcome<R>> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_outcome(&e, counters))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| transport_outcome(&e, counters))?;
+    match status_outcome(status, &headers, &text) {
+        Some(outcome) => Err(outcome),
+        None => Ok(text),
+    }
+}
+
 /// A short human message from an error body: a JSON `error_message`, `message`, `error`, or
 /// `errors[0].message` if present, else the text itself (truncated).
 pub fn body_message(body: &str) -> String {

@@ -203,26 +203,15 @@ impl GraphqlHandler {
         if fields.is_empty() {
             return BatchOutcome::Done(outcomes.into_iter().flatten().collect());
         }
-        let response = self
+        let request = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
-            .json(&Self::request_body(&fields))
-            .send()
-            .await;
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => return classify::transport_outcome(&e, &self.counters),
+            .json(&Self::request_body(&fields));
+        let text = match classify::exchange(request, &self.counters).await {
+            Ok(text) => text,
+            Err(outcome) => return outcome,
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => return classify::transport_outcome(&e, &self.counters),
-        };
-        if let Some(outcome) = classify::status_outcome(status, &headers, &text) {
-            return outcome;
-        }
         let body: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => return BatchOutcome::retry(None, format!("invalid JSON in response: {e}")),

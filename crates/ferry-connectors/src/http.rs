@@ -242,19 +242,10 @@ impl HttpHandler {
         if !rendered.body.is_empty() {
             request = request.body(rendered.body);
         }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => return classify::transport_outcome(&e, &self.counters),
+        let text = match classify::exchange(request, &self.counters).await {
+            Ok(text) => text,
+            Err(outcome) => return outcome,
         };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => return classify::transport_outcome(&e, &self.counters),
-        };
-        if let Some(outcome) = classify::status_outcome(status, &headers, &text) {
-            return outcome;
-        }
         Self::read_body(&text, batch.len())
     }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::stream::{channel, spawn_blocking, Sender};
+use super::stream::Sender;
 use super::{ItemStream, KeyBy};
 use crate::Error;
 
@@ -19,19 +19,7 @@ use crate::Error;
 /// Opens the file now (an [`Error::Io`] names it); lines are read lazily on a blocking
 /// thread, a bounded number ahead of the consumer.
 pub fn jsonl(path: &Path, key: KeyBy) -> Result<ItemStream, Error> {
-    let io_error = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(io_error)?;
-    let path = path.to_path_buf();
-    let stopped_path = path.clone();
-    let (tx, stream) = channel(move || Error::Io {
-        path: stopped_path,
-        source: std::io::Error::other("the JSON Lines reader stopped before the end of the file"),
-    });
-    spawn_blocking("ferry-jsonl", move || read(file, &path, &key, tx)).map_err(io_error)?;
-    Ok(stream)
+    super::stream::file_stream(path, key, "JSON Lines", read)
 }
 
 fn read(file: File, path: &Path, key: &KeyBy, tx: Sender) {

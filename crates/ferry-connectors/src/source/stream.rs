@@ -156,6 +156,35 @@ pub(super) fn spawn_blocking(
     }
 }
 
+/// Opens the file at `path` now (an [`Error::Io`] names it) and streams what `read`
+/// produces from it on a blocking thread; `what` names the format in the error reported if
+/// the reader stops early.
+pub(super) fn file_stream(
+    path: &std::path::Path,
+    key: KeyBy,
+    what: &'static str,
+    read: fn(std::fs::File, &std::path::Path, &KeyBy, Sender),
+) -> Result<ItemStream, Error> {
+    let io_error = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let path = path.to_path_buf();
+    let stopped_path = path.clone();
+    let (tx, stream) = channel(move || Error::Io {
+        path: stopped_path,
+        source: std::io::Error::other(format!(
+            "the {what} reader stopped before the end of the file"
+        )),
+    });
+    spawn_blocking(&format!("ferry-{what}"), move || {
+        read(file, &path, &key, tx)
+    })
+    .map_err(io_error)?;
+    Ok(stream)
+}
+
 /// Approximate size of a payload, for [`Item::with_bytes`] where no raw record length is at
 /// hand: the lengths of names and strings, 8 bytes per number.
 pub(super) fn approx_object_size(map: &Map<String, Value>) -> usize {
