@@ -1,0 +1,316 @@
+//! What both backends share: validation of new jobs, the job-status rule as one SQL
+//! statement, row decoding, paging, the queue-full retry hint, and in-process wake-ups.
+//!
+//! Both drivers accept `$N` placeholders, so the statements here run unchanged on SQLite
+//! and PostgreSQL.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use tokio::sync::Notify;
+
+use crate::error::{json, sql, Error};
+use crate::types::{
+    hex, ApiKey, DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewJob, Page, Priority,
+    ResultRow,
+};
+
+/// The most rows one page holds; larger limits are clamped (and 0 becomes 1).
+pub(crate) const MAX_PAGE: usize = 10_000;
+
+/// Clamps a page size.
+pub(crate) fn page_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE)
+}
+
+/// Cuts rows fetched with `LIMIT limit + 1` into a page.
+pub(crate) fn page<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> i64) -> Page<T> {
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(cursor)
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// Updates a job's counters by the given deltas and re-derives its status (the rule of
+/// [`JobStatus`]): `$1` job id, `$2` succeeded, `$3` failed, `$4` cancelled, `$5` now.
+///
+/// Right-hand sides see the old row, hence the deltas repeated in the conditions.
+pub(crate) const ADJUST_JOB: &str = "UPDATE jobs SET
+    succeeded = succeeded + $2,
+    failed = failed + $3,
+    cancelled = cancelled + $4,
+    status = CASE
+        WHEN status = 'cancelled' THEN 'cancelled'
+        WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total
+            THEN CASE WHEN total > 0 AND failed + $3 >= total THEN 'failed' ELSE 'completed' END
+        WHEN started_at IS NULL THEN 'pending'
+        ELSE 'processing' END,
+    completed_at = CASE
+        WHEN status = 'cancelled' THEN completed_at
+        WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total THEN COALESCE(completed_at, $5)
+        ELSE NULL END,
+    error = CASE
+        WHEN status <> 'cancelled' AND total > 0 AND failed + $3 >= total
+            THEN 'every item was dead-lettered'
+        ELSE NULL END
+    WHERE id = $1";
+
+/// Counter changes of one job, applied with [`ADJUST_JOB`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Delta {
+    pub(crate) succeeded: i64,
+    pub(crate) failed: i64,
+    pub(crate) cancelled: i64,
+}
+
+/// The window over which the queue-full hint measures how fast jobs finish.
+pub(crate) const RETRY_WINDOW_SECS: f64 = 300.0;
+
+/// `Retry-After` for a full queue: about how long until one of its jobs finishes, judged by
+/// how many finished in the last five minutes; between 1 and 60 seconds.
+pub(crate) fn retry_after_secs(finished_in_window: i64) -> u64 {
+    if finished_in_window <= 0 {
+        return 60;
+    }
+    ((RETRY_WINDOW_SECS / finished_in_window as f64).ceil() as u64).clamp(1, 60)
+}
+
+/// Checks a new job before any write.
+pub(crate) fn validate(job: &NewJob) -> Result<(), Error> {
+    let invalid = |message: String| Err(Error::InvalidJob { message });
+    if job.handler.is_empty() {
+        return invalid("the handler name is empty".into());
+    }
+    for (what, s) in [("tenant", &job.tenant), ("handler", &job.handler)] {
+        if s.contains('\0') {
+            return invalid(format!("the {what} contains a NUL character"));
+        }
+    }
+    let mut keys = HashSet::with_capacity(job.items.len());
+    for item in &job.items {
+        if item.key.contains('\0') {
+            return invalid(format!("item key {:?} contains a NUL character", item.key));
+        }
+        if !keys.insert(item.key.as_str()) {
+            return invalid(format!("item key {:?} appears twice", item.key));
+        }
+    }
+    Ok(())
+}
+
+/// The SHA-256 of an API key, hex: what `api_keys.key_hash` holds.
+pub(crate) fn key_hash(plaintext: &str) -> String {
+    hex(&Sha256::digest(plaintext.as_bytes()))
+}
+
+/// A new API key secret: `fry_` and 256 random bits from the operating system.
+pub(crate) fn new_secret() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("fry_{}", hex(&b))
+}
+
+/// Seconds as `f64`.
+pub(crate) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// In-process wake-ups for [`Store::wait_for_work`](crate::Store::wait_for_work).
+///
+/// A wake wakes every current waiter and leaves one permit for the next, so a wake that
+/// lands between a worker's empty claim and its wait is not lost.
+#[derive(Debug, Default)]
+pub(crate) struct Wakeups(Notify);
+
+impl Wakeups {
+    pub(crate) fn wake(&self) {
+        self.0.notify_waiters();
+        self.0.notify_one();
+    }
+
+    pub(crate) async fn wait(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.0.notified())
+            .await
+            .is_ok()
+    }
+}
+
+fn get<'r, R, T>(row: &'r R, i: usize, what: &'static str) -> Result<T, Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(i).map_err(sql(what))
+}
+
+/// Decodes the job columns in this order: id, tenant, handler, params (text),
+/// priority, status, total, succeeded, failed, cancelled, created_at, started_at,
+/// completed_at, error.
+pub(crate) fn job_from_row<R>(row: &R) -> Result<JobRecord, Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    const W: &str = "reading a job";
+    let id: String = get(row, 0, W)?;
+    let params: String = get(row, 3, W)?;
+    let priority: i64 = get(row, 4, W)?;
+    let status: String = get(row, 5, W)?;
+    let count = |i| get::<R, i64>(row, i, W).map(|n| n.max(0) as u64);
+    Ok(JobRecord {
+        tenant: get(row, 1, W)?,
+        handler: get(row, 2, W)?,
+        params: json(&params, "job parameters")?,
+        priority: Priority::from_index(priority).ok_or_else(|| Error::Corrupt {
+            message: format!("job {id} has priority {priority}"),
+        })?,
+        status: JobStatus::parse(&status).ok_or_else(|| Error::Corrupt {
+            message: format!("job {id} has status {status:?}"),
+        })?,
+        total: count(6)?,
+        succeeded: count(7)?,
+        failed: count(8)?,
+        cancelled: count(9)?,
+        created_at: get(row, 10, W)?,
+        started_at: get(row, 11, W)?,
+        completed_at: get(row, 12, W)?,
+        error: get(row, 13, W)?,
+        id: JobId::from(id),
+    })
+}
+
+/// Decodes: item id, key, state, result (text or NULL), last error.
+pub(crate) fn result_from_row<R>(row: &R) -> Result<ResultRow, Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    const W: &str = "reading results";
+    let item_id: i64 = get(row, 0, W)?;
+    let state: String = get(row, 2, W)?;
+    let result: Option<String> = get(row, 3, W)?;
+    Ok(ResultRow {
+        item_id,
+        key: get(row, 1, W)?,
+        status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
+            message: format!("item {item_id} has state {state:?}"),
+        })?,
+        result: result.map(|r| json(&r, "a result")).transpose()?,
+        error: get(row, 4, W)?,
+    })
+}
+
+/// Decodes: item id, job id, key, payload (text), error, attempts, dead_at.
+pub(crate) fn dead_letter_from_row<R>(row: &R) -> Result<DeadLetter, Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    const W: &str = "reading dead letters";
+    let payload: String = get(row, 3, W)?;
+    Ok(DeadLetter {
+        item_id: get(row, 0, W)?,
+        job_id: JobId::from(get::<R, String>(row, 1, W)?),
+        key: get(row, 2, W)?,
+        payload: json(&payload, "a payload")?,
+        error: get(row, 4, W)?,
+        attempts: get::<R, i64>(row, 5, W)?.clamp(0, u32::MAX as i64) as u32,
+        dead_at: get(row, 6, W)?,
+    })
+}
+
+/// Decodes: id, tenant, name, created_at, revoked_at.
+pub(crate) fn api_key_from_row<R>(row: &R) -> Result<ApiKey, Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    const W: &str = "reading API keys";
+    Ok(ApiKey {
+        id: get(row, 0, W)?,
+        tenant: get(row, 1, W)?,
+        name: get(row, 2, W)?,
+        created_at: get(row, 3, W)?,
+        revoked_at: get(row, 4, W)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::NewItem;
+    use serde_json::json;
+
+    #[test]
+    fn retry_hint_tracks_the_finishing_rate() {
+        assert_eq!(retry_after_secs(0), 60);
+        assert_eq!(retry_after_secs(1), 60);
+        assert_eq!(retry_after_secs(30), 10);
+        assert_eq!(retry_after_secs(100_000), 1);
+    }
+
+    #[test]
+    fn duplicate_keys_are_invalid() {
+        let item = |k: &str| NewItem {
+            key: k.into(),
+            payload: json!(null),
+        };
+        let mut job = NewJob {
+            tenant: String::new(),
+            handler: "h".into(),
+            params: json!({}),
+            priority: Priority::Low,
+            items: vec![item("a"), item("b")],
+            idempotency_key: None,
+        };
+        assert!(validate(&job).is_ok());
+        job.items.push(item("a"));
+        assert!(matches!(validate(&job), Err(Error::InvalidJob { .. })));
+        job.items.pop();
+        job.handler.clear();
+        assert!(matches!(validate(&job), Err(Error::InvalidJob { .. })));
+    }
+
+    #[test]
+    fn pages_cut_at_the_limit() {
+        let p = page(vec![1i64, 2, 3], 2, |n| *n);
+        assert_eq!(p.items, [1, 2]);
+        assert_eq!(p.next_cursor, Some(2));
+        let p = page(vec![1i64, 2], 2, |n| *n);
+        assert_eq!(p.next_cursor, None);
+    }
+
+    #[test]
+    fn key_hash_is_sha256_hex() {
+        assert_eq!(
+            key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let s = new_secret();
+        assert!(s.starts_with("fry_") && s.len() == 68);
+    }
+}

@@ -1,0 +1,115 @@
+//! The one error type of `ferry-store`.
+//!
+//! `QueueFull` is control flow (the server answers 429 with `Retry-After`), distinct from
+//! failures. Every other variant says what was being done; messages never contain a
+//! password or an API key.
+
+use crate::types::Priority;
+
+/// Everything a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The priority's queue already holds its maximum of unfinished jobs.
+    #[error(
+        "the {priority} queue is full ({limit} unfinished jobs); retry after {retry_after_secs} s"
+    )]
+    QueueFull {
+        /// The full queue.
+        priority: Priority,
+        /// Its limit.
+        limit: u64,
+        /// A suggestion for `Retry-After`, from how fast that queue has been finishing jobs.
+        retry_after_secs: u64,
+    },
+    /// A new job is malformed (duplicate item keys, empty handler name).
+    #[error("invalid job: {message}")]
+    InvalidJob {
+        /// What is wrong.
+        message: String,
+    },
+    /// A store option is out of range (a schema name that is not a plain identifier).
+    #[error("invalid store option `{option}`: {message}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// The database could not be reached or a statement failed.
+    #[error("{context}: {source}")]
+    Sql {
+        /// What was being done ("claiming items", "connecting to postgres://db/ferry").
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds something this build cannot read.
+    #[error("corrupt store data: {message}")]
+    Corrupt {
+        /// What and where.
+        message: String,
+    },
+    /// The database was migrated by a newer build.
+    #[error("the store's schema is at version {found}, newer than this build's {supported}")]
+    SchemaTooNew {
+        /// The version in `schema_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+}
+
+/// Wraps a driver error with what was being done.
+pub(crate) fn sql(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |source| Error::Sql {
+        context: context.to_owned(),
+        source,
+    }
+}
+
+/// Parses stored JSON text.
+pub(crate) fn json(text: &str, what: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        message: format!("{what} is not JSON: {e}"),
+    })
+}
+
+/// A connection URL with its password replaced by `***`, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+    }
+}

@@ -1,0 +1,76 @@
+//! How a store is configured: queue limits, the clock, the connection pool size. One
+//! builder, one verb per setting, each documenting its default.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::types::Priority;
+
+/// Options shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub(crate) queue_limits: [NonZeroUsize; 3],
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_connections: NonZeroU32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions::new()
+    }
+}
+
+impl StoreOptions {
+    /// The defaults: queue limits 100 / 500 / 1000, the system clock, 10 connections.
+    pub fn new() -> Self {
+        StoreOptions {
+            queue_limits: [nz(100), nz(500), nz(1000)],
+            clock: Arc::new(SystemClock),
+            max_connections: NonZeroU32::MIN.saturating_add(9),
+        }
+    }
+
+    /// The most unfinished (pending or processing) jobs a priority may hold; a job beyond
+    /// it is refused with [`Error::QueueFull`](crate::Error::QueueFull). Default: high 100,
+    /// medium 500, low 1000 (the seed's limits).
+    pub fn queue_limit(mut self, priority: Priority, limit: NonZeroUsize) -> Self {
+        self.queue_limits[priority.index()] = limit;
+        self
+    }
+
+    /// Where the time comes from. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Connections in the pool (SQLite: reader connections; it always has one writer).
+    /// Default: 10.
+    pub fn max_connections(mut self, n: NonZeroU32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    pub(crate) fn limit(&self, priority: Priority) -> u64 {
+        self.queue_limits[priority.index()].get() as u64
+    }
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds_limits() {
+        let o = StoreOptions::new();
+        assert_eq!(Priority::ALL.map(|p| o.limit(p)), [100, 500, 1000]);
+        assert_eq!(o.max_connections.get(), 10);
+        let o = o.queue_limit(Priority::Low, NonZeroUsize::new(7).unwrap());
+        assert_eq!(o.limit(Priority::Low), 7);
+    }
+}
