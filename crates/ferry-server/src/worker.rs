@@ -1,0 +1,328 @@
+//! The worker: claims items from the store, runs them through one engine per handler, and
+//! records each item's outcome back in the store.
+//!
+//! ```text
+//! store.claim ──> engine[handler].intake ──> Handler ──> settled ──> store.complete / fail
+//!      ^                                                                    │
+//!      └────────────── while fewer than `max_in_flight` items are held ─────┘
+//! ```
+//!
+//! * An item travels through the engine keyed by its store id, so its outcome finds its row.
+//!   The engine does the batching, adaptive concurrency, retries with backoff and splitting;
+//!   what it dead-letters is dead-lettered in the store.
+//! * Results are recorded per settled batch in one store transaction; the store's lease check
+//!   and unique result constraint make a second record of an item impossible, so a worker
+//!   that lost its lease (it hung, the item was rescued) cannot record it twice.
+//! * Leases are renewed every third of their length while the worker runs, and any worker
+//!   rescues expired leases of dead workers every lease period.
+//! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
+//!   polling loop.
+//! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
+//!   calls already in flight get `shutdown_grace` to finish and be recorded; then every lease
+//!   still held is released, so another worker takes the rest at once rather than after the
+//!   leases expire.
+//!
+//! Handlers receive the item's payload; per-job `params` are not passed to them yet.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{Engine, EngineConfig, Handler, Intake, Item, Running, Settled};
+use ferry_store::{ClaimedItem, Store};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+
+/// A handler the service can run, with the engine settings it runs under.
+type Registered = (Arc<dyn Handler<Value, Value>>, EngineConfig);
+
+/// The handlers a worker knows, by the name jobs give.
+#[derive(Default, Clone)]
+pub struct Handlers {
+    map: HashMap<String, Registered>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.map.keys()).finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` under `name`, run by an engine with `config`.
+    pub fn register(
+        mut self,
+        name: &str,
+        handler: impl Handler<Value, Value>,
+        config: EngineConfig,
+    ) -> Self {
+        self.map
+            .insert(name.to_owned(), (Arc::new(handler), config));
+        self
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The worker's identity in leases (default `worker-<pid>`).
+    pub id: String,
+    /// Lease length (default 30 s); renewed every third of it.
+    pub lease: Duration,
+    /// Most items held (claimed, not yet recorded) at once (default 4,096).
+    pub max_in_flight: usize,
+    /// Most items per claim (default 512).
+    pub claim_batch: usize,
+    /// Longest idle wait before claiming again (default 1 s; wake-ups usually come first).
+    pub idle_wait: Duration,
+    /// How long calls in flight at shutdown may finish (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            id: format!("worker-{}", std::process::id()),
+            lease: Duration::from_secs(30),
+            max_in_flight: 4096,
+            claim_batch: 512,
+            idle_wait: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Items claimed.
+    pub claimed: u64,
+    /// Results recorded.
+    pub completed: u64,
+    /// Items dead-lettered.
+    pub dead_lettered: u64,
+    /// Leases given back at shutdown.
+    pub released: u64,
+}
+
+/// A worker over a store; see the module docs.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    handlers: Handlers,
+    options: WorkerOptions,
+}
+
+struct Counters {
+    held: AtomicUsize,
+    completed: AtomicU64,
+    dead: AtomicU64,
+}
+
+struct Lane {
+    running: Running<Value, Value>,
+    intake: Intake<Value>,
+    writer: JoinHandle<Result<(), Error>>,
+}
+
+impl Worker {
+    /// A worker running `handlers` over `store`.
+    pub fn new(store: Arc<dyn Store>, handlers: Handlers, options: WorkerOptions) -> Self {
+        Worker {
+            store,
+            handlers,
+            options,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains and releases; see the module docs.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerReport, Error> {
+        let counters = Arc::new(Counters {
+            held: AtomicUsize::new(0),
+            completed: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+        });
+        let keepalive = self.spawn_keepalive(shutdown.clone());
+        let mut lanes: HashMap<String, Lane> = HashMap::new();
+        let mut report = WorkerReport::default();
+        let opts = &self.options;
+        let result = async {
+            while !shutdown.is_cancelled() {
+                let room = opts
+                    .max_in_flight
+                    .saturating_sub(counters.held.load(Ordering::Acquire));
+                if room == 0 {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
+                    }
+                }
+                let claimed = self
+                    .store
+                    .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
+                    .await?;
+                if claimed.is_empty() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.store.wait_for_work(opts.idle_wait) => continue,
+                    }
+                }
+                report.claimed += claimed.len() as u64;
+                counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
+                for item in claimed {
+                    self.dispatch(item, &mut lanes, &counters).await?;
+                }
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // Shut down: cancel every engine (waiting items end now, calls in flight get the
+        // grace), record what finished, then give back every lease still held.
+        let mut stopped = Ok(());
+        for (_, lane) in lanes.drain() {
+            lane.running.cancel();
+            drop(lane.intake);
+            let finished = lane.running.finish().await.map(drop).map_err(Error::from);
+            let written = match lane.writer.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::Engine(ferry_core::Error::Task(e.to_string()))),
+            };
+            if stopped.is_ok() {
+                stopped = finished.and(written);
+            }
+        }
+        keepalive.abort();
+        report.released = self.store.release(&opts.id).await?;
+        report.completed = counters.completed.load(Ordering::Acquire);
+        report.dead_lettered = counters.dead.load(Ordering::Acquire);
+        result?;
+        stopped?;
+        Ok(report)
+    }
+
+    async fn dispatch(
+        &self,
+        item: ClaimedItem,
+        lanes: &mut HashMap<String, Lane>,
+        counters: &Arc<Counters>,
+    ) -> Result<(), Error> {
+        if !lanes.contains_key(&item.handler) {
+            let Some((handler, config)) = self.handlers.map.get(&item.handler).cloned() else {
+                let error = format!(
+                    "no handler named `{}` on worker {}",
+                    item.handler, self.options.id
+                );
+                self.store
+                    .fail(&self.options.id, item.item_id, &error, None, true)
+                    .await?;
+                counters.held.fetch_sub(1, Ordering::AcqRel);
+                counters.dead.fetch_add(1, Ordering::AcqRel);
+                return Ok(());
+            };
+            let mut config = config;
+            config.shutdown_grace = self.options.shutdown_grace;
+            let mut running = Engine::new(config, handler)?.emit_settled(64).start();
+            let settled = running.take_settled().ok_or(ferry_core::Error::Closed)?;
+            let writer = tokio::spawn(record(
+                Arc::clone(&self.store),
+                self.options.id.clone(),
+                settled,
+                Arc::clone(counters),
+            ));
+            let intake = running.intake();
+            lanes.insert(
+                item.handler.clone(),
+                Lane {
+                    running,
+                    intake,
+                    writer,
+                },
+            );
+        }
+        let lane = lanes.get(&item.handler).ok_or(ferry_core::Error::Closed)?;
+        let id = item.item_id;
+        lane.intake
+            .push(Item::new(id.to_string(), id.max(0) as u64, item.payload))
+            .await?;
+        Ok(())
+    }
+
+    fn spawn_keepalive(&self, shutdown: CancellationToken) -> JoinHandle<()> {
+        let store = Arc::clone(&self.store);
+        let id = self.options.id.clone();
+        let lease = self.options.lease;
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(lease / 3);
+            let mut ticks = 0u64;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = beat.tick() => {}
+                }
+                if let Err(e) = store.heartbeat(&id, lease).await {
+                    tracing::warn!(worker = %id, error = %e, "lease renewal failed");
+                }
+                ticks += 1;
+                if ticks % 3 == 0 {
+                    match store.rescue_expired().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(worker = %id, rescued = n, "requeued items of expired leases")
+                        }
+                        Err(e) => tracing::warn!(worker = %id, error = %e, "rescue failed"),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Writes one engine's settled outcomes to the store.
+async fn record(
+    store: Arc<dyn Store>,
+    worker: String,
+    mut settled: tokio::sync::mpsc::Receiver<Vec<Settled<Value, Value>>>,
+    counters: Arc<Counters>,
+) -> Result<(), Error> {
+    while let Some(batch) = settled.recv().await {
+        let n = batch.len();
+        let mut results = Vec::with_capacity(n);
+        for s in batch {
+            match s {
+                Settled::Succeeded { item, result } => {
+                    if let Ok(id) = item.key().as_str().parse::<i64>() {
+                        results.push((id, result));
+                    }
+                }
+                Settled::DeadLettered(d) => {
+                    if let Ok(id) = d.item.key().as_str().parse::<i64>() {
+                        store.fail(&worker, id, &d.error, None, true).await?;
+                        counters.dead.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+                // Only cancellation produces these; their leases are released at shutdown.
+                Settled::Cancelled(_) => {}
+            }
+        }
+        if !results.is_empty() {
+            let recorded = store.complete(&worker, results).await?;
+            counters.completed.fetch_add(recorded, Ordering::AcqRel);
+        }
+        counters.held.fetch_sub(n, Ordering::AcqRel);
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Workers over a real SQLite store: every item ends with exactly one result.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
+use ferry_server::{Handlers, Worker, WorkerOptions};
+use ferry_store::{JobStatus, NewItem, NewJob, Priority, SqliteStore, Store};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+fn temp_store_path(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-worker-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("store.db")
+}
+
+fn doubler(delay: Duration) -> impl ferry_core::Handler<Value, Value> {
+    handler_fn(move |batch: &Batch<Value>| {
+        let out: Vec<ItemOutcome<Value>> = batch
+            .payloads()
+            .map(|v| match v.as_i64() {
+                Some(13) => ItemOutcome::Fatal("13 is unlucky".into()),
+                Some(n) => ItemOutcome::Ok(json!(n * 2)),
+                None => ItemOutcome::Fatal("not a number".into()),
+            })
+            .collect();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            BatchOutcome::Done(out)
+        })
+    })
+}
+
+fn job(n: i64) -> NewJob {
+    NewJob {
+        tenant: String::new(),
+        handler: "double".into(),
+        params: Value::Null,
+        priority: Priority::Medium,
+        items: (0..n)
+            .map(|i| NewItem {
+                key: format!("k{i}"),
+                payload: json!(i),
+            })
+            .collect(),
+        idempotency_key: None,
+    }
+}
+
+async fn wait_done(store: &Arc<dyn Store>, id: &ferry_store::JobId) -> ferry_store::JobRecord {
+    for _ in 0..600 {
+        let j = store.job("", id).await.unwrap().unwrap();
+        if matches!(j.status, JobStatus::Completed | JobStatus::Failed) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job did not finish");
+}
+
+async fn all_results(
+    store: &Arc<dyn Store>,
+    id: &ferry_store::JobId,
+) -> Vec<ferry_store::ResultRow> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.results("", id, cursor, 500).await.unwrap().unwrap();
+        out.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_records_every_result_once_and_dead_letters_the_poison() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(temp_store_path("once")).await.unwrap());
+    let created = store.create_job(job(2000)).await.unwrap();
+    let handlers = Handlers::new().register(
+        "double",
+        doubler(Duration::from_millis(1)),
+        EngineConfig::standard(),
+    );
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(Arc::clone(&store), handlers, WorkerOptions::default()).run(shutdown.clone()),
+    );
+    let done = wait_done(&store, &created.id).await;
+    shutdown.cancel();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!((done.succeeded, done.failed), (1999, 1));
+    assert_eq!(report.claimed, 2000);
+    assert_eq!(report.completed, 1999);
+    assert_eq!(report.dead_lettered, 1);
+    let rows = all_results(&store, &created.id).await;
+    assert_eq!(rows.len(), 2000);
+    for r in &rows {
+        let n: i64 = r.key[1..].parse().unwrap();
+        if n == 13 {
+            assert_eq!(r.error.as_deref(), Some("13 is unlucky"));
+        } else {
+            assert_eq!(r.result, Some(json!(n * 2)), "{r:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_midway_releases_leases_and_another_worker_finishes() {
+    let path = temp_store_path("shutdown");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let created = store.create_job(job(3000)).await.unwrap();
+    let slow = || {
+        Handlers::new().register(
+            "double",
+            doubler(Duration::from_millis(20)),
+            EngineConfig::standard(),
+        )
+    };
+    let first = CancellationToken::new();
+    let opts = |id: &str| WorkerOptions {
+        id: id.into(),
+        shutdown_grace: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let w1 = tokio::spawn(Worker::new(Arc::clone(&store), slow(), opts("w1")).run(first.clone()));
+    // Stop the first worker once some items are done.
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if store.job("", &created.id).await.unwrap().unwrap().succeeded >= 300 {
+            break;
+        }
+    }
+    first.cancel();
+    let r1 = w1.await.unwrap().unwrap();
+    let depths = store.queue_depths().await.unwrap();
+    assert_eq!(
+        depths.iter().map(|d| d.in_flight_items).sum::<u64>(),
+        0,
+        "every lease was released"
+    );
+    let second = CancellationToken::new();
+    let w2 = tokio::spawn(Worker::new(Arc::clone(&store), slow(), opts("w2")).run(second.clone()));
+    let done = wait_done(&store, &created.id).await;
+    second.cancel();
+    let r2 = w2.await.unwrap().unwrap();
+    assert!(r1.completed > 0 && r2.completed > 0, "{r1:?} {r2:?}");
+    assert!(
+        r1.released > 0,
+        "items held at shutdown were released: {r1:?}"
+    );
+    assert_eq!(r1.completed + r2.completed, 2999);
+    assert_eq!((done.succeeded, done.failed), (2999, 1));
+    let rows = all_results(&store, &created.id).await;
+    assert_eq!(
+        rows.iter().filter(|r| r.result.is_some()).count(),
+        2999,
+        "one result per item"
+    );
+}
