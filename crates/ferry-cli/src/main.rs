@@ -4,6 +4,7 @@
 mod demo;
 mod progress;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,11 @@ enum Command {
     Run(run::RunArgs),
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
+    /// Run the job service: seed 001's HTTP API (`/api/v1/batch/...`) and an in-process
+    /// worker with the built-in sentiment model, on a durable store (SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Run a worker that claims items from a shared store (several may run at once).
+    Worker(serve::WorkerArgs),
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await.map(Some),
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => run::validate(args).map(|()| None),
+            Command::Serve(args) => serve::serve(args).await.map(|()| None),
+            Command::Worker(args) => serve::worker(args).await.map(|()| None),
         }
     });
     match result {

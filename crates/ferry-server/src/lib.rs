@@ -1,10 +1,12 @@
 //! # ferry-server
 //!
-//! Ferry's job service. This crate holds the worker that runs the engine over a durable
-//! store's claimed items ([`Worker`]); the HTTP API (`ferry serve`) is built on it next.
+//! Ferry's job service: the HTTP API ([`app`]) and the worker that runs the engine over a
+//! durable store's claimed items ([`Worker`]).
 
+pub mod api;
 mod error;
 mod worker;
 
+pub use api::{app, AppState};
 pub use error::Error;
 pub use worker::{Handlers, Worker, WorkerOptions, WorkerReport};

@@ -1,0 +1,135 @@
+//! `ferry serve` and `ferry worker`: the job service.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use ferry_core::{EngineConfig, FlushPolicy, Priority};
+use ferry_models::sentiment::SentimentJsonHandler;
+use ferry_server::{app, AppState, Handlers, Worker, WorkerOptions};
+use ferry_store::{PgStore, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Options of `ferry serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on. Without API keys (not available yet) only loopback addresses
+    /// are accepted.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// The store: an SQLite file (created if missing) or a postgres:// URL.
+    #[arg(long, default_value = "ferry.db")]
+    store: String,
+    /// Run no in-process worker (use `ferry worker` processes instead).
+    #[arg(long)]
+    no_worker: bool,
+}
+
+/// Options of `ferry worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// The store: an SQLite file or a postgres:// URL shared by several workers.
+    #[arg(long)]
+    store: String,
+    /// This worker's identity in leases (default: worker-<pid>).
+    #[arg(long)]
+    id: Option<String>,
+}
+
+async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let lower = spec.to_ascii_lowercase();
+    Ok(
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Arc::new(
+                PgStore::connect(spec)
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            )
+        } else {
+            Arc::new(
+                SqliteStore::open(spec)
+                    .await
+                    .with_context(|| format!("opening the SQLite store {spec}"))?,
+            )
+        },
+    )
+}
+
+/// The built-in handlers. Claims already arrive in batches, so the engine waits at most
+/// 10 ms (high 5 ms, urgent 1 ms) for a batch to fill: a small job is not held back.
+fn handlers() -> Handlers {
+    ferry_models::sentiment::preload();
+    let mut config = EngineConfig::standard();
+    config.flush = FlushPolicy::new()
+        .max_wait(Priority::Normal, Duration::from_millis(10))
+        .max_wait(Priority::High, Duration::from_millis(5))
+        .max_wait(Priority::Urgent, Duration::from_millis(1));
+    Handlers::new().register("sentiment", SentimentJsonHandler::new(), config)
+}
+
+fn ctrl_c(token: CancellationToken) {
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: no new claims; finishing or releasing what is in flight");
+        token.cancel();
+    });
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "refusing to listen on {}: without API keys the service binds to loopback only",
+        args.listen
+    );
+    let store = open_store(&args.store).await?;
+    let shutdown = CancellationToken::new();
+    ctrl_c(shutdown.clone());
+    let worker = (!args.no_worker).then(|| {
+        tokio::spawn(
+            Worker::new(Arc::clone(&store), handlers(), WorkerOptions::default())
+                .run(shutdown.clone()),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    eprintln!(
+        "ferry serve: listening on http://{} (store {}); no API keys configured, so loopback only",
+        listener.local_addr()?,
+        args.store
+    );
+    let stop = shutdown.clone();
+    axum::serve(listener, app(AppState::new(store)))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    if let Some(w) = worker {
+        let report = w.await??;
+        eprintln!(
+            "worker: {} claimed, {} completed, {} released at shutdown",
+            report.claimed, report.completed, report.released
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let shutdown = CancellationToken::new();
+    ctrl_c(shutdown.clone());
+    let mut options = WorkerOptions::default();
+    if let Some(id) = args.id {
+        options.id = id;
+    }
+    eprintln!("ferry worker {}: claiming from {}", options.id, args.store);
+    let report = Worker::new(store, handlers(), options)
+        .run(shutdown)
+        .await?;
+    eprintln!(
+        "worker: {} claimed, {} completed, {} released at shutdown",
+        report.claimed, report.completed, report.released
+    );
+    Ok(())
+}

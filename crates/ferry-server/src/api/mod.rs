@@ -1,0 +1,69 @@
+//! The HTTP API: `fn app(state) -> Router`, shared by `ferry serve` and the tests.
+
+mod problem;
+mod seed;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use ferry_store::Store;
+use serde_json::{json, Value};
+
+pub use problem::Problem;
+
+/// What every handler of the API shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The durable store.
+    pub store: Arc<dyn Store>,
+    /// The handler seed 001's `predict` route submits to (default `sentiment`).
+    pub predict_handler: String,
+    /// Most texts in one job (default 1,000, as the seed).
+    pub max_texts: usize,
+    /// Longest text in characters (default 10,000).
+    pub max_text_chars: usize,
+}
+
+impl AppState {
+    /// State over `store` with the defaults.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        AppState {
+            store,
+            predict_handler: "sentiment".into(),
+            max_texts: 1000,
+            max_text_chars: 10_000,
+        }
+    }
+}
+
+/// The API's routes: health and seed 001's `/api/v1/batch/...` routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/batch/predict", post(seed::predict))
+        .route("/api/v1/batch/status/{id}", get(seed::status))
+        .route("/api/v1/batch/results/{id}", get(seed::results))
+        .route("/api/v1/batch/jobs/{id}", delete(seed::cancel))
+        .route("/api/v1/batch/queue/status", get(seed::queue_status))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    state.store.queue_depths().await.map_err(|e| {
+        Problem {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            title: "Not Ready",
+            detail: "the store is unreachable".into(),
+            retry_after: Some(1),
+        }
+        .log(&e)
+    })?;
+    Ok(Json(json!({ "status": "ready" })))
+}

@@ -1,0 +1,117 @@
+//! Errors as `application/problem+json` (RFC 9457). Internal causes are logged, never sent.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An API error: a status, a short title and a precise detail for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Short, human-readable summary of the problem type.
+    pub title: &'static str,
+    /// What exactly was wrong with this request.
+    pub detail: String,
+    /// Seconds to wait before retrying (429), sent as `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+}
+
+impl Problem {
+    /// A problem with `status`, `title` and `detail`.
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            title,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not Found", detail)
+    }
+
+    /// 422 Unprocessable Content (well-formed JSON with invalid values).
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid Request", detail)
+    }
+
+    /// Logs `cause` (never sent to the client) and returns the problem.
+    pub fn log(self, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, status = self.status.as_u16(), "{}", self.title);
+        self
+    }
+
+    /// 500, logging the cause and telling the client nothing internal.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "the server failed; see its log",
+        )
+    }
+}
+
+impl From<ferry_store::Error> for Problem {
+    fn from(e: ferry_store::Error) -> Self {
+        match e {
+            ferry_store::Error::QueueFull {
+                priority,
+                limit,
+                retry_after_secs,
+            } => Problem {
+                retry_after: Some(retry_after_secs),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Queue Full",
+                    format!(
+                        "the {priority} priority queue holds its limit of {limit} unfinished jobs"
+                    ),
+                )
+            },
+            ferry_store::Error::InvalidJob { message } => Problem::invalid(message),
+            other => Problem::internal(&other),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = Body {
+            kind: "about:blank",
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            json,
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,231 @@
+//! Seed 001's quick start against the API over real HTTP on loopback, with a worker running
+//! the sentiment model, and bad input answered as problem+json.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::EngineConfig;
+use ferry_models::sentiment::SentimentJsonHandler;
+use ferry_server::{app, AppState, Handlers, Worker, WorkerOptions};
+use ferry_store::{SqliteStore, Store};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+struct Service {
+    base: String,
+    shutdown: CancellationToken,
+    client: reqwest::Client,
+}
+
+async fn start(name: &str) -> Service {
+    let dir = std::env::temp_dir().join(format!("ferry-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("store.db")).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let handlers = Handlers::new().register(
+        "sentiment",
+        SentimentJsonHandler::default(),
+        EngineConfig::standard(),
+    );
+    tokio::spawn(
+        Worker::new(Arc::clone(&store), handlers, WorkerOptions::default()).run(shutdown.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app(AppState::new(store)))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .unwrap();
+    });
+    Service {
+        base,
+        shutdown,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_quick_start_submit_status_results() {
+    let s = start("quick").await;
+    // 1. Submit (the seed's curl body, verbatim).
+    let submitted: Value = s
+        .client
+        .post(format!("{}/api/v1/batch/predict", s.base))
+        .json(&json!({
+            "texts": ["I love this product! It is amazing.", "This is terrible and disappointing.", "It is okay, nothing special."],
+            "priority": "medium",
+            "timeout_seconds": 300
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(submitted["status"], "pending");
+    assert_eq!(submitted["total_texts"], 3);
+    assert_eq!(submitted["priority"], "medium");
+    assert_eq!(submitted["progress_percentage"], 0.0);
+    assert!(submitted["created_at"].is_f64() && submitted["estimated_completion_seconds"].is_u64());
+    let id = submitted["job_id"].as_str().unwrap().to_owned();
+    // 2. Poll status.
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = s
+            .client
+            .get(format!("{}/api/v1/batch/status/{id}", s.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"], "completed", "{status}");
+    for (field, check) in [
+        ("processed_texts", status["processed_texts"] == 3),
+        ("failed_texts", status["failed_texts"] == 0),
+        (
+            "progress_percentage",
+            status["progress_percentage"] == 100.0,
+        ),
+        ("started_at", status["started_at"].is_f64()),
+        ("completed_at", status["completed_at"].is_f64()),
+        ("error", status["error"].is_null()),
+    ] {
+        assert!(check, "{field}: {status}");
+    }
+    // 3. Results, in the seed's shape.
+    let results: Value = s
+        .client
+        .get(format!("{}/api/v1/batch/results/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = results["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["label"], "POSITIVE");
+    assert_eq!(rows[1]["label"], "NEGATIVE");
+    for r in rows {
+        for field in [
+            "label",
+            "score",
+            "inference_time_ms",
+            "model_name",
+            "text_length",
+            "cached",
+        ] {
+            assert!(r.get(field).is_some(), "{field} missing in {r}");
+        }
+    }
+    assert_eq!(results["total_results"], 3);
+    assert_eq!(results["page"], 1);
+    assert_eq!(results["page_size"], 100);
+    assert_eq!(results["has_more"], false);
+    assert_eq!(results["summary"]["successful_predictions"], 3);
+    assert_eq!(results["summary"]["success_rate"], 1.0);
+    assert_eq!(results["summary"]["sentiment_distribution"]["POSITIVE"], 1);
+}
+
+async fn problem(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_problem_json() {
+    let s = start("bad").await;
+    let url = format!("{}/api/v1/batch/predict", s.base);
+    let malformed = s
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"texts\": [")
+        .send()
+        .await
+        .unwrap();
+    problem(malformed, 400).await;
+    let empty = problem(
+        s.client
+            .post(&url)
+            .json(&json!({"texts": []}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert!(empty["detail"].as_str().unwrap().contains("empty"));
+    let many: Vec<String> = (0..1001).map(|i| format!("text {i}")).collect();
+    let too_many = problem(
+        s.client
+            .post(&url)
+            .json(&json!({ "texts": many }))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    assert!(
+        too_many["detail"].as_str().unwrap().contains("1001"),
+        "{too_many}"
+    );
+    problem(
+        s.client
+            .post(&url)
+            .json(&json!({"texts": "not a list"}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    problem(
+        s.client
+            .post(&url)
+            .json(&json!({"texts": ["a"], "priority": "urgent"}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    let unknown = s
+        .client
+        .get(format!("{}/api/v1/batch/status/no-such-job", s.base))
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, 404).await;
+    let health: Value = s
+        .client
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
