@@ -34,7 +34,7 @@ pub(crate) struct WorkerArgs {
     /// The store: an SQLite file or a postgres:// URL shared by several workers.
     #[arg(long)]
     store: String,
-    /// This worker's identity in leases (default: worker-<pid>).
+    /// This worker's identity in leases (default: `worker-<pid>`).
     #[arg(long)]
     id: Option<String>,
 }
