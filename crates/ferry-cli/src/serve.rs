@@ -101,8 +101,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         args.store
     );
+    let mut state = AppState::new(store);
+    state.metrics = Some(
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the Prometheus recorder")?,
+    );
     let stop = shutdown.clone();
-    axum::serve(listener, app(AppState::new(store)))
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
     if let Some(w) = worker {

@@ -235,6 +235,8 @@ impl Worker {
             };
             let mut config = config;
             config.shutdown_grace = self.options.shutdown_grace;
+            // Engines are named after their handler: the `engine` label of their metrics.
+            config.name = item.handler.clone();
             let mut running = Engine::new(config, handler)?.emit_settled(64).start();
             let settled = running.take_settled().ok_or(ferry_core::Error::Closed)?;
             let writer = tokio::spawn(record(

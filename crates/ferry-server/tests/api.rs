@@ -12,6 +12,19 @@ use ferry_store::{SqliteStore, Store};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+/// One Prometheus recorder per test binary (it is process-global).
+fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap()
+        })
+        .clone()
+}
+
 struct Service {
     base: String,
     shutdown: CancellationToken,
@@ -24,6 +37,8 @@ async fn start(name: &str) -> Service {
     std::fs::create_dir_all(&dir).unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("store.db")).await.unwrap());
     let shutdown = CancellationToken::new();
+    // Installed before any engine starts, so their metric handles register with it.
+    let metrics = recorder();
     let handlers = Handlers::new().register(
         "sentiment",
         SentimentJsonHandler::default(),
@@ -32,11 +47,13 @@ async fn start(name: &str) -> Service {
     tokio::spawn(
         Worker::new(Arc::clone(&store), handlers, WorkerOptions::default()).run(shutdown.clone()),
     );
+    let mut state = AppState::new(Arc::clone(&store));
+    state.metrics = Some(metrics);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        axum::serve(listener, app(AppState::new(store)))
+        axum::serve(listener, app(state))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .unwrap();
@@ -142,6 +159,27 @@ async fn seed_quick_start_submit_status_results() {
     assert_eq!(results["summary"]["successful_predictions"], 3);
     assert_eq!(results["summary"]["success_rate"], 1.0);
     assert_eq!(results["summary"]["sentiment_distribution"]["POSITIVE"], 1);
+    // The engine's metrics, through the `metrics` facade, at /metrics.
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("ferry_items_total")
+                && l.contains("engine=\"sentiment\"")
+                && l.contains("outcome=\"succeeded\"")
+        })
+        .unwrap_or_else(|| panic!("no succeeded counter in:\n{text}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 3.0, "{line}");
+    assert!(text.contains("ferry_batch_latency_seconds"), "{text}");
 }
 
 async fn problem(resp: reqwest::Response, status: u16) -> Value {

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ferry_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 pub use problem::Problem;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub max_texts: usize,
     /// Longest text in characters (default 10,000).
     pub max_text_chars: usize,
+    /// The Prometheus recorder's handle, rendered at `/metrics` (none: `/metrics` is 404).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
             predict_handler: "sentiment".into(),
             max_texts: 1000,
             max_text_chars: 10_000,
+            metrics: None,
         }
     }
 }
@@ -43,6 +47,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .route("/api/v1/batch/predict", post(seed::predict))
         .route("/api/v1/batch/status/{id}", get(seed::status))
         .route("/api/v1/batch/results/{id}", get(seed::results))
@@ -66,4 +71,23 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
         .log(&e)
     })?;
     Ok(Json(json!({ "status": "ready" })))
+}
+
+/// Prometheus text format: the engines' metrics (`ferry_items_total`, `ferry_calls_total`,
+/// `ferry_batch_latency_seconds`, `ferry_concurrency_limit`, ..., labelled by `engine`, which
+/// is the handler's name).
+async fn prometheus(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), Problem> {
+    let handle = state
+        .metrics
+        .as_ref()
+        .ok_or_else(|| Problem::not_found("metrics are not enabled on this server"))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    ))
 }
