@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use tokio::sync::Notify;
 
 use crate::error::{json, sql, Error};
@@ -257,6 +257,56 @@ where
         created_at: get(row, 3, W)?,
         revoked_at: get(row, 4, W)?,
     })
+}
+
+/// Applies every migration newer than the recorded version, inside the caller's
+/// transaction (each backend opens it its own way: `BEGIN IMMEDIATE`, an advisory lock).
+/// `version_type` is the SQL type of `schema_version.version` on this backend.
+pub(crate) async fn migrate<DB>(
+    conn: &mut DB::Connection,
+    migrations: &[(i64, &str)],
+    version_type: &str,
+) -> Result<(), Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    const W: &str = "migrating the store";
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE IF NOT EXISTS schema_version (version {version_type} NOT NULL)"
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(sql(W))?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql(W))?;
+    let current = current.unwrap_or(0);
+    let supported = migrations.last().map_or(0, |(v, _)| *v);
+    if current > supported {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (version, script) in migrations.iter().filter(|(v, _)| *v > current) {
+        sqlx::raw_sql(script)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql(W))?;
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(*version)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql(W))?;
+        tracing::info!(version, "applied store migration");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
