@@ -2,6 +2,7 @@
 //! exit codes; everything else lives in the library crates.
 
 mod demo;
+mod keys;
 mod progress;
 mod run;
 mod serve;
@@ -34,11 +35,14 @@ enum Command {
     Run(run::RunArgs),
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
-    /// Run the job service: seed 001's HTTP API (`/api/v1/batch/...`) and an in-process
-    /// worker with the built-in sentiment model, on a durable store (SQLite by default).
+    /// Run the job service: the `/v1` API, seed 001's routes (`/api/v1/batch/...`) and an
+    /// in-process worker with the built-in handlers (`sentiment`, `echo`), on a durable store
+    /// (SQLite by default).
     Serve(serve::ServeArgs),
     /// Run a worker that claims items from a shared store (several may run at once).
     Worker(serve::WorkerArgs),
+    /// Manage the service's API keys: create (printed once, stored hashed), list, revoke.
+    Keys(keys::KeysArgs),
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => run::validate(args).map(|()| None),
             Command::Serve(args) => serve::serve(args).await.map(|()| None),
             Command::Worker(args) => serve::worker(args).await.map(|()| None),
+            Command::Keys(args) => keys::run(args).await.map(|()| None),
         }
     });
     match result {

@@ -9,15 +9,16 @@ use clap::Args;
 
 use ferry_core::{EngineConfig, FlushPolicy, Priority};
 use ferry_models::sentiment::SentimentJsonHandler;
-use ferry_server::{app, AppState, Handlers, Worker, WorkerOptions};
+use ferry_server::{app, AppState, Echo, Handlers, Worker, WorkerOptions};
 use ferry_store::{PgStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Options of `ferry serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on. Without API keys (not available yet) only loopback addresses
-    /// are accepted.
+    /// Address to listen on. Without API keys in the store (`ferry keys create`) only
+    /// loopback addresses are accepted; with keys every route but /healthz and /readyz
+    /// needs one (read at start: restart after creating the first key).
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
     /// The store: an SQLite file (created if missing) or a postgres:// URL.
@@ -39,7 +40,7 @@ pub(crate) struct WorkerArgs {
     id: Option<String>,
 }
 
-async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
+pub(crate) async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
     let lower = spec.to_ascii_lowercase();
     Ok(
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
@@ -58,8 +59,9 @@ async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
     )
 }
 
-/// The built-in handlers. Claims already arrive in batches, so the engine waits at most
-/// 10 ms (high 5 ms, urgent 1 ms) for a batch to fill: a small job is not held back.
+/// The built-in handlers: `sentiment` (the VADER model) and `echo` (the no-op handler: each
+/// item's payload is its result). Claims already arrive in batches, so the engine waits at
+/// most 10 ms (high 5 ms, urgent 1 ms) for a batch to fill: a small job is not held back.
 fn handlers() -> Handlers {
     ferry_models::sentiment::preload();
     let mut config = EngineConfig::standard();
@@ -67,11 +69,31 @@ fn handlers() -> Handlers {
         .max_wait(Priority::Normal, Duration::from_millis(10))
         .max_wait(Priority::High, Duration::from_millis(5))
         .max_wait(Priority::Urgent, Duration::from_millis(1));
-    Handlers::new().register("sentiment", SentimentJsonHandler::new(), config)
+    Handlers::new()
+        .register("sentiment", SentimentJsonHandler::new(), config.clone())
+        .register("echo", Echo, config)
 }
 
-fn ctrl_c(token: CancellationToken) {
+/// Cancels `token` on Ctrl-C (SIGINT) or SIGTERM: stop claiming, finish or release what is
+/// in flight.
+fn on_signal(token: CancellationToken) {
     tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down: no new claims; finishing or releasing what is in flight");
         token.cancel();
@@ -79,29 +101,52 @@ fn ctrl_c(token: CancellationToken) {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.listen.ip().is_loopback(),
-        "refusing to listen on {}: without API keys the service binds to loopback only",
-        args.listen
-    );
     let store = open_store(&args.store).await?;
+    let live_keys = store
+        .list_keys(None)
+        .await
+        .context("reading the API keys")?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count();
+    anyhow::ensure!(
+        live_keys > 0 || args.listen.ip().is_loopback(),
+        "refusing to listen on {}: without API keys the service binds to loopback only \
+         (create one with `ferry keys create --store {} TENANT`)",
+        args.listen,
+        args.store
+    );
     let shutdown = CancellationToken::new();
-    ctrl_c(shutdown.clone());
+    on_signal(shutdown.clone());
+    let handlers = handlers();
+    let names = handlers.names();
     let worker = (!args.no_worker).then(|| {
         tokio::spawn(
-            Worker::new(Arc::clone(&store), handlers(), WorkerOptions::default())
+            Worker::new(Arc::clone(&store), handlers, WorkerOptions::default())
                 .run(shutdown.clone()),
         )
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    eprintln!(
-        "ferry serve: listening on http://{} (store {}); no API keys configured, so loopback only",
-        listener.local_addr()?,
-        args.store
-    );
+    if live_keys > 0 {
+        eprintln!(
+            "ferry serve: listening on http://{} (store {}); {live_keys} API key(s): every \
+             route but /healthz and /readyz needs one",
+            listener.local_addr()?,
+            args.store
+        );
+    } else {
+        eprintln!(
+            "ferry serve: listening on http://{} (store {}); no API keys configured, so \
+             loopback only and open to every local user",
+            listener.local_addr()?,
+            args.store
+        );
+    }
     let mut state = AppState::new(store);
+    state.auth_required = live_keys > 0;
+    state.handlers = Arc::new(names);
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
@@ -124,7 +169,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store).await?;
     let shutdown = CancellationToken::new();
-    ctrl_c(shutdown.clone());
+    on_signal(shutdown.clone());
     let mut options = WorkerOptions::default();
     if let Some(id) = args.id {
         options.id = id;

@@ -190,6 +190,14 @@ pub struct Batch<T> {
 }
 
 impl<T> Batch<T> {
+    /// A batch of `items`, as the engine would send it (for calling a [`Handler`] directly,
+    /// in a test or a benchmark).
+    ///
+    /// [`Handler`]: crate::Handler
+    pub fn new(items: Vec<Item<T>>) -> Self {
+        Self::from_items(items)
+    }
+
     pub(crate) fn from_items(items: Vec<Item<T>>) -> Self {
         let bytes = items.iter().map(|i| i.bytes).sum();
         Batch {

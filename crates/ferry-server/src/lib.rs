@@ -4,9 +4,11 @@
 //! durable store's claimed items ([`Worker`]).
 
 pub mod api;
+mod builtin;
 mod error;
 mod worker;
 
 pub use api::{app, AppState};
+pub use builtin::Echo;
 pub use error::Error;
 pub use worker::{Handlers, Worker, WorkerOptions, WorkerReport};

@@ -70,6 +70,11 @@ impl Handlers {
         self
     }
 
+    /// The registered names, sorted.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.map.keys().cloned().collect()
+    }
+
     /// Whether `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)

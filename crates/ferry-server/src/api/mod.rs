@@ -1,17 +1,23 @@
 //! The HTTP API: `fn app(state) -> Router`, shared by `ferry serve` and the tests.
 
+mod auth;
+mod body;
 mod problem;
 mod seed;
+mod v1;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
 use ferry_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
+pub use auth::Tenant;
+pub use body::JsonBody;
 pub use problem::Problem;
 
 /// What every handler of the API shares.
@@ -27,6 +33,15 @@ pub struct AppState {
     pub max_text_chars: usize,
     /// The Prometheus recorder's handle, rendered at `/metrics` (none: `/metrics` is 404).
     pub metrics: Option<PrometheusHandle>,
+    /// Whether every route but health needs an API key (see [`Tenant`]); `ferry serve` sets
+    /// it when the store holds a live key at start.
+    pub auth_required: bool,
+    /// Largest request body in bytes (default 16 MiB): larger is 413.
+    pub max_body_bytes: usize,
+    /// Most items in one `/v1` job (default 100,000).
+    pub max_items: usize,
+    /// Handler names jobs may name (the workers' handlers); another is 422 at submit.
+    pub handlers: Arc<BTreeSet<String>>,
 }
 
 impl AppState {
@@ -38,21 +53,31 @@ impl AppState {
             max_texts: 1000,
             max_text_chars: 10_000,
             metrics: None,
+            auth_required: false,
+            max_body_bytes: 16 * 1024 * 1024,
+            max_items: 100_000,
+            handlers: Arc::new(["sentiment".to_owned()].into_iter().collect()),
         }
     }
 }
 
-/// The API's routes: health and seed 001's `/api/v1/batch/...` routes.
+/// The API's routes: health (open), and behind the API-key check `/metrics`, `/v1/...` and
+/// seed 001's `/api/v1/batch/...` routes; bodies are limited to
+/// [`AppState::max_body_bytes`].
 pub fn app(state: AppState) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(prometheus))
+        .merge(seed::routes())
+        .merge(v1::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
-        .route("/api/v1/batch/predict", post(seed::predict))
-        .route("/api/v1/batch/status/{id}", get(seed::status))
-        .route("/api/v1/batch/results/{id}", get(seed::results))
-        .route("/api/v1/batch/jobs/{id}", delete(seed::cancel))
-        .route("/api/v1/batch/queue/status", get(seed::queue_status))
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
 

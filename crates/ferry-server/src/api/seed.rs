@@ -11,15 +11,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::Json;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use ferry_store::{JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AppState, Problem};
+use super::{AppState, JsonBody, Problem, Tenant};
 
 /// Texts per second assumed for `estimated_completion_seconds`.
 const ESTIMATED_RATE: f64 = 5000.0;
@@ -38,18 +38,14 @@ pub(super) struct PredictRequest {
     max_batch_size: Option<u64>,
 }
 
-fn json_problem(e: JsonRejection) -> Problem {
-    match e {
-        JsonRejection::JsonDataError(e) => Problem::invalid(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported Media Type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ),
-        JsonRejection::BytesRejection(e) => Problem::new(e.status(), "Bad Request", e.body_text()),
-        other => Problem::bad_request(other.body_text()),
-    }
+/// Seed 001's routes, to be merged under the API-key check.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/batch/predict", post(predict))
+        .route("/api/v1/batch/status/{id}", get(status))
+        .route("/api/v1/batch/results/{id}", get(results))
+        .route("/api/v1/batch/jobs/{id}", delete(cancel))
+        .route("/api/v1/batch/queue/status", get(queue_status))
 }
 
 fn estimate(total: u64) -> u64 {
@@ -70,9 +66,9 @@ fn parse_id(id: &str) -> JobId {
 
 pub(super) async fn predict(
     State(state): State<AppState>,
-    body: Result<Json<PredictRequest>, JsonRejection>,
+    tenant: Tenant,
+    JsonBody(req): JsonBody<PredictRequest>,
 ) -> Result<Json<Value>, Problem> {
-    let Json(req) = body.map_err(json_problem)?;
     if req.texts.is_empty() {
         return Err(Problem::invalid(
             "`texts` is empty: send between 1 and the limit of texts",
@@ -101,7 +97,7 @@ pub(super) async fn predict(
     let job = state
         .store
         .create_job(NewJob {
-            tenant: String::new(),
+            tenant: tenant.0,
             handler: state.predict_handler.clone(),
             params: Value::Null,
             priority,
@@ -128,10 +124,10 @@ pub(super) async fn predict(
     })))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<JobRecord, Problem> {
+async fn find(state: &AppState, tenant: &Tenant, id: &str) -> Result<JobRecord, Problem> {
     state
         .store
-        .job("", &parse_id(id))
+        .job(tenant.as_str(), &parse_id(id))
         .await?
         .ok_or_else(|| Problem::not_found(format!("no job `{id}`")))
 }
@@ -155,18 +151,20 @@ fn status_body(job: &JobRecord) -> Value {
 
 pub(super) async fn status(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    Ok(Json(status_body(&find(&state, &id).await?)))
+    Ok(Json(status_body(&find(&state, &tenant, &id).await?)))
 }
 
 pub(super) async fn cancel(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let job = state
         .store
-        .cancel_job("", &parse_id(&id))
+        .cancel_job(tenant.as_str(), &parse_id(&id))
         .await?
         .ok_or_else(|| Problem::not_found(format!("no job `{id}`")))?;
     Ok(Json(status_body(&job)))
@@ -178,13 +176,17 @@ pub(super) struct Paging {
     page_size: Option<u64>,
 }
 
-async fn every_row(state: &AppState, id: &JobId) -> Result<Vec<ResultRow>, Problem> {
+async fn every_row(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &JobId,
+) -> Result<Vec<ResultRow>, Problem> {
     let mut rows = Vec::new();
     let mut cursor = None;
     loop {
         let page = state
             .store
-            .results("", id, cursor, 1000)
+            .results(tenant.as_str(), id, cursor, 1000)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no job `{id}`")))?;
         rows.extend(page.items);
@@ -197,6 +199,7 @@ async fn every_row(state: &AppState, id: &JobId) -> Result<Vec<ResultRow>, Probl
 
 pub(super) async fn results(
     State(state): State<AppState>,
+    tenant: Tenant,
     Path(id): Path<String>,
     paging: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
@@ -209,8 +212,8 @@ pub(super) async fn results(
     if !(1..=1000).contains(&page_size) {
         return Err(Problem::invalid("`page_size` must lie between 1 and 1000"));
     }
-    let job = find(&state, &id).await?;
-    let rows = every_row(&state, &job.id).await?;
+    let job = find(&state, &tenant, &id).await?;
+    let rows = every_row(&state, &tenant, &job.id).await?;
     let start = ((page - 1) * page_size) as usize;
     let shown: Vec<Value> = rows
         .iter()
