@@ -5,10 +5,14 @@
 
 pub mod api;
 mod builtin;
+mod cache;
 mod error;
+mod sweeper;
 mod worker;
 
 pub use api::{app, AppState};
 pub use builtin::Echo;
+pub use cache::Cached;
 pub use error::Error;
+pub use sweeper::sweep_results;
 pub use worker::{Handlers, Worker, WorkerOptions, WorkerReport};
