@@ -9,6 +9,7 @@ use clap::Args;
 
 use ferry_core::{EngineConfig, FlushPolicy, Priority};
 use ferry_models::sentiment::SentimentJsonHandler;
+use ferry_server::api::TenantRate;
 use ferry_server::{app, sweep_results, AppState, Cached, Echo, Handlers, Worker, WorkerOptions};
 use ferry_store::{PgStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// How long finished jobs and their results are kept; a sweeper deletes older ones.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     result_ttl: Duration,
+    /// Requests per second each tenant (API key's tenant) may make; more get 429 with
+    /// Retry-After. Unlimited when not given.
+    #[arg(long)]
+    tenant_rps: Option<std::num::NonZeroU32>,
 }
 
 /// Options of `ferry worker`.
@@ -165,6 +170,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut state = AppState::new(store);
     state.auth_required = live_keys > 0;
+    state.tenant_rate = args.tenant_rps.map(TenantRate::new);
     state.handlers = Arc::new(names);
     state.metrics = Some(
         metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -2,6 +2,7 @@
 
 mod auth;
 mod body;
+mod limits;
 mod problem;
 mod seed;
 mod v1;
@@ -18,6 +19,7 @@ use serde_json::{json, Value};
 
 pub use auth::Tenant;
 pub use body::JsonBody;
+pub use limits::TenantRate;
 pub use problem::Problem;
 
 /// What every handler of the API shares.
@@ -42,6 +44,8 @@ pub struct AppState {
     pub max_items: usize,
     /// Handler names jobs may name (the workers' handlers); another is 422 at submit.
     pub handlers: Arc<BTreeSet<String>>,
+    /// Requests per second each tenant may make (none: unlimited); see [`TenantRate`].
+    pub tenant_rate: Option<TenantRate>,
 }
 
 impl AppState {
@@ -57,6 +61,7 @@ impl AppState {
             max_body_bytes: 16 * 1024 * 1024,
             max_items: 100_000,
             handlers: Arc::new(["sentiment".to_owned()].into_iter().collect()),
+            tenant_rate: None,
         }
     }
 }
@@ -69,6 +74,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .merge(seed::routes())
         .merge(v1::routes())
+        // Layers run outside-in: the key check first, then the tenant's rate limit.
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
