@@ -2,10 +2,12 @@
 
 mod auth;
 mod body;
+mod dashboard;
 mod limits;
 mod problem;
 mod seed;
 mod v1;
+mod ws;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(dashboard::routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
