@@ -239,6 +239,37 @@ async fn bad_input_on_seed_routes_is_problem_json() {
     )
     .await;
     assert!(d.contains("page"), "{d}");
+    // An id that is not UTF-8 after decoding.
+    problem(
+        send(
+            api.client
+                .get(format!("{}/api/v1/batch/status/%FF", api.base)),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // A page far past the end is empty, not an overflow; whole-number floats are numbers.
+    let job: Value = send(
+        api.client
+            .post(&predict)
+            .json(&json!({"texts": ["a"], "timeout_seconds": 300.0, "max_batch_size": 100})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    let far: Value = send(api.client.get(format!(
+        "{}/api/v1/batch/results/{id}?page=9223372036854775808&page_size=1000",
+        api.base
+    )))
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(far["results"], json!([]));
+    assert_eq!(far["has_more"], false);
 }
 
 #[tokio::test]

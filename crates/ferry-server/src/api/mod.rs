@@ -3,7 +3,10 @@
 mod auth;
 mod body;
 mod dashboard;
+mod events;
 mod limits;
+mod openapi;
+mod path;
 mod problem;
 mod seed;
 mod v1;
@@ -68,8 +71,8 @@ impl AppState {
     }
 }
 
-/// The API's routes: health (open), and behind the API-key check `/metrics`, `/v1/...` and
-/// seed 001's `/api/v1/batch/...` routes; bodies are limited to
+/// The API's routes: health and `/openapi.json` (open), and behind the API-key check
+/// `/metrics`, `/v1/...` and seed 001's `/api/v1/batch/...` routes; bodies are limited to
 /// [`AppState::max_body_bytes`].
 pub fn app(state: AppState) -> Router {
     let guarded = Router::new()
@@ -86,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(dashboard::routes())
+        .merge(openapi::routes())
         .merge(guarded)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)

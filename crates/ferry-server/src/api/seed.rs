@@ -40,13 +40,14 @@
 use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ferry_store::{JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, QueueDepth, ResultRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::path::IdPath;
 use super::{AppState, JsonBody, Problem, Tenant};
 
 /// Texts per second assumed for `estimated_completion_seconds`.
@@ -61,12 +62,14 @@ pub(super) struct PredictRequest {
     texts: Vec<String>,
     #[serde(default)]
     priority: Option<Priority>,
+    /// Accepted as any non-negative number (JSON Schema's integers include `3.0`); ignored.
     #[serde(default)]
     #[allow(dead_code)]
-    timeout_seconds: Option<u64>,
+    timeout_seconds: Option<f64>,
+    /// Accepted as any non-negative number; ignored (Ferry sizes batches itself).
     #[serde(default)]
     #[allow(dead_code)]
-    max_batch_size: Option<u64>,
+    max_batch_size: Option<f64>,
 }
 
 /// Seed 001's routes, to be merged under the API-key check.
@@ -189,7 +192,7 @@ pub(super) fn status_body(job: &JobRecord) -> Value {
 pub(super) async fn status(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<Value>, Problem> {
     Ok(Json(status_body(&find(&state, &tenant, &id).await?)))
 }
@@ -197,7 +200,7 @@ pub(super) async fn status(
 pub(super) async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<Value>, Problem> {
     let job = state
         .store
@@ -237,7 +240,7 @@ async fn every_row(
 pub(super) async fn results(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     paging: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
     let Query(paging) = paging.map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -251,10 +254,11 @@ pub(super) async fn results(
     }
     let job = find(&state, &tenant, &id).await?;
     let rows = every_row(&state, &tenant, &job.id).await?;
-    let start = ((page - 1) * page_size) as usize;
+    // Saturating: a page far past the end is simply empty.
+    let start = (page - 1).saturating_mul(page_size);
     let shown: Vec<Value> = rows
         .iter()
-        .skip(start)
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
         .take(page_size as usize)
         .map(|r| match (&r.result, &r.error) {
             (Some(v), _) => v.clone(),
@@ -284,7 +288,7 @@ pub(super) async fn results(
         "total_results": job.total,
         "page": page,
         "page_size": page_size,
-        "has_more": (start as u64 + page_size) < job.total,
+        "has_more": start.saturating_add(page_size) < job.total,
         "summary": {
             "total_texts": job.total,
             "successful_predictions": successes,

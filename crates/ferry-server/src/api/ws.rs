@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use ferry_store::JobRecord;
 use serde_json::Value;
 
+use super::path::IdPath;
 use super::seed::{find, status_body};
 use super::{AppState, Problem, Tenant};
 
@@ -35,7 +36,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 pub(super) async fn status_feed(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let job = find(&state, &tenant, &id).await?;

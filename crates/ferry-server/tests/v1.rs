@@ -1,0 +1,767 @@
+//! The `/v1` REST API over real HTTP on loopback, with a real SQLite store and (where the
+//! test needs one) a worker running `echo` and `poison` (echo, but items whose payload has
+//! `"poison": true` fail for good while poisoning is on): submit → status → results with
+//! cursor paging, idempotency, cancel, the SSE feed, queues, dead letters and redrive, API
+//! keys and tenants, and bad input answered as problem+json.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
+use ferry_server::{app, AppState, Echo, Handlers, Worker, WorkerOptions};
+use ferry_store::{SqliteStore, Store};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+struct Api {
+    base: String,
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    /// Whether `poison` fails poisoned items.
+    poisoning: Arc<AtomicBool>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// `echo`, except that while `poisoning` is on an item whose payload has `"poison": true`
+/// fails for good.
+fn poison_handler(poisoning: Arc<AtomicBool>) -> impl ferry_core::Handler<Value, Value> {
+    handler_fn(move |batch: &Batch<Value>| {
+        let on = poisoning.load(Ordering::SeqCst);
+        let outcomes: Vec<ItemOutcome<Value>> = batch
+            .payloads()
+            .map(|p| {
+                if on && p.get("poison") == Some(&Value::Bool(true)) {
+                    ItemOutcome::Fatal("poisoned payload".into())
+                } else {
+                    ItemOutcome::Ok(p.clone())
+                }
+            })
+            .collect();
+        Box::pin(async move { BatchOutcome::Done(outcomes) })
+    })
+}
+
+/// The API over a fresh store, adjusted by `tune`, with a worker when `worker` is set.
+async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Api {
+    let dir = std::env::temp_dir().join(format!("ferry-v1-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("s.db")).await.unwrap());
+    let shutdown = CancellationToken::new();
+    let poisoning = Arc::new(AtomicBool::new(true));
+    let handlers = Handlers::new()
+        .register("echo", Echo, EngineConfig::standard())
+        .register(
+            "poison",
+            poison_handler(Arc::clone(&poisoning)),
+            EngineConfig::standard(),
+        );
+    let mut state = AppState::new(Arc::clone(&store));
+    state.handlers = Arc::new(handlers.names());
+    if worker {
+        tokio::spawn(
+            Worker::new(Arc::clone(&store), handlers, WorkerOptions::default())
+                .run(shutdown.clone()),
+        );
+    }
+    tune(&mut state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .unwrap();
+    });
+    Api {
+        base,
+        store,
+        client: reqwest::Client::new(),
+        shutdown,
+        poisoning,
+    }
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> RequestBuilder {
+        self.client.post(self.url(path)).json(body)
+    }
+
+    /// Submits `body` to `POST /v1/jobs`, asserting 201, and returns the job.
+    async fn submit(&self, body: Value) -> Value {
+        let r = send(self.post("/v1/jobs", &body)).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json().await.unwrap()
+    }
+
+    /// Polls the job until `done` says so (30 s at most), returning it.
+    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job: Value = ok(send(self.get(&format!("/v1/jobs/{id}"))).await).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never got there: {job}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn send(r: RequestBuilder) -> Response {
+    r.send().await.unwrap()
+}
+
+/// Asserts a 200 JSON answer and returns its body.
+async fn ok(r: Response) -> Value {
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.url().path());
+    assert_eq!(r.headers()["content-type"], "application/json");
+    r.json().await.unwrap()
+}
+
+/// Asserts a problem+json answer with `status`, returning its detail.
+async fn problem(r: Response, status: StatusCode) -> String {
+    assert_eq!(r.status(), status, "{}", r.url());
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["title"].is_string(), "{body}");
+    body["detail"].as_str().unwrap().to_owned()
+}
+
+/// Reads a whole SSE stream (until the server ends it; 30 s at most) into `(event, data)`.
+async fn read_events(mut r: Response) -> Vec<(String, Value)> {
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut text = String::new();
+    let read = async {
+        while let Some(chunk) = r.chunk().await.unwrap() {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the stream did not end");
+    parse_events(&text)
+}
+
+fn parse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            Some((event?, serde_json::from_str(&data).unwrap()))
+        })
+        .collect()
+}
+
+/// An SSE stream read event by event.
+struct Feed {
+    response: Response,
+    buffer: String,
+}
+
+impl Feed {
+    fn open(response: Response) -> Self {
+        assert_eq!(response.status(), StatusCode::OK);
+        Feed {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event; `None` when the server ended the stream. 30 s at most.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(event) = parse_events(&block).pop() {
+                    return Some(event);
+                }
+                continue; // A keep-alive comment.
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .expect("no event within 30 s")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_status_and_results_with_cursor_paging() {
+    let api = start("results", true, |_| {}).await;
+    let handlers = ok(send(api.get("/v1/handlers")).await).await;
+    assert_eq!(handlers["handlers"], json!(["echo", "poison"]));
+
+    // 250 items in every form: bare payloads, keyed and unkeyed wrapped ones.
+    let items: Vec<Value> = (0..250)
+        .map(|i| match i % 3 {
+            0 => json!({ "n": i }),
+            1 => json!({ "key": format!("k{i}"), "payload": i }),
+            _ => json!({ "payload": [i] }),
+        })
+        .collect();
+    let r = send(api.post(
+        "/v1/jobs",
+        &json!({ "handler": "echo", "items": items, "params": {"x": 1}, "priority": "high" }),
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(job["handler"], "echo");
+    assert_eq!(job["priority"], "high");
+    assert_eq!(job["params"], json!({"x": 1}));
+    assert_eq!(job["counts"]["total"], 250);
+    assert!(job["created_at"].is_f64());
+
+    let done = api.wait_for(&id, |j| j["status"] == "completed").await;
+    assert_eq!(
+        done["counts"],
+        json!({"total": 250, "succeeded": 250, "failed": 0, "cancelled": 0})
+    );
+    assert_eq!(done["progress"], 100.0);
+    assert!(done["started_at"].is_f64() && done["completed_at"].is_f64());
+
+    // Three pages of 100, 100 and 50, in item order, each result the item's payload.
+    let mut rows = Vec::new();
+    let mut cursor: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let query = match cursor {
+            Some(c) => format!("?limit=100&cursor={c}"),
+            None => "?limit=100".to_owned(),
+        };
+        let page = ok(send(api.get(&format!("/v1/jobs/{id}/results{query}"))).await).await;
+        assert_eq!(page["job_id"], id.as_str());
+        pages += 1;
+        rows.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(rows.len(), 250);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["status"], "succeeded", "{row}");
+        assert!(row["error"].is_null());
+        let (key, payload) = match i % 3 {
+            0 => (i.to_string(), json!({ "n": i })),
+            1 => (format!("k{i}"), json!(i)),
+            _ => (i.to_string(), json!([i])),
+        };
+        assert_eq!((&row["key"], &row["result"]), (&json!(key), &payload));
+    }
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r["item_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "item order");
+
+    // The default page is 100 rows; the job appears in the listing.
+    let first = ok(send(api.get(&format!("/v1/jobs/{id}/results"))).await).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 100);
+    let list = ok(send(api.get("/v1/jobs?limit=10")).await).await;
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    assert!(list["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_job() {
+    let api = start("idempotency", false, |_| {}).await;
+    let body = json!({ "handler": "echo", "items": [1, 2, 3] });
+    let first = send(
+        api.post("/v1/jobs", &body)
+            .header("Idempotency-Key", "order-17"),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = send(
+        api.post("/v1/jobs", &body)
+            .header("Idempotency-Key", "order-17"),
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.headers().get("location").is_none());
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    // Another key, or none, is another job.
+    let other = send(
+        api.post("/v1/jobs", &body)
+            .header("Idempotency-Key", "order-18"),
+    )
+    .await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+    let list = ok(send(api.get("/v1/jobs")).await).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    // A malformed key is 400.
+    let long = "k".repeat(256);
+    problem(
+        send(api.post("/v1/jobs", &body).header("Idempotency-Key", long)).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cancel_ends_queued_items() {
+    let api = start("cancel", false, |_| {}).await;
+    let job = api
+        .submit(json!({ "handler": "echo", "items": ["a", "b"] }))
+        .await;
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(job["status"], "pending");
+    let cancelled = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["counts"]["cancelled"], 2);
+    assert!(cancelled["completed_at"].is_f64());
+    let job = ok(send(api.get(&format!("/v1/jobs/{id}"))).await).await;
+    assert_eq!(job["status"], "cancelled");
+    let rows = ok(send(api.get(&format!("/v1/jobs/{id}/results"))).await).await;
+    assert!(rows["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["status"] == "cancelled"));
+    // Cancelling again changes nothing.
+    let again = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    assert_eq!(again, cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_the_job_until_it_ends() {
+    // No worker: the test moves the job on itself.
+    let api = start("events", false, |_| {}).await;
+    let job = api
+        .submit(json!({ "handler": "echo", "items": [1, 2, 3] }))
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut feed = Feed::open(send(api.get(&format!("/v1/jobs/{id}/events"))).await);
+    // Lock-step: the job changes only after the feed reported its previous state, so every
+    // state must come as its own event.
+    let lease = Duration::from_secs(30);
+    let mut events = Vec::new();
+    let mut claimed = Vec::new();
+    loop {
+        let (name, job) = feed.next().await.expect("the feed ended before `done`");
+        events.push((name.clone(), job.clone()));
+        if name == "done" {
+            break;
+        }
+        assert_eq!(name, "progress");
+        if job["status"] == "pending" {
+            claimed = api.store.claim("w", 10, lease).await.unwrap();
+            assert_eq!(claimed.len(), 3);
+        } else {
+            let item = claimed.remove(0);
+            let recorded = api.store.complete("w", vec![(item.item_id, json!("ok"))]);
+            assert_eq!(recorded.await.unwrap(), 1);
+        }
+    }
+    assert!(feed.next().await.is_none(), "the stream ends after `done`");
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|(_, j)| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "pending",
+            "processing",
+            "processing",
+            "processing",
+            "completed"
+        ]
+    );
+    let last = &events.last().unwrap().1;
+    assert_eq!(last["counts"]["succeeded"], 3);
+    assert_eq!(last["progress"], 100.0);
+    // Progress went up one item at a time, and no event repeats the previous one.
+    let succeeded: Vec<u64> = events
+        .iter()
+        .map(|(_, j)| j["counts"]["succeeded"].as_u64().unwrap())
+        .collect();
+    assert_eq!(succeeded, [0, 0, 1, 2, 3]);
+    assert!(events.windows(2).all(|w| w[0].1 != w[1].1));
+
+    // A finished job: one `done` event and the end.
+    let again = read_events(send(api.get(&format!("/v1/jobs/{id}/events"))).await).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0, "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_with_a_worker_end_with_the_completed_job() {
+    let api = start("events-worker", true, |_| {}).await;
+    let items: Vec<Value> = (0..200).map(|i| json!(i)).collect();
+    let job = api
+        .submit(json!({ "handler": "echo", "items": items }))
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let events = read_events(send(api.get(&format!("/v1/jobs/{id}/events"))).await).await;
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "done");
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["counts"]["succeeded"], 200);
+}
+
+#[tokio::test]
+async fn queues_show_unfinished_jobs_per_priority() {
+    let api = start("queues", false, |_| {}).await;
+    let before = ok(send(api.get("/v1/queues")).await).await;
+    let priorities: Vec<&str> = before["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["priority"].as_str().unwrap())
+        .collect();
+    assert_eq!(priorities, ["high", "medium", "low"]);
+    api.submit(json!({ "handler": "echo", "items": [1, 2, 3], "priority": "low" }))
+        .await;
+    let after = ok(send(api.get("/v1/queues")).await).await;
+    let low = &after["queues"][2];
+    assert_eq!(low["unfinished_jobs"], 1);
+    assert_eq!(low["queued_items"], 3);
+    assert_eq!(low["in_flight_items"], 0);
+    assert!(low["limit"].as_u64().unwrap() > 0);
+    assert_eq!(after["queues"][0]["unfinished_jobs"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_redrive() {
+    let api = start("dead", true, |_| {}).await;
+    let job = api
+        .submit(json!({ "handler": "poison", "items": [
+            {"key": "fine-1", "payload": {"n": 1}},
+            {"key": "bad-1", "payload": {"poison": true, "n": 2}},
+            {"key": "fine-2", "payload": {"n": 3}},
+            {"key": "bad-2", "payload": {"poison": true, "n": 4}},
+        ]}))
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let ended = api
+        .wait_for(&id, |j| {
+            j["status"].as_str() != Some("pending")
+                && j["counts"]["succeeded"].as_u64().unwrap()
+                    + j["counts"]["failed"].as_u64().unwrap()
+                    == 4
+        })
+        .await;
+    assert_eq!(ended["counts"]["failed"], 2);
+    assert_eq!(ended["status"], "completed", "some items succeeded");
+
+    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
+    let items = dead["items"].as_array().unwrap();
+    let keys: BTreeSet<&str> = items.iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, BTreeSet::from(["bad-1", "bad-2"]));
+    for d in items {
+        assert_eq!(d["job_id"], id.as_str());
+        assert_eq!(d["payload"]["poison"], true);
+        assert!(d["error"].as_str().unwrap().contains("poisoned"), "{d}");
+        assert!(d["attempts"].as_u64().unwrap() >= 1 && d["dead_at"].is_f64());
+    }
+    // Paging: one at a time.
+    let page = ok(send(api.get("/v1/dead-letters?limit=1")).await).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_i64().unwrap();
+    let rest = ok(send(api.get(&format!("/v1/dead-letters?limit=1&cursor={cursor}"))).await).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_ne!(rest["items"][0]["item_id"], page["items"][0]["item_id"]);
+
+    // The cause is fixed; redrive both (an unknown id is skipped).
+    api.poisoning.store(false, Ordering::SeqCst);
+    let mut ids: Vec<i64> = items
+        .iter()
+        .map(|d| d["item_id"].as_i64().unwrap())
+        .collect();
+    ids.push(999_999);
+    let redriven =
+        ok(send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ids }))).await).await;
+    assert_eq!(redriven, json!({"redriven": 2}));
+    let done = api
+        .wait_for(&id, |j| {
+            j["counts"]["succeeded"] == 4 && j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(done["counts"]["failed"], 0);
+    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
+    assert_eq!(dead["items"], json!([]));
+    problem(
+        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": [] }))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_precise_problem() {
+    let api = start("bad", false, |s| {
+        s.max_body_bytes = 4096;
+        s.max_items = 5;
+    })
+    .await;
+    let jobs = api.url("/v1/jobs");
+    let raw = |body: &'static str| {
+        api.client
+            .post(&jobs)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let d = problem(send(raw("{\"handler\": ")).await, StatusCode::BAD_REQUEST).await;
+    assert!(!d.is_empty());
+    let d = problem(
+        send(raw(r#"{"handler": "echo", "items": "x"}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("items"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": 5, "items": [1]}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("handler"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": "echo", "items": [1], "extra": 1}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("extra"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": "echo", "items": [1], "params": [1]}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("params"), "{d}");
+    let d = problem(
+        send(raw(
+            r#"{"handler": "echo", "items": [1], "priority": "urgent"}"#,
+        ))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("priority") || d.contains("urgent"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": "echo", "items": []}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("empty"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": "echo", "items": [1, 2, 3, 4, 5, 6]}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("6 items") && d.contains("limit is 5"), "{d}");
+    let d = problem(
+        send(raw(r#"{"handler": "nope", "items": [1]}"#)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("nope") && d.contains("echo, poison"), "{d}");
+    let d = problem(
+        send(raw(
+            r#"{"handler": "echo", "items": [{"key": "a", "payload": 1}, {"key": "a", "payload": 2}, {"key": "1", "payload": 3}]}"#,
+        ))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("\"a\"") && !d.contains("\"1\""), "{d}");
+    let d = problem(
+        send(raw(
+            r#"{"handler": "echo", "items": [{"key": "1", "payload": 7}, 8]}"#,
+        ))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        d.contains("\"1\""),
+        "an explicit key collides with a default one: {d}"
+    );
+    let d = problem(
+        send(raw(
+            r#"{"handler": "echo", "items": [{"key": 3, "payload": 1}]}"#,
+        ))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("items[0].key"), "{d}");
+    let big = json!({ "handler": "echo", "items": ["x".repeat(5000)] });
+    let d = problem(
+        send(api.post("/v1/jobs", &big)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert!(d.contains("4096"), "{d}");
+    problem(
+        send(
+            api.client
+                .post(&jobs)
+                .body(r#"{"handler": "echo", "items": [1]}"#),
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+
+    // Unknown jobs, on every route that names one.
+    let missing = "00000000-0000-4000-8000-000000000000";
+    for path in [
+        format!("/v1/jobs/{missing}"),
+        format!("/v1/jobs/{missing}/results"),
+        format!("/v1/jobs/{missing}/events"),
+    ] {
+        let d = problem(send(api.get(&path)).await, StatusCode::NOT_FOUND).await;
+        assert!(d.contains(missing), "{d}");
+    }
+    problem(
+        send(api.client.delete(api.url(&format!("/v1/jobs/{missing}")))).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(send(api.get("/v1/jobs/%FF")).await, StatusCode::BAD_REQUEST).await;
+
+    // Query parameters: out of range 422, not a number 400.
+    for (query, status) in [
+        ("limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=1001", StatusCode::UNPROCESSABLE_ENTITY),
+        ("limit=abc", StatusCode::BAD_REQUEST),
+        ("cursor=x", StatusCode::BAD_REQUEST),
+    ] {
+        for path in ["/v1/jobs", "/v1/dead-letters"] {
+            problem(send(api.get(&format!("{path}?{query}"))).await, status).await;
+        }
+    }
+    let d = problem(
+        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ["a"] }))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("item_ids"), "{d}");
+}
+
+#[tokio::test]
+async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
+    let api = start("keys", false, |s| s.auth_required = true).await;
+    let acme = api.store.create_key("acme", "ci").await.unwrap().plaintext;
+    let umbrella = api
+        .store
+        .create_key("umbrella", "ci")
+        .await
+        .unwrap()
+        .plaintext;
+    let body = json!({ "handler": "echo", "items": [1] });
+
+    let d = problem(
+        send(api.post("/v1/jobs", &body)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(d.contains("requires an API key"), "{d}");
+    let d = problem(
+        send(api.post("/v1/jobs", &body).bearer_auth("fry_wrong")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(d.contains("unknown or revoked"), "{d}");
+    problem(send(api.get("/v1/queues")).await, StatusCode::UNAUTHORIZED).await;
+
+    let r = send(api.post("/v1/jobs", &body).bearer_auth(&acme)).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let job: Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    let mine = ok(send(
+        api.get(&format!("/v1/jobs/{id}"))
+            .header("x-api-key", &acme),
+    )
+    .await)
+    .await;
+    assert_eq!(mine["id"], id);
+
+    // Another tenant finds nothing, and cannot cancel it.
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/results"),
+        format!("/v1/jobs/{id}/events"),
+    ] {
+        problem(
+            send(api.get(&path).bearer_auth(&umbrella)).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    problem(
+        send(
+            api.client
+                .delete(api.url(&format!("/v1/jobs/{id}")))
+                .bearer_auth(&umbrella),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let theirs = ok(send(api.get("/v1/jobs").bearer_auth(&umbrella)).await).await;
+    assert_eq!(theirs["items"], json!([]));
+    let after = ok(send(api.get(&format!("/v1/jobs/{id}")).bearer_auth(&acme)).await).await;
+    assert_eq!(after["status"], "pending");
+
+    // A browser's EventSource sends the key in the query.
+    let r = send(
+        api.get(&format!("/v1/jobs/{id}/events?api_key={acme}"))
+            .header("accept", "text/event-stream"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(r);
+
+    // The OpenAPI document stays open.
+    let doc = ok(send(api.get("/openapi.json")).await).await;
+    assert!(doc["paths"]["/v1/jobs"]["post"].is_object());
+    assert_eq!(
+        doc["components"]["schemas"]["SubmitJob"]["properties"]["handler"]["enum"],
+        json!(["echo", "poison"])
+    );
+}
