@@ -1,6 +1,7 @@
 //! `ferry`: the command-line face of Ferry. Thin on purpose: argument parsing, wiring and
 //! exit codes; everything else lives in the library crates.
 
+mod bench;
 mod demo;
 mod keys;
 mod progress;
@@ -43,6 +44,9 @@ enum Command {
     Worker(serve::WorkerArgs),
     /// Manage the service's API keys: create (printed once, stored hashed), list, revoke.
     Keys(keys::KeysArgs),
+    /// Benchmarks: `ferry bench service` loads the job service end to end (K jobs x N items
+    /// from M clients, per store) and prints items/s and latency beside a baseline.
+    Bench(bench::BenchArgs),
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await.map(|()| None),
             Command::Worker(args) => serve::worker(args).await.map(|()| None),
             Command::Keys(args) => keys::run(args).await.map(|()| None),
+            Command::Bench(args) => bench::run(args).await.map(|()| None),
         }
     });
     match result {

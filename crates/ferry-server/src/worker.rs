@@ -13,8 +13,10 @@
 //! * Results are recorded per settled batch in one store transaction; the store's lease check
 //!   and unique result constraint make a second record of an item impossible, so a worker
 //!   that lost its lease (it hung, the item was rescued) cannot record it twice.
-//! * Leases are renewed every third of their length while the worker runs, and any worker
-//!   rescues expired leases of dead workers every lease period.
+//! * Leases are renewed every third of their length while the worker runs, and at each
+//!   renewal the worker also rescues expired leases of dead workers: a killed worker's items
+//!   are queued again at most a third of a lease after its leases ran out, that is within
+//!   1⅓ leases of its last renewal (the crash test in `ferry-cli` holds it to this).
 //! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
 //!   polling loop.
 //! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
@@ -86,7 +88,8 @@ impl Handlers {
 pub struct WorkerOptions {
     /// The worker's identity in leases (default `worker-<pid>`).
     pub id: String,
-    /// Lease length (default 30 s); renewed every third of it.
+    /// Lease length (default 30 s); renewed every third of it, when expired leases of other
+    /// workers are also rescued.
     pub lease: Duration,
     /// Most items held (claimed, not yet recorded) at once (default 4,096).
     pub max_in_flight: usize,
@@ -274,7 +277,6 @@ impl Worker {
         let lease = self.options.lease;
         tokio::spawn(async move {
             let mut beat = tokio::time::interval(lease / 3);
-            let mut ticks = 0u64;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -283,15 +285,13 @@ impl Worker {
                 if let Err(e) = store.heartbeat(&id, lease).await {
                     tracing::warn!(worker = %id, error = %e, "lease renewal failed");
                 }
-                ticks += 1;
-                if ticks % 3 == 0 {
-                    match store.rescue_expired().await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            tracing::info!(worker = %id, rescued = n, "requeued items of expired leases")
-                        }
-                        Err(e) => tracing::warn!(worker = %id, error = %e, "rescue failed"),
+                // Cheap when nothing expired (an index range scan on `lease_until`).
+                match store.rescue_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(worker = %id, rescued = n, "requeued items of expired leases")
                     }
+                    Err(e) => tracing::warn!(worker = %id, error = %e, "rescue failed"),
                 }
             }
         })
