@@ -445,6 +445,51 @@ async fn events_with_a_worker_end_with_the_completed_job() {
 }
 
 #[tokio::test]
+async fn the_websocket_twin_sends_the_job_until_it_ends() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let api = start("ws", true, |_| {}).await;
+    let items: Vec<Value> = (0..300).map(|i| json!(i)).collect();
+    let job = api
+        .submit(json!({ "handler": "echo", "items": items }))
+        .await;
+    let id = job["id"].as_str().unwrap();
+    let url = format!("{}/v1/jobs/{id}/ws", api.base.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut seen = Vec::new();
+    let mut close = None;
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(30), socket.next())
+        .await
+        .unwrap()
+    {
+        match message.unwrap() {
+            Message::Text(text) => seen.push(serde_json::from_str::<Value>(&text).unwrap()),
+            Message::Close(frame) => {
+                close = frame;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last["id"], id);
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["counts"]["succeeded"], 300);
+    let done: Vec<u64> = seen
+        .iter()
+        .map(|j| j["counts"]["succeeded"].as_u64().unwrap())
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    let close = close.unwrap();
+    assert_eq!(u16::from(close.code), 1000);
+    assert_eq!(close.reason.as_str(), "job completed");
+    // An unknown job is refused before the upgrade.
+    let unknown = format!("{}/v1/jobs/nope/ws", api.base.replacen("http", "ws", 1));
+    assert!(tokio_tungstenite::connect_async(unknown).await.is_err());
+}
+
+#[tokio::test]
 async fn queues_show_unfinished_jobs_per_priority() {
     let api = start("queues", false, |_| {}).await;
     let before = ok(send(api.get("/v1/queues")).await).await;

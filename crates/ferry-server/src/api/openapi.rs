@@ -99,11 +99,10 @@ fn document_json(tuning: &Tuning) -> Value {
     if let Some(predict) = schemas.pointer_mut("/PredictRequest/properties") {
         predict["texts"]["maxItems"] = json!(tuning.max_texts);
         predict["texts"]["items"]["maxLength"] = json!(tuning.max_text_chars);
-        // Unsigned 64-bit, not utoipa's `int64`.
+        // Any non-negative number (the seed's clients send integers), no `double` bound.
         for field in ["timeout_seconds", "max_batch_size"] {
             if let Some(f) = predict[field].as_object_mut() {
                 f.remove("format");
-                f.insert("maximum".into(), json!(u64::MAX));
             }
         }
     }
@@ -451,10 +450,10 @@ struct PredictRequest {
     priority: Option<SeedPriorityName>,
     /// Accepted and ignored.
     #[schema(minimum = 0)]
-    timeout_seconds: Option<u64>,
+    timeout_seconds: Option<f64>,
     /// Accepted and ignored.
     #[schema(minimum = 0)]
-    max_batch_size: Option<u64>,
+    max_batch_size: Option<f64>,
 }
 
 /// The job `predict` created.

@@ -64,11 +64,9 @@ pub(super) struct PredictRequest {
     priority: Option<Priority>,
     /// Accepted as any non-negative number (JSON Schema's integers include `3.0`); ignored.
     #[serde(default)]
-    #[allow(dead_code)]
     timeout_seconds: Option<f64>,
     /// Accepted as any non-negative number; ignored (Ferry sizes batches itself).
     #[serde(default)]
-    #[allow(dead_code)]
     max_batch_size: Option<f64>,
 }
 
@@ -105,6 +103,16 @@ pub(super) async fn predict(
     tenant: Tenant,
     JsonBody(req): JsonBody<PredictRequest>,
 ) -> Result<Json<Value>, Problem> {
+    for (name, value) in [
+        ("timeout_seconds", req.timeout_seconds),
+        ("max_batch_size", req.max_batch_size),
+    ] {
+        if value.is_some_and(|v| v < 0.0) {
+            return Err(Problem::invalid(format!(
+                "`{name}` must be a non-negative number"
+            )));
+        }
+    }
     if req.texts.is_empty() {
         return Err(Problem::invalid(
             "`texts` is empty: send between 1 and the limit of texts",
@@ -248,6 +256,9 @@ pub(super) async fn results(
     let page_size = paging.page_size.unwrap_or(100);
     if page == 0 {
         return Err(Problem::invalid("`page` starts at 1"));
+    }
+    if page > i64::MAX as u64 {
+        return Err(Problem::invalid(format!("`page` is at most {}", i64::MAX)));
     }
     if !(1..=1000).contains(&page_size) {
         return Err(Problem::invalid("`page_size` must lie between 1 and 1000"));

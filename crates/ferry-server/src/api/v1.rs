@@ -71,6 +71,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/jobs/{id}", get(job).delete(cancel))
         .route("/v1/jobs/{id}/results", get(results))
         .route("/v1/jobs/{id}/events", get(super::events::job_events))
+        .route("/v1/jobs/{id}/ws", get(super::ws::job_feed))
         .route("/v1/queues", get(queues))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/redrive", post(redrive))

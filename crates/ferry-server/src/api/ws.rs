@@ -1,4 +1,5 @@
-//! Seed 001's WebSocket: `GET /api/v1/batch/ws/{job_id}` follows one job's status.
+//! WebSockets that follow one job: seed 001's `GET /api/v1/batch/ws/{job_id}` and
+//! `GET /v1/jobs/{id}/ws` (the same feed, each message the `/v1` job object).
 //!
 //! Every text message is the JSON body `GET /api/v1/batch/status/{job_id}` answers (`job_id`,
 //! `status`, `progress_percentage`, …): one on connect, then one whenever that body changes.
@@ -32,7 +33,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long the feed waits for the client's close reply after its own close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// The WebSocket handler (see the module docs).
+/// How a feed renders a job: seed 001's status body, or the `/v1` job.
+type Render = fn(&JobRecord) -> Value;
+
+/// Seed 001's WebSocket (see the module docs).
 pub(super) async fn status_feed(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -40,24 +44,54 @@ pub(super) async fn status_feed(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let job = find(&state, &tenant, &id).await?;
-    let upgrade = upgrade.map_err(|e| {
+    let upgrade = handshake(upgrade, &format!("/api/v1/batch/ws/{id}"))?;
+    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, status_body)))
+}
+
+/// `GET /v1/jobs/{id}/ws`: the same feed with the `/v1` job object (as `GET /v1/jobs/{id}`
+/// answers) as each message; the WebSocket twin of `/v1/jobs/{id}/events`.
+pub(super) async fn job_feed(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    IdPath(id): IdPath,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Problem> {
+    let job = find(&state, &tenant, &id).await?;
+    let upgrade = handshake(upgrade, &format!("/v1/jobs/{id}/ws"))?;
+    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, v1_body)))
+}
+
+fn v1_body(job: &JobRecord) -> Value {
+    serde_json::to_value(super::v1::Job::from(job)).unwrap_or(Value::Null)
+}
+
+fn handshake(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    path: &str,
+) -> Result<WebSocketUpgrade, Problem> {
+    upgrade.map_err(|e| {
         Problem::new(
             e.status(),
             "Not a WebSocket Handshake",
-            format!("`/api/v1/batch/ws/{id}` is a WebSocket: {}", e.body_text()),
+            format!("`{path}` is a WebSocket: {}", e.body_text()),
         )
-    })?;
-    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job)))
+    })
 }
 
 /// Sends `job`'s status and its changes until it finishes or the client leaves.
-async fn feed(mut socket: WebSocket, state: AppState, tenant: Tenant, mut job: JobRecord) {
+async fn feed(
+    mut socket: WebSocket,
+    state: AppState,
+    tenant: Tenant,
+    mut job: JobRecord,
+    render: Render,
+) {
     let mut sent = Value::Null;
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // The first tick is immediate; the job was just read.
     loop {
-        let body = status_body(&job);
+        let body = render(&job);
         if body != sent {
             if socket
                 .send(Message::Text(body.to_string().into()))
