@@ -166,13 +166,24 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.result_ttl,
         shutdown.clone(),
     ));
+    // Installed before any engine starts, so their metric handles register with it.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
     let handlers = handlers();
     let names = handlers.names();
     let worker = (!args.no_worker).then(|| {
-        tokio::spawn(
-            Worker::new(Arc::clone(&store), handlers, WorkerOptions::default())
-                .run(shutdown.clone()),
-        )
+        let worker = Worker::new(Arc::clone(&store), handlers, WorkerOptions::default());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let result = worker.run(stop.clone()).await;
+            if let Err(e) = &result {
+                // A service whose worker died would accept jobs and never run them.
+                tracing::error!(error = %e, "the in-process worker stopped; shutting down");
+                stop.cancel();
+            }
+            result
+        })
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -196,17 +207,13 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.auth_required = live_keys > 0;
     state.tenant_rate = args.tenant_rps.map(TenantRate::new);
     state.handlers = Arc::new(names);
-    state.metrics = Some(
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .context("installing the Prometheus recorder")?,
-    );
+    state.metrics = Some(metrics);
     let stop = shutdown.clone();
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await?;
     if let Some(w) = worker {
-        let report = w.await??;
+        let report = w.await?.context("the in-process worker failed")?;
         eprintln!(
             "worker: {} claimed, {} completed, {} released at shutdown",
             report.claimed, report.completed, report.released
