@@ -2,13 +2,14 @@
 //! the sentiment model, and bad input answered as problem+json.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::EngineConfig;
 use ferry_models::sentiment::SentimentJsonHandler;
-use ferry_server::{app, AppState, Handlers, Worker, WorkerOptions};
-use ferry_store::{SqliteStore, Store};
+use ferry_server::{AppState, Handlers, Worker, WorkerOptions};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -32,10 +33,7 @@ struct Service {
 }
 
 async fn start(name: &str) -> Service {
-    let dir = std::env::temp_dir().join(format!("ferry-api-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("store.db")).await.unwrap());
+    let store = common::sqlite_store("api", name).await;
     let shutdown = CancellationToken::new();
     // Installed before any engine starts, so their metric handles register with it.
     let metrics = recorder();
@@ -49,15 +47,7 @@ async fn start(name: &str) -> Service {
     );
     let mut state = AppState::new(Arc::clone(&store));
     state.metrics = Some(metrics);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
-    });
+    let base = common::serve(state, &shutdown).await;
     Service {
         base,
         shutdown,

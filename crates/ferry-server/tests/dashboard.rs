@@ -6,12 +6,14 @@
 //! says so, rather than skip.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{Batch, BatchOutcome, BoxFuture, EngineConfig, Handler, ItemOutcome};
-use ferry_server::{app, AppState, Echo, Handlers, Worker, WorkerOptions};
+use ferry_server::{AppState, Echo, Handlers, Worker, WorkerOptions};
 use ferry_store::{NewItem, NewJob, Priority, SqliteStore, Store};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -114,15 +116,7 @@ async fn dashboard_renders_queues_jobs_and_dead_letters() {
 
     let mut state = AppState::new(Arc::clone(&store));
     state.handlers = Arc::new(["echo".into(), "picky".into()].into_iter().collect());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/dashboard", listener.local_addr().unwrap());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
-    });
+    let url = format!("{}/dashboard", common::serve(state, &shutdown).await);
 
     let profile = dir.join("chromium-profile");
     let dom = tokio::task::spawn_blocking(move || {

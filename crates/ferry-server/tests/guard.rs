@@ -3,12 +3,14 @@
 //! answered as problem+json with the right status.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use ferry_server::api::TenantRate;
-use ferry_server::{app, AppState};
-use ferry_store::{SqliteStore, Store};
+use ferry_server::AppState;
+use ferry_store::Store;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -28,22 +30,11 @@ impl Drop for Api {
 
 /// The API without a worker (jobs stay pending), adjusted by `tune`.
 async fn start(name: &str, tune: impl FnOnce(&mut AppState)) -> Api {
-    let dir = std::env::temp_dir().join(format!("ferry-guard-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("s.db")).await.unwrap());
+    let store = common::sqlite_store("guard", name).await;
     let mut state = AppState::new(Arc::clone(&store));
     tune(&mut state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
-    });
+    let base = common::serve(state, &shutdown).await;
     Api {
         base,
         store,
@@ -261,7 +252,7 @@ async fn bad_input_on_seed_routes_is_problem_json() {
     .unwrap();
     let id = job["job_id"].as_str().unwrap();
     let far: Value = send(api.client.get(format!(
-        "{}/api/v1/batch/results/{id}?page=9223372036854775808&page_size=1000",
+        "{}/api/v1/batch/results/{id}?page=9223372036854775807&page_size=1000",
         api.base
     )))
     .await
@@ -270,6 +261,17 @@ async fn bad_input_on_seed_routes_is_problem_json() {
     .unwrap();
     assert_eq!(far["results"], json!([]));
     assert_eq!(far["has_more"], false);
+    // Past int64 (the documented format) the page is refused.
+    let d = problem(
+        send(api.client.get(format!(
+            "{}/api/v1/batch/results/{id}?page=9223372036854775808",
+            api.base
+        )))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(d.contains("page"), "{d}");
 }
 
 #[tokio::test]

@@ -5,14 +5,16 @@
 //! keys and tenants, and bad input answered as problem+json.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
-use ferry_server::{app, AppState, Echo, Handlers, Worker, WorkerOptions};
-use ferry_store::{SqliteStore, Store};
+use ferry_server::{AppState, Echo, Handlers, Worker, WorkerOptions};
+use ferry_store::Store;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -53,10 +55,7 @@ fn poison_handler(poisoning: Arc<AtomicBool>) -> impl ferry_core::Handler<Value,
 
 /// The API over a fresh store, adjusted by `tune`, with a worker when `worker` is set.
 async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Api {
-    let dir = std::env::temp_dir().join(format!("ferry-v1-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("s.db")).await.unwrap());
+    let store = common::sqlite_store("v1", name).await;
     let shutdown = CancellationToken::new();
     let poisoning = Arc::new(AtomicBool::new(true));
     let handlers = Handlers::new()
@@ -75,15 +74,7 @@ async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Ap
         );
     }
     tune(&mut state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .unwrap();
-    });
+    let base = common::serve(state, &shutdown).await;
     Api {
         base,
         store,
