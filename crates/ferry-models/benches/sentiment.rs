@@ -12,139 +12,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use ferry_core::{Engine, EngineConfig, Item, IterStream};
-use ferry_models::sentiment::{analyze, predict, preload, SentimentHandler};
+use ferry_models::sentiment::{analyze, predict, preload, sample_texts, SentimentHandler};
 
 const TEXTS: usize = 10_000;
 
-/// Deterministic, varied sentences: subjects, boosters, negations, positive, negative and
-/// neutral words, "but" clauses, capitals, punctuation, emoticons and the odd emoji.
+/// The sample corpus `ferry bench service` uses too: varied review sentences with negations,
+/// boosters, "but" clauses, capitals, punctuation, emoticons and emoji.
 fn texts() -> Vec<String> {
-    const SUBJECTS: &[&str] = &[
-        "The food",
-        "This phone",
-        "Our hotel room",
-        "The customer service",
-        "The movie",
-        "My new laptop",
-        "The delivery",
-        "Your app",
-        "The concert",
-        "The plot",
-        "This book",
-        "The staff",
-        "The update",
-        "Their support team",
-        "The weather today",
-    ];
-    const VERBS: &[&str] = &[
-        "was",
-        "is",
-        "seems",
-        "looked",
-        "felt",
-        "has been",
-        "turned out",
-    ];
-    const BOOSTERS: &[&str] = &[
-        "",
-        "",
-        "",
-        "very ",
-        "really ",
-        "extremely ",
-        "kind of ",
-        "slightly ",
-        "so ",
-        "incredibly ",
-        "somewhat ",
-    ];
-    const NEGATIONS: &[&str] = &["", "", "", "", "not ", "never ", "hardly "];
-    const ADJECTIVES: &[&str] = &[
-        "good",
-        "great",
-        "amazing",
-        "excellent",
-        "wonderful",
-        "fine",
-        "okay",
-        "bad",
-        "terrible",
-        "awful",
-        "disappointing",
-        "boring",
-        "slow",
-        "fast",
-        "cheap",
-        "expensive",
-        "beautiful",
-        "ugly",
-        "helpful",
-        "rude",
-        "friendly",
-        "broken",
-        "perfect",
-        "mediocre",
-        "blue",
-        "late",
-        "on time",
-        "useless",
-        "brilliant",
-        "confusing",
-    ];
-    const TAILS: &[&str] = &[
-        ".", ".", ".", "!", "!!", "!!!", "?", "??", " :)", " :(", " lol", " 😁", " 😠", "...",
-    ];
-    let mut rng = SplitMix64(0x2014_1cf5_ead0_0001);
-    (0..TEXTS)
-        .map(|_| {
-            let mut adjective = rng.pick(ADJECTIVES).to_owned();
-            if rng.below(8) == 0 {
-                adjective = adjective.to_uppercase();
-            }
-            let mut s = format!(
-                "{} {} {}{}{}",
-                rng.pick(SUBJECTS),
-                rng.pick(VERBS),
-                rng.pick(NEGATIONS),
-                rng.pick(BOOSTERS),
-                adjective
-            );
-            if rng.below(3) == 0 {
-                s.push_str(&format!(
-                    ", but {} {} {}{}",
-                    rng.pick(SUBJECTS).to_lowercase(),
-                    rng.pick(VERBS),
-                    rng.pick(BOOSTERS),
-                    rng.pick(ADJECTIVES)
-                ));
-            } else if rng.below(3) == 0 {
-                s.push_str(&format!(
-                    " and {}{}",
-                    rng.pick(BOOSTERS),
-                    rng.pick(ADJECTIVES)
-                ));
-            }
-            s.push_str(rng.pick(TAILS));
-            s
-        })
-        .collect()
-}
-
-/// SplitMix64: reproducible texts without a dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
-
-    fn pick(&mut self, list: &[&'static str]) -> &'static str {
-        list[self.below(list.len())]
-    }
+    sample_texts(TEXTS, 0x2014_1cf5_ead0_0001)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -15,9 +15,11 @@
 mod handler;
 mod lexicon;
 mod prediction;
+mod sample;
 mod vader;
 
 pub use handler::{payload_text, SentimentHandler, SentimentJsonHandler, EXPECTED_TEXT};
 pub use lexicon::preload;
 pub use prediction::{predict, Prediction, BACKEND};
+pub use sample::sample_texts;
 pub use vader::{analyze, Label, Sentiment, MODEL_NAME, NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD};
