@@ -160,6 +160,15 @@ mod tests {
         assert_eq!(a, sample_texts(2000, 1));
         let distinct: std::collections::HashSet<&String> = a.iter().collect();
         assert!(distinct.len() > 1900, "{} distinct of 2000", distinct.len());
+        // `ferry bench service`'s corpus (200 jobs x 100 texts): the result cache must not
+        // be what makes it fast.
+        let corpus = sample_texts(20_000, 0x5eed_0001);
+        let distinct: std::collections::HashSet<&String> = corpus.iter().collect();
+        assert!(
+            distinct.len() > 19_000,
+            "{} distinct of 20,000",
+            distinct.len()
+        );
         let labels: std::collections::HashSet<String> = a
             .iter()
             .map(|t| format!("{:?}", crate::sentiment::analyze(t).label))
