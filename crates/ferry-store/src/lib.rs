@@ -65,5 +65,5 @@ pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{
     ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, ItemStatus, JobId, JobRecord,
-    JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, ResultRow,
+    JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
 };

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::types::{
     ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, JobId, JobRecord, NewJob, Page,
-    QueueDepth, ResultRow,
+    QueueDepth, ResultRow, Submitted,
 };
 
 /// Durable jobs, items, results, dead letters and API keys.
@@ -25,13 +25,20 @@ use crate::types::{
 /// takes the caller's tenant and sees only that tenant's jobs (`""` is the tenant of a
 /// service without API keys); worker methods (`claim` … `rescue_expired`) are not scoped.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Creates a job and all its items in one transaction (bulk insert).
+    /// Creates a job and all its items in one transaction (bulk insert), and says whether
+    /// it did.
     ///
     /// With an `idempotency_key`, a job of the same tenant and key is returned as it is
-    /// instead of creating another (even when the queue is full). Otherwise
-    /// [`Error::QueueFull`] when the priority already holds its limit of unfinished jobs, and
-    /// [`Error::InvalidJob`] for duplicate item keys or an empty handler name.
-    fn create_job(&self, job: NewJob) -> BoxFuture<'_, Result<JobRecord, Error>>;
+    /// (`created: false`) instead of creating another (even when the queue is full; also
+    /// when a concurrent call with the same key won). Otherwise [`Error::QueueFull`] when
+    /// the priority already holds its limit of unfinished jobs, and [`Error::InvalidJob`]
+    /// for duplicate item keys or an empty handler name.
+    fn submit_job(&self, job: NewJob) -> BoxFuture<'_, Result<Submitted, Error>>;
+
+    /// [`submit_job`](Store::submit_job), for callers that need only the job.
+    fn create_job(&self, job: NewJob) -> BoxFuture<'_, Result<JobRecord, Error>> {
+        Box::pin(async move { self.submit_job(job).await.map(|s| s.job) })
+    }
 
     /// The tenant's job, if it exists.
     fn job<'a>(

@@ -248,6 +248,16 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
 }
 
+/// What [`Store::submit_job`](crate::Store::submit_job) did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The job: the new one, or the one its idempotency key already names.
+    pub job: JobRecord,
+    /// `true` when this call created the job; `false` when it returned an existing job of
+    /// the same tenant and idempotency key.
+    pub created: bool,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {

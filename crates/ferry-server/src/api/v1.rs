@@ -19,10 +19,7 @@
 //! - **Idempotency.** An `Idempotency-Key` header (1 to 255 visible ASCII characters, else
 //!   400) makes the submission safe to retry: a second submission with the same key (same
 //!   tenant) returns the first job as it is now, whatever its body, with 200; a new job is
-//!   201 Created with a `Location` header. A replay is told apart by the returned job's
-//!   `created_at` lying before the request began (the store stamps it with this process's
-//!   clock; a replay of a job made by another process whose clock runs ahead may be reported
-//!   201).
+//!   201 Created with a `Location` header (the store says which: `Store::submit_job`).
 //! - **Paging.** Listings take `limit` (1 to 1000, default 100) and `cursor` (a previous
 //!   page's `next_cursor`, opaque); `next_cursor` is `null` on the last page. A query that
 //!   does not parse is 400; a value out of range 422.
@@ -35,7 +32,6 @@
 //!   written `7.0` is 7, as JSON Schema's `integer` has it.
 
 use std::collections::{BTreeSet, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -679,13 +675,6 @@ fn new_job(
     })
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 // ---------------------------------------------------------------------------------------
 // Handlers
 
@@ -717,15 +706,13 @@ pub(super) async fn submit(
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    let replayable = key.is_some();
     let job = new_job(&state, tenant, req, key)?;
-    let began = now();
-    let record = state.store.create_job(job).await?;
-    let view = Json(Job::from(&record));
-    if replayable && record.created_at < began {
+    let submitted = state.store.submit_job(job).await?;
+    let view = Json(Job::from(&submitted.job));
+    if !submitted.created {
         return Ok((StatusCode::OK, view).into_response());
     }
-    let location = format!("/v1/jobs/{}", record.id);
+    let location = format!("/v1/jobs/{}", submitted.job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], view).into_response())
 }
 

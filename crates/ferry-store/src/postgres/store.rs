@@ -22,7 +22,7 @@ use crate::schedule::Plan;
 use crate::store::Store;
 use crate::types::{
     uuid_v4, ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, JobId, JobRecord, JobStatus,
-    NewJob, Page, Priority, QueueDepth, ResultRow,
+    NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
 };
 use crate::StoreOptions;
 
@@ -160,7 +160,7 @@ impl PgStore {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn create_job_(&self, job: NewJob) -> Result<JobRecord, Error> {
+    async fn submit_job_(&self, job: NewJob) -> Result<Submitted, Error> {
         const W: &str = "creating a job";
         common::validate(&job)?;
         let now = self.now();
@@ -170,7 +170,10 @@ impl PgStore {
         let mut tx = self.begin(W).await?;
         if let Some(key) = &job.idempotency_key {
             if let Some(existing) = self.job_by_key(&mut tx, &job.tenant, key).await? {
-                return Ok(existing);
+                return Ok(Submitted {
+                    job: existing,
+                    created: false,
+                });
             }
         }
         let priority = job.priority.index() as i64;
@@ -235,12 +238,16 @@ impl PgStore {
             tx.rollback().await.map_err(sql(W))?;
             let mut tx = self.begin(W).await?;
             let key = job.idempotency_key.as_deref().unwrap_or_default();
-            return self
+            let job = self
                 .job_by_key(&mut tx, &job.tenant, key)
                 .await?
                 .ok_or_else(|| Error::Corrupt {
                     message: format!("idempotency key {key:?} conflicts but names no job"),
-                });
+                })?;
+            return Ok(Submitted {
+                job,
+                created: false,
+            });
         }
         if !copy_data.is_empty() {
             let mut copy = tx
@@ -269,21 +276,24 @@ impl PgStore {
             self.notify(&mut tx).await?;
         }
         tx.commit().await.map_err(sql(W))?;
-        Ok(JobRecord {
-            id,
-            tenant: job.tenant,
-            handler: job.handler,
-            params: job.params,
-            priority: job.priority,
-            status,
-            total: total as u64,
-            succeeded: 0,
-            failed: 0,
-            cancelled: 0,
-            created_at: now,
-            started_at: None,
-            completed_at,
-            error: None,
+        Ok(Submitted {
+            created: true,
+            job: JobRecord {
+                id,
+                tenant: job.tenant,
+                handler: job.handler,
+                params: job.params,
+                priority: job.priority,
+                status,
+                total: total as u64,
+                succeeded: 0,
+                failed: 0,
+                cancelled: 0,
+                created_at: now,
+                started_at: None,
+                completed_at,
+                error: None,
+            },
         })
     }
 
@@ -1109,8 +1119,8 @@ async fn adjust(tx: &mut Tx, job: &str, d: Delta, now: f64) -> Result<(), Error>
 }
 
 impl Store for PgStore {
-    fn create_job(&self, job: NewJob) -> BoxFuture<'_, Result<JobRecord, Error>> {
-        Box::pin(self.create_job_(job))
+    fn submit_job(&self, job: NewJob) -> BoxFuture<'_, Result<Submitted, Error>> {
+        Box::pin(self.submit_job_(job))
     }
 
     fn job<'a>(

@@ -22,7 +22,7 @@ use crate::sqlite::migrations;
 use crate::store::Store;
 use crate::types::{
     uuid_v4, ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, JobId, JobRecord, JobStatus,
-    NewJob, Page, Priority, QueueDepth, ResultRow,
+    NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
 };
 use crate::StoreOptions;
 
@@ -106,7 +106,7 @@ impl SqliteStore {
             .map_err(sql(what))
     }
 
-    async fn create_job_(&self, job: NewJob) -> Result<JobRecord, Error> {
+    async fn submit_job_(&self, job: NewJob) -> Result<Submitted, Error> {
         const W: &str = "creating a job";
         common::validate(&job)?;
         let now = self.now();
@@ -123,7 +123,10 @@ impl SqliteStore {
             .await
             .map_err(sql(W))?;
             if let Some(row) = row {
-                return job_from_row(&row);
+                return Ok(Submitted {
+                    job: job_from_row(&row)?,
+                    created: false,
+                });
             }
         }
         let priority = job.priority.index() as i64;
@@ -204,21 +207,24 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(sql(W))?;
         self.wake.wake();
-        Ok(JobRecord {
-            id,
-            tenant: job.tenant,
-            handler: job.handler,
-            params: job.params,
-            priority: job.priority,
-            status,
-            total: total as u64,
-            succeeded: 0,
-            failed: 0,
-            cancelled: 0,
-            created_at: now,
-            started_at: None,
-            completed_at,
-            error: None,
+        Ok(Submitted {
+            created: true,
+            job: JobRecord {
+                id,
+                tenant: job.tenant,
+                handler: job.handler,
+                params: job.params,
+                priority: job.priority,
+                status,
+                total: total as u64,
+                succeeded: 0,
+                failed: 0,
+                cancelled: 0,
+                created_at: now,
+                started_at: None,
+                completed_at,
+                error: None,
+            },
         })
     }
 
@@ -946,8 +952,8 @@ async fn adjust(tx: &mut Tx, job: &str, d: Delta, now: f64) -> Result<(), Error>
 }
 
 impl Store for SqliteStore {
-    fn create_job(&self, job: NewJob) -> BoxFuture<'_, Result<JobRecord, Error>> {
-        Box::pin(self.create_job_(job))
+    fn submit_job(&self, job: NewJob) -> BoxFuture<'_, Result<Submitted, Error>> {
+        Box::pin(self.submit_job_(job))
     }
 
     fn job<'a>(

@@ -189,9 +189,12 @@ pub(crate) async fn idempotency_key(fx: &Fixture) {
     let s = &fx.store;
     let mut job = new_job("t", Priority::Medium, 2);
     job.idempotency_key = Some("req-1".into());
-    let first = s.create_job(job.clone()).await.unwrap();
-    let again = s.create_job(job.clone()).await.unwrap();
-    assert_eq!(first.id, again.id);
+    let submitted = s.submit_job(job.clone()).await.unwrap();
+    assert!(submitted.created);
+    let first = submitted.job;
+    let again = s.submit_job(job.clone()).await.unwrap();
+    assert!(!again.created, "a replay says so");
+    assert_eq!(first.id, again.job.id);
     assert_eq!(s.list_jobs("t", 10, None).await.unwrap().items.len(), 1);
     assert_eq!(fx.raw.scalar("SELECT COUNT(*) FROM items").await, 2);
 
@@ -202,14 +205,21 @@ pub(crate) async fn idempotency_key(fx: &Fixture) {
         .map(|_| {
             let s = Arc::clone(s);
             let job = racing.clone();
-            tokio::spawn(async move { s.create_job(job).await.unwrap().id })
+            tokio::spawn(async move { s.submit_job(job).await.unwrap() })
         })
         .collect();
     let mut ids = Vec::new();
+    let mut created = 0;
     for t in tasks {
-        ids.push(t.await.unwrap());
+        let submitted = t.await.unwrap();
+        created += usize::from(submitted.created);
+        ids.push(submitted.job.id);
     }
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(
+        created, 1,
+        "exactly one of the racing calls created the job"
+    );
     assert_eq!(fx.raw.scalar("SELECT COUNT(*) FROM items").await, 52);
 
     // Keys are per tenant; no key means no deduplication.
