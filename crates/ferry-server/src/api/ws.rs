@@ -43,9 +43,8 @@ pub(super) async fn status_feed(
     IdPath(id): IdPath,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let job = find(&state, &tenant, &id).await?;
-    let upgrade = handshake(upgrade, &format!("/api/v1/batch/ws/{id}"))?;
-    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, status_body)))
+    let path = format!("/api/v1/batch/ws/{id}");
+    open(state, tenant, &id, upgrade, &path, status_body).await
 }
 
 /// `GET /v1/jobs/{id}/ws`: the same feed with the `/v1` job object (as `GET /v1/jobs/{id}`
@@ -56,26 +55,33 @@ pub(super) async fn job_feed(
     IdPath(id): IdPath,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let job = find(&state, &tenant, &id).await?;
-    let upgrade = handshake(upgrade, &format!("/v1/jobs/{id}/ws"))?;
-    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, v1_body)))
+    let path = format!("/v1/jobs/{id}/ws");
+    open(state, tenant, &id, upgrade, &path, v1_body).await
 }
 
-fn v1_body(job: &JobRecord) -> Value {
-    serde_json::to_value(super::v1::Job::from(job)).unwrap_or(Value::Null)
-}
-
-fn handshake(
+/// Finds the tenant's job (404 before any upgrade), then upgrades to a feed rendered by
+/// `render`.
+async fn open(
+    state: AppState,
+    tenant: Tenant,
+    id: &str,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     path: &str,
-) -> Result<WebSocketUpgrade, Problem> {
-    upgrade.map_err(|e| {
+    render: Render,
+) -> Result<Response, Problem> {
+    let job = find(&state, &tenant, id).await?;
+    let upgrade = upgrade.map_err(|e| {
         Problem::new(
             e.status(),
             "Not a WebSocket Handshake",
             format!("`{path}` is a WebSocket: {}", e.body_text()),
         )
-    })
+    })?;
+    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, render)))
+}
+
+fn v1_body(job: &JobRecord) -> Value {
+    serde_json::to_value(super::v1::Job::from(job)).unwrap_or(Value::Null)
 }
 
 /// Sends `job`'s status and its changes until it finishes or the client leaves.
