@@ -24,7 +24,9 @@
 //!   still held is released, so another worker takes the rest at once rather than after the
 //!   leases expire.
 //!
-//! Handlers receive the item's payload; per-job `params` are not passed to them yet.
+//! Handlers receive the item's payload; one registered with
+//! [`Handlers::register_with_params`] receives `{"params": <the job's params>, "payload":
+//! <payload>}` instead. Items of high-priority jobs board the engine's batches first.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,7 +42,13 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 
 /// A handler the service can run, with the engine settings it runs under.
-type Registered = (Arc<dyn Handler<Value, Value>>, EngineConfig);
+#[derive(Clone)]
+struct Registered {
+    handler: Arc<dyn Handler<Value, Value>>,
+    config: EngineConfig,
+    /// Whether items reach the handler as `{"params": <job params>, "payload": <payload>}`.
+    with_params: bool,
+}
 
 /// The handlers a worker knows, by the name jobs give.
 #[derive(Default, Clone)]
@@ -67,8 +75,35 @@ impl Handlers {
         handler: impl Handler<Value, Value>,
         config: EngineConfig,
     ) -> Self {
-        self.map
-            .insert(name.to_owned(), (Arc::new(handler), config));
+        self.map.insert(
+            name.to_owned(),
+            Registered {
+                handler: Arc::new(handler),
+                config,
+                with_params: false,
+            },
+        );
+        self
+    }
+
+    /// Registers `handler` under `name` like [`register`](Self::register), but each item
+    /// reaches it as `{"params": <its job's params>, "payload": <the item's payload>}`, so
+    /// one handler can serve jobs that configure it differently (a URL, a model option).
+    /// Items of different jobs may share a batch; each carries its own job's params.
+    pub fn register_with_params(
+        mut self,
+        name: &str,
+        handler: impl Handler<Value, Value>,
+        config: EngineConfig,
+    ) -> Self {
+        self.map.insert(
+            name.to_owned(),
+            Registered {
+                handler: Arc::new(handler),
+                config,
+                with_params: true,
+            },
+        );
         self
     }
 
@@ -142,6 +177,8 @@ struct Counters {
 }
 
 struct Lane {
+    /// Whether items go in wrapped with their job's params.
+    with_params: bool,
     running: Running<Value, Value>,
     intake: Intake<Value>,
     writer: JoinHandle<Result<(), Error>>,
@@ -229,7 +266,7 @@ impl Worker {
         counters: &Arc<Counters>,
     ) -> Result<(), Error> {
         if !lanes.contains_key(&item.handler) {
-            let Some((handler, config)) = self.handlers.map.get(&item.handler).cloned() else {
+            let Some(registered) = self.handlers.map.get(&item.handler).cloned() else {
                 let error = format!(
                     "no handler named `{}` on worker {}",
                     item.handler, self.options.id
@@ -241,11 +278,14 @@ impl Worker {
                 counters.dead.fetch_add(1, Ordering::AcqRel);
                 return Ok(());
             };
-            let mut config = config;
+            let with_params = registered.with_params;
+            let mut config = registered.config;
             config.shutdown_grace = self.options.shutdown_grace;
             // Engines are named after their handler: the `engine` label of their metrics.
             config.name = item.handler.clone();
-            let mut running = Engine::new(config, handler)?.emit_settled(64).start();
+            let mut running = Engine::new(config, registered.handler)?
+                .emit_settled(64)
+                .start();
             let settled = running.take_settled().ok_or(ferry_core::Error::Closed)?;
             let writer = tokio::spawn(record(
                 Arc::clone(&self.store),
@@ -257,6 +297,7 @@ impl Worker {
             lanes.insert(
                 item.handler.clone(),
                 Lane {
+                    with_params,
                     running,
                     intake,
                     writer,
@@ -265,8 +306,18 @@ impl Worker {
         }
         let lane = lanes.get(&item.handler).ok_or(ferry_core::Error::Closed)?;
         let id = item.item_id;
+        let payload = if lane.with_params {
+            serde_json::json!({ "params": item.params, "payload": item.payload })
+        } else {
+            item.payload
+        };
+        // High-priority jobs' items board a batch before the others already waiting.
+        let priority = match item.priority {
+            ferry_store::Priority::High => ferry_core::Priority::High,
+            _ => ferry_core::Priority::Normal,
+        };
         lane.intake
-            .push(Item::new(id.to_string(), id.max(0) as u64, item.payload))
+            .push(Item::new(id.to_string(), id.max(0) as u64, payload).with_priority(priority))
             .await?;
         Ok(())
     }

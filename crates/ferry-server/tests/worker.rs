@@ -163,3 +163,44 @@ async fn shutdown_midway_releases_leases_and_another_worker_finishes() {
         "one result per item"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_registered_with_params_sees_each_jobs_params() {
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(temp_store_path("params")).await.unwrap());
+    // Multiplies each payload by its job's `factor`.
+    let scale = handler_fn(|batch: &Batch<Value>| {
+        let out: Vec<ItemOutcome<Value>> = batch
+            .payloads()
+            .map(
+                |v| match (v["params"]["factor"].as_i64(), v["payload"].as_i64()) {
+                    (Some(f), Some(n)) => ItemOutcome::Ok(json!(f * n)),
+                    _ => ItemOutcome::Fatal(format!("unexpected item {v}")),
+                },
+            )
+            .collect();
+        Box::pin(async move { BatchOutcome::Done(out) })
+    });
+    let handlers = Handlers::new().register_with_params("scale", scale, EngineConfig::standard());
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(Arc::clone(&store), handlers, WorkerOptions::default()).run(shutdown.clone()),
+    );
+    let mut jobs = Vec::new();
+    for factor in [2, 10] {
+        let mut j = job(50);
+        j.handler = "scale".into();
+        j.params = json!({ "factor": factor });
+        jobs.push((factor, store.create_job(j).await.unwrap().id));
+    }
+    for (factor, id) in &jobs {
+        let done = wait_done(&store, id).await;
+        assert_eq!(done.succeeded, 50, "{done:?}");
+        for r in all_results(&store, id).await {
+            let i: i64 = r.key.trim_start_matches('k').parse().unwrap();
+            assert_eq!(r.result, Some(json!(factor * i)));
+        }
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
