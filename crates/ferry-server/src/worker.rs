@@ -70,20 +70,12 @@ impl Handlers {
 
     /// Registers `handler` under `name`, run by an engine with `config`.
     pub fn register(
-        mut self,
+        self,
         name: &str,
         handler: impl Handler<Value, Value>,
         config: EngineConfig,
     ) -> Self {
-        self.map.insert(
-            name.to_owned(),
-            Registered {
-                handler: Arc::new(handler),
-                config,
-                with_params: false,
-            },
-        );
-        self
+        self.insert(name, Arc::new(handler), config, false)
     }
 
     /// Registers `handler` under `name` like [`register`](Self::register), but each item
@@ -91,17 +83,27 @@ impl Handlers {
     /// one handler can serve jobs that configure it differently (a URL, a model option).
     /// Items of different jobs may share a batch; each carries its own job's params.
     pub fn register_with_params(
-        mut self,
+        self,
         name: &str,
         handler: impl Handler<Value, Value>,
         config: EngineConfig,
     ) -> Self {
+        self.insert(name, Arc::new(handler), config, true)
+    }
+
+    fn insert(
+        mut self,
+        name: &str,
+        handler: Arc<dyn Handler<Value, Value>>,
+        config: EngineConfig,
+        with_params: bool,
+    ) -> Self {
         self.map.insert(
             name.to_owned(),
             Registered {
-                handler: Arc::new(handler),
+                handler,
                 config,
-                with_params: true,
+                with_params,
             },
         );
         self

@@ -17,6 +17,32 @@ use crate::types::{
     ResultRow,
 };
 
+/// The record of a job about to be inserted from `job`: `pending`, or `completed` at once
+/// when it has no items.
+pub(crate) fn new_job_record(id: JobId, job: &NewJob, now: f64) -> JobRecord {
+    let (status, completed_at) = if job.items.is_empty() {
+        (JobStatus::Completed, Some(now))
+    } else {
+        (JobStatus::Pending, None)
+    };
+    JobRecord {
+        id,
+        tenant: job.tenant.clone(),
+        handler: job.handler.clone(),
+        params: job.params.clone(),
+        priority: job.priority,
+        status,
+        total: job.items.len() as u64,
+        succeeded: 0,
+        failed: 0,
+        cancelled: 0,
+        created_at: now,
+        started_at: None,
+        completed_at,
+        error: None,
+    }
+}
+
 /// The most rows one page holds; larger limits are clamped (and 0 becomes 1).
 pub(crate) const MAX_PAGE: usize = 10_000;
 

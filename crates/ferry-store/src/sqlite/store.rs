@@ -155,11 +155,7 @@ impl SqliteStore {
         }
         let id = JobId::new();
         let total = job.items.len() as i64;
-        let (status, completed_at) = if total == 0 {
-            (JobStatus::Completed, Some(now))
-        } else {
-            (JobStatus::Pending, None)
-        };
+        let record = common::new_job_record(id.clone(), &job, now);
         sqlx::query(
             "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
              total, created_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -169,11 +165,11 @@ impl SqliteStore {
         .bind(&job.handler)
         .bind(&params)
         .bind(priority)
-        .bind(status.as_str())
+        .bind(record.status.as_str())
         .bind(&job.idempotency_key)
         .bind(total)
         .bind(now)
-        .bind(completed_at)
+        .bind(record.completed_at)
         .execute(&mut *tx)
         .await
         .map_err(sql(W))?;
@@ -209,22 +205,7 @@ impl SqliteStore {
         self.wake.wake();
         Ok(Submitted {
             created: true,
-            job: JobRecord {
-                id,
-                tenant: job.tenant,
-                handler: job.handler,
-                params: job.params,
-                priority: job.priority,
-                status,
-                total: total as u64,
-                succeeded: 0,
-                failed: 0,
-                cancelled: 0,
-                created_at: now,
-                started_at: None,
-                completed_at,
-                error: None,
-            },
+            job: record,
         })
     }
 
