@@ -207,6 +207,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.auth_required = live_keys > 0;
     state.tenant_rate = args.tenant_rps.map(TenantRate::new);
     state.handlers = Arc::new(names);
+    state.shutdown = shutdown.clone();
     state.metrics = Some(metrics);
     let stop = shutdown.clone();
     axum::serve(listener, app(state))

@@ -481,6 +481,24 @@ async fn the_websocket_twin_sends_the_job_until_it_ends() {
 }
 
 #[tokio::test]
+async fn event_streams_end_when_the_server_shuts_down() {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    // No worker: the job stays pending, so only the shutdown can end the stream.
+    let api = start("events-shutdown", false, move |s| s.shutdown = token).await;
+    let job = api.submit(json!({ "handler": "echo", "items": [1] })).await;
+    let id = job["id"].as_str().unwrap();
+    let response = send(api.get(&format!("/v1/jobs/{id}/events"))).await;
+    stop.cancel();
+    // read_events fails the test if the stream does not end.
+    let events = read_events(response).await;
+    assert_eq!(events[0].0, "progress");
+    let (name, last) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!(last["status"], 503);
+}
+
+#[tokio::test]
 async fn queues_show_unfinished_jobs_per_priority() {
     let api = start("queues", false, |_| {}).await;
     let before = ok(send(api.get("/v1/queues")).await).await;

@@ -9,7 +9,8 @@
 //! - `done`: once, when the job is finished (`completed`, `failed`, `cancelled`; at once for
 //!   a job that already is); then the stream ends.
 //!
-//! If the job disappears (swept by the result TTL) or the store fails, one `error` event
+//! If the job disappears (swept by the result TTL), the store fails or the server shuts down
+//! (503: reconnect to another instance or later), one `error` event
 //! carries a problem object (`type`, `title`, `status`, `detail`) and the stream ends; the
 //! client may reconnect. A comment line (`: keep-alive`) goes out every [`KEEP_ALIVE`] while
 //! nothing changes, so proxies keep the connection open.
@@ -102,7 +103,19 @@ impl Feed {
             let job = match self.read.take() {
                 Some(job) => job,
                 None => {
-                    self.tick.tick().await;
+                    tokio::select! {
+                        _ = self.tick.tick() => {}
+                        _ = self.state.shutdown.cancelled() => {
+                            return Some(self.error(Problem {
+                                retry_after: Some(1),
+                                ..Problem::new(
+                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                    "Shutting Down",
+                                    "the server is shutting down; reconnect to follow the job",
+                                )
+                            }));
+                        }
+                    }
                     match self.state.store.job(self.tenant.as_str(), &self.id).await {
                         Ok(Some(record)) => Job::from(&record),
                         Ok(None) => {

@@ -21,6 +21,7 @@ use axum::{middleware, Json, Router};
 use ferry_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 pub use auth::Tenant;
 pub use body::JsonBody;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub handlers: Arc<BTreeSet<String>>,
     /// Requests per second each tenant may make (none: unlimited); see [`TenantRate`].
     pub tenant_rate: Option<TenantRate>,
+    /// Cancelled when the server shuts down: open event streams and WebSockets end then
+    /// (with an `error` event / close code 1001), so a graceful shutdown does not wait for
+    /// the jobs they follow.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -67,6 +72,7 @@ impl AppState {
             max_items: 100_000,
             handlers: Arc::new(["sentiment".to_owned()].into_iter().collect()),
             tenant_rate: None,
+            shutdown: CancellationToken::new(),
         }
     }
 }

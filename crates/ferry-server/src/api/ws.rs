@@ -12,7 +12,8 @@
 //! as `status/{job_id}` answers; a request for a known job that is not a WebSocket handshake
 //! is a 4xx problem. After the upgrade, a job that disappears (swept by the result TTL)
 //! closes with 4404 `job no longer exists`, and a store failure with 1011 (the client may
-//! reconnect). Messages from the client are ignored; its close ends the feed.
+//! reconnect), and when the server shuts down with 1001. Messages from the client are
+//! ignored; its close ends the feed.
 
 use std::time::Duration;
 
@@ -117,6 +118,10 @@ async fn feed(
         loop {
             tokio::select! {
                 _ = tick.tick() => break,
+                _ = state.shutdown.cancelled() => {
+                    close(socket, 1001, "server shutting down".into()).await;
+                    return;
+                }
                 message = socket.recv() => match message {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                     Some(Ok(_)) => {}
