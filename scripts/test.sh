@@ -24,8 +24,6 @@ if [ -z "${FERRY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
     || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
 fi
 
-if [ -x scripts/py-env.sh ] || [ -f scripts/py-env.sh ]; then
-  bash scripts/py-env.sh >/dev/null
-fi
+bash scripts/py-env.sh >/dev/null
 
 cargo test --workspace "$@"
