@@ -22,15 +22,15 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use ferry_store::JobId;
 use futures_util::stream::{self, Stream};
 use serde_json::json;
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::v1::{find, job_id, Job};
+use super::path::IdPath;
+use super::v1::{find, Job};
 use super::{AppState, Problem, Tenant};
 
 /// How often the feed reads the job from the store.
@@ -71,9 +71,9 @@ struct Feed {
 pub(super) async fn job_events(
     State(state): State<AppState>,
     tenant: Tenant,
-    path: Result<Path<String>, PathRejection>,
+    IdPath(id): IdPath,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let id = job_id(path)?;
+    let id = JobId::from(id);
     let first = Job::from(&find(&state, &tenant, &id).await?);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -33,8 +33,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::path::IdPath;
 use super::{AppState, JsonBody, Problem, Tenant};
 
 /// Default page size of every listing.
@@ -570,12 +571,6 @@ impl Paging {
 // ---------------------------------------------------------------------------------------
 // Helpers shared with the SSE feed
 
-/// The job id in the path, or 400 when it does not decode.
-pub(super) fn job_id(path: Result<Path<String>, PathRejection>) -> Result<JobId, Problem> {
-    let Path(id) = path.map_err(|e| Problem::bad_request(e.body_text()))?;
-    Ok(JobId::from(id))
-}
-
 /// The tenant's job, or 404.
 pub(super) async fn find(
     state: &AppState,
@@ -747,9 +742,9 @@ pub(super) async fn list(
 pub(super) async fn job(
     State(state): State<AppState>,
     tenant: Tenant,
-    path: Result<Path<String>, PathRejection>,
+    IdPath(id): IdPath,
 ) -> Result<Json<Job>, Problem> {
-    let id = job_id(path)?;
+    let id = JobId::from(id);
     Ok(Json(Job::from(&find(&state, &tenant, &id).await?)))
 }
 
@@ -763,9 +758,9 @@ pub(super) async fn job(
 pub(super) async fn cancel(
     State(state): State<AppState>,
     tenant: Tenant,
-    path: Result<Path<String>, PathRejection>,
+    IdPath(id): IdPath,
 ) -> Result<Json<Job>, Problem> {
-    let id = job_id(path)?;
+    let id = JobId::from(id);
     let job = state
         .store
         .cancel_job(tenant.as_str(), &id)
@@ -783,10 +778,10 @@ pub(super) async fn cancel(
 pub(super) async fn results(
     State(state): State<AppState>,
     tenant: Tenant,
-    path: Result<Path<String>, PathRejection>,
+    IdPath(id): IdPath,
     query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<ResultPage>, Problem> {
-    let id = job_id(path)?;
+    let id = JobId::from(id);
     let (limit, cursor) = Paging::parse(query)?;
     let page = state
         .store
