@@ -18,7 +18,7 @@ pub(crate) struct KeysArgs {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Issue a key for TENANT and print it once (only its hash is stored). A running
-    /// `ferry serve` that started without keys must be restarted to require them.
+    /// `ferry serve` that started without keys requires them within 2 seconds.
     Create {
         /// The tenant the key acts for; a tenant sees only its own jobs.
         tenant: String,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct ServeArgs {
     /// Address to listen on. Without API keys in the store (`ferry keys create`) only
     /// loopback addresses are accepted; with keys every route but /healthz and /readyz
-    /// needs one (read at start: restart after creating the first key).
+    /// needs one (a key created while the service runs takes effect within 2 seconds).
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
     /// The store: an SQLite file (created if missing) or a postgres:// URL.

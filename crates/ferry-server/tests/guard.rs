@@ -133,6 +133,41 @@ async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
 }
 
 #[tokio::test]
+async fn a_key_created_while_running_makes_keys_required() {
+    let api = start("late-key", |_| {}).await;
+    let url = format!("{}/api/v1/batch/queue/status", api.base);
+    let open = send(api.client.get(&url)).await;
+    assert_eq!(open.status(), StatusCode::OK, "no keys: open");
+    let key = api
+        .store
+        .create_key("acme", "late")
+        .await
+        .unwrap()
+        .plaintext;
+    // Within RECHECK (2 s) the service notices; poll until it does (10 s at most).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = send(api.client.get(&url)).await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            problem(r, StatusCode::UNAUTHORIZED).await;
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "keys never became required"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let with_key = send(api.client.get(&url).bearer_auth(&key)).await;
+    assert_eq!(with_key.status(), StatusCode::OK);
+    // Revoking every key does not open the service again.
+    let id = api.store.list_keys(None).await.unwrap()[0].id.clone();
+    assert!(api.store.revoke_key(&id).await.unwrap());
+    let r = send(api.client.get(&url)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn bad_input_on_seed_routes_is_problem_json() {
     let api = start("bad", |s| {
         s.max_body_bytes = 4096;

@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-pub use auth::Tenant;
+pub use auth::{Tenant, RECHECK};
 pub use body::JsonBody;
 pub use limits::TenantRate;
 pub use problem::Problem;
@@ -42,8 +42,11 @@ pub struct AppState {
     /// The Prometheus recorder's handle, rendered at `/metrics` (none: `/metrics` is 404).
     pub metrics: Option<PrometheusHandle>,
     /// Whether every route but health needs an API key (see [`Tenant`]); `ferry serve` sets
-    /// it when the store holds a live key at start.
+    /// it when the store holds a live key at start. Without it, keys become required as
+    /// soon as one is created (checked every [`RECHECK`]).
     pub auth_required: bool,
+    /// Watches the store for a first key while `auth_required` is false.
+    key_watch: auth::KeyWatch,
     /// Largest request body in bytes (default 16 MiB): larger is 413.
     pub max_body_bytes: usize,
     /// Most items in one `/v1` job (default 100,000).
@@ -68,6 +71,7 @@ impl AppState {
             max_text_chars: 10_000,
             metrics: None,
             auth_required: false,
+            key_watch: auth::KeyWatch::default(),
             max_body_bytes: 16 * 1024 * 1024,
             max_items: 100_000,
             handlers: Arc::new(["sentiment".to_owned()].into_iter().collect()),
