@@ -73,7 +73,6 @@ pub(super) async fn job_events(
     tenant: Tenant,
     IdPath(id): IdPath,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let id = JobId::from(id);
     let first = Job::from(&find(&state, &tenant, &id).await?);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

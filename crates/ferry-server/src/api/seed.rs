@@ -48,6 +48,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::path::IdPath;
+use super::v1::{find, no_job};
 use super::{AppState, JsonBody, Problem, Tenant};
 
 /// Texts per second assumed for `estimated_completion_seconds`.
@@ -92,10 +93,6 @@ fn progress(job: &JobRecord) -> f64 {
     }
     let ended = job.succeeded + job.failed + job.cancelled;
     (ended as f64 * 100.0 / job.total as f64 * 10.0).round() / 10.0
-}
-
-fn parse_id(id: &str) -> JobId {
-    JobId::from(id)
 }
 
 pub(super) async fn predict(
@@ -168,18 +165,6 @@ pub(super) async fn predict(
     })))
 }
 
-pub(super) async fn find(
-    state: &AppState,
-    tenant: &Tenant,
-    id: &str,
-) -> Result<JobRecord, Problem> {
-    state
-        .store
-        .job(tenant.as_str(), &parse_id(id))
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no job `{id}`")))
-}
-
 pub(super) fn status_body(job: &JobRecord) -> Value {
     json!({
         "job_id": job.id.as_str(),
@@ -212,9 +197,9 @@ pub(super) async fn cancel(
 ) -> Result<Json<Value>, Problem> {
     let job = state
         .store
-        .cancel_job(tenant.as_str(), &parse_id(&id))
+        .cancel_job(tenant.as_str(), &id)
         .await?
-        .ok_or_else(|| Problem::not_found(format!("no job `{id}`")))?;
+        .ok_or_else(|| no_job(&id))?;
     Ok(Json(status_body(&job)))
 }
 

@@ -584,7 +584,7 @@ pub(super) async fn find(
         .ok_or_else(|| no_job(id))
 }
 
-fn no_job(id: &JobId) -> Problem {
+pub(super) fn no_job(id: &JobId) -> Problem {
     Problem::not_found(format!("no job `{id}`"))
 }
 
@@ -744,7 +744,6 @@ pub(super) async fn job(
     tenant: Tenant,
     IdPath(id): IdPath,
 ) -> Result<Json<Job>, Problem> {
-    let id = JobId::from(id);
     Ok(Json(Job::from(&find(&state, &tenant, &id).await?)))
 }
 
@@ -760,7 +759,6 @@ pub(super) async fn cancel(
     tenant: Tenant,
     IdPath(id): IdPath,
 ) -> Result<Json<Job>, Problem> {
-    let id = JobId::from(id);
     let job = state
         .store
         .cancel_job(tenant.as_str(), &id)
@@ -781,7 +779,6 @@ pub(super) async fn results(
     IdPath(id): IdPath,
     query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<ResultPage>, Problem> {
-    let id = JobId::from(id);
     let (limit, cursor) = Paging::parse(query)?;
     let page = state
         .store

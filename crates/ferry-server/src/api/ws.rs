@@ -21,11 +21,12 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use ferry_store::JobRecord;
+use ferry_store::{JobId, JobRecord};
 use serde_json::Value;
 
 use super::path::IdPath;
-use super::seed::{find, status_body};
+use super::seed::status_body;
+use super::v1::find;
 use super::{AppState, Problem, Tenant};
 
 /// How often the feed reads the job from the store.
@@ -65,7 +66,7 @@ pub(super) async fn job_feed(
 async fn open(
     state: AppState,
     tenant: Tenant,
-    id: &str,
+    id: &JobId,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     path: &str,
     render: Render,
