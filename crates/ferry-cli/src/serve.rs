@@ -11,7 +11,7 @@ use ferry_core::{EngineConfig, FlushPolicy, Priority};
 use ferry_models::sentiment::SentimentJsonHandler;
 use ferry_server::api::TenantRate;
 use ferry_server::{app, sweep_results, AppState, Cached, Echo, Handlers, Worker, WorkerOptions};
-use ferry_store::{PgStore, SqliteStore, Store};
+use ferry_store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// Options of `ferry serve`.
@@ -68,26 +68,7 @@ pub(crate) async fn open_store_in(
     spec: &str,
     schema: Option<&str>,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    let lower = spec.to_ascii_lowercase();
-    Ok(
-        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            Arc::new(
-                PgStore::connect_with(spec, schema, ferry_store::StoreOptions::new())
-                    .await
-                    .context("opening the PostgreSQL store")?,
-            )
-        } else {
-            anyhow::ensure!(
-                schema.is_none(),
-                "--schema applies to PostgreSQL stores only"
-            );
-            Arc::new(
-                SqliteStore::open(spec)
-                    .await
-                    .with_context(|| format!("opening the SQLite store {spec}"))?,
-            )
-        },
-    )
+    Ok(ferry_store::open(spec, schema, ferry_store::StoreOptions::new()).await?)
 }
 
 /// The built-in handlers: `sentiment` (the VADER model, behind a result cache keyed by the

@@ -50,6 +50,7 @@
 mod clock;
 mod common;
 mod error;
+mod open;
 mod options;
 mod postgres;
 mod schedule;
@@ -59,6 +60,7 @@ mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+pub use open::{is_postgres_url, open};
 pub use options::StoreOptions;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
