@@ -9,10 +9,12 @@
 mod batch_size;
 mod concurrency;
 mod ewma;
+mod rate;
 
 pub use batch_size::{BatchSizeConfig, BatchSizeController};
 pub use concurrency::{ConcurrencyConfig, ConcurrencyController, Signal};
 pub use ewma::MeanVar;
+pub use rate::{RateConfig, RateController};
 
 use crate::error::Error;
 

@@ -1,0 +1,321 @@
+//! Learning a target's sustainable request rate from its rate-limit answers.
+//!
+//! Many APIs limit requests per unit of time rather than requests in flight: a token bucket
+//! that answers `429` with the time to its next token, a budget of points per window that
+//! answers "exhausted, reset in N seconds" inside a `200` body. Concurrency control cannot
+//! see such a limit (latency stays low while the requests are refused), and honouring each
+//! `Retry-After` alone is not enough: every call that waited at the shared gate would be
+//! released at the same instant, one would take the token and the others would be refused
+//! again. So the engine learns a *rate* and paces calls at it.
+//!
+//! The algorithm, AIMD on a rate (as TCP's congestion avoidance is AIMD on a window):
+//!
+//! * **Unlimited at first.** Until the target says "too fast" for the first time, the
+//!   controller sets no rate: a target without a rate limit is never slowed down.
+//! * **Start from what got through.** On a rate-limit signal the controller measures the
+//!   rate at which the target *accepted* calls over the last `window` (default 2 s, and at
+//!   least `probe_calls` calls' worth of time at the current rate). A client
+//!   that is being refused gets exactly the target's rate through, so this is the best
+//!   estimate there is; the rate becomes that (or, if that is not lower than the rate
+//!   already set, the rate times `decrease_ratio`).
+//! * **One decrease per round trip.** Only a signal from a call *sent after the last change*
+//!   counts: calls sent at the old rate are still coming back refused and say nothing about
+//!   the new one (TCP's "once per RTT").
+//! * **Probe upward slowly.** After `probe_interval` (default 1 s) *and* at least
+//!   `probe_calls` calls' worth of time at the current rate (default 20) without a counted
+//!   signal, the rate grows by `probe_ratio` (default 2 %) of itself, so a target whose
+//!   limit was raised, or whose budget was underestimated, is found again; a slow target
+//!   (one call every two seconds) is probed as gently, per call, as a fast one.
+//! * **Never below `min`** (default 0.05 calls/s): a refusal costs time, never the item.
+//!
+//! The controller only decides the rate; pacing at it is `governor`'s GCRA with a burst of
+//! one (see [`Throttle`](crate::Throttle)), so the calls released after a pause leave one
+//! by one, `1 / rate` apart.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Settings of the [`RateController`]; see the module docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateConfig {
+    /// Lowest rate, calls per second (default 0.05).
+    pub min: f64,
+    /// How far back accepted calls are counted to estimate the target's rate (default 2 s).
+    pub window: Duration,
+    /// Multiplier when a signal comes while the estimate is no lower (default 0.9).
+    pub decrease_ratio: f64,
+    /// Time without a counted signal after which the rate grows (default 1 s).
+    pub probe_interval: Duration,
+    /// Calls' worth of time at the current rate that must also pass between probes
+    /// (default 20); also the least number of calls' worth of time the estimate looks back.
+    pub probe_calls: f64,
+    /// Growth per probe, as a share of the rate (default 0.02).
+    pub probe_ratio: f64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            min: 0.05,
+            window: Duration::from_secs(2),
+            decrease_ratio: 0.9,
+            probe_interval: Duration::from_secs(1),
+            probe_calls: 20.0,
+            probe_ratio: 0.02,
+        }
+    }
+}
+
+/// The learned request rate toward one target; see the module docs.
+#[derive(Debug, Clone)]
+pub struct RateController {
+    config: RateConfig,
+    rate: Option<f64>,
+    /// When the rate last changed; signals from calls sent before it do not count.
+    changed_at: Option<Instant>,
+    first_accept: Option<Instant>,
+    accepted: VecDeque<Instant>,
+}
+
+impl RateController {
+    /// A controller with no rate yet.
+    pub fn new(config: RateConfig) -> Self {
+        RateController {
+            config,
+            rate: None,
+            changed_at: None,
+            first_accept: None,
+            accepted: VecDeque::new(),
+        }
+    }
+
+    /// The current rate in calls per second, `None` while no limit has been seen.
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// Records a call the target accepted (whatever its items' outcomes), and probes upward
+    /// when the rate has held for a `probe_interval`. Returns whether the rate changed.
+    pub fn on_accepted(&mut self, now: Instant) -> bool {
+        self.first_accept.get_or_insert(now);
+        self.accepted.push_back(now);
+        self.forget_before(now);
+        let (Some(rate), Some(changed)) = (self.rate, self.changed_at) else {
+            return false;
+        };
+        let hold = self
+            .config
+            .probe_interval
+            .as_secs_f64()
+            .max(self.config.probe_calls / rate);
+        if now.saturating_duration_since(changed).as_secs_f64() < hold {
+            return false;
+        }
+        self.set(rate * (1.0 + self.config.probe_ratio), now);
+        true
+    }
+
+    /// Records a rate-limit signal (429, a budget error) for a call sent at `sent_at`.
+    /// Returns whether the rate changed.
+    pub fn on_limited(&mut self, sent_at: Instant, now: Instant) -> bool {
+        if self.changed_at.is_some_and(|c| sent_at < c) {
+            return false;
+        }
+        self.forget_before(now);
+        let estimate = self.accepted_rate(now);
+        let next = match (self.rate, estimate) {
+            (Some(rate), Some(est)) if est < rate => est,
+            (Some(rate), _) => rate * self.config.decrease_ratio,
+            (None, Some(est)) => est,
+            // Refused before anything got through: start slow and probe up.
+            (None, None) => 1.0,
+        };
+        self.set(next, now);
+        true
+    }
+
+    fn set(&mut self, rate: f64, now: Instant) {
+        self.rate = Some(rate.max(self.config.min));
+        self.changed_at = Some(now);
+    }
+
+    /// How far back accepted calls are counted: `window`, longer for a slow rate.
+    fn look_back(&self) -> Duration {
+        let calls = self.rate.map_or(0.0, |r| self.config.probe_calls / r);
+        self.config
+            .window
+            .max(Duration::from_secs_f64(calls.min(3600.0)))
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        let look_back = self.look_back();
+        while self
+            .accepted
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > look_back)
+        {
+            self.accepted.pop_front();
+        }
+    }
+
+    /// Calls accepted per second over the window (or since the first one, if sooner).
+    fn accepted_rate(&self, now: Instant) -> Option<f64> {
+        let since = now.saturating_duration_since(self.first_accept?);
+        let span = since.min(self.look_back()).as_secs_f64();
+        (span > 0.0 && !self.accepted.is_empty()).then(|| self.accepted.len() as f64 / span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token bucket of `rate` tokens per second holding at most `burst`.
+    struct Bucket {
+        rate: f64,
+        burst: f64,
+        tokens: f64,
+        at: Instant,
+    }
+
+    impl Bucket {
+        fn new(rate: f64, burst: f64) -> Self {
+            Bucket {
+                rate,
+                burst,
+                tokens: burst,
+                at: Instant::now(),
+            }
+        }
+
+        /// Takes a token, or says how long until the next one (the fractional Retry-After).
+        fn take(&mut self, now: Instant) -> Result<(), Duration> {
+            let dt = now.saturating_duration_since(self.at).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+            self.at = now;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            }
+        }
+    }
+
+    /// An eager client (always a call ready) paced by the controller against a bucket, for
+    /// `secs` seconds; the shared gate honours each Retry-After. Returns (accepted, refused).
+    async fn drive(target: f64, burst: f64, secs: u64) -> (u64, u64) {
+        let mut bucket = Bucket::new(target, burst);
+        let mut ctl = RateController::new(RateConfig::default());
+        let start = Instant::now();
+        let mut next_send = start;
+        let (mut ok, mut refused) = (0, 0);
+        while Instant::now() < start + Duration::from_secs(secs) {
+            tokio::time::sleep_until(next_send).await;
+            let now = Instant::now();
+            let pace = ctl.rate().map_or(Duration::from_millis(1), |r| {
+                Duration::from_secs_f64(1.0 / r)
+            });
+            match bucket.take(now) {
+                Ok(()) => {
+                    ok += 1;
+                    ctl.on_accepted(now);
+                    next_send = now + pace;
+                }
+                Err(after) => {
+                    refused += 1;
+                    ctl.on_limited(now, now);
+                    let pace = Duration::from_secs_f64(1.0 / ctl.rate().unwrap_or(1.0));
+                    next_send = now + pace.max(after);
+                }
+            }
+        }
+        (ok, refused)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_rate_until_the_target_refuses() {
+        let mut ctl = RateController::new(RateConfig::default());
+        for _ in 0..100 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            assert!(!ctl.on_accepted(Instant::now()));
+        }
+        assert_eq!(ctl.rate(), None);
+        let now = Instant::now();
+        assert!(ctl.on_limited(now, now));
+        // 100 calls over the last second: the estimate is what got through.
+        let rate = ctl.rate().unwrap_or_default();
+        assert!((90.0..=110.0).contains(&rate), "rate {rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_of_calls_sent_before_a_change_do_not_count() {
+        let mut ctl = RateController::new(RateConfig::default());
+        let sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        ctl.on_accepted(Instant::now());
+        assert!(ctl.on_limited(sent, Instant::now()));
+        let rate = ctl.rate();
+        // Eleven calls sent at the same instant come back refused after the change.
+        for _ in 0..11 {
+            assert!(!ctl.on_limited(sent, Instant::now()));
+        }
+        assert_eq!(ctl.rate(), rate);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_below_the_minimum() {
+        let mut ctl = RateController::new(RateConfig::default());
+        for _ in 0..500 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            let now = Instant::now();
+            ctl.on_limited(now, now);
+        }
+        assert_eq!(ctl.rate(), Some(RateConfig::default().min));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_up_when_the_limit_is_raised() {
+        let mut ctl = RateController::new(RateConfig::default());
+        let now = Instant::now();
+        ctl.on_limited(now, now);
+        let low = ctl.rate().unwrap_or_default();
+        for _ in 0..600 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let high = ctl.rate().unwrap_or_default();
+        assert!(high > low * 2.0, "{low} -> {high}");
+    }
+
+    /// Against token buckets of several rates and bursts, the paced client gets at least
+    /// 95 % of the bucket's rate through, and almost every call it sends is accepted
+    /// (refusals are the target asking for time: few, since they cost it work too).
+    #[tokio::test(start_paused = true)]
+    async fn paced_client_gets_a_token_bucket_s_rate() {
+        for (rate, burst) in [
+            (0.5_f64, 1.0),
+            (3.0, 3.0),
+            (8.0, 2.0),
+            (40.0, 10.0),
+            (250.0, 50.0),
+        ] {
+            let secs = (600.0_f64 / rate).max(120.0) as u64;
+            let (ok, refused) = drive(rate, burst, secs).await;
+            let got = ok as f64 / secs as f64;
+            assert!(got >= 0.95 * rate, "rate {rate}: {got}/s accepted");
+            assert!(
+                got <= rate + burst / secs as f64 + 0.01,
+                "rate {rate}: {got}"
+            );
+            let share = refused as f64 / (ok + refused) as f64;
+            assert!(
+                share < 0.1,
+                "rate {rate}: {refused} of {} refused",
+                ok + refused
+            );
+        }
+    }
+}
