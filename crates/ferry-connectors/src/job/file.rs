@@ -3,7 +3,7 @@
 //! The file is parsed with `toml_edit`, which keeps spans, and flattened into dotted keys
 //! (`dispatch.timeout`, `column_mapping.date4`) each with its value and 1-based line, in
 //! document order. `--set key=value` overrides replace or add leaves (line 0). Validation
-//! ([`config`](super::config)) then reads the leaves it knows and reports every problem at
+//! ([`reader`](super::reader)) then reads the leaves it knows and reports every problem at
 //! once; whatever it did not read is an unknown key.
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,249 @@
+//! Loading a job: reading the file, applying `--set` overrides, recognising its format
+//! (Ferry's own, or the monday.com board-update format), validating it into a
+//! [`JobConfig`], and reporting every problem at once, sorted by line.
+
+use std::path::Path;
+
+use super::board_update::{self, board_update_job, BOARD_UPDATE_KEYS};
+use super::ferry_format::{ferry_job, FERRY_KEYS};
+use super::file::JobFile;
+use super::reader::Reader;
+use super::spec::{raise_concurrency, JobConfig};
+use crate::error::Error;
+
+/// An environment lookup: a variable's value, if set.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Values that come from the command line or the environment rather than the file.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// `--set key=value` overrides.
+    pub sets: Vec<String>,
+    /// `--max-concurrent N`: raises (or sets) the concurrency cap.
+    pub max_concurrent: Option<usize>,
+    /// A dry run does not need secrets: a missing token is not an error.
+    pub dry_run: bool,
+    /// Environment lookup (tests pass a closure; the CLI passes `std::env::var`).
+    pub env: Option<EnvLookup<'a>>,
+}
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads and validates a job file.
+pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<JobConfig, Error> {
+    let mut file = JobFile::load(path)?;
+    file.apply_sets(&opts.sets)?;
+    validate(&file, opts)
+}
+
+/// Validates an already-parsed job file (used by `load` and by tests).
+pub(crate) fn validate(file: &JobFile, opts: &LoadOptions<'_>) -> Result<JobConfig, Error> {
+    let env = opts.env.unwrap_or(&process_env);
+    let mut r = Reader::new(file, env, opts.dry_run);
+    let board_update = file.has_section(board_update::MARKER_SECTION);
+    let job = if board_update {
+        board_update_job(&mut r)
+    } else {
+        ferry_job(&mut r)
+    };
+    let mut job = job.map(|mut j| {
+        if let Some(n) = opts.max_concurrent {
+            raise_concurrency(&mut j.engine, n);
+        }
+        j
+    });
+    r.unknown_keys(if board_update {
+        BOARD_UPDATE_KEYS
+    } else {
+        FERRY_KEYS
+    });
+    if let Some(j) = &mut job {
+        if let Err(e) = j.engine.clone().validate() {
+            r.errors.push(Error::Config {
+                file: file.path.clone(),
+                line: 0,
+                key: String::new(),
+                message: e.to_string(),
+            });
+        }
+    }
+    r.errors.sort_by_key(|e| match e {
+        Error::Config { line, .. } => *line,
+        _ => 0,
+    });
+    match (job, r.errors.len()) {
+        (Some(j), 0) => Ok(j),
+        (_, 1) => Err(r.errors.remove(0)),
+        (_, _) => Err(Error::Many(r.errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferry_core::BatchSizing;
+
+    use super::*;
+    use crate::job::spec::{HandlerSpec, JobFormat, SourceSpec};
+    use crate::source::KeyBy;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |n| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn check(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<JobConfig, Error> {
+        let f = JobFile::parse(Path::new("/jobs/board.toml"), text).unwrap();
+        validate(
+            &f,
+            &LoadOptions {
+                env: Some(env),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The board-update example, the one copy of that file in the repository.
+    const BOARD_UPDATE: &str = include_str!("../../../../examples/board-update/board_update.toml");
+
+    #[test]
+    fn board_update_file_maps_onto_sql_and_graphql() {
+        let env = env_of(&[
+            ("DATABASE_URL", "/data/planning.db"),
+            ("MONDAY_API_TOKEN", "tok"),
+        ]);
+        let job = check(BOARD_UPDATE, &env).unwrap();
+        assert_eq!(job.format, JobFormat::BoardUpdate);
+        match &job.source {
+            SourceSpec::Sql { url, query, key } => {
+                assert_eq!(url, "/data/planning.db");
+                assert!(query.contains("planning_board_updates"));
+                assert_eq!(key, &KeyBy::Column("monday_item_id".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let HandlerSpec::Graphql(g) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(g.url, "https://api.monday.com/v2");
+        assert_eq!(g.columns[0].0, "date4");
+        assert_eq!(job.engine.max_items(), 15);
+        assert_eq!(job.engine.dispatch.concurrency.cap(), 3);
+        assert_eq!(job.engine.dispatch.timeout, Duration::from_secs(25));
+        assert_eq!(
+            job.checkpoint.as_deref(),
+            Some(Path::new("/jobs/board.checkpoint.db"))
+        );
+    }
+
+    #[test]
+    fn board_update_without_environment_names_the_variables() {
+        let env = env_of(&[]);
+        let err = check(BOARD_UPDATE, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("MONDAY_API_TOKEN"),
+            "{err}"
+        );
+        assert!(err.contains("/jobs/board.toml:"), "{err}");
+    }
+
+    #[test]
+    fn every_error_at_once_with_lines() {
+        let text = "[source]\ntype = \"csv\"\n\n[handler]\ntype = \"graphql\"\nurl = \"${NOPE}\"\nmutation = 5\n\n[dispatch]\ntimout = \"5s\"\nsplit = [5, 15]\n";
+        let env = env_of(&[]);
+        let err = check(text, &env).unwrap_err();
+        let Error::Many(errors) = &err else {
+            panic!("{err}")
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("/jobs/board.toml:1: `source.path`: missing required key"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":6: `handler.url`: environment variable `NOPE` is not set"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":7: `handler.mutation`: expected a string, found an integer"),
+            "{text}"
+        );
+        assert!(
+            text.contains(":10: `dispatch.timout`: unknown key; expected one of:"),
+            "{text}"
+        );
+        assert!(text.contains(":11: `dispatch.split`"), "{text}");
+        let lines: Vec<usize> = errors
+            .iter()
+            .map(|e| match e {
+                Error::Config { line, .. } => *line,
+                _ => 0,
+            })
+            .collect();
+        assert!(
+            lines.windows(2).all(|w| w[0] <= w[1]),
+            "sorted by line: {lines:?}"
+        );
+        assert_eq!(errors.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn exec_and_http_handlers() {
+        let env = env_of(&[("TOKEN", "t")]);
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"exec\"\nprogram = \"python3\"\nargs = [\"model.py\", \"--fast\"]\nworkers = 2\n[handler.env]\nMODEL = \"small\"\n";
+        let job = check(text, &env).unwrap();
+        let HandlerSpec::Exec(e) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(
+            (e.program.as_str(), e.args.len(), e.workers),
+            ("python3", 2, 2)
+        );
+        assert_eq!(e.env, vec![("MODEL".to_owned(), "small".to_owned())]);
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/x\"\nbody = \"{{ items | json }}\"\n[handler.headers]\nAuthorization = \"Bearer ${TOKEN}\"\n";
+        let job = check(text, &env).unwrap();
+        let HandlerSpec::Http(h) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(h.method, "POST");
+        assert_eq!(h.headers[0].1, "Bearer t");
+        let bad = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"exec\"\nargs = \"x\"\n";
+        let err = check(bad, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("`handler.program`: missing required key"),
+            "{err}"
+        );
+        assert!(
+            err.contains(":6: `handler.args`: expected an array of strings"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ferry_format_with_caps_and_overrides() {
+        let text = "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\nkey = \"id\"\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n[batch]\nmax_items = 40\ntarget_latency = \"500ms\"\n[dispatch]\nmax_concurrency = 6\nsplit = [15, 5, 1]\ntimeout = 12\n";
+        let env = env_of(&[]);
+        let job = check(text, &env).unwrap();
+        assert_eq!(
+            job.source,
+            SourceSpec::Jsonl {
+                path: "/jobs/in.jsonl".into(),
+                key: KeyBy::Column("id".into())
+            }
+        );
+        assert_eq!(job.engine.max_items(), 40);
+        assert_eq!(job.engine.dispatch.concurrency.cap(), 6);
+        assert_eq!(job.engine.dispatch.timeout, Duration::from_secs(12));
+        assert!(
+            matches!(job.engine.sizing, BatchSizing::Adaptive(ref c) if c.target_latency == Duration::from_millis(500))
+        );
+        assert_eq!(job.dead_letters, Path::new("/jobs/board.dead.jsonl"));
+    }
+}
