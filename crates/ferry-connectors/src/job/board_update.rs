@@ -18,17 +18,6 @@ use crate::source::KeyBy;
 /// The table whose presence marks a file as a board update.
 pub(super) const MARKER_SECTION: &str = "query_config";
 
-/// Known keys: `section.key`, or `section.*` for free-form tables.
-pub(super) const BOARD_UPDATE_KEYS: &[&str] = &[
-    "metadata.*",
-    "query_config.query",
-    "query_config.item_id_column",
-    "column_mapping.*",
-    "validation.max_batch_size",
-    "validation.max_concurrent_batches",
-    "validation.request_timeout_seconds",
-];
-
 /// The mutation sent for each item.
 const MONDAY_MUTATION: &str = "change_multiple_column_values(item_id: {{ item[item_id_column] }}, board_id: {{ board_id }}, column_values: {{ columns | graphql_string }}) { id }";
 

@@ -16,47 +16,6 @@ use super::reader::Reader;
 use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
 use crate::graphql::GraphqlConfig;
 
-/// Known keys: `section.key`, or `section.*` for free-form tables.
-pub(super) const FERRY_KEYS: &[&str] = &[
-    "job.name",
-    "job.preset",
-    "source.type",
-    "source.path",
-    "source.url",
-    "source.query",
-    "source.key",
-    "handler.type",
-    "handler.url",
-    "handler.mutation",
-    "handler.path",
-    "handler.headers.*",
-    "handler.columns.*",
-    "vars.*",
-    "batch.max_items",
-    "batch.min_items",
-    "batch.initial_items",
-    "batch.adaptive",
-    "batch.target_latency",
-    "batch.max_wait",
-    "batch.max_wait_high",
-    "batch.max_wait_urgent",
-    "batch.max_bytes",
-    "dispatch.concurrency",
-    "dispatch.max_concurrency",
-    "dispatch.requests_per_second",
-    "dispatch.items_per_second",
-    "dispatch.timeout",
-    "dispatch.split",
-    "dispatch.pause",
-    "retry.max_attempts",
-    "retry.backoff_base",
-    "retry.backoff_max",
-    "retry.split_after",
-    "dead_letters.path",
-    "checkpoint.path",
-    "checkpoint.enabled",
-];
-
 /// Reads a job in Ferry's format.
 pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     let name = r.string("job.name").unwrap_or_else(|| r.stem());
@@ -67,12 +26,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
             match EngineConfig::preset(p) {
                 Some(c) => c,
                 None => {
-                    let line = r
-                        .file
-                        .leaves
-                        .iter()
-                        .find(|l| l.key == "job.preset")
-                        .map_or(0, |l| l.line);
+                    let line = r.line_of("job.preset");
                     r.err("job.preset", line, format!("unknown preset `{p}`; expected standard, high_throughput or low_memory"));
                     EngineConfig::standard()
                 }
@@ -81,15 +35,25 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     };
     engine.name = name.clone();
 
+    // Every key of the chosen type is read before any is combined, so a missing one does
+    // not leave the others unread (and reported as unknown).
     let source = match r.required_string("source.type").as_deref() {
-        Some("csv") => r.required_string("source.path").map(|p| SourceSpec::Csv {
-            path: r.relative(&p),
-            key: r.key_by("source.key"),
-        }),
-        Some("jsonl") => r.required_string("source.path").map(|p| SourceSpec::Jsonl {
-            path: r.relative(&p),
-            key: r.key_by("source.key"),
-        }),
+        Some("csv") => {
+            let path = r.required_string("source.path");
+            let key = r.key_by("source.key");
+            path.map(|p| SourceSpec::Csv {
+                path: r.relative(&p),
+                key,
+            })
+        }
+        Some("jsonl") => {
+            let path = r.required_string("source.path");
+            let key = r.key_by("source.key");
+            path.map(|p| SourceSpec::Jsonl {
+                path: r.relative(&p),
+                key,
+            })
+        }
         Some("sql") => {
             let url = r.required_string("source.url");
             let query = r.required_string("source.query");
@@ -98,20 +62,19 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 .map(|(url, query)| SourceSpec::Sql { url, query, key })
         }
         Some(other) => {
-            let line = r
-                .file
-                .leaves
-                .iter()
-                .find(|l| l.key == "source.type")
-                .map_or(0, |l| l.line);
+            let line = r.line_of("source.type");
             r.err(
                 "source.type",
                 line,
                 format!("unknown source type `{other}`; expected csv, jsonl or sql"),
             );
+            r.skip_section("source");
             None
         }
-        None => None,
+        None => {
+            r.skip_section("source");
+            None
+        }
     };
 
     let vars: Map<String, Value> = r
@@ -194,12 +157,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 path: r.relative(&p),
             }),
         Some(other) => {
-            let line = r
-                .file
-                .leaves
-                .iter()
-                .find(|l| l.key == "handler.type")
-                .map_or(0, |l| l.line);
+            let line = r.line_of("handler.type");
             r.err(
                 "handler.type",
                 line,
@@ -207,9 +165,13 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                     "unknown handler type `{other}`; expected graphql, http, exec, sql or jsonl"
                 ),
             );
+            r.skip_section("handler");
             None
         }
-        None => None,
+        None => {
+            r.skip_section("handler");
+            None
+        }
     };
 
     read_batch(r, &mut engine);
@@ -277,29 +239,21 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
 
 fn read_dispatch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     let cap = r.positive("dispatch.max_concurrency");
-    let line = r
-        .file
-        .leaves
-        .iter()
-        .find(|l| l.key == "dispatch.concurrency")
-        .map(|l| (l.line, l.value.clone()));
-    match r.leaf("dispatch.concurrency").map(|l| l.value) {
-        Some(Val::Int(n)) if n >= 1 => {
-            engine.dispatch.concurrency =
-                Concurrency::Fixed(NonZeroUsize::new(n as usize).unwrap_or(NonZeroUsize::MIN))
-        }
-        Some(Val::Str(s)) if s == "adaptive" => {
-            engine.dispatch.concurrency = Concurrency::Adaptive(ConcurrencyConfig::default());
-        }
-        Some(_) => {
-            let l = line.map_or(0, |(l, _)| l);
-            r.err(
+    if let Some(leaf) = r.leaf("dispatch.concurrency") {
+        match leaf.value {
+            Val::Int(n) if n >= 1 => {
+                engine.dispatch.concurrency =
+                    Concurrency::Fixed(NonZeroUsize::new(n as usize).unwrap_or(NonZeroUsize::MIN))
+            }
+            Val::Str(s) if s == "adaptive" => {
+                engine.dispatch.concurrency = Concurrency::Adaptive(ConcurrencyConfig::default());
+            }
+            _ => r.err(
                 "dispatch.concurrency",
-                l,
+                leaf.line,
                 "expected \"adaptive\" or a positive integer (a fixed limit)",
-            );
+            ),
         }
-        None => {}
     }
     if let Some(cap) = cap {
         raise_concurrency(engine, cap);

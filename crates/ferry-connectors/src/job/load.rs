@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::board_update::{self, board_update_job, BOARD_UPDATE_KEYS};
-use super::ferry_format::{ferry_job, FERRY_KEYS};
+use super::board_update::{self, board_update_job};
+use super::ferry_format::ferry_job;
 use super::file::JobFile;
 use super::reader::Reader;
 use super::spec::{raise_concurrency, JobConfig};
@@ -54,11 +54,7 @@ pub(crate) fn validate(file: &JobFile, opts: &LoadOptions<'_>) -> Result<JobConf
         }
         j
     });
-    r.unknown_keys(if board_update {
-        BOARD_UPDATE_KEYS
-    } else {
-        FERRY_KEYS
-    });
+    r.unknown_keys();
     if let Some(j) = &mut job {
         if let Err(e) = j.engine.clone().validate() {
             r.errors.push(Error::Config {
@@ -245,5 +241,208 @@ mod tests {
             matches!(job.engine.sizing, BatchSizing::Adaptive(ref c) if c.target_latency == Duration::from_millis(500))
         );
         assert_eq!(job.dead_letters, Path::new("/jobs/board.dead.jsonl"));
+    }
+
+    #[test]
+    fn keys_that_are_read_are_never_unknown_and_are_suggested() {
+        let env = env_of(&[]);
+        // A misspelt handler type: `method` and `body` work for http handlers, so the one
+        // error is the type.
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"htp\"\nurl = \"http://127.0.0.1:1/x\"\nmethod = \"PUT\"\nbody = \"{{ items | json }}\"\n";
+        let err = check(text, &env).unwrap_err().to_string();
+        assert!(!err.contains("unknown key"), "{err}");
+        // A misspelt key: the keys an http handler reads are suggested.
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/x\"\nmetod = \"PUT\"\n";
+        let err = check(text, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("/jobs/board.toml:7: `handler.metod`: unknown key; expected one of:")
+                && err.contains("handler.method"),
+            "{err}"
+        );
+        // A key of another handler type does nothing here, so it is reported.
+        let text = "[source]\ntype = \"csv\"\npath = \"a.csv\"\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\ntable = \"t\"\n";
+        let err = check(text, &env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/jobs/board.toml:7: `handler.table`: unknown key; expected one of: handler.type, handler.path"
+        );
+        // A missing required key leaves the section's other keys read.
+        let text = "[source]\ntype = \"csv\"\nkey = \"id\"\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n";
+        let err = check(text, &env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "/jobs/board.toml:1: `source.path`: missing required key"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_board_update_key_names_file_line_and_key() {
+        let env = env_of(&[
+            ("DATABASE_URL", "/data/planning.db"),
+            ("MONDAY_API_TOKEN", "tok"),
+        ]);
+        let text = BOARD_UPDATE.replace("max_batch_size", "max_batch_sise");
+        let line = 1 + text
+            .lines()
+            .position(|l| l.contains("max_batch_sise"))
+            .unwrap();
+        let err = check(&text, &env).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "/jobs/board.toml:{line}: `validation.max_batch_sise`: unknown key; expected one of: validation.max_batch_size,"
+            )),
+            "{err}"
+        );
+    }
+
+    /// The job-file reference, whose key tables are checked against what is read.
+    const JOB_FILE_DOC: &str = include_str!("../../../../docs/job-file.md");
+
+    /// A documented key: its dotted name and the types it belongs to (none: every type).
+    struct DocKey {
+        board_update: bool,
+        key: String,
+        types: Vec<String>,
+    }
+
+    /// Every key in the reference's tables, from the `| key | default | meaning |` rows:
+    /// the section comes from the `### [section]` heading, a type from `(graphql)` or
+    /// `(csv, jsonl)` in the default column, and `NAME`/`COLUMN` stand for any name.
+    fn documented_keys() -> Vec<DocKey> {
+        const TYPES: &[&str] = &["csv", "jsonl", "sql", "graphql", "http", "exec"];
+        let mut out = Vec::new();
+        let (mut board_update, mut sections) = (false, Vec::new());
+        for line in JOB_FILE_DOC.lines() {
+            if let Some(h) = line.strip_prefix("## ") {
+                board_update = h.contains("board-update");
+                sections.clear();
+            } else if let Some(h) = line.strip_prefix("### ") {
+                sections = h
+                    .split('`')
+                    .filter_map(|p| p.strip_prefix('[')?.strip_suffix(']'))
+                    .map(str::to_owned)
+                    .collect();
+            } else if let Some(row) = line.strip_prefix("| `") {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let name = cells[0].trim_end_matches('`').replace("NAME", "example");
+                let name = name.replace("COLUMN", "example");
+                let key = match sections.first() {
+                    Some(s) if !sections.iter().any(|x| name.starts_with(&format!("{x}."))) => {
+                        format!("{s}.{name}")
+                    }
+                    _ => name,
+                };
+                let default = cells[1];
+                let types = match (default.find('('), default.find(')')) {
+                    (Some(a), Some(b)) if a < b => default[a + 1..b]
+                        .split(", ")
+                        .filter(|t| TYPES.contains(t))
+                        .map(str::to_owned)
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                out.push(DocKey {
+                    board_update,
+                    key,
+                    types,
+                });
+            }
+        }
+        out
+    }
+
+    /// A file setting every documented key that applies to a source of type `source` and a
+    /// handler of type `handler` (values are arbitrary: only unknown keys are looked for).
+    fn file_with_keys(keys: &[DocKey], source: &str, handler: &str) -> String {
+        let mut text =
+            format!("vars.example = 1\nsource.type = \"{source}\"\nhandler.type = \"{handler}\"\n");
+        for k in keys.iter().filter(|k| !k.key.ends_with(".type")) {
+            let ty = if k.key.starts_with("source.") {
+                source
+            } else {
+                handler
+            };
+            if k.types.is_empty() || k.types.iter().any(|t| t == ty) {
+                text.push_str(&format!("{} = \"x\"\n", k.key));
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn every_documented_key_is_accepted() {
+        let env = env_of(&[]);
+        let (board, ferry): (Vec<DocKey>, Vec<DocKey>) =
+            documented_keys().into_iter().partition(|k| k.board_update);
+        assert!(
+            ferry.len() >= 45 && board.len() >= 8,
+            "{} {}",
+            ferry.len(),
+            board.len()
+        );
+        let pairs = [
+            ("csv", "graphql"),
+            ("jsonl", "http"),
+            ("sql", "exec"),
+            ("csv", "sql"),
+            ("jsonl", "jsonl"),
+        ];
+        for (source, handler) in pairs {
+            let text = file_with_keys(&ferry, source, handler);
+            if let Err(e) = check(&text, &env) {
+                let e = e.to_string();
+                assert!(
+                    !e.contains("unknown key"),
+                    "{source}, {handler}:\n{text}\n{e}"
+                );
+            }
+        }
+        let mut text = String::new();
+        for k in &board {
+            text.push_str(&format!("{} = \"x\"\n", k.key));
+        }
+        let e = check(&text, &env).unwrap_err().to_string();
+        assert!(!e.contains("unknown key"), "{text}\n{e}");
+    }
+
+    /// The reference's ```toml blocks.
+    fn doc_examples() -> Vec<String> {
+        JOB_FILE_DOC
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split_once("```").map(|(toml, _)| toml.to_owned()))
+            .collect()
+    }
+
+    /// A TOML text without comments and blank lines, each line trimmed (comparison only).
+    fn without_comments(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| match l.find(" #") {
+                // A ` #` outside quotes starts a comment.
+                Some(i) if l[..i].matches('"').count() % 2 == 0 => &l[..i],
+                _ => l,
+            })
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_examples_are_valid_and_the_board_update_is_the_example_file() {
+        let env = env_of(&[
+            ("DATABASE_URL", "/data/planning.db"),
+            ("MONDAY_API_TOKEN", "tok"),
+        ]);
+        let examples = doc_examples();
+        assert_eq!(examples.len(), 2);
+        let ferry = check(&examples[0], &env).unwrap();
+        assert_eq!(ferry.format, JobFormat::Ferry);
+        let board = check(&examples[1], &env).unwrap();
+        assert_eq!(board.format, JobFormat::BoardUpdate);
+        assert_eq!(
+            without_comments(&examples[1]),
+            without_comments(BOARD_UPDATE)
+        );
     }
 }

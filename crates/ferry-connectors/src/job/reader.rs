@@ -2,8 +2,10 @@
 //! as an [`Error::Config`] naming the file, line and key, instead of stopping at the first.
 //!
 //! The formats ([`ferry_format`](super::ferry_format), [`board_update`](super::board_update))
-//! ask it for keys; each leaf it hands out is marked read, and whatever the file holds that
-//! was never read is reported as an unknown key.
+//! ask it for keys. It records every key asked for, present or not, and marks each leaf it
+//! hands out as read: whatever the file holds that was never read is an unknown key, and the
+//! keys asked for are the ones suggested. So the list of valid keys is what the formats read,
+//! never a second list to keep in step.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +18,8 @@ use crate::source::KeyBy;
 pub(super) struct Reader<'a> {
     pub(super) file: &'a JobFile,
     used: Vec<bool>,
+    /// Every key asked for, in order (`prefix.*` for a table read whole).
+    asked: Vec<String>,
     pub(super) errors: Vec<Error>,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) dry_run: bool,
@@ -31,6 +35,7 @@ impl<'a> Reader<'a> {
         Reader {
             file,
             used: vec![false; file.leaves.len()],
+            asked: Vec::new(),
             errors: Vec::new(),
             env,
             dry_run,
@@ -60,7 +65,24 @@ impl Reader<'_> {
             .unwrap_or(0)
     }
 
+    /// The line `key` is written on (0: not in the file, or a `--set` override).
+    pub(super) fn line_of(&self, key: &str) -> usize {
+        self.file
+            .leaves
+            .iter()
+            .find(|l| l.key == key)
+            .map_or(0, |l| l.line)
+    }
+
+    /// Records that `key` is one the format reads.
+    fn ask(&mut self, key: String) {
+        if !self.asked.contains(&key) {
+            self.asked.push(key);
+        }
+    }
+
     pub(super) fn leaf(&mut self, key: &str) -> Option<Leaf> {
+        self.ask(key.to_owned());
         let i = self.file.leaves.iter().position(|l| l.key == key)?;
         self.used[i] = true;
         Some(self.file.leaves[i].clone())
@@ -93,6 +115,7 @@ impl Reader<'_> {
     }
 
     pub(super) fn required_string(&mut self, key: &str) -> Option<String> {
+        self.ask(key.to_owned());
         if self.file.leaves.iter().any(|l| l.key == key) {
             return self.string(key);
         }
@@ -158,6 +181,7 @@ impl Reader<'_> {
 
     /// Every leaf under `prefix.`, as (sub-key, leaf), in document order.
     pub(super) fn table(&mut self, prefix: &str) -> Vec<(String, Leaf)> {
+        self.ask(format!("{prefix}.*"));
         let p = format!("{prefix}.");
         let mut out = Vec::new();
         for (i, l) in self.file.leaves.iter().enumerate() {
@@ -225,31 +249,39 @@ impl Reader<'_> {
         }
     }
 
-    pub(super) fn unknown_keys(&mut self, known: &[&str]) {
+    /// Marks every leaf under `section.` as read without asking for it: used when the
+    /// section's type is missing or unknown, so what it holds cannot be judged.
+    pub(super) fn skip_section(&mut self, section: &str) {
+        let p = format!("{section}.");
+        for (i, l) in self.file.leaves.iter().enumerate() {
+            if l.key.starts_with(&p) {
+                self.used[i] = true;
+            }
+        }
+    }
+
+    /// Reports every leaf that was never read, suggesting the keys asked for in its section
+    /// (or the sections asked for, when none was asked for in its own).
+    pub(super) fn unknown_keys(&mut self) {
         for (i, leaf) in self.file.leaves.iter().enumerate() {
             if self.used[i] {
                 continue;
             }
             let section = leaf.key.split('.').next().unwrap_or("");
-            let wildcard = known.iter().any(|k| {
-                k.strip_suffix(".*")
-                    .is_some_and(|p| leaf.key.starts_with(&format!("{p}.")))
-            });
-            if wildcard || known.contains(&leaf.key.as_str()) {
-                continue;
-            }
-            let siblings: Vec<&str> = known
+            let prefix = format!("{section}.");
+            let siblings: Vec<&str> = self
+                .asked
                 .iter()
-                .filter(|k| k.starts_with(&format!("{section}.")))
-                .copied()
+                .filter(|k| k.starts_with(&prefix))
+                .map(String::as_str)
                 .collect();
             let message = if siblings.is_empty() {
-                let sections: Vec<&str> = {
-                    let mut s: Vec<&str> =
-                        known.iter().filter_map(|k| k.split('.').next()).collect();
-                    s.dedup();
-                    s
-                };
+                let mut sections: Vec<&str> = Vec::new();
+                for s in self.asked.iter().filter_map(|k| k.split('.').next()) {
+                    if !sections.contains(&s) {
+                        sections.push(s);
+                    }
+                }
                 format!("unknown key; known sections: {}", sections.join(", "))
             } else {
                 format!("unknown key; expected one of: {}", siblings.join(", "))
