@@ -1,11 +1,10 @@
 //! The job-file reader: typed access to a [`JobFile`]'s leaves that collects every problem
 //! as an [`Error::Config`] naming the file, line and key, instead of stopping at the first.
 //!
-//! The formats ([`ferry_format`](super::ferry_format), [`board_update`](super::board_update))
-//! ask it for keys. It records every key asked for, present or not, and marks each leaf it
-//! hands out as read: whatever the file holds that was never read is an unknown key, and the
-//! keys asked for are the ones suggested. So the list of valid keys is what the formats read,
-//! never a second list to keep in step.
+//! The formats (`ferry_format`, `board_update`) ask it for keys. It records every key asked
+//! for, present or not, and marks each leaf it hands out as read: whatever the file holds
+//! that was never read is an unknown key, and the keys asked for are the ones suggested. So
+//! the list of valid keys is what the formats read, never a second list to keep in step.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

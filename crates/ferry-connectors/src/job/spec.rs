@@ -1,6 +1,6 @@
 //! The typed job spec: what a validated job file becomes, whichever format it was written
-//! in. The runner ([`run`](super::run)) reads only these types; the formats
-//! ([`ferry_format`](super::ferry_format), [`board_update`](super::board_update)) produce them.
+//! in. The runner (`run`) reads only these types; the formats (`ferry_format`,
+//! `board_update`) produce them.
 
 use std::fmt;
 use std::num::NonZeroUsize;
