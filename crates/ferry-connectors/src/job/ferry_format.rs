@@ -20,24 +20,53 @@ use crate::graphql::GraphqlConfig;
 pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     let name = r.string("job.name").unwrap_or_else(|| r.stem());
     let preset = r.string("job.preset");
-    let mut engine = match preset.as_deref() {
+    let mut engine = match preset.as_deref().map(|p| (p, EngineConfig::preset(p))) {
         None => EngineConfig::standard(),
-        Some(p) => {
-            match EngineConfig::preset(p) {
-                Some(c) => c,
-                None => {
-                    let line = r.line_of("job.preset");
-                    r.err("job.preset", line, format!("unknown preset `{p}`; expected standard, high_throughput or low_memory"));
-                    EngineConfig::standard()
-                }
-            }
+        Some((_, Some(c))) => c,
+        Some((p, None)) => {
+            let line = r.line_of("job.preset");
+            let message =
+                format!("unknown preset `{p}`; expected standard, high_throughput or low_memory");
+            r.err("job.preset", line, message);
+            EngineConfig::standard()
         }
     };
     engine.name = name.clone();
 
-    // Every key of the chosen type is read before any is combined, so a missing one does
-    // not leave the others unread (and reported as unknown).
-    let source = match r.required_string("source.type").as_deref() {
+    let source = read_source(r);
+    let vars: Map<String, Value> = r
+        .table("vars")
+        .into_iter()
+        .map(|(k, l)| (k, l.value.to_json()))
+        .collect();
+    let handler = read_handler(r, vars);
+
+    read_batch(r, &mut engine);
+    read_dispatch(r, &mut engine);
+    read_retry(r, &mut engine);
+    let dead_letters = r
+        .path("dead_letters.path")
+        .unwrap_or_else(|| r.beside_job("dead.jsonl"));
+    let checkpoint_on = r.boolean("checkpoint.enabled").unwrap_or(true);
+    let checkpoint_path = r
+        .path("checkpoint.path")
+        .unwrap_or_else(|| r.beside_job("checkpoint.db"));
+    Some(JobConfig {
+        name,
+        path: r.file.path.clone(),
+        source: source?,
+        handler: handler?,
+        engine,
+        dead_letters,
+        checkpoint: checkpoint_on.then_some(checkpoint_path),
+        format: JobFormat::Ferry,
+    })
+}
+
+/// Reads `[source]`. Every key of the chosen type is read before any is combined, so a
+/// missing one does not leave the others unread (and reported as unknown).
+fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
+    match r.required_string("source.type").as_deref() {
         Some("csv") => {
             let path = r.required_string("source.path");
             let key = r.key_by("source.key");
@@ -62,27 +91,19 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 .map(|(url, query)| SourceSpec::Sql { url, query, key })
         }
         Some(other) => {
-            let line = r.line_of("source.type");
-            r.err(
-                "source.type",
-                line,
-                format!("unknown source type `{other}`; expected csv, jsonl or sql"),
-            );
-            r.skip_section("source");
+            r.unknown_type("source", other, "csv, jsonl or sql");
             None
         }
         None => {
             r.skip_section("source");
             None
         }
-    };
+    }
+}
 
-    let vars: Map<String, Value> = r
-        .table("vars")
-        .into_iter()
-        .map(|(k, l)| (k, l.value.to_json()))
-        .collect();
-    let handler = match r.required_string("handler.type").as_deref() {
+/// Reads `[handler]`; `vars` are the template values of `[vars]`.
+fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
+    match r.required_string("handler.type").as_deref() {
         Some("graphql") => {
             let url = r.required_string("handler.url");
             let mutation = r.required_string("handler.mutation");
@@ -157,43 +178,14 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
                 path: r.relative(&p),
             }),
         Some(other) => {
-            let line = r.line_of("handler.type");
-            r.err(
-                "handler.type",
-                line,
-                format!(
-                    "unknown handler type `{other}`; expected graphql, http, exec, sql or jsonl"
-                ),
-            );
-            r.skip_section("handler");
+            r.unknown_type("handler", other, "graphql, http, exec, sql or jsonl");
             None
         }
         None => {
             r.skip_section("handler");
             None
         }
-    };
-
-    read_batch(r, &mut engine);
-    read_dispatch(r, &mut engine);
-    read_retry(r, &mut engine);
-    let dead_letters = r
-        .path("dead_letters.path")
-        .unwrap_or_else(|| r.beside_job("dead.jsonl"));
-    let checkpoint_on = r.boolean("checkpoint.enabled").unwrap_or(true);
-    let checkpoint_path = r
-        .path("checkpoint.path")
-        .unwrap_or_else(|| r.beside_job("checkpoint.db"));
-    Some(JobConfig {
-        name,
-        path: r.file.path.clone(),
-        source: source?,
-        handler: handler?,
-        engine,
-        dead_letters,
-        checkpoint: checkpoint_on.then_some(checkpoint_path),
-        format: JobFormat::Ferry,
-    })
+    }
 }
 
 fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {

@@ -40,9 +40,8 @@ impl<'a> Reader<'a> {
             dry_run,
         }
     }
-}
 
-impl Reader<'_> {
+    /// Records an error about `key` on `line`.
     pub(super) fn err(&mut self, key: &str, line: usize, message: impl Into<String>) {
         self.errors.push(Error::Config {
             file: self.file.path.clone(),
@@ -80,6 +79,7 @@ impl Reader<'_> {
         }
     }
 
+    /// The leaf at `key`, marked read.
     pub(super) fn leaf(&mut self, key: &str) -> Option<Leaf> {
         self.ask(key.to_owned());
         let i = self.file.leaves.iter().position(|l| l.key == key)?;
@@ -87,6 +87,7 @@ impl Reader<'_> {
         Some(self.file.leaves[i].clone())
     }
 
+    /// `s` with `${NAME}` expanded, or an error naming the unset variable.
     pub(super) fn expand(&mut self, key: &str, line: usize, s: &str) -> Option<String> {
         match interpolate(s, self.env) {
             Ok(v) => Some(v),
@@ -101,6 +102,7 @@ impl Reader<'_> {
         }
     }
 
+    /// An optional string, expanded.
     pub(super) fn string(&mut self, key: &str) -> Option<String> {
         let leaf = self.leaf(key)?;
         match &leaf.value {
@@ -113,6 +115,7 @@ impl Reader<'_> {
         }
     }
 
+    /// A string that must be there.
     pub(super) fn required_string(&mut self, key: &str) -> Option<String> {
         self.ask(key.to_owned());
         if self.file.leaves.iter().any(|l| l.key == key) {
@@ -124,6 +127,7 @@ impl Reader<'_> {
         None
     }
 
+    /// An optional integer of at least `min`.
     pub(super) fn int(&mut self, key: &str, min: i64) -> Option<i64> {
         let leaf = self.leaf(key)?;
         match leaf.value {
@@ -140,10 +144,12 @@ impl Reader<'_> {
         }
     }
 
+    /// An optional integer of at least 1.
     pub(super) fn positive(&mut self, key: &str) -> Option<usize> {
         self.int(key, 1).map(|i| i as usize)
     }
 
+    /// An optional boolean.
     pub(super) fn boolean(&mut self, key: &str) -> Option<bool> {
         let leaf = self.leaf(key)?;
         match leaf.value {
@@ -192,6 +198,7 @@ impl Reader<'_> {
         out
     }
 
+    /// Every string under `prefix.`, expanded, as (sub-key, value), in document order.
     pub(super) fn string_table(&mut self, prefix: &str) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for (sub, leaf) in self.table(prefix) {
@@ -211,6 +218,7 @@ impl Reader<'_> {
         out
     }
 
+    /// An optional array of strings, expanded (empty when absent).
     pub(super) fn string_list(&mut self, key: &str) -> Vec<String> {
         let Some(leaf) = self.leaf(key) else {
             return Vec::new();
@@ -235,10 +243,12 @@ impl Reader<'_> {
         }
     }
 
+    /// An optional path, relative to the job file.
     pub(super) fn path(&mut self, key: &str) -> Option<PathBuf> {
         self.string(key).map(|p| self.relative(&p))
     }
 
+    /// `p` relative to the job file's folder (unless absolute).
     pub(super) fn relative(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -246,6 +256,19 @@ impl Reader<'_> {
         } else {
             self.file.path.parent().unwrap_or(Path::new(".")).join(p)
         }
+    }
+
+    /// Reports `section.type = "other"` as unknown (`expected`: the types there are) and
+    /// skips the section, whose keys depend on the type.
+    pub(super) fn unknown_type(&mut self, section: &str, other: &str, expected: &str) {
+        let key = format!("{section}.type");
+        let line = self.line_of(&key);
+        self.err(
+            &key,
+            line,
+            format!("unknown {section} type `{other}`; expected {expected}"),
+        );
+        self.skip_section(section);
     }
 
     /// Marks every leaf under `section.` as read without asking for it: used when the
@@ -294,10 +317,12 @@ impl Reader<'_> {
         }
     }
 
+    /// How items are keyed: the column named at `key`, or the row number.
     pub(super) fn key_by(&mut self, key: &str) -> KeyBy {
         self.string(key).map_or(KeyBy::RowNumber, KeyBy::Column)
     }
 
+    /// The job file's name without extension.
     pub(super) fn stem(&self) -> String {
         self.file
             .path
@@ -305,6 +330,7 @@ impl Reader<'_> {
             .map_or_else(|| "job".to_owned(), |s| s.to_string_lossy().into_owned())
     }
 
+    /// `STEM.suffix` beside the job file.
     pub(super) fn beside_job(&self, suffix: &str) -> PathBuf {
         self.file
             .path
