@@ -445,4 +445,52 @@ mod tests {
             without_comments(BOARD_UPDATE)
         );
     }
+
+    proptest::proptest! {
+        /// Whatever documented keys a file sets, the unknown keys reported are exactly the
+        /// misspelt ones, each on its own line.
+        #[test]
+        fn exactly_the_misspelt_keys_are_unknown(
+            pair in 0usize..5,
+            keep in proptest::collection::vec(proptest::bool::ANY, 64),
+            junk in proptest::collection::btree_set(
+                ("(job|source|handler|batch|dispatch|retry|checkpoint|nosuch)", "[a-z]{1,8}_x"),
+                0..4,
+            ),
+        ) {
+            let (source, handler) =
+                [("csv", "graphql"), ("jsonl", "http"), ("sql", "exec"), ("csv", "sql"), ("jsonl", "jsonl")][pair];
+            let ferry: Vec<DocKey> = documented_keys()
+                .into_iter()
+                .filter(|k| !k.board_update)
+                .zip(keep.iter().cycle())
+                .filter_map(|(k, keep)| keep.then_some(k))
+                .collect();
+            let mut text = file_with_keys(&ferry, source, handler);
+            let mut expected = std::collections::BTreeSet::new();
+            for (section, name) in &junk {
+                let key = format!("{section}.{name}");
+                text.push_str(&format!("{key} = 1\n"));
+                expected.insert((key, text.lines().count()));
+            }
+            let f = JobFile::parse(Path::new("/jobs/board.toml"), &text).unwrap();
+            let env = env_of(&[]);
+            let opts = LoadOptions { env: Some(&env), ..Default::default() };
+            let errors = match validate(&f, &opts) {
+                Ok(_) => Vec::new(),
+                Err(Error::Many(errors)) => errors,
+                Err(e) => vec![e],
+            };
+            let unknown: std::collections::BTreeSet<(String, usize)> = errors
+                .into_iter()
+                .filter_map(|e| match e {
+                    Error::Config { key, line, message, .. } if message.starts_with("unknown key") => {
+                        Some((key, line))
+                    }
+                    _ => None,
+                })
+                .collect();
+            proptest::prop_assert_eq!(unknown, expected, "{}", text);
+        }
+    }
 }
