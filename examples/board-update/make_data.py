@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Creates the planning database seed 000 reads: N rows in planning_board_updates.
+"""Creates the planning database the board update reads: N rows in planning_board_updates.
 
     python3 make_data.py planning.db 5000 [--poison 5]
 

@@ -111,7 +111,7 @@ pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     println!(
         "{}: valid ({} format, engine `{}`, batch cap {}, concurrency cap {})",
         args.job.display(),
-        if job.seed_format { "seed 000" } else { "ferry" },
+        job.format,
         job.engine.name,
         job.engine.max_items(),
         job.engine.dispatch.concurrency.cap()

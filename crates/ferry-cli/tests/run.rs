@@ -41,25 +41,8 @@ fn ferry(args: &[&str], job: &Path, env: &[(&str, &str)]) -> (Output, String) {
     (out, stderr)
 }
 
-const SEED: &str = r#"[metadata]
-board_id = "8709134353"
-
-[query_config]
-query = """
-SELECT monday_item_id, fob_date, country_of_origin
-FROM planning_board_updates
-WHERE needs_update = 1
-"""
-
-[column_mapping]
-"date4" = "fob_date"
-"country" = "country_of_origin"
-
-[validation]
-max_batch_size = 15
-max_concurrent_batches = 3
-request_timeout_seconds = 25
-"#;
+/// The board-update example, the one copy of that file in the repository.
+const SEED: &str = include_str!("../../../examples/board-update/board_update.toml");
 
 #[test]
 fn malformed_toml_names_the_line() {

@@ -2,9 +2,9 @@
 //!
 //! The file is parsed with `toml_edit`, which keeps spans, and flattened into dotted keys
 //! (`dispatch.timeout`, `column_mapping.date4`) each with its value and 1-based line, in
-//! document order. `--set key=value` overrides replace or add leaves (line 0). Validation
-//! ([`config`](super::config)) then reads the leaves it knows and reports every problem at
-//! once; whatever it did not read is an unknown key.
+//! document order. `--set key=value` overrides replace or add leaves (line 0). The `reader`
+//! then reads the leaves a format asks for and reports every problem at once; whatever was
+//! never read is an unknown key.
 
 use std::path::{Path, PathBuf};
 

@@ -1,11 +1,20 @@
 //! Job files and the batch runner behind `ferry run`: loading and validating a job
 //! ([`load`]), dry runs ([`dry_run`]), and runs with a resumable checkpoint ([`run`]).
+//!
+//! A file is parsed into line-numbered leaves (`file`), read through a reader that reports
+//! file, line and key (`reader`) by one of the two formats (`ferry_format`, `board_update`)
+//! into the typed spec (`spec`) the runner uses; `load` ties these together.
 
+mod board_update;
 mod checkpoint;
-mod config;
+mod ferry_format;
 mod file;
+mod load;
+mod reader;
 mod run;
+mod spec;
 
 pub use checkpoint::{Checkpoint, Status};
-pub use config::{load, EnvLookup, HandlerSpec, JobConfig, LoadOptions, SourceSpec};
+pub use load::{load, EnvLookup, LoadOptions};
 pub use run::{dry_run, run, DryRun, RunOptions, RunSummary};
+pub use spec::{HandlerSpec, JobConfig, JobFormat, SourceSpec};

@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::checkpoint::{Checkpoint, Status};
-use super::config::{HandlerSpec, JobConfig, SourceSpec};
+use super::spec::{HandlerSpec, JobConfig, SourceSpec};
 use crate::classify::CallCounters;
 use crate::error::Error;
 use crate::exec::ExecHandler;

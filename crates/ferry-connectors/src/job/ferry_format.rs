@@ -1,0 +1,313 @@
+//! Ferry's own job-file format (`docs/job-file.md`): `[job]`, `[source]`, `[handler]`,
+//! `[vars]`, `[batch]`, `[dispatch]`, `[retry]`, `[dead_letters]`, `[checkpoint]`. Limits in
+//! it are caps: the adaptive controllers work under them unless a fixed setting is asked for.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use ferry_core::adaptive::{BatchSizeConfig, ConcurrencyConfig};
+use ferry_core::{
+    BatchSizing, Concurrency, EngineConfig, FlushPolicy, Priority, RetryPolicy, SplitStrategy,
+};
+use serde_json::{Map, Value};
+
+use super::file::Val;
+use super::reader::Reader;
+use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
+use crate::graphql::GraphqlConfig;
+
+/// Reads a job in Ferry's format.
+pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
+    let name = r.string("job.name").unwrap_or_else(|| r.stem());
+    let preset = r.string("job.preset");
+    let mut engine = match preset.as_deref().map(|p| (p, EngineConfig::preset(p))) {
+        None => EngineConfig::standard(),
+        Some((_, Some(c))) => c,
+        Some((p, None)) => {
+            let line = r.line_of("job.preset");
+            let message =
+                format!("unknown preset `{p}`; expected standard, high_throughput or low_memory");
+            r.err("job.preset", line, message);
+            EngineConfig::standard()
+        }
+    };
+    engine.name = name.clone();
+
+    let source = read_source(r);
+    let vars: Map<String, Value> = r
+        .table("vars")
+        .into_iter()
+        .map(|(k, l)| (k, l.value.to_json()))
+        .collect();
+    let handler = read_handler(r, vars);
+
+    read_batch(r, &mut engine);
+    read_dispatch(r, &mut engine);
+    read_retry(r, &mut engine);
+    let dead_letters = r
+        .path("dead_letters.path")
+        .unwrap_or_else(|| r.beside_job("dead.jsonl"));
+    let checkpoint_on = r.boolean("checkpoint.enabled").unwrap_or(true);
+    let checkpoint_path = r
+        .path("checkpoint.path")
+        .unwrap_or_else(|| r.beside_job("checkpoint.db"));
+    Some(JobConfig {
+        name,
+        path: r.file.path.clone(),
+        source: source?,
+        handler: handler?,
+        engine,
+        dead_letters,
+        checkpoint: checkpoint_on.then_some(checkpoint_path),
+        format: JobFormat::Ferry,
+    })
+}
+
+/// Reads `[source]`. Every key of the chosen type is read before any is combined, so a
+/// missing one does not leave the others unread (and reported as unknown).
+fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
+    match r.required_string("source.type").as_deref() {
+        Some("csv") => {
+            let path = r.required_string("source.path");
+            let key = r.key_by("source.key");
+            path.map(|p| SourceSpec::Csv {
+                path: r.relative(&p),
+                key,
+            })
+        }
+        Some("jsonl") => {
+            let path = r.required_string("source.path");
+            let key = r.key_by("source.key");
+            path.map(|p| SourceSpec::Jsonl {
+                path: r.relative(&p),
+                key,
+            })
+        }
+        Some("sql") => {
+            let url = r.required_string("source.url");
+            let query = r.required_string("source.query");
+            let key = r.key_by("source.key");
+            url.zip(query)
+                .map(|(url, query)| SourceSpec::Sql { url, query, key })
+        }
+        Some(other) => {
+            r.unknown_type("source", other, "csv, jsonl or sql");
+            None
+        }
+        None => {
+            r.skip_section("source");
+            None
+        }
+    }
+}
+
+/// Reads `[handler]`; `vars` are the template values of `[vars]`.
+fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
+    match r.required_string("handler.type").as_deref() {
+        Some("graphql") => {
+            let url = r.required_string("handler.url");
+            let mutation = r.required_string("handler.mutation");
+            let headers = r.string_table("handler.headers");
+            let columns = r.string_table("handler.columns");
+            url.zip(mutation).map(|(url, mutation)| {
+                HandlerSpec::Graphql(GraphqlConfig {
+                    url,
+                    headers,
+                    mutation,
+                    columns,
+                    vars,
+                })
+            })
+        }
+        Some("http") => {
+            let url = r.required_string("handler.url");
+            let method = r
+                .string("handler.method")
+                .unwrap_or_else(|| "POST".to_owned());
+            let body = r.string("handler.body").unwrap_or_default();
+            let headers = r.string_table("handler.headers");
+            url.map(|url| {
+                HandlerSpec::Http(crate::http::HttpConfig {
+                    method,
+                    url,
+                    headers,
+                    body,
+                    vars,
+                })
+            })
+        }
+        Some("sql") => {
+            let url = r.required_string("handler.url");
+            let table = r.required_string("handler.table");
+            let columns = r.string_list("handler.columns_list");
+            if columns.is_empty() {
+                let line = r.section_line("handler");
+                r.err(
+                    "handler.columns_list",
+                    line,
+                    "the SQL sink needs the payload fields to write, e.g. [\"id\", \"name\"]",
+                );
+            }
+            let key = r.string("handler.key");
+            url.zip(table).map(|(url, table)| {
+                HandlerSpec::Sql(crate::sink::SqlSinkConfig {
+                    url,
+                    table,
+                    columns,
+                    key,
+                })
+            })
+        }
+        Some("exec") => {
+            let program = r.required_string("handler.program");
+            let args = r.string_list("handler.args");
+            let env = r.string_table("handler.env");
+            let workers = r.positive("handler.workers").unwrap_or(1);
+            program.map(|program| {
+                HandlerSpec::Exec(crate::exec::ExecConfig {
+                    program,
+                    args,
+                    env,
+                    workers,
+                })
+            })
+        }
+        Some("jsonl") => r
+            .required_string("handler.path")
+            .map(|p| HandlerSpec::Jsonl {
+                path: r.relative(&p),
+            }),
+        Some(other) => {
+            r.unknown_type("handler", other, "graphql, http, exec, sql or jsonl");
+            None
+        }
+        None => {
+            r.skip_section("handler");
+            None
+        }
+    }
+}
+
+fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
+    let mut flush: FlushPolicy = engine.flush.clone();
+    if let Some(n) = r.positive("batch.max_items").and_then(NonZeroUsize::new) {
+        flush = flush.max_items(n);
+    }
+    if let Some(n) = r.positive("batch.max_bytes").and_then(NonZeroUsize::new) {
+        flush = flush.max_bytes(n);
+    }
+    for (key, p) in [
+        ("batch.max_wait", Priority::Normal),
+        ("batch.max_wait_high", Priority::High),
+        ("batch.max_wait_urgent", Priority::Urgent),
+    ] {
+        if let Some(d) = r.duration(key) {
+            flush = flush.max_wait(p, d);
+        }
+    }
+    engine.flush = flush;
+    let adaptive = r.boolean("batch.adaptive").unwrap_or(true);
+    let min = r.positive("batch.min_items");
+    let initial = r.positive("batch.initial_items");
+    let target = r.duration("batch.target_latency");
+    engine.sizing = if adaptive {
+        let mut c = match &engine.sizing {
+            BatchSizing::Adaptive(c) => c.clone(),
+            BatchSizing::Fixed => BatchSizeConfig::default(),
+        };
+        c.max = engine.flush.items_cap();
+        if let Some(m) = min {
+            c.min = m;
+        }
+        c.initial = initial.unwrap_or(c.initial).max(c.min);
+        if let Some(t) = target {
+            c.target_latency = t;
+        }
+        BatchSizing::Adaptive(c)
+    } else {
+        BatchSizing::Fixed
+    };
+}
+
+fn read_dispatch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
+    let cap = r.positive("dispatch.max_concurrency");
+    if let Some(leaf) = r.leaf("dispatch.concurrency") {
+        match leaf.value {
+            Val::Int(n) if n >= 1 => {
+                engine.dispatch.concurrency =
+                    Concurrency::Fixed(NonZeroUsize::new(n as usize).unwrap_or(NonZeroUsize::MIN))
+            }
+            Val::Str(s) if s == "adaptive" => {
+                engine.dispatch.concurrency = Concurrency::Adaptive(ConcurrencyConfig::default());
+            }
+            _ => r.err(
+                "dispatch.concurrency",
+                leaf.line,
+                "expected \"adaptive\" or a positive integer (a fixed limit)",
+            ),
+        }
+    }
+    if let Some(cap) = cap {
+        raise_concurrency(engine, cap);
+    }
+    let rps = r.positive("dispatch.requests_per_second");
+    let ips = r.positive("dispatch.items_per_second");
+    engine.dispatch.rate.requests_per_sec =
+        rps.and_then(|n| NonZeroU32::new(n.min(u32::MAX as usize) as u32));
+    engine.dispatch.rate.items_per_sec =
+        ips.and_then(|n| NonZeroU32::new(n.min(u32::MAX as usize) as u32));
+    if let Some(t) = r.duration("dispatch.timeout") {
+        engine.dispatch.timeout = t;
+    }
+    if let Some(p) = r.duration("dispatch.pause") {
+        engine.dispatch.pause = Some(p);
+    }
+    if let Some(leaf) = r.leaf("dispatch.split") {
+        let strategy = match &leaf.value {
+            Val::Str(s) if s == "bisect" => Ok(SplitStrategy::Bisect),
+            Val::Array(items) => {
+                let rungs: Option<Vec<usize>> = items
+                    .iter()
+                    .map(|v| match v {
+                        Val::Int(i) if *i >= 1 => Some(*i as usize),
+                        _ => None,
+                    })
+                    .collect();
+                match rungs {
+                    Some(r) => SplitStrategy::ladder(&r).map_err(|e| e.to_string()),
+                    None => Err("a ladder must hold positive integers, e.g. [15, 5, 1]".to_owned()),
+                }
+            }
+            _ => Err("expected \"bisect\" or a ladder such as [15, 5, 1]".to_owned()),
+        };
+        match strategy {
+            Ok(s) => engine.dispatch.split = s,
+            Err(m) => r.err("dispatch.split", leaf.line, m),
+        }
+    }
+}
+
+fn read_retry(r: &mut Reader<'_>, engine: &mut EngineConfig) {
+    let attempts = r.positive("retry.max_attempts");
+    let base = r.duration("retry.backoff_base");
+    let max = r.duration("retry.backoff_max");
+    let split_after = r.int("retry.split_after", 0);
+    if attempts.is_some() || base.is_some() || max.is_some() {
+        let d = RetryPolicy::default();
+        let attempts = attempts.map_or(d.max_attempts(), |a| a.min(u32::MAX as usize) as u32);
+        match RetryPolicy::new(
+            NonZeroU32::new(attempts).unwrap_or(NonZeroU32::MIN),
+            base.unwrap_or(Duration::from_millis(100)),
+            max.unwrap_or(Duration::from_secs(30)),
+        ) {
+            Ok(p) => engine.retry = p,
+            Err(e) => {
+                let line = r.section_line("retry");
+                r.err("retry", line, e.to_string());
+            }
+        }
+    }
+    if let Some(s) = split_after {
+        engine.retry = engine.retry.clone().split_after(s as u32);
+    }
+}

@@ -1,0 +1,111 @@
+//! The typed job spec: what a validated job file becomes, whichever format it was written
+//! in. The runner (`run`) reads only these types; the formats (`ferry_format`,
+//! `board_update`) produce them.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use ferry_core::{Concurrency, EngineConfig};
+
+use crate::graphql::GraphqlConfig;
+use crate::source::KeyBy;
+
+/// Where items come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// A CSV file with a header row.
+    Csv {
+        /// The file (relative paths are relative to the job file).
+        path: PathBuf,
+        /// How items are keyed.
+        key: KeyBy,
+    },
+    /// A JSON Lines file.
+    Jsonl {
+        /// The file.
+        path: PathBuf,
+        /// How items are keyed.
+        key: KeyBy,
+    },
+    /// A SQL query (SQLite file or PostgreSQL URL), streamed.
+    Sql {
+        /// `sqlite:path`, a `.db` path, or `postgres://...`.
+        url: String,
+        /// The query.
+        query: String,
+        /// How items are keyed.
+        key: KeyBy,
+    },
+}
+
+/// What is done with each batch.
+#[derive(Debug, Clone)]
+pub enum HandlerSpec {
+    /// GraphQL aliased mutations.
+    Graphql(GraphqlConfig),
+    /// One templated HTTP request per batch.
+    Http(crate::http::HttpConfig),
+    /// A child process speaking JSON lines (a handler in any language).
+    Exec(crate::exec::ExecConfig),
+    /// Insert or upsert into a SQL table.
+    Sql(crate::sink::SqlSinkConfig),
+    /// Append each item (and its key) to a JSON Lines file.
+    Jsonl {
+        /// The output file.
+        path: PathBuf,
+    },
+}
+
+/// The format a job file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobFormat {
+    /// Ferry's own job file (`docs/job-file.md`).
+    Ferry,
+    /// The monday.com board-update format (`[query_config]`, `[column_mapping]`, ...).
+    BoardUpdate,
+}
+
+impl fmt::Display for JobFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobFormat::Ferry => "ferry",
+            JobFormat::BoardUpdate => "monday.com board-update",
+        })
+    }
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The job's name (default: the file stem).
+    pub name: String,
+    /// The job file.
+    pub path: PathBuf,
+    /// The source.
+    pub source: SourceSpec,
+    /// The handler.
+    pub handler: HandlerSpec,
+    /// The engine's settings.
+    pub engine: EngineConfig,
+    /// The dead-letter file.
+    pub dead_letters: PathBuf,
+    /// The checkpoint database (`None`: disabled).
+    pub checkpoint: Option<PathBuf>,
+    /// The format the file was written in.
+    pub format: JobFormat,
+}
+
+/// Sets the concurrency cap to `n` (at least 1), keeping an adaptive controller's initial
+/// and minimum values under it.
+pub(super) fn raise_concurrency(engine: &mut EngineConfig, n: usize) {
+    match &mut engine.dispatch.concurrency {
+        Concurrency::Adaptive(c) => {
+            c.max = n.max(1);
+            c.initial = c.initial.min(c.max);
+            c.min = c.min.min(c.max);
+        }
+        Concurrency::Fixed(f) => *f = NonZeroUsize::new(n).unwrap_or(*f),
+    }
+}
