@@ -47,10 +47,12 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod clock;
 mod common;
 mod error;
 mod open;
+mod ops;
 mod options;
 mod postgres;
 mod schedule;
