@@ -7,7 +7,7 @@ use std::ops::DerefMut;
 
 use sqlx::{Database, Pool};
 
-use crate::backend::Queries;
+use super::queries::Queries;
 use crate::common::Wakeups;
 use crate::error::Error;
 use crate::options::StoreOptions;

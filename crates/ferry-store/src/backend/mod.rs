@@ -1,6 +1,6 @@
 //! The seam between the store's logic and a database.
 //!
-//! The store's operations (in [`ops`](crate::ops)) are written once, over these traits; a
+//! The store's operations (in `ops`) are written once, over these traits; a
 //! backend supplies only what differs between databases:
 //!
 //! - [`Backend`]: its pools, transactions and wake-ups;

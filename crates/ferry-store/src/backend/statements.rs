@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use crate::backend::Backend;
+use super::connection::Backend;
 use crate::error::Error;
 use crate::types::{JobId, JobRecord, NewJob, Priority};
 
@@ -106,7 +106,6 @@ pub(crate) trait JobStatements: Backend {
 pub(crate) trait LeaseStatements: Backend {
     /// Leases up to `n` available items of one priority to `worker` until `until`, oldest
     /// first, counting an attempt (PostgreSQL skips items other claimers hold locked).
-    #[allow(clippy::too_many_arguments)]
     fn take(
         &self,
         tx: &mut Self::Tx,

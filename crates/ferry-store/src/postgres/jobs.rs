@@ -6,8 +6,8 @@ use sqlx::Row;
 
 use crate::backend::JobStatements;
 use crate::error::{sql, Error};
-use crate::postgres::store::{PgTx, LOCK_CLASS};
-use crate::postgres::PgStore;
+use crate::postgres::migrations::LOCK_CLASS;
+use crate::postgres::store::{PgStore, PgTx};
 use crate::types::{JobId, JobRecord, NewJob, Priority};
 
 /// Bytes per `COPY` message.

@@ -6,10 +6,9 @@
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::backend::{ClaimedJob, LeaseStatements, LeasedItem, Taken};
+use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
-use crate::postgres::store::PgTx;
-use crate::postgres::PgStore;
+use crate::postgres::store::{PgStore, PgTx};
 use crate::types::Priority;
 
 /// Decodes `(id, job_id)` rows.
@@ -115,7 +114,7 @@ impl LeaseStatements for PgStore {
         )
         .bind(worker)
         .bind(until)
-        .execute(crate::backend::Backend::writer(self))
+        .execute(self.writer())
         .await
         .map_err(sql("extending leases"))?;
         Ok(r.rows_affected())

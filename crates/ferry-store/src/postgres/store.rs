@@ -12,11 +12,8 @@ use tokio::task::JoinHandle;
 use crate::backend::Backend;
 use crate::common::Wakeups;
 use crate::error::{redact, sql, Error};
+use crate::options::StoreOptions;
 use crate::postgres::migrations;
-use crate::StoreOptions;
-
-/// The advisory-lock class serialising queue-limit checks (per priority) and migrations.
-pub(super) const LOCK_CLASS: i32 = 0x6665_7272; // "ferr"
 
 /// A PostgreSQL transaction.
 pub(super) type PgTx = Transaction<'static, Postgres>;

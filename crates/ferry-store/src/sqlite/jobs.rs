@@ -2,38 +2,13 @@
 //! multi-row `INSERT`s, id lists passed as one JSON array (`json_each`). No row locks:
 //! every write transaction holds SQLite's one write lock.
 
-use serde_json::Value;
 use sqlx::Row;
 
 use crate::backend::JobStatements;
 use crate::error::{sql, Error};
-use crate::sqlite::store::SqliteTx;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
+use crate::sqlite::store::{SqliteStore, SqliteTx};
 use crate::types::{JobId, JobRecord, NewJob, Priority};
-
-/// Rows per multi-row `INSERT` (two bound values each, well under SQLite's 32,766).
-pub(super) const INSERT_CHUNK: usize = 500;
-
-/// Ids as the JSON array that `json_each($n)` reads.
-pub(super) fn id_list(ids: &[i64]) -> String {
-    Value::from(ids.to_vec()).to_string()
-}
-
-/// `VALUES` rows of `width` placeholders each, numbered from `$first`, around `fixed`
-/// (a row's text with `{}` where the placeholders go).
-pub(super) fn values(rows: usize, first: usize, width: usize, fixed: &str) -> String {
-    let mut out = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            out.push_str(", ");
-        }
-        let params: Vec<String> = (0..width)
-            .map(|c| format!("${}", first + r * width + c))
-            .collect();
-        out.push_str(&fixed.replace("{}", &params.join(", ")));
-    }
-    out
-}
 
 impl JobStatements for SqliteStore {
     async fn lock_queue(&self, _tx: &mut SqliteTx, _priority: Priority) -> Result<(), Error> {

@@ -1,14 +1,14 @@
 //! SQLite's claim, lease, completion and failure statements. Claims are one
 //! `UPDATE … RETURNING` per priority; results go in multi-row `INSERT`s.
 
+use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::backend::{ClaimedJob, LeaseStatements, LeasedItem, Taken};
+use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
-use crate::sqlite::jobs::{id_list, values, INSERT_CHUNK};
-use crate::sqlite::store::SqliteTx;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
+use crate::sqlite::store::{SqliteStore, SqliteTx};
 use crate::types::Priority;
 
 /// Decodes `(id, job_id)` rows.
@@ -69,7 +69,7 @@ impl LeaseStatements for SqliteStore {
         now: f64,
     ) -> Result<Vec<ClaimedJob>, Error> {
         const W: &str = "claiming items";
-        let ids = serde_json::Value::from(job_ids.to_vec()).to_string();
+        let ids = Value::from(job_ids.to_vec()).to_string();
         let rows = sqlx::query(
             "SELECT id, tenant, handler, params FROM jobs \
              WHERE id IN (SELECT value FROM json_each($1))",
@@ -106,7 +106,7 @@ impl LeaseStatements for SqliteStore {
         )
         .bind(worker)
         .bind(until)
-        .execute(crate::backend::Backend::writer(self))
+        .execute(self.writer())
         .await
         .map_err(sql("extending leases"))?;
         Ok(r.rows_affected())
@@ -215,7 +215,7 @@ impl LeaseStatements for SqliteStore {
             "SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each($1)) \
              AND status = 'cancelled'",
         )
-        .bind(serde_json::Value::from(jobs.to_vec()).to_string())
+        .bind(Value::from(jobs.to_vec()).to_string())
         .fetch_all(&mut **tx)
         .await
         .map_err(sql("reading job states"))

@@ -9,11 +9,13 @@
 //! - `store`: opening the file, the pools, transactions and wake-ups;
 //! - `jobs`: submission, cancellation and re-drive statements;
 //! - `leases`: claim, lease, completion and failure statements;
+//! - `sql`: statement text (JSON id lists, multi-row `VALUES`);
 //! - `migrations`: the schema's versions.
 
 mod jobs;
 mod leases;
 mod migrations;
+mod sql;
 mod store;
 
 pub use store::SqliteStore;

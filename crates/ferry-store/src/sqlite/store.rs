@@ -13,8 +13,8 @@ use sqlx::{Sqlite, Transaction};
 use crate::backend::Backend;
 use crate::common::Wakeups;
 use crate::error::{sql, Error};
+use crate::options::StoreOptions;
 use crate::sqlite::migrations;
-use crate::StoreOptions;
 
 /// The embedded store: one SQLite file in WAL mode, for one process.
 ///
