@@ -23,13 +23,24 @@
 //! `results.item_id` is unique. A rescued item finished late by its first worker is skipped,
 //! and no item can ever have two results.
 //!
+//! ## Layout
+//!
+//! - [`Store`] (`store`): the contract; [`open`] (`open`): a store from a path or URL;
+//! - `ops`: every operation, written once for both backends (jobs, claims, completion,
+//!   dead letters) and the one `impl Store`;
+//! - `backend`: the seam a database fills in: its pools and transactions, the statements
+//!   that differ (`JobStatements`, `LeaseStatements`), and the SQL both run (`Queries`);
+//! - `sqlite`, `postgres`: the two backends, each split into `store` (connection), `jobs`,
+//!   `leases` and `migrations`;
+//! - `schedule` (the priority rule), `common` (validation, row decoding, paging, wake-ups),
+//!   `types`, `options`, `clock`, `error`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ferry_store::Error> {
-//! use std::sync::Arc;
 //! use std::time::Duration;
-//! use ferry_store::{NewItem, NewJob, Priority, SqliteStore, Store};
+//! use ferry_store::{NewItem, NewJob, Priority, StoreOptions};
 //!
-//! let store: Arc<dyn Store> = Arc::new(SqliteStore::open("ferry.db").await?);
+//! let store = ferry_store::open("ferry.db", None, StoreOptions::new()).await?;
 //! let job = store
 //!     .create_job(NewJob {
 //!         tenant: String::new(),
@@ -47,10 +58,12 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod clock;
 mod common;
 mod error;
 mod open;
+mod ops;
 mod options;
 mod postgres;
 mod schedule;

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::{Error, PgStore, SqliteStore, Store, StoreOptions};
+use crate::error::Error;
+use crate::options::StoreOptions;
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+use crate::store::Store;
 
 /// Whether `spec` names a PostgreSQL database rather than an SQLite file.
 pub fn is_postgres_url(spec: &str) -> bool {

@@ -4,7 +4,9 @@
 use sqlx::PgPool;
 
 use crate::error::{sql, Error};
-use crate::postgres::store::LOCK_CLASS;
+
+/// The advisory-lock class serialising migrations and (per priority) queue-limit checks.
+pub(super) const LOCK_CLASS: i32 = 0x6665_7272; // "ferr"
 
 /// The migrations, in order; `schema_version` records the last one applied.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];

@@ -1,10 +1,18 @@
 //! The PostgreSQL backend: several workers on several machines sharing one database.
 //!
 //! Owns the PostgreSQL schema (`0001_init.sql`, applied under an advisory lock by
-//! [`PgStore::connect`] and recorded in `schema_version`) and the PostgreSQL form of every
-//! [`Store`](crate::Store) operation: `FOR UPDATE SKIP LOCKED` claims, `COPY` bulk inserts,
-//! `UNNEST` bulk result inserts, and `LISTEN/NOTIFY` wake-ups relayed by a background task.
+//! [`PgStore::connect`] and recorded in `schema_version`) and the PostgreSQL form of the
+//! statements that differ between databases: `FOR UPDATE SKIP LOCKED` claims, `COPY` bulk
+//! inserts, `UNNEST` bulk result inserts, and `LISTEN/NOTIFY` wake-ups relayed by a
+//! background task.
+//!
+//! - `store`: connecting, the schema option, transactions and the `LISTEN` relay;
+//! - `jobs`: submission, cancellation and re-drive statements;
+//! - `leases`: claim, lease, completion and failure statements;
+//! - `migrations`: the schema's versions.
 
+mod jobs;
+mod leases;
 mod migrations;
 mod store;
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferry_store::{ManualClock, PgStore, Priority, SqliteStore, Store, StoreOptions};
+use ferry_store::{ManualClock, Priority, Store, StoreOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
@@ -69,7 +69,7 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("store.db");
         let clock = Arc::new(ManualClock::new(T0));
-        let store = SqliteStore::open_with(&path, options(&clock))
+        let store = ferry_store::open(path.to_str().unwrap(), None, options(&clock))
             .await
             .unwrap();
         let raw =
@@ -77,7 +77,7 @@ impl Fixture {
                 .await
                 .unwrap();
         Fixture {
-            store: Arc::new(store),
+            store,
             clock,
             raw: Raw::Sqlite(raw),
             backend: Backend::Sqlite { dir },
@@ -89,7 +89,7 @@ impl Fixture {
         let url = pg_url();
         let schema = format!("ferry_test_{}", unique());
         let clock = Arc::new(ManualClock::new(T0));
-        let store = match PgStore::connect_with(&url, Some(&schema), options(&clock)).await {
+        let store = match ferry_store::open(&url, Some(&schema), options(&clock)).await {
             Ok(store) => store,
             Err(e) => {
                 panic!("PostgreSQL is required for these tests ({url}; set FERRY_TEST_PG_URL): {e}")
@@ -101,7 +101,7 @@ impl Fixture {
             .await
             .unwrap();
         Fixture {
-            store: Arc::new(store),
+            store,
             clock,
             raw: Raw::Postgres(raw),
             backend: Backend::Postgres { url, schema },
@@ -114,10 +114,10 @@ impl Fixture {
         match &self.backend {
             Backend::Sqlite { .. } => None,
             Backend::Postgres { url, schema } => {
-                let store = PgStore::connect_with(url, Some(schema), options(&self.clock))
+                let store = ferry_store::open(url, Some(schema), options(&self.clock))
                     .await
                     .unwrap();
-                Some(Arc::new(store))
+                Some(store)
             }
         }
     }

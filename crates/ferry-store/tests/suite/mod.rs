@@ -858,8 +858,14 @@ pub(crate) async fn queue_depths_count_jobs_and_items(fx: &Fixture) {
     assert_eq!(d.iter().map(|d| d.in_flight_items).sum::<u64>(), 2);
 }
 
-/// Workers completing, retrying and dead-lettering while a job is cancelled and leases are
-/// heartbeaten and rescued: every item ends exactly once and the counts add up.
+/// Workers completing, retrying and dead-lettering while a job is cancelled, the clock runs
+/// past leases and expired leases are rescued: every item ends exactly once and the counts
+/// add up.
+///
+/// Each worker stalls on its first claim and every fourth after it: it moves the clock past
+/// the lease, rescues the expired leases (its own and, often, those of workers in the middle
+/// of completing theirs), lets the others reclaim them, and only then reports its batch. A
+/// late report must change nothing: `complete` records none of it and `fail` finds no lease.
 pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     let s = &fx.store;
     let mut jobs = Vec::new();
@@ -873,28 +879,47 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     }
     let work = |w: usize| {
         let s = Arc::clone(s);
+        let clock = Arc::clone(&fx.clock);
         async move {
             let worker = format!("worker-{w}");
+            // (late results offered, late results recorded, late failures that found a lease)
+            let mut late = (0usize, 0u64, 0usize);
+            let mut rounds = 0usize;
             loop {
                 let claimed = s.claim(&worker, 20, LEASE).await.unwrap();
                 if claimed.is_empty() {
-                    return;
+                    return late;
+                }
+                rounds += 1;
+                let stall = w < 4 && rounds % 4 == 1;
+                if stall {
+                    clock.advance(LEASE + Duration::from_secs(1));
+                    // Takes back this worker's leases, unless a concurrent rescue did.
+                    s.rescue_expired().await.unwrap();
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 let mut done = Vec::new();
                 for c in &claimed {
-                    if c.item_id % 5 == 0 && c.attempts == 1 {
-                        s.fail(&worker, c.item_id, "flaky", None, false)
-                            .await
-                            .unwrap();
+                    let outcome = if c.item_id % 5 == 0 && c.attempts == 1 {
+                        Some(s.fail(&worker, c.item_id, "flaky", None, false).await)
                     } else if c.item_id % 7 == 0 {
-                        s.fail(&worker, c.item_id, "poison", None, true)
-                            .await
-                            .unwrap();
+                        Some(s.fail(&worker, c.item_id, "poison", None, true).await)
                     } else {
                         done.push((c.item_id, json!(c.key)));
+                        None
+                    };
+                    if stall && outcome.is_some_and(|o| o.unwrap() != FailOutcome::NotLeased) {
+                        late.2 += 1;
                     }
                 }
-                s.complete(&worker, done).await.unwrap();
+                let offered = done.len();
+                let recorded = s.complete(&worker, done).await.unwrap();
+                if stall {
+                    late.0 += offered;
+                    late.1 += recorded;
+                }
                 s.heartbeat(&worker, LEASE).await.unwrap();
             }
         }
@@ -902,21 +927,33 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     let mut tasks: Vec<_> = (0..4).map(|w| tokio::spawn(work(w))).collect();
     let canceller = {
         let s = Arc::clone(s);
+        let clock = Arc::clone(&fx.clock);
         let victim = jobs[3].clone();
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             s.cancel_job("t", &victim).await.unwrap();
-            for _ in 0..20 {
+            for round in 0..20 {
+                if round % 5 == 4 {
+                    clock.advance(LEASE / 2);
+                }
                 s.rescue_expired().await.unwrap();
                 tokio::task::yield_now().await;
             }
         })
     };
     canceller.await.unwrap();
+    let mut late = (0, 0, 0);
     for t in tasks.drain(..) {
-        t.await.unwrap();
+        let (offered, recorded, failed) = t.await.unwrap();
+        late = (late.0 + offered, late.1 + recorded, late.2 + failed);
     }
     work(99).await;
+    assert!(
+        late.0 > 0,
+        "no worker reported a batch after its leases were rescued"
+    );
+    assert_eq!(late.1, 0, "results reported after a rescue were recorded");
+    assert_eq!(late.2, 0, "failures reported after a rescue found a lease");
 
     let mut succeeded = 0;
     for id in &jobs {
@@ -924,15 +961,30 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
         assert_eq!(j.succeeded + j.failed + j.cancelled, j.total, "{j:?}");
         assert!(j.status.is_finished(), "{j:?}");
         let rows = all_results(s.as_ref(), "t", id, 1000).await;
+        assert_eq!(rows.len() as u64, j.total);
         let with_result = rows.iter().filter(|r| r.result.is_some()).count() as u64;
         assert_eq!(with_result, j.succeeded);
-        assert!(rows
-            .iter()
-            .all(|r| !matches!(r.status, ItemStatus::Queued | ItemStatus::Processing)));
+        for r in &rows {
+            assert!(!matches!(
+                r.status,
+                ItemStatus::Queued | ItemStatus::Processing
+            ));
+            assert_eq!(
+                r.result.is_some(),
+                r.status == ItemStatus::Succeeded,
+                "{r:?}"
+            );
+        }
         succeeded += j.succeeded;
     }
     assert_eq!(
         fx.raw.scalar("SELECT COUNT(*) FROM results").await as u64,
+        succeeded
+    );
+    assert_eq!(
+        fx.raw
+            .scalar("SELECT COUNT(*) FROM (SELECT item_id FROM results GROUP BY item_id) r")
+            .await as u64,
         succeeded
     );
     assert_eq!(

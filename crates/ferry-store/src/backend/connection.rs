@@ -1,0 +1,52 @@
+//! [`Backend`]: what every operation needs of a database: the clock and limits, its pools,
+//! its transactions, and how it wakes waiting workers.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::ops::DerefMut;
+
+use sqlx::{Database, Pool};
+
+use super::queries::Queries;
+use crate::common::Wakeups;
+use crate::error::Error;
+use crate::options::StoreOptions;
+
+/// A database the store runs on (implemented by [`SqliteStore`](crate::SqliteStore) and
+/// [`PgStore`](crate::PgStore)).
+pub(crate) trait Backend: Send + Sync + Debug {
+    /// The sqlx driver; it runs the shared [`Queries`].
+    type DB: Queries;
+    /// A write transaction; dereferences to its connection for the shared queries.
+    type Tx: DerefMut<Target = <Self::DB as Database>::Connection> + Send;
+
+    /// The options the store was opened with.
+    fn options(&self) -> &StoreOptions;
+
+    /// The in-process waiters of [`Store::wait_for_work`](crate::Store::wait_for_work).
+    fn wakeups(&self) -> &Wakeups;
+
+    /// The pool for reads (SQLite: readers that writes do not block).
+    fn reader(&self) -> &Pool<Self::DB>;
+
+    /// The pool for single-statement writes (SQLite: the one writer connection).
+    fn writer(&self) -> &Pool<Self::DB>;
+
+    /// Opens a write transaction; `what` names the operation in errors.
+    fn begin(&self, what: &'static str) -> impl Future<Output = Result<Self::Tx, Error>> + Send;
+
+    /// Commits `tx`, delivering any wake-up queued by [`notify`](Backend::notify).
+    fn commit(
+        &self,
+        tx: Self::Tx,
+        what: &'static str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Wakes waiting workers (in every process sharing the database) once `tx` commits.
+    fn notify(&self, tx: &mut Self::Tx) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The current time from the configured clock.
+    fn now(&self) -> f64 {
+        self.options().clock.now()
+    }
+}

@@ -1,0 +1,18 @@
+//! The seam between the store's logic and a database.
+//!
+//! The store's operations (in `ops`) are written once, over these traits; a
+//! backend supplies only what differs between databases:
+//!
+//! - [`Backend`]: its pools, transactions and wake-ups;
+//! - [`JobStatements`] and [`LeaseStatements`]: the statements whose SQL or locking differs
+//!   (bulk inserts, `FOR UPDATE SKIP LOCKED`, id lists as JSON or arrays);
+//! - [`Queries`]: the statements both databases run unchanged, written once over any sqlx
+//!   driver that can run them.
+
+mod connection;
+mod queries;
+mod statements;
+
+pub(crate) use connection::Backend;
+pub(crate) use queries::Queries;
+pub(crate) use statements::{ClaimedJob, JobStatements, LeaseStatements, LeasedItem, Taken};

@@ -1,0 +1,81 @@
+//! Submitting jobs (validation, idempotency keys, queue limits, bulk item inserts) and
+//! cancelling them.
+
+use crate::backend::{JobStatements, Queries};
+use crate::common::{self, RETRY_WINDOW_SECS};
+use crate::error::Error;
+use crate::types::{JobId, JobRecord, JobStatus, NewJob, Submitted};
+
+/// [`Store::submit_job`](crate::Store::submit_job).
+pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submitted, Error> {
+    const W: &str = "creating a job";
+    common::validate(&job)?;
+    let now = b.now();
+    let mut tx = b.begin(W).await?;
+    if let Some(key) = &job.idempotency_key {
+        if let Some(existing) = B::DB::job_by_key(&mut tx, &job.tenant, key).await? {
+            return Ok(Submitted {
+                job: existing,
+                created: false,
+            });
+        }
+    }
+    b.lock_queue(&mut tx, job.priority).await?;
+    let limit = b.options().limit(job.priority);
+    let unfinished = B::DB::count_unfinished(&mut tx, job.priority).await?;
+    if unfinished as u64 >= limit {
+        let since = now - RETRY_WINDOW_SECS;
+        let finished = B::DB::count_finished_since(&mut tx, job.priority, since).await?;
+        return Err(Error::QueueFull {
+            priority: job.priority,
+            limit,
+            retry_after_secs: common::retry_after_secs(finished),
+        });
+    }
+    let record = common::new_job_record(JobId::new(), &job, now);
+    if !b.insert_job(&mut tx, &job, &record).await? {
+        // A concurrent request with the same idempotency key won; return its job.
+        drop(tx);
+        let mut tx = b.begin(W).await?;
+        let key = job.idempotency_key.as_deref().unwrap_or_default();
+        let existing = B::DB::job_by_key(&mut tx, &job.tenant, key)
+            .await?
+            .ok_or_else(|| Error::Corrupt {
+                message: format!("idempotency key {key:?} conflicts but names no job"),
+            })?;
+        return Ok(Submitted {
+            job: existing,
+            created: false,
+        });
+    }
+    if !job.items.is_empty() {
+        b.insert_items(&mut tx, &record.id, &job, now).await?;
+        b.notify(&mut tx).await?;
+    }
+    b.commit(tx, W).await?;
+    Ok(Submitted {
+        created: true,
+        job: record,
+    })
+}
+
+/// [`Store::cancel_job`](crate::Store::cancel_job).
+pub(super) async fn cancel<B: JobStatements>(
+    b: &B,
+    tenant: &str,
+    id: &JobId,
+) -> Result<Option<JobRecord>, Error> {
+    const W: &str = "cancelling a job";
+    let now = b.now();
+    let mut tx = b.begin(W).await?;
+    let Some(status) = b.lock_job_status(&mut tx, tenant, id).await? else {
+        return Ok(None);
+    };
+    if JobStatus::parse(&status).is_some_and(|s| !s.is_finished()) {
+        let n = b.cancel_queued(&mut tx, id).await?;
+        B::DB::mark_cancelled(&mut tx, id, n, now).await?;
+    }
+    let job = B::DB::job_by_id(&mut tx, id).await?;
+    b.commit(tx, W).await?;
+    Ok(Some(job))
+}
