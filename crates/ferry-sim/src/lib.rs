@@ -35,10 +35,14 @@
 //! # }
 //! ```
 
+mod client;
+mod columns;
 mod config;
 mod conn;
 mod error;
 mod graphql;
+mod limits;
+mod profile;
 mod server;
 mod state;
 
@@ -49,7 +53,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::SimConfig;
+pub use client::{AppTransport, FixedClient, Reply, Report, Transport, Work};
+pub use columns::{default_board, Column, ColumnType};
+pub use config::{Budget, Plan, SimConfig};
+pub use profile::Profile;
 pub use error::Error;
 pub use server::{app, serve, serve_with};
 pub use state::{ItemStats, SimState, Stats};
