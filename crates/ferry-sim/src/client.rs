@@ -276,8 +276,8 @@ impl FixedClient {
             };
             let Some(batch) = next else {
                 // Another worker may split its batch: wait for it (or re-check soon).
-                let _ = tokio::time::timeout(Duration::from_millis(20), shared.wake.notified())
-                    .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(20), shared.wake.notified()).await;
                 continue;
             };
             let halves = self.send(shared, transport, work, &batch).await;
@@ -424,9 +424,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         let named = json!({"data": {"a0": {"id": "1"}, "a1": null}, "errors": [{"path": ["a1"]}]});
-        assert!(matches!(judge(&reply(200, None, named), 2), Verdict::Done(v) if v == [true, false]));
+        assert!(
+            matches!(judge(&reply(200, None, named), 2), Verdict::Done(v) if v == [true, false])
+        );
         let unnamed = json!({"errors": [{"message": "invalid value"}]});
-        assert!(matches!(judge(&reply(200, None, unnamed), 2), Verdict::Split));
+        assert!(matches!(
+            judge(&reply(200, None, unnamed), 2),
+            Verdict::Split
+        ));
         assert!(matches!(judge(&reply(401, None, json!({})), 1), Verdict::Done(v) if v == [false]));
     }
 
@@ -444,6 +449,9 @@ mod tests {
         assert!(w.poisoned(5) && w.poisoned(15) && !w.poisoned(0));
         assert_eq!(w.item(5).1["country"]["countryCode"], "INVALID");
         let body: Value = serde_json::from_str(&w.body(&[0, 1])).unwrap();
-        assert!(body["query"].as_str().unwrap().contains("a1: change_multiple_column_values(item_id: 1000001"));
+        assert!(body["query"]
+            .as_str()
+            .unwrap()
+            .contains("a1: change_multiple_column_values(item_id: 1000001"));
     }
 }

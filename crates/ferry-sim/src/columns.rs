@@ -180,15 +180,19 @@ pub(crate) fn check(kind: ColumnType, v: &Value) -> Result<(), String> {
                     .and_then(Value::as_str)
                     .is_some_and(|n| !n.trim().is_empty())
         }
-        ColumnType::Email => field("email")
-            .and_then(Value::as_str)
-            .is_some_and(|e| e.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))),
+        ColumnType::Email => field("email").and_then(Value::as_str).is_some_and(|e| {
+            e.split_once('@')
+                .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+        }),
         ColumnType::People => field("personsAndTeams")
             .and_then(Value::as_array)
             .is_some_and(|all| {
                 all.iter().all(|p| {
                     p.get("id").is_some_and(Value::is_u64)
-                        && matches!(p.get("kind").and_then(Value::as_str), Some("person" | "team"))
+                        && matches!(
+                            p.get("kind").and_then(Value::as_str),
+                            Some("person" | "team")
+                        )
                 })
             }),
     };
@@ -256,10 +260,7 @@ TTTVTWTZUAUGUMUSUYUZVAVCVEVGVIVNVUWFWSYEYTZAZMZW";
 fn is_country_code(code: &str) -> bool {
     code.len() == 2
         && code.bytes().all(|b| b.is_ascii_uppercase())
-        && ISO_3166
-            .as_bytes()
-            .chunks(2)
-            .any(|c| c == code.as_bytes())
+        && ISO_3166.as_bytes().chunks(2).any(|c| c == code.as_bytes())
 }
 
 #[cfg(test)]
@@ -292,9 +293,15 @@ mod tests {
             (T::Status, json!({"index": 1})),
             (T::Date, json!({"date": "2024-02-29"})),
             (T::Date, json!({"date": "2025-01-02", "time": "13:05:00"})),
-            (T::Country, json!({"countryCode": "DE", "countryName": "Germany"})),
+            (
+                T::Country,
+                json!({"countryCode": "DE", "countryName": "Germany"}),
+            ),
             (T::Email, json!({"email": "a@b.example", "text": "A"})),
-            (T::People, json!({"personsAndTeams": [{"id": 4, "kind": "person"}]})),
+            (
+                T::People,
+                json!({"personsAndTeams": [{"id": 4, "kind": "person"}]}),
+            ),
             (T::Date, json!(null)),
             (T::Country, json!("")),
         ];
@@ -310,10 +317,16 @@ mod tests {
             (T::Date, json!({"date": "02/01/2025"})),
             (T::Date, json!({"date": "2025-01-02", "time": "25:00:00"})),
             (T::Country, json!("Germany")),
-            (T::Country, json!({"countryCode": "Germany", "countryName": "Germany"})),
+            (
+                T::Country,
+                json!({"countryCode": "Germany", "countryName": "Germany"}),
+            ),
             (T::Country, json!({"countryCode": "DE"})),
             (T::Email, json!("a@b.example")),
-            (T::People, json!({"personsAndTeams": [{"id": 4, "kind": "robot"}]})),
+            (
+                T::People,
+                json!({"personsAndTeams": [{"id": 4, "kind": "robot"}]}),
+            ),
         ];
         for (kind, v) in bad {
             let e = check(kind, &v).expect_err(&format!("{kind} {v}"));
@@ -328,7 +341,10 @@ mod tests {
         let c: Column = "notes:long_text".parse().unwrap();
         assert_eq!((c.kind, c.title.as_str()), (ColumnType::LongText, "notes"));
         assert!("x".parse::<Column>().is_err());
-        assert!("x:widget".parse::<Column>().unwrap_err().contains("unknown column type"));
+        assert!("x:widget"
+            .parse::<Column>()
+            .unwrap_err()
+            .contains("unknown column type"));
         for (kind, name) in TYPES {
             assert_eq!(name.parse::<ColumnType>(), Ok(kind));
         }

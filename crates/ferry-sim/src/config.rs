@@ -220,9 +220,10 @@ impl SimConfig {
     /// mutations (the smaller), `None` if neither binds.
     fn request_rate(&self, l: u64) -> Option<f64> {
         let limit = (self.rate_limit != u32::MAX).then_some(f64::from(self.rate_limit));
-        let budget = self.budget.as_ref().map(|b| {
-            (b.points / b.complexity(l).max(1)) as f64 / b.window.as_secs_f64()
-        });
+        let budget = self
+            .budget
+            .as_ref()
+            .map(|b| (b.points / b.complexity(l).max(1)) as f64 / b.window.as_secs_f64());
         match (limit, budget) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -305,7 +306,11 @@ impl SimConfig {
             );
         }
         if !self.poison_value.is_empty() {
-            let how = if self.poison_unnamed { "fails the request, unnamed" } else { "fails its alias" };
+            let how = if self.poison_unnamed {
+                "fails the request, unnamed"
+            } else {
+                "fails its alias"
+            };
             out += &format!(", poison {:?} {how}", self.poison_value);
         }
         if self.check_values {
@@ -317,7 +322,8 @@ impl SimConfig {
             self.drop_rate * 100.0,
             plan.batch,
             plan.concurrency,
-            plan.rate.map_or_else(|| "unlimited".to_owned(), |r| format!("{r:.2}/s")),
+            plan.rate
+                .map_or_else(|| "unlimited".to_owned(), |r| format!("{r:.2}/s")),
         );
         out
     }

@@ -64,8 +64,14 @@ pub(crate) struct ColumnsQuery {
 }
 
 /// The fields of a column the simulator answers.
-pub(crate) const COLUMN_FIELDS: [&str; 6] =
-    ["id", "type", "title", "settings_str", "description", "archived"];
+pub(crate) const COLUMN_FIELDS: [&str; 6] = [
+    "id",
+    "type",
+    "title",
+    "settings_str",
+    "description",
+    "archived",
+];
 
 /// Why a query was rejected; `Display` is the message sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,7 +424,10 @@ impl<'a> Parser<'a> {
             self.next()?;
         }
         if board_ids.is_empty() {
-            return Err(self.error(op_at, "`boards` needs `ids`: the simulator has one board per id"));
+            return Err(self.error(
+                op_at,
+                "`boards` needs `ids`: the simulator has one board per id",
+            ));
         }
         let mut board_fields = Vec::new();
         let mut column_fields = Vec::new();
@@ -759,9 +768,13 @@ mod tests {
         assert_eq!(c.board_ids, [456, 7]);
         assert_eq!(c.board_fields, ["id", "columns"]);
         assert_eq!(c.column_fields, ["id", "type", "title"]);
-        let Ok(Operation::Columns(c)) = parse("{ boards(ids: [1]) { columns { id } } }", None) else {
+        let Ok(Operation::Columns(c)) = parse("{ boards(ids: [1]) { columns { id } } }", None)
+        else {
             panic!("shorthand")
         };
-        assert_eq!((c.key.as_str(), c.board_ids.as_slice()), ("boards", &[1][..]));
+        assert_eq!(
+            (c.key.as_str(), c.board_ids.as_slice()),
+            ("boards", &[1][..])
+        );
     }
 }

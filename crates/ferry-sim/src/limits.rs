@@ -106,7 +106,10 @@ mod tests {
         // The next window, and one three windows later, aligned to the first.
         assert_eq!(w.take(t0 + ms(10_000), ms(10_000), 500, 500), Ok(()));
         assert_eq!(w.take(t0 + ms(41_000), ms(10_000), 500, 240), Ok(()));
-        assert_eq!(w.take(t0 + ms(41_000), ms(10_000), 500, 300), Err(ms(9_000)));
+        assert_eq!(
+            w.take(t0 + ms(41_000), ms(10_000), 500, 300),
+            Err(ms(9_000))
+        );
         assert!(w.take(t0 + ms(50_000), ms(10_000), 500, 501).is_err());
     }
 

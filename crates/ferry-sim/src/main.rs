@@ -258,18 +258,35 @@ mod tests {
     #[test]
     fn a_profile_is_the_base_and_flags_override_it() {
         let c = parse(&["--profile", "token-bucket", "--rate-limit", "5"]).unwrap();
-        assert_eq!((c.profile.as_str(), c.slots, c.rate_limit), ("token-bucket", 12, 5));
+        assert_eq!(
+            (c.profile.as_str(), c.slots, c.rate_limit),
+            ("token-bucket", 12, 5)
+        );
         assert_eq!(c.token_bucket_burst, Some(2));
         let c = parse(&[
-            "--gateway-timeout-ms", "900", "--bucket-burst", "3", "--budget-points", "500",
-            "--poison-unnamed", "true", "--check-values", "true", "--column", "d:date:Due",
-            "--rate-limit", "0",
+            "--gateway-timeout-ms",
+            "900",
+            "--bucket-burst",
+            "3",
+            "--budget-points",
+            "500",
+            "--poison-unnamed",
+            "true",
+            "--check-values",
+            "true",
+            "--column",
+            "d:date:Due",
+            "--rate-limit",
+            "0",
         ])
         .unwrap();
         assert_eq!(c.gateway_timeout, Some(Duration::from_millis(900)));
         assert_eq!(c.token_bucket_burst, Some(3));
         assert_eq!(c.rate_limit, u32::MAX);
-        assert_eq!(c.budget.map(|b| (b.points, b.window)), Some((500, Duration::from_secs(10))));
+        assert_eq!(
+            c.budget.map(|b| (b.points, b.window)),
+            Some((500, Duration::from_secs(10)))
+        );
         assert!(c.poison_unnamed && c.check_values);
         assert_eq!(c.columns.len(), 1);
         let c = parse(&["--profile", "complexity-budget", "--check-values", "false"]).unwrap();
@@ -283,8 +300,12 @@ mod tests {
         assert!(parse(&["--slots", "x"]).unwrap_err().contains("--slots"));
         assert!(parse(&["--slots", "0"]).unwrap_err().contains("`slots`"));
         assert!(parse(&["--per-request-ms", "-1"]).is_err());
-        assert!(parse(&["--profile", "nope"]).unwrap_err().contains("token-bucket"));
-        assert!(parse(&["--column", "x:widget"]).unwrap_err().contains("unknown column type"));
+        assert!(parse(&["--profile", "nope"])
+            .unwrap_err()
+            .contains("token-bucket"));
+        assert!(parse(&["--column", "x:widget"])
+            .unwrap_err()
+            .contains("unknown column type"));
         assert!(parse(&["--frobnicate"])
             .unwrap_err()
             .contains("unexpected argument"));

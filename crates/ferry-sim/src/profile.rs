@@ -3,14 +3,7 @@
 //! settings and its ceiling at start and shows them in `GET /stats` (`profile`). Faults
 //! common to all (`--error-rate`, `--drop-rate`) are set apart, so each ceiling stays exact.
 //!
-//! | profile | what it models | ceiling |
-//! |---|---|---|
-//! | `default` | 4 slots, 40 ms + 20 ms per mutation, 500 ms timeout, 10 requests per 1 s window, poison names its alias, values taken as text | 184 items/s |
-//! | `gateway-queue` | 8 slots behind a gateway that answers `504` 1.5 s after arrival, queueing included, while the request keeps its slot and is applied | 126 items/s |
-//! | `gateway-queue-small` | the same with 3 slots and a 1.0 s gateway timeout | 45.9 items/s |
-//! | `token-bucket` | 12 slots, a token bucket of 8 requests/s (burst 2) answering `429` with a fractional `Retry-After` | 184 items/s |
-//! | `complexity-budget` | 8 slots, 10,000 points per 10 s window (60 s scaled down), 10 per request + 10 per mutation; exhausted: `200` with `COMPLEXITY_BUDGET_EXHAUSTED` | 94.3 items/s |
-//! | `poison` | the default limits, but a poisoned row fails its whole request with an error naming no alias | 184 items/s (without poison) |
+//! The table of profiles, their settings and ceilings is in the crate docs.
 //!
 //! Every profile but `default` checks values per column type (see
 //! [`ColumnType`](crate::ColumnType)), as monday.com does.
@@ -40,7 +33,7 @@ pub enum Profile {
 }
 
 impl Profile {
-    /// Every profile, in the order of the table in the [module docs](self).
+    /// Every profile, in the order of the crate docs' table.
     pub const ALL: [Profile; 6] = [
         Profile::Default,
         Profile::GatewayQueue,
@@ -162,6 +155,9 @@ mod tests {
         assert_eq!(Profile::ComplexityBudget.config().plan().rate, Some(4.1));
         assert_eq!(Profile::GatewayQueue.config().plan().rate, None);
         assert_eq!(Profile::Default.config(), SimConfig::default());
-        assert!("nope".parse::<Profile>().unwrap_err().contains("token-bucket"));
+        assert!("nope"
+            .parse::<Profile>()
+            .unwrap_err()
+            .contains("token-bucket"));
     }
 }

@@ -225,7 +225,8 @@ fn data_body(results: Vec<AliasResult>, poison: &str) -> Value {
                 json!({"code": "InvalidColumnIdException", "error_data": {"column_id": column}}),
             ),
         };
-        errors.push(json!({"message": message, "path": [r.alias.clone()], "extensions": extensions}));
+        errors
+            .push(json!({"message": message, "path": [r.alias.clone()], "extensions": extensions}));
         data.insert(r.alias, Value::Null);
     }
     let mut body = Map::new();

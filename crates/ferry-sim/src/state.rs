@@ -312,7 +312,9 @@ impl SimState {
                 None => Outcome::Poisoned,
                 Some(_) => Outcome::Dropped,
             },
-            Fate::Answer => self.apply(mutations, false).map_or(Outcome::Poisoned, Outcome::Applied),
+            Fate::Answer => self
+                .apply(mutations, false)
+                .map_or(Outcome::Poisoned, Outcome::Applied),
         }
     }
 
@@ -483,7 +485,10 @@ mod tests {
         let many = (0..24)
             .map(|i| mutation(&format!("a{i}"), i, json!({})))
             .collect();
-        assert_eq!(s.process(many, Fate::Answer, Instant::now()).await, Outcome::TimedOut);
+        assert_eq!(
+            s.process(many, Fate::Answer, Instant::now()).await,
+            Outcome::TimedOut
+        );
         assert_eq!(t0.elapsed(), Duration::from_millis(500));
         let stats = s.stats();
         assert_eq!((stats.timeouts, stats.mutations_applied), (1, 0));

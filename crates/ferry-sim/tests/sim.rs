@@ -408,3 +408,6 @@ async fn invalid_settings_are_refused_and_shutdown_stops_the_server() {
         .await;
     assert!(after.is_err(), "{after:?}");
 }
+
+#[path = "sim/profiles.rs"]
+mod profiles;

@@ -90,7 +90,12 @@ fn process_cpu() -> Duration {
     };
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
@@ -114,7 +119,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
         .to_owned();
     let client = reqwest::Client::new();
     if args.reset {
-        client.post(format!("{base}/reset")).send().await?.error_for_status()?;
+        client
+            .post(format!("{base}/reset"))
+            .send()
+            .await?
+            .error_for_status()?;
     }
     let work = Work {
         items: args.items,
