@@ -119,23 +119,7 @@ impl IntoResponse for Reply {
             )
                 .into_response(),
             Reply::BudgetExhausted(e) => {
-                let secs = whole_seconds(e.reset_in);
-                Json(json!({
-                    "errors": [{
-                        "message": format!(
-                            "Complexity budget exhausted, query cost {} budget remaining {} out of {} reset in {secs} seconds",
-                            e.cost, e.left, e.limit
-                        ),
-                        "extensions": {
-                            "code": "COMPLEXITY_BUDGET_EXHAUSTED",
-                            "complexity": e.cost,
-                            "complexity_budget_left": e.left,
-                            "complexity_budget_limit": e.limit,
-                            "retry_in_seconds": secs,
-                        },
-                    }],
-                }))
-                .into_response()
+                Json(json!({"errors": [budget_error(&e)]})).into_response()
             }
             Reply::GatewayTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
@@ -192,6 +176,35 @@ impl IntoResponse for Reply {
             }
         }
     }
+}
+
+/// The error of a request the complexity budget turned away: `COMPLEXITY_BUDGET_EXHAUSTED`
+/// with `retry_in_seconds`, or `maxComplexityExceeded` (no retry) for one over the whole
+/// budget.
+fn budget_error(e: &BudgetExhausted) -> Value {
+    let Some(reset_in) = e.reset_in else {
+        return json!({
+            "message": format!(
+                "Query has complexity of {}, which exceeds max complexity of {}",
+                e.cost, e.limit
+            ),
+            "extensions": {"code": "maxComplexityExceeded", "complexity": e.cost, "max_complexity": e.limit},
+        });
+    };
+    let secs = whole_seconds(reset_in);
+    json!({
+        "message": format!(
+            "Complexity budget exhausted, query cost {} budget remaining {} out of {} reset in {secs} seconds",
+            e.cost, e.left, e.limit
+        ),
+        "extensions": {
+            "code": "COMPLEXITY_BUDGET_EXHAUSTED",
+            "complexity": e.cost,
+            "complexity_budget_left": e.left,
+            "complexity_budget_limit": e.limit,
+            "retry_in_seconds": secs,
+        },
+    })
 }
 
 /// `{"data":{alias: {"id": "..."} | null, ...}, "errors": [...]?}`, aliases in request order.

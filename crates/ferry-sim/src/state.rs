@@ -42,7 +42,8 @@ pub struct Stats {
     pub mutations_applied: u64,
     /// Requests answered `429` (over the rate limit).
     pub rejected_429: u64,
-    /// Requests answered `COMPLEXITY_BUDGET_EXHAUSTED` (in a `200` body).
+    /// Requests answered `COMPLEXITY_BUDGET_EXHAUSTED` (or, over the whole budget,
+    /// `maxComplexityExceeded`), in a `200` body.
     pub budget_exhausted: u64,
     /// Requests answered `504` by the gateway (not done `gateway_timeout` after arrival).
     pub gateway_timeouts: u64,
@@ -237,6 +238,15 @@ impl SimState {
             return Ok(());
         };
         let cost = budget.complexity(n);
+        if cost > budget.points {
+            // No window will ever take it: monday.com's per-query limit, no retry.
+            return Err(BudgetExhausted {
+                cost,
+                left: 0,
+                limit: budget.points,
+                reset_in: None,
+            });
+        }
         let mut limits = lock(&self.inner.limits);
         limits
             .budget
@@ -245,7 +255,7 @@ impl SimState {
                 cost,
                 left: limits.budget.left(budget.points),
                 limit: budget.points,
-                reset_in,
+                reset_in: Some(reset_in),
             })
     }
 
@@ -399,8 +409,9 @@ pub(crate) struct BudgetExhausted {
     pub(crate) left: u64,
     /// Points per window.
     pub(crate) limit: u64,
-    /// Time until the window resets.
-    pub(crate) reset_in: Duration,
+    /// Time until the window resets; `None` if the request is over the whole budget (it
+    /// never fits).
+    pub(crate) reset_in: Option<Duration>,
 }
 
 /// Whether `v` is the string `poison` or holds it anywhere inside.

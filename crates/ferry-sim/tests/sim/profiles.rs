@@ -157,6 +157,12 @@ async fn an_exhausted_complexity_budget_answers_200_with_the_error_and_applies_n
         post(&t, &items(201, 23)).await.body["data"]["a22"]["id"],
         "223"
     );
+    // A request over the whole budget never fits: a different error, with no retry.
+    let r = post(&t, &items(301, 50)).await;
+    let e = &r.body["errors"][0];
+    assert_eq!(e["extensions"]["code"], "maxComplexityExceeded", "{e}");
+    assert!(e["extensions"].get("retry_in_seconds").is_none());
+    assert_eq!(state.stats().budget_exhausted, 2);
 }
 
 #[tokio::test(start_paused = true)]
