@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 
 /// A monday.com-style GraphQL API simulator (POST /v2, GET /stats, POST /reset).
 ///
-/// A profile sets every limit (see the crate docs); the other flags override it.
+/// A profile sets every limit; the other flags override it.
 /// Durations are milliseconds and accept fractions (e.g. 0.5). Ctrl-C or SIGTERM stops it
 /// after the requests in flight. RUST_LOG=ferry_sim=debug logs every request.
 #[derive(Debug, Parser)]
-#[command(name = "ferry-sim", version)]
+#[command(name = "ferry-sim", version, after_help = PROFILES)]
 struct Args {
     /// Address to bind; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -82,6 +82,22 @@ struct Args {
     #[arg(long = "column", value_name = "ID:TYPE[:TITLE]")]
     columns: Vec<Column>,
 }
+
+/// The profiles, for `--help` (the crate docs say more; a test checks the ceilings).
+const PROFILES: &str = "\
+Profiles (ceiling: the best items/s a client told the settings gets):
+  default              4 slots, 40 ms + 20 ms per mutation, 10 requests per 1 s window  (184 items/s)
+  gateway-queue        8 slots, 80 + 60 ms per mutation, a 1.5 s gateway timeout from
+                       arrival; a queued request answers 504 but keeps its slot  (126 items/s)
+  gateway-queue-small  the same with 3 slots and a 1.0 s gateway timeout  (45.9 items/s)
+  token-bucket         12 slots, a token bucket of 8 requests/s (burst 2), 429 with a
+                       fractional Retry-After  (184 items/s)
+  complexity-budget    8 slots, 10,000 points per 10 s, 10 per request + 10 per mutation;
+                       exhausted: 200 with COMPLEXITY_BUDGET_EXHAUSTED  (94.3 items/s)
+  poison               default limits; a poisoned row fails its whole request, naming no
+                       alias  (184 items/s without poison)
+Every profile but default checks values per column type (date4: {\"date\": ...}, country:
+{\"countryCode\": ..., \"countryName\": ...}). Faults for all: --error-rate 0.02 --drop-rate 0.01.";
 
 fn millis(v: &str) -> Result<Duration, String> {
     let ms: f64 = v.parse().map_err(|e| format!("`{v}`: {e}"))?;
@@ -291,6 +307,20 @@ mod tests {
         assert_eq!(c.columns.len(), 1);
         let c = parse(&["--profile", "complexity-budget", "--check-values", "false"]).unwrap();
         assert!(!c.check_values && c.budget.is_some());
+    }
+
+    #[test]
+    fn the_help_states_each_profiles_ceiling() {
+        for p in Profile::ALL {
+            let ceiling = p.config().ceiling();
+            let shown = format!("({} items/s", (ceiling * 10.0).round() / 10.0);
+            let line = PROFILES
+                .lines()
+                .skip_while(|l| !l.starts_with(&format!("  {} ", p.name())))
+                .take(3)
+                .collect::<String>();
+            assert!(line.contains(&shown), "{p}: {shown} not in {line}");
+        }
     }
 
     #[test]
