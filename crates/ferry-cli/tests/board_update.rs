@@ -132,6 +132,7 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         drop_rate: 0.01,
         seed: 7,
         poison_value: "INVALID".into(),
+        ..SimConfig::default()
     })
     .await
     .unwrap();

@@ -13,8 +13,15 @@
 //! grammar. `item_id`/`board_id` may be Int or String literals or `$variables`;
 //! `column_values` a String literal holding a JSON object or a `$variable` (a JSON string or
 //! object); other arguments (e.g. `create_labels_if_missing`) are accepted and ignored, and
-//! so is the selection set. Anything else is a [`ParseError`], reported to the client the way
-//! a GraphQL server reports syntax errors.
+//! so is the selection set. Besides mutations, the one query a client needs to format values,
+//! the board's columns ([`ColumnsQuery`]):
+//!
+//! ```graphql
+//! query { boards(ids: [456]) { id columns { id type title } } }
+//! ```
+//!
+//! Anything else is a [`ParseError`], reported to the client the way a GraphQL server
+//! reports syntax errors.
 
 use std::fmt;
 
@@ -34,6 +41,38 @@ pub(crate) struct Mutation {
     pub(crate) column_values: Map<String, Value>,
 }
 
+/// A parsed request: mutations to apply, or the columns query.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Operation {
+    /// `change_multiple_column_values` calls, in order.
+    Mutations(Vec<Mutation>),
+    /// `boards(ids: ...) { columns { ... } }`.
+    Columns(ColumnsQuery),
+}
+
+/// `boards(ids: [...]) { <board_fields> columns { <column_fields> } }`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ColumnsQuery {
+    /// The response key of `boards` (its alias, or `boards`).
+    pub(crate) key: String,
+    /// The boards asked for.
+    pub(crate) board_ids: Vec<u64>,
+    /// The board's fields asked for, in order: `id`, `name` or `columns`.
+    pub(crate) board_fields: Vec<String>,
+    /// The columns' fields asked for, in order (see [`COLUMN_FIELDS`]).
+    pub(crate) column_fields: Vec<String>,
+}
+
+/// The fields of a column the simulator answers.
+pub(crate) const COLUMN_FIELDS: [&str; 6] = [
+    "id",
+    "type",
+    "title",
+    "settings_str",
+    "description",
+    "archived",
+];
+
 /// Why a query was rejected; `Display` is the message sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParseError {
@@ -52,11 +91,11 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// Parses `query` (with `variables` for `$name` arguments) into its mutations, in order.
+/// Parses `query` (with `variables` for `$name` arguments).
 pub(crate) fn parse(
     query: &str,
     variables: Option<&Map<String, Value>>,
-) -> Result<Vec<Mutation>, ParseError> {
+) -> Result<Operation, ParseError> {
     let empty = Map::new();
     Parser {
         src: query,
@@ -95,7 +134,8 @@ enum Arg {
     Number(String),
     Str(String),
     Var(String),
-    /// Anything else (booleans, enums, lists, objects, null): accepted, never used.
+    List(Vec<Arg>),
+    /// Anything else (booleans, enums, objects, null): accepted, never used.
     Other,
 }
 
@@ -278,23 +318,26 @@ impl<'a> Parser<'a> {
         Err(self.error(start, "unterminated block string"))
     }
 
-    /// `mutation Name? ($defs)? { fields } <end>`
-    fn document(mut self) -> Result<Vec<Mutation>, ParseError> {
+    /// `mutation Name? ($defs)? { fields } <end>`, or the columns query.
+    fn document(mut self) -> Result<Operation, ParseError> {
         match self.next()? {
             (Tok::Name("mutation"), _) => {}
-            (Tok::Name("query" | "subscription") | Tok::Punct('{'), at) => {
+            (Tok::Name("query"), at) => {
+                self.operation_head()?;
+                return self.columns_query(at);
+            }
+            (Tok::Punct('{'), at) => {
+                self.pos = at;
+                return self.columns_query(at);
+            }
+            (Tok::Name("subscription"), at) => {
                 return Err(self.error(at, "only a `mutation` operation is supported"));
             }
             (other, at) => {
                 return Err(self.error(at, format!("expected `mutation`, found {other}")));
             }
         }
-        if let Tok::Name(_) = self.peek()? {
-            self.next()?;
-        }
-        if self.peek()? == Tok::Punct('(') {
-            self.skip_balanced('(', ')')?;
-        }
+        self.operation_head()?;
         self.expect_punct('{')?;
         let mut mutations: Vec<Mutation> = Vec::new();
         loop {
@@ -313,12 +356,120 @@ impl<'a> Parser<'a> {
             }
             mutations.push(m);
         }
+        self.end()?;
+        Ok(Operation::Mutations(mutations))
+    }
+
+    /// An operation's optional name and variable definitions.
+    fn operation_head(&mut self) -> Result<(), ParseError> {
+        if let Tok::Name(_) = self.peek()? {
+            self.next()?;
+        }
+        if self.peek()? == Tok::Punct('(') {
+            self.skip_balanced('(', ')')?;
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), ParseError> {
         match self.next()? {
-            (Tok::Eof, _) => Ok(mutations),
+            (Tok::Eof, _) => Ok(()),
             (other, at) => {
                 Err(self.error(at, format!("expected the end of the query, found {other}")))
             }
         }
+    }
+
+    /// `{ boards(ids: ...) { id name columns { id type title } } } <end>`; any other query
+    /// is an error located at the operation (`op_at`).
+    fn columns_query(mut self, op_at: usize) -> Result<Operation, ParseError> {
+        let unsupported = |p: &Self| {
+            p.error(
+                op_at,
+                "only `boards(ids: ...) { columns { id type title } }` queries and `mutation`s are supported",
+            )
+        };
+        self.expect_punct('{')?;
+        let (first, _) = self.expect_name()?;
+        let (key, field) = if self.peek()? == Tok::Punct(':') {
+            self.next()?;
+            (first, self.expect_name()?.0)
+        } else {
+            (first, first)
+        };
+        if field != "boards" {
+            return Err(unsupported(&self));
+        }
+        let mut board_ids = Vec::new();
+        if self.peek()? == Tok::Punct('(') {
+            self.next()?;
+            while self.peek()? != Tok::Punct(')') {
+                let (name, at) = self.expect_name()?;
+                self.expect_punct(':')?;
+                let value = self.value()?;
+                if name == "ids" {
+                    let value = match value {
+                        Arg::Var(var) => var_arg(self.variable("boards", &var, at)?),
+                        v => v,
+                    };
+                    let ids = match value {
+                        Arg::List(items) => items,
+                        one => vec![one],
+                    };
+                    for id in &ids {
+                        board_ids.push(self.id("boards", "ids", id, at)?);
+                    }
+                }
+            }
+            self.next()?;
+        }
+        if board_ids.is_empty() {
+            return Err(self.error(
+                op_at,
+                "`boards` needs `ids`: the simulator has one board per id",
+            ));
+        }
+        let mut board_fields = Vec::new();
+        let mut column_fields = Vec::new();
+        self.expect_punct('{')?;
+        while self.peek()? != Tok::Punct('}') {
+            let (name, at) = self.expect_name()?;
+            match name {
+                "id" | "name" => {}
+                "columns" => {
+                    if self.peek()? == Tok::Punct('(') {
+                        self.skip_balanced('(', ')')?;
+                    }
+                    self.expect_punct('{')?;
+                    while self.peek()? != Tok::Punct('}') {
+                        let (col, at) = self.expect_name()?;
+                        if !COLUMN_FIELDS.contains(&col) {
+                            return Err(self.error(
+                                at,
+                                format!("Field '{col}' doesn't exist on type 'Column'"),
+                            ));
+                        }
+                        column_fields.push(col.to_owned());
+                    }
+                    self.next()?;
+                }
+                other => {
+                    return Err(
+                        self.error(at, format!("Field '{other}' doesn't exist on type 'Board'"))
+                    )
+                }
+            }
+            board_fields.push(name.to_owned());
+        }
+        self.next()?;
+        self.expect_punct('}')?;
+        self.end()?;
+        Ok(Operation::Columns(ColumnsQuery {
+            key: key.to_owned(),
+            board_ids,
+            board_fields,
+            column_fields,
+        }))
     }
 
     /// `alias: change_multiple_column_values(args) { selection }`
@@ -381,11 +532,12 @@ impl<'a> Parser<'a> {
             (Tok::Str(s), _) => Ok(Arg::Str(s)),
             (Tok::Name(_), _) => Ok(Arg::Other),
             (Tok::Punct('['), _) => {
+                let mut items = Vec::new();
                 while self.peek()? != Tok::Punct(']') {
-                    self.value()?;
+                    items.push(self.value()?);
                 }
                 self.next()?;
-                Ok(Arg::Other)
+                Ok(Arg::List(items))
             }
             (Tok::Punct('{'), _) => {
                 while self.peek()? != Tok::Punct('}') {
@@ -436,7 +588,7 @@ impl<'a> Parser<'a> {
                 Value::String(s) => s.trim().parse().ok(),
                 _ => None,
             },
-            Arg::Other => None,
+            Arg::List(_) | Arg::Other => None,
         };
         parsed.ok_or_else(|| {
             self.error(
@@ -469,11 +621,21 @@ impl<'a> Parser<'a> {
                     format!("`{alias}`: `column_values` must be a JSON object"),
                 )),
             },
-            Arg::Number(_) | Arg::Other => Err(self.error(
+            Arg::Number(_) | Arg::List(_) | Arg::Other => Err(self.error(
                 at,
                 format!("`{alias}`: `column_values` must be a string holding a JSON object"),
             )),
         }
+    }
+}
+
+/// A variable's JSON value as an argument (a list of IDs, or one).
+fn var_arg(v: &Value) -> Arg {
+    match v {
+        Value::Array(items) => Arg::List(items.iter().map(var_arg).collect()),
+        Value::Number(n) => Arg::Number(n.to_string()),
+        Value::String(s) => Arg::Str(s.clone()),
+        _ => Arg::Other,
     }
 }
 
@@ -493,7 +655,10 @@ mod tests {
     use super::*;
 
     fn ok(q: &str) -> Vec<Mutation> {
-        parse(q, None).unwrap_or_else(|e| panic!("{e}\n{q}"))
+        match parse(q, None) {
+            Ok(Operation::Mutations(m)) => m,
+            other => panic!("{other:?}\n{q}"),
+        }
     }
 
     fn err(q: &str) -> String {
@@ -536,7 +701,9 @@ mod tests {
               y: change_multiple_column_values(item_id: 78, board_id: $board, column_values: $raw) { id }
               change_multiple_column_values(item_id: 79, board_id: 1, column_values: """{"a":"b\"c"}""") { id }
             }"#;
-        let m = parse(q, vars.as_object()).unwrap_or_else(|e| panic!("{e}"));
+        let Ok(Operation::Mutations(m)) = parse(q, vars.as_object()) else {
+            panic!("{q}")
+        };
         assert_eq!(m.len(), 3);
         assert_eq!((m[0].item_id, m[0].board_id), (77, 9));
         assert_eq!(
@@ -584,5 +751,30 @@ mod tests {
             "a0: change_multiple_column_values(item_id: 1, board_id: 1, column_values: \"{}\")";
         assert!(err(&format!("mutation {{ {one} {one} }}")).contains("alias `a0` used twice"));
         assert!(err("not json at all").contains("expected `mutation`"));
+        assert!(err("query { boards(ids: 1) { id items { id } } }")
+            .contains("Field 'items' doesn't exist on type 'Board'"));
+        assert!(err("query { boards(ids: 1) { columns { id colour } } }")
+            .contains("Field 'colour' doesn't exist on type 'Column'"));
+    }
+
+    #[test]
+    fn parses_the_columns_query() {
+        let q = "query Cols($b: [ID!]) { b: boards(ids: $b, limit: 1) { id columns { id type title } } }";
+        let vars = json!({"b": ["456", 7]});
+        let Ok(Operation::Columns(c)) = parse(q, vars.as_object()) else {
+            panic!("{q}")
+        };
+        assert_eq!(c.key, "b");
+        assert_eq!(c.board_ids, [456, 7]);
+        assert_eq!(c.board_fields, ["id", "columns"]);
+        assert_eq!(c.column_fields, ["id", "type", "title"]);
+        let Ok(Operation::Columns(c)) = parse("{ boards(ids: [1]) { columns { id } } }", None)
+        else {
+            panic!("shorthand")
+        };
+        assert_eq!(
+            (c.key.as_str(), c.board_ids.as_slice()),
+            ("boards", &[1][..])
+        );
     }
 }

@@ -1,27 +1,67 @@
 //! # ferry-sim
 //!
 //! A monday.com-style GraphQL API simulator, for Ferry's tests, examples and benchmarks: the
-//! board updater of seed 000 sends `change_multiple_column_values` mutations as aliases, 15
+//! monday.com board updater sends `change_multiple_column_values` mutations as aliases, 15
 //! per request, and this is the API it meets, with its limits made explicit and tunable:
 //! parallel processing slots, a per-request and per-mutation cost, a request timeout, a
-//! fixed-window rate limit, injected `500`s and dropped connections, and poison values that
-//! fail one alias. It records what was applied, per item, so a client's claims (nothing
-//! lost, nothing applied twice) can be checked, and it knows its own throughput ceiling
-//! ([`SimConfig::ceiling`]).
+//! gateway timeout that counts queueing, a fixed-window or token-bucket rate limit, a
+//! complexity budget, injected `500`s and dropped connections, poison values, and a board
+//! whose typed columns reject wrongly shaped values. It records what was applied, per item,
+//! so a client's claims (nothing lost, nothing applied twice) can be checked, and it knows
+//! its own throughput ceiling ([`SimConfig::ceiling`]) and the plan that reaches it
+//! ([`SimConfig::plan`]).
 //!
-//! The wire protocol (all bodies JSON):
+//! ## Profiles
+//!
+//! `ferry-sim --profile NAME` ([`Profile`]) models a gateway as real ones behave; every
+//! profile prints its settings and its ceiling at start and shows them in `GET /stats`
+//! (`profile`). The faults common to all are flags: `--error-rate 0.02 --drop-rate 0.01`
+//! (2 % `500`s, 1 % connections dropped after the change was applied).
+//!
+//! | profile | what it models | ceiling |
+//! |---|---|---|
+//! | `default` | 4 slots, 40 ms + 20 ms per mutation, 500 ms timeout, 10 requests per 1 s window, poison names its alias, values taken as text | 184 items/s |
+//! | `gateway-queue` | 8 slots, 80 ms + 60 ms per mutation, behind a gateway that answers `504` 1.5 s after arrival, queueing included, while the request keeps (or later takes) its slot for its whole cost and is applied | 126 items/s |
+//! | `gateway-queue-small` | the same with 3 slots and a 1.0 s gateway timeout | 45.9 items/s |
+//! | `token-bucket` | 12 slots, a token bucket of 8 requests/s (burst 2) answering `429` with a fractional `Retry-After`, the time to the next token (e.g. `0.12`) | 184 items/s |
+//! | `complexity-budget` | 8 slots, 10,000 points per 10 s window (monday.com's 60 s scaled down), 10 per request + 10 per mutation; a request that would overdraw it gets `200` with `COMPLEXITY_BUDGET_EXHAUSTED` and `retry_in_seconds`, nothing applied | 94.3 items/s |
+//! | `poison` | the default limits, but a poisoned row fails its whole request with an error naming no alias, so a client must bisect | 184 items/s (without poison) |
+//!
+//! Every profile but `default` checks values per column type ([`ColumnType`]) as
+//! monday.com does. The `default` profile takes every value as text, so clients that send
+//! plain strings (`"date4": "2025-01-02"`) keep working.
+//!
+//! ## The board
+//!
+//! [`default_board`] is the board of the monday.com board updater: `date4` is a date column
+//! and `country` a country column (its job file maps `fob_date` and `country_of_origin` to
+//! them), beside `name`, `status`, `text`, `long_text`, `numbers`, `email` and `person`
+//! (people). `--column ID:TYPE[:TITLE]` replaces it.
+//!
+//! ## The fixed client
+//!
+//! [`FixedClient`] (binary `ferry-sim-client`) is the benchmark's baseline: told a
+//! profile's [`Plan`] (batch size, concurrency, request rate), it sends the board-update
+//! work ([`Work`]) and resends after back-pressure without giving items up.
+//!
+//! ## The wire protocol (all bodies JSON)
 //!
 //! | request | answer |
 //! |---|---|
 //! | `POST /v2` without `Authorization` | `401` `{"error_message":"Not Authenticated"}` |
-//! | over the rate limit | `429`, `Retry-After: 1`, `{"error_message":"Rate limit exceeded","retry_in_seconds":1}` |
+//! | over the rate limit (fixed window) | `429`, `Retry-After: 1`, `{"error_message":"Rate limit exceeded","retry_in_seconds":1}` |
+//! | over the rate limit (token bucket) | `429`, `Retry-After: 0.12`, `{"error_message":"Rate limit exceeded","retry_in_seconds":0.12}` |
 //! | body not `{"query": ...}` | `400` `{"errors":[{"message":"Invalid GraphQL request body: ..."}]}` |
-//! | query not the supported shape | `200` `{"errors":[{"message":"Parse error on line L, column C: ..."}]}` |
+//! | query not a supported shape | `200` `{"errors":[{"message":"Parse error on line L, column C: ..."}]}` |
+//! | `query { boards(ids: [1]) { columns { id type title } } }` | `200` `{"data":{"boards":[{"columns":[{"id":"date4","type":"date","title":"FOB Date"},...]}]}}` |
+//! | over the complexity budget | `200` `{"errors":[{"message":"Complexity budget exhausted, query cost 240 budget remaining 20 out of 10000 reset in 7 seconds","extensions":{"code":"COMPLEXITY_BUDGET_EXHAUSTED","complexity":240,"complexity_budget_left":20,"complexity_budget_limit":10000,"retry_in_seconds":7}}]}` |
+//! | not done `gateway_timeout` after arrival | `504` `{"error_message":"Gateway Timeout"}` (the work goes on and is applied) |
 //! | cost over `request_timeout` | after `request_timeout`: `504` `{"error_message":"Request timed out"}` |
 //! | `error_rate` draw | `500` `{"error_message":"Internal server error"}` |
 //! | `drop_rate` draw | applied, then the connection closes with no response |
-//! | otherwise | `200` `{"data":{"a0":{"id":"123"},"a1":null},"errors":[{"message":"invalid value for column country: INVALID","path":["a1"],"extensions":{"code":"ColumnValueException"}}]}` (`errors` only if an alias was poisoned) |
-//! | `GET /stats` | `200` [`Stats`] |
+//! | a poisoned row, `poison_unnamed` | `200` `{"errors":[{"message":"invalid value, ...","extensions":{"code":"ColumnValueException"}}]}`, no `path`, nothing applied |
+//! | otherwise | `200` `{"data":{"a0":{"id":"123"},"a1":null},"errors":[{"message":"invalid value for column country: INVALID","path":["a1"],"extensions":{"code":"ColumnValueException"}}]}` (`errors` only for rejected aliases: poison, or with `check_values` a wrongly shaped value, whose error adds `error_data` naming the column and its type) |
+//! | `GET /stats` | `200` [`Stats`] and `profile` (settings, plan, ceiling) |
 //! | `POST /reset` | `200` `{"reset":true}` |
 //!
 //! ```no_run
@@ -35,10 +75,14 @@
 //! # }
 //! ```
 
+mod client;
+mod columns;
 mod config;
 mod conn;
 mod error;
 mod graphql;
+mod limits;
+mod profile;
 mod server;
 mod state;
 
@@ -49,8 +93,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::SimConfig;
+pub use client::{AppTransport, FixedClient, Reply, Report, Transport, Work};
+pub use columns::{default_board, Column, ColumnType};
+pub use config::{Budget, Plan, SimConfig};
 pub use error::Error;
+pub use profile::Profile;
 pub use server::{app, serve, serve_with};
 pub use state::{ItemStats, SimState, Stats};
 

@@ -1,7 +1,8 @@
 //! The simulator's shared state ([`SimState`]) and what it records ([`Stats`]). It owns a
-//! request's life once the server has parsed it: rate-limit admission, the fault draw,
-//! waiting for a slot, spending the cost, and applying the mutations to the ledger. The wire
-//! format lives in the server module; this one knows nothing of HTTP.
+//! request's life once the server has parsed it: admission (rate limit, complexity budget),
+//! the fault draw, waiting for a slot, spending the cost, the gateway timeout, and applying
+//! the mutations to the ledger (poison and column-type checks included). The wire format
+//! lives in the server module; this one knows nothing of HTTP.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,18 +15,24 @@ use serde_json::{Map, Value};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
+use crate::columns::{self, ColumnType};
 use crate::graphql::Mutation;
+use crate::limits::{FixedWindow, TokenBucket};
 use crate::{Error, SimConfig};
 
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// What the simulator saw and did since it started or was last reset: the body of
-/// `GET /stats`, and what [`SimState::stats`] returns.
+/// `GET /stats` (which adds the `profile`: settings, plan and ceiling), and what
+/// [`SimState::stats`] returns.
 ///
-/// Every `POST /v2` counts in `requests` and then in at most one of the outcome counters
-/// (`unauthorized`, `parse_errors`, `rejected_429`, `timeouts`, `errors_500`, `dropped`);
-/// the rest were answered `200` with data. `mutations_applied` and `poison_rejected` count
-/// aliases, including those of dropped requests.
+/// Every `POST /v2` counts in `requests` and then in at most one of the answer counters
+/// (`unauthorized`, `parse_errors`, `rejected_429`, `budget_exhausted`, `column_queries`,
+/// `gateway_timeouts`, `timeouts`, `errors_500`, `poisoned_requests`, `dropped`), except
+/// that a request answered `504` by the gateway also counts in its backend outcome once its
+/// work is done; the rest were answered `200` with data. `mutations_applied`,
+/// `poison_rejected` and `value_rejected` count aliases, including those of dropped requests
+/// and of requests the gateway gave up on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Stats {
@@ -35,6 +42,11 @@ pub struct Stats {
     pub mutations_applied: u64,
     /// Requests answered `429` (over the rate limit).
     pub rejected_429: u64,
+    /// Requests answered `COMPLEXITY_BUDGET_EXHAUSTED` (or, over the whole budget,
+    /// `maxComplexityExceeded`), in a `200` body.
+    pub budget_exhausted: u64,
+    /// Requests answered `504` by the gateway (not done `gateway_timeout` after arrival).
+    pub gateway_timeouts: u64,
     /// Requests answered `504` (cost over `request_timeout`).
     pub timeouts: u64,
     /// Requests answered `500` (the `error_rate` draw).
@@ -43,6 +55,13 @@ pub struct Stats {
     pub dropped: u64,
     /// Aliases rejected for holding the poison value.
     pub poison_rejected: u64,
+    /// Requests failed whole by a poisoned alias (`poison_unnamed`); nothing applied.
+    pub poisoned_requests: u64,
+    /// Aliases rejected for a value not shaped as its column's type takes it, or a column
+    /// not on the board (`check_values`).
+    pub value_rejected: u64,
+    /// `boards { columns }` queries answered.
+    pub column_queries: u64,
     /// Requests answered `401` (no `Authorization`).
     pub unauthorized: u64,
     /// Requests whose body or query could not be parsed.
@@ -76,9 +95,13 @@ pub(crate) enum Fate {
 pub(crate) enum Outcome {
     /// Cost over the timeout; nothing applied.
     TimedOut,
+    /// Not done `gateway_timeout` after arrival; the work goes on.
+    GatewayTimeout,
     /// An injected server error; nothing applied.
     Failed,
-    /// Applied (except poisoned aliases); answer with these.
+    /// A poisoned alias failed the whole request (`poison_unnamed`); nothing applied.
+    Poisoned,
+    /// Applied (except rejected aliases); answer with these.
     Applied(Vec<AliasResult>),
     /// Applied; drop the connection.
     Dropped,
@@ -89,17 +112,27 @@ pub(crate) enum Outcome {
 pub(crate) struct AliasResult {
     pub(crate) alias: String,
     pub(crate) item_id: u64,
-    /// The first column holding the poison value, if any: then the alias was not applied.
-    pub(crate) poisoned_column: Option<String>,
+    /// Why the alias was not applied, if it was not.
+    pub(crate) rejected: Option<Rejection>,
 }
 
-#[derive(Debug, Default)]
-struct Window {
-    start: Option<Instant>,
-    admitted: u32,
+/// Why an alias was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// The column holds the poison value.
+    Poison { column: String },
+    /// The value is not shaped as the column's type takes it.
+    Value {
+        column: String,
+        kind: ColumnType,
+        value: Value,
+        message: String,
+    },
+    /// The column is not on the board.
+    NoColumn { column: String },
 }
 
-/// A simulator's state: its settings, slots, rate window, fault RNG and ledger. Clones share
+/// A simulator's state: its settings, slots, limits, fault RNG and ledger. Clones share
 /// one simulator; [`app`](crate::app) serves one.
 #[derive(Debug, Clone)]
 pub struct SimState {
@@ -110,9 +143,16 @@ pub struct SimState {
 struct Inner {
     config: SimConfig,
     slots: Semaphore,
-    window: Mutex<Window>,
+    limits: Mutex<Limits>,
     rng: Mutex<SmallRng>,
     ledger: Mutex<Stats>,
+}
+
+#[derive(Debug, Default)]
+struct Limits {
+    window: FixedWindow,
+    bucket: TokenBucket,
+    budget: FixedWindow,
 }
 
 /// Locks `m`, carrying on after a panic elsewhere: every critical section leaves the data
@@ -128,7 +168,7 @@ impl SimState {
         Ok(SimState {
             inner: Arc::new(Inner {
                 slots: Semaphore::new(config.slots),
-                window: Mutex::new(Window::default()),
+                limits: Mutex::new(Limits::default()),
                 rng: Mutex::new(SmallRng::seed_from_u64(config.seed)),
                 ledger: Mutex::new(Stats::default()),
                 config,
@@ -146,17 +186,29 @@ impl SimState {
         lock(&self.inner.ledger).clone()
     }
 
-    /// Clears the ledger, restarts the rate-limit windows and reseeds the RNG, so the next
-    /// run starts as the first did. Requests in flight carry on and are recorded afterwards.
+    /// Clears the ledger, restarts the rate-limit and budget windows and the token bucket,
+    /// and reseeds the RNG, so the next run starts as the first did. Requests in flight
+    /// carry on and are recorded afterwards.
     pub fn reset(&self) {
         *lock(&self.inner.ledger) = Stats::default();
-        *lock(&self.inner.window) = Window::default();
+        *lock(&self.inner.limits) = Limits::default();
         *lock(&self.inner.rng) = SmallRng::seed_from_u64(self.inner.config.seed);
     }
 
-    /// The ledger as JSON, serialized in place rather than cloned first.
+    /// The ledger and the profile (settings, plan, ceiling) as JSON, serialized in place
+    /// rather than cloned first.
     pub(crate) fn stats_json(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(&*lock(&self.inner.ledger))
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(flatten)]
+            stats: &'a Stats,
+            profile: Value,
+        }
+        let profile = self.inner.config.describe();
+        serde_json::to_vec(&Body {
+            stats: &lock(&self.inner.ledger),
+            profile,
+        })
     }
 
     /// Updates the ledger's counters.
@@ -164,25 +216,47 @@ impl SimState {
         f(&mut lock(&self.inner.ledger));
     }
 
-    /// Admits a request into the current one-second window, or says how long until the
-    /// next one. Windows are aligned to the first request since start or reset.
+    /// Admits a request under the rate limit (a one-second window, or the token bucket), or
+    /// says how long until it would be.
     pub(crate) fn admit(&self) -> Result<(), Duration> {
+        let cfg = &self.inner.config;
         let now = Instant::now();
-        let mut w = lock(&self.inner.window);
-        let mut start = *w.start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed >= WINDOW {
-            start += Duration::from_secs(elapsed.as_secs());
-            *w = Window {
-                start: Some(start),
-                admitted: 0,
-            };
+        let mut limits = lock(&self.inner.limits);
+        match cfg.token_bucket_burst {
+            _ if cfg.rate_limit == u32::MAX => Ok(()),
+            None => limits
+                .window
+                .take(now, WINDOW, u64::from(cfg.rate_limit), 1),
+            Some(burst) => limits.bucket.take(now, f64::from(cfg.rate_limit), burst),
         }
-        if w.admitted >= self.inner.config.rate_limit {
-            return Err((start + WINDOW).saturating_duration_since(now));
+    }
+
+    /// Charges a request of `n` mutations to the complexity budget, or says how long until
+    /// the window resets (and what it would have cost, and what is left).
+    pub(crate) fn charge(&self, n: u64) -> Result<(), BudgetExhausted> {
+        let Some(budget) = &self.inner.config.budget else {
+            return Ok(());
+        };
+        let cost = budget.complexity(n);
+        if cost > budget.points {
+            // No window will ever take it: monday.com's per-query limit, no retry.
+            return Err(BudgetExhausted {
+                cost,
+                left: 0,
+                limit: budget.points,
+                reset_in: None,
+            });
         }
-        w.admitted += 1;
-        Ok(())
+        let mut limits = lock(&self.inner.limits);
+        limits
+            .budget
+            .take(Instant::now(), budget.window, budget.points, cost)
+            .map_err(|reset_in| BudgetExhausted {
+                cost,
+                left: limits.budget.left(budget.points),
+                limit: budget.points,
+                reset_in: Some(reset_in),
+            })
     }
 
     /// Draws a request's fate: two draws per request, whatever the rates, so the sequence
@@ -199,17 +273,31 @@ impl SimState {
         }
     }
 
-    /// Processes an admitted, parsed request: waits for a slot, spends its cost, applies.
-    /// The work runs in its own task so that it completes, slot time and all, even if the
-    /// caller (the client's connection) goes away.
-    pub(crate) async fn process(&self, mutations: Vec<Mutation>, fate: Fate) -> Outcome {
+    /// Processes an admitted, parsed request that `arrived` then: waits for a slot, spends
+    /// its cost, applies. The work runs in its own task so that it completes, slot time and
+    /// all, even if the caller (the client's connection, or the gateway) gives up.
+    pub(crate) async fn process(
+        &self,
+        mutations: Vec<Mutation>,
+        fate: Fate,
+        arrived: Instant,
+    ) -> Outcome {
         let (tx, rx) = oneshot::channel();
         let state = self.clone();
         tokio::spawn(async move {
             let _ = tx.send(state.work(mutations, fate).await);
         });
         // The task only fails to answer if it panicked: a server error.
-        rx.await.unwrap_or(Outcome::Failed)
+        let Some(limit) = self.inner.config.gateway_timeout else {
+            return rx.await.unwrap_or(Outcome::Failed);
+        };
+        match tokio::time::timeout_at(arrived + limit, rx).await {
+            Ok(answer) => answer.unwrap_or(Outcome::Failed),
+            Err(_) => {
+                self.record(|s| s.gateway_timeouts += 1);
+                Outcome::GatewayTimeout
+            }
+        }
     }
 
     async fn work(&self, mutations: Vec<Mutation>, fate: Fate) -> Outcome {
@@ -230,49 +318,100 @@ impl SimState {
                 self.record(|s| s.errors_500 += 1);
                 Outcome::Failed
             }
-            Fate::Drop => {
-                self.apply(mutations, true);
-                Outcome::Dropped
-            }
-            Fate::Answer => Outcome::Applied(self.apply(mutations, false)),
+            Fate::Drop => match self.apply(mutations, true) {
+                None => Outcome::Poisoned,
+                Some(_) => Outcome::Dropped,
+            },
+            Fate::Answer => self
+                .apply(mutations, false)
+                .map_or(Outcome::Poisoned, Outcome::Applied),
         }
     }
 
-    /// Applies every alias without poison, in order, under one lock.
-    fn apply(&self, mutations: Vec<Mutation>, dropped: bool) -> Vec<AliasResult> {
-        let poison = self.inner.config.poison_value.as_str();
+    /// Applies every alias that is not rejected, in order, under one lock; `None` if a
+    /// poisoned alias failed the whole request (`poison_unnamed`) and nothing was applied.
+    fn apply(&self, mutations: Vec<Mutation>, dropped: bool) -> Option<Vec<AliasResult>> {
+        let cfg = &self.inner.config;
+        let rejections: Vec<Option<Rejection>> =
+            mutations.iter().map(|m| self.rejection(m)).collect();
         let mut guard = lock(&self.inner.ledger);
         let ledger = &mut *guard;
+        let poisoned = |r: &Option<Rejection>| matches!(r, Some(Rejection::Poison { .. }));
+        if cfg.poison_unnamed && rejections.iter().any(poisoned) {
+            ledger.poisoned_requests += 1;
+            ledger.poison_rejected += rejections.iter().filter(|r| poisoned(r)).count() as u64;
+            return None;
+        }
         if dropped {
             ledger.dropped += 1;
         }
-        mutations
+        let results = mutations
             .into_iter()
-            .map(|m| {
-                let poisoned_column = if poison.is_empty() {
-                    None
-                } else {
-                    m.column_values
-                        .iter()
-                        .find(|(_, v)| holds(v, poison))
-                        .map(|(k, _)| k.clone())
-                };
-                if poisoned_column.is_some() {
-                    ledger.poison_rejected += 1;
-                } else {
-                    ledger.mutations_applied += 1;
-                    let item = ledger.items.entry(m.item_id).or_default();
-                    item.applies += 1;
-                    item.values.extend(m.column_values);
+            .zip(rejections)
+            .map(|(m, rejected)| {
+                match &rejected {
+                    Some(Rejection::Poison { .. }) => ledger.poison_rejected += 1,
+                    Some(_) => ledger.value_rejected += 1,
+                    None => {
+                        ledger.mutations_applied += 1;
+                        let item = ledger.items.entry(m.item_id).or_default();
+                        item.applies += 1;
+                        item.values.extend(m.column_values);
+                    }
                 }
                 AliasResult {
                     alias: m.alias,
                     item_id: m.item_id,
-                    poisoned_column,
+                    rejected,
                 }
             })
-            .collect()
+            .collect();
+        Some(results)
     }
+
+    /// Why `m` is not applied: the first column holding the poison value, else (with
+    /// `check_values`) the first column not on the board or wrongly shaped.
+    fn rejection(&self, m: &Mutation) -> Option<Rejection> {
+        let cfg = &self.inner.config;
+        let poison = cfg.poison_value.as_str();
+        if !poison.is_empty() {
+            if let Some((column, _)) = m.column_values.iter().find(|(_, v)| holds(v, poison)) {
+                return Some(Rejection::Poison {
+                    column: column.clone(),
+                });
+            }
+        }
+        if !cfg.check_values {
+            return None;
+        }
+        m.column_values.iter().find_map(|(id, value)| {
+            let Some(col) = cfg.columns.iter().find(|c| &c.id == id) else {
+                return Some(Rejection::NoColumn { column: id.clone() });
+            };
+            columns::check(col.kind, value)
+                .err()
+                .map(|message| Rejection::Value {
+                    column: id.clone(),
+                    kind: col.kind,
+                    value: value.clone(),
+                    message,
+                })
+        })
+    }
+}
+
+/// A request the complexity budget turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BudgetExhausted {
+    /// Its complexity.
+    pub(crate) cost: u64,
+    /// Points left in the window.
+    pub(crate) left: u64,
+    /// Points per window.
+    pub(crate) limit: u64,
+    /// Time until the window resets; `None` if the request is over the whole budget (it
+    /// never fits).
+    pub(crate) reset_in: Option<Duration>,
 }
 
 /// Whether `v` is the string `poison` or holds it anywhere inside.
@@ -340,8 +479,8 @@ mod tests {
         let t0 = Instant::now();
         let one = || vec![mutation("a0", 1, json!({"c": "x"}))];
         let (a, b) = tokio::join!(
-            s.process(one(), Fate::Answer),
-            s.process(one(), Fate::Answer)
+            s.process(one(), Fate::Answer, Instant::now()),
+            s.process(one(), Fate::Answer, Instant::now())
         );
         assert!(matches!(a, Outcome::Applied(_)));
         assert!(matches!(b, Outcome::Applied(_)));
@@ -357,7 +496,10 @@ mod tests {
         let many = (0..24)
             .map(|i| mutation(&format!("a{i}"), i, json!({})))
             .collect();
-        assert_eq!(s.process(many, Fate::Answer).await, Outcome::TimedOut);
+        assert_eq!(
+            s.process(many, Fate::Answer, Instant::now()).await,
+            Outcome::TimedOut
+        );
         assert_eq!(t0.elapsed(), Duration::from_millis(500));
         let stats = s.stats();
         assert_eq!((stats.timeouts, stats.mutations_applied), (1, 0));
@@ -374,6 +516,7 @@ mod tests {
                     mutation("a2", 1, json!({"country": "FR"})),
                 ],
                 Fate::Answer,
+                Instant::now(),
             )
             .await;
         let Outcome::Applied(results) = out else {
@@ -381,7 +524,10 @@ mod tests {
         };
         let poisoned: Vec<_> = results
             .iter()
-            .map(|r| r.poisoned_column.as_deref())
+            .map(|r| match &r.rejected {
+                Some(Rejection::Poison { column }) => Some(column.as_str()),
+                _ => None,
+            })
             .collect();
         assert_eq!(poisoned, [None, Some("country"), None]);
         let stats = s.stats();
@@ -420,6 +566,9 @@ mod tests {
     fn stats_json_uses_string_keys_and_round_trips() {
         let s = state(SimConfig::default());
         s.apply(vec![mutation("a0", 123, json!({"country": "US"}))], false);
+        let v: Value = serde_json::from_slice(&s.stats_json().unwrap()).unwrap();
+        assert_eq!(v["profile"]["name"], "default");
+        assert_eq!(v["profile"]["ceiling_items_per_s"], 184.0);
         let bytes = s.stats_json().unwrap();
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(

@@ -408,3 +408,47 @@ async fn invalid_settings_are_refused_and_shutdown_stops_the_server() {
         .await;
     assert!(after.is_err(), "{after:?}");
 }
+
+#[tokio::test]
+async fn over_http_a_token_bucket_sends_a_fractional_retry_after_and_stats_show_the_profile() {
+    let f = Fixture::new(SimConfig {
+        per_request: Duration::from_millis(1),
+        per_mutation: Duration::from_millis(1),
+        ..ferry_sim::Profile::TokenBucket.config()
+    })
+    .await;
+    let q = mutation(&[(1, json!({"date4": {"date": "2024-01-01"}}))]);
+    let mut retry_after = None;
+    for _ in 0..20 {
+        let resp = f.post(&q).await.unwrap();
+        if resp.status().as_u16() == 429 {
+            retry_after = resp.headers().get("retry-after").cloned();
+            break;
+        }
+    }
+    // Burst 2 at 8 requests/s: one of the first few is refused, with at most 1/8 s to wait.
+    let secs: f64 = retry_after
+        .expect("a 429")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs > 0.0 && secs <= 0.13, "{secs}");
+    let raw: Value = f
+        .client
+        .get(format!("{}/stats", f.sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["profile"]["name"], "token-bucket");
+    // L = (500 − 1) / 1 = 499 mutations, 8 requests/s.
+    assert_eq!(raw["profile"]["ceiling_items_per_s"], 8.0 * 499.0);
+    assert_eq!(raw["profile"]["plan"]["rate_per_s"], 8.0);
+    assert_eq!(raw["rejected_429"], 1);
+}
+
+#[path = "sim/profiles.rs"]
+mod profiles;
