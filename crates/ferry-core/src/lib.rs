@@ -38,6 +38,7 @@ mod item;
 mod ledger;
 mod outcome;
 pub mod pipeline;
+mod policy;
 mod profile;
 mod progress;
 mod retry;

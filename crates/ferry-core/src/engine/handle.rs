@@ -11,38 +11,13 @@ use tokio_util::sync::CancellationToken;
 use super::config::EngineConfig;
 use super::core::Core;
 use super::report::Report;
+use super::settled::Settled;
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::dispatch::Throttle;
 use crate::error::Error;
 use crate::item::{Item, Priority};
 use crate::outcome::{BoxFuture, Handler};
 use crate::progress::Progress;
-
-/// How one item ended.
-#[derive(Debug)]
-pub enum Settled<T, R> {
-    /// A handler completed it with `result`.
-    Succeeded {
-        /// The item.
-        item: Item<T>,
-        /// What the handler returned for it.
-        result: R,
-    },
-    /// It went to the dead-letter sink (already written there when this is emitted).
-    DeadLettered(DeadLetter<T>),
-    /// Cancellation ended it before it was done.
-    Cancelled(Item<T>),
-}
-
-impl<T, R> Settled<T, R> {
-    /// The item's key.
-    pub fn key(&self) -> &crate::Key {
-        match self {
-            Settled::Succeeded { item, .. } | Settled::Cancelled(item) => item.key(),
-            Settled::DeadLettered(d) => d.item.key(),
-        }
-    }
-}
 
 /// Logs dead letters (key and error) when no sink was configured.
 struct LogDeadLetters;
