@@ -84,7 +84,7 @@ impl RetryPolicy {
     /// The delay before the next attempt of something that has failed `failures` times
     /// (1 for the first failure): full jitter over `min(max, base * 2^(failures-1))`,
     /// and never less than the server's `retry_after`.
-    pub fn delay<G: Rng>(
+    pub(crate) fn delay<G: Rng>(
         &self,
         failures: u32,
         retry_after: Option<Duration>,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_core::{
     handler_fn, Batch, BatchOutcome, Concurrency, Engine, EngineConfig, FlushPolicy, Item,
-    IterStream, JsonlDeadLetters, MemoryLimits, Settled, Throttle,
+    JsonlDeadLetters, MemoryLimits, Settled, Throttle,
 };
 use tokio::time::Instant;
 
@@ -83,7 +83,7 @@ async fn end_of_input_drains_everything() {
         .max_wait(ferry_core::Priority::Normal, Duration::from_secs(3600));
     let report = Engine::new(c, slow_handler(10))
         .unwrap()
-        .run(IterStream::new((0..250u64).map(|i| Item::new(i, i, i))))
+        .run_iter((0..250u64).map(|i| Item::new(i, i, i)))
         .await
         .unwrap();
     // The last 50 items leave at end of input, not after an hour.
@@ -151,7 +151,7 @@ async fn a_panicking_handler_isolates_the_item_that_panics() {
     let report = Engine::new(EngineConfig::standard(), handler)
         .unwrap()
         .dead_letters(dead.clone())
-        .run(IterStream::new((0..100u64).map(|i| Item::new(i, i, i))))
+        .run_iter((0..100u64).map(|i| Item::new(i, i, i)))
         .await
         .unwrap();
     assert_eq!(report.progress.succeeded, 99);
