@@ -61,8 +61,8 @@ pub struct DispatchConfig {
     pub timeout: Duration,
     /// How failed batches are cut (default bisection).
     pub split: SplitStrategy,
-    /// A fixed pause between the starts of two calls, as seed 000's "100 ms between batches"
-    /// (default none). Prefer `rate.requests_per_sec`.
+    /// A fixed pause between the starts of two calls, like the monday.com board-update
+    /// job's "100 ms between batches" (default none). Prefer `rate.requests_per_sec`.
     pub pause: Option<Duration>,
 }
 
