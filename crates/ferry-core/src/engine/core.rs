@@ -11,6 +11,11 @@
 //! item that must leave); then wait for whichever comes first: a finished call, new items,
 //! the next deadline (an item's max wait, a retry's backoff, the rate limiter, the
 //! `Retry-After` gate), a progress tick, or cancellation.
+//!
+//! This module owns the loop's state and carries decisions out; it does not make them. What
+//! a finished call means for its items and for the controllers (retry, split, dead-letter,
+//! the gate, the signals) is the outcome policy's decision (`crate::policy`), and when a
+//! batch may leave is the flush policy's.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
