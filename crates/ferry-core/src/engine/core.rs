@@ -30,55 +30,25 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoffs;
 use super::call::{self, CallDone};
-use super::config::{BatchSizing, EngineConfig};
+use super::config::EngineConfig;
+use super::controllers::{Limit, Size};
 use super::metrics::Metrics;
 use super::report::Report;
 use super::settled::{Outcomes, Settled};
-use crate::adaptive::{BatchSizeController, ConcurrencyController};
 use crate::batcher::Buffer;
 use crate::deadletter::DeadLetterSink;
-use crate::dispatch::{Concurrency, Throttle};
+use crate::dispatch::Throttle;
 use crate::error::Error;
 use crate::item::{Batch, Item, Priority};
 use crate::ledger::Ledger;
 use crate::outcome::{Handler, ItemOutcome};
-use crate::policy::{
-    self, Action, BatchState, CallEnd, ItemAction, ItemEnd, OutcomePolicy, SizeFeedback,
-};
+use crate::policy::{self, Action, BatchState, CallEnd, ItemAction, ItemEnd, OutcomePolicy};
 use crate::profile::StageProfile;
 use crate::progress::Progress;
 
 /// Most items taken from one intake channel per loop turn, so a flood of input cannot
 /// starve completions.
 const INTAKE_BURST: usize = 4096;
-
-enum Limit {
-    Fixed(usize),
-    Adaptive(ConcurrencyController),
-}
-
-impl Limit {
-    fn get(&self) -> usize {
-        match self {
-            Limit::Fixed(n) => *n,
-            Limit::Adaptive(c) => c.limit(),
-        }
-    }
-}
-
-enum Size {
-    Fixed(usize),
-    Adaptive(BatchSizeController),
-}
-
-impl Size {
-    fn get(&self) -> usize {
-        match self {
-            Size::Fixed(n) => *n,
-            Size::Adaptive(c) => c.size(),
-        }
-    }
-}
 
 /// The loop's state.
 pub(super) struct Core<T, R, H> {
@@ -131,18 +101,8 @@ where
         cancel: CancellationToken,
         total: Option<u64>,
     ) -> Self {
-        let size = match &cfg.sizing {
-            BatchSizing::Fixed => Size::Fixed(cfg.max_items()),
-            BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
-        };
-        let limit = match &cfg.dispatch.concurrency {
-            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
-            Concurrency::Adaptive(c) => {
-                let mut ctl = ConcurrencyController::new(c.clone());
-                ctl.set_batch_size(size.get());
-                Limit::Adaptive(ctl)
-            }
-        };
+        let size = Size::new(&cfg.sizing, cfg.max_items());
+        let limit = Limit::new(&cfg.dispatch.concurrency, size.get());
         let rng = match cfg.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_entropy(),
@@ -353,9 +313,7 @@ where
             if let Err(at) = self.throttle.acquire(batch.len(), now) {
                 if batch.probe {
                     // Not sent: it goes back as an ordinary batch and the probe is returned.
-                    if let Size::Adaptive(c) = &mut self.size {
-                        c.cancel_probe();
-                    }
+                    self.size.cancel_probe();
                 }
                 let mut batch = batch;
                 batch.probe = false;
@@ -412,9 +370,7 @@ where
         let in_flight = self.calls.len();
         self.peak_calls = self.peak_calls.max(in_flight);
         self.profile.set_busy(true, now);
-        if let Limit::Adaptive(c) = &mut self.limit {
-            c.on_dispatch(in_flight, now);
-        }
+        self.limit.on_dispatch(in_flight, now);
     }
 
     /// Settles or reschedules the items of a finished call, as the outcome policy decides.
@@ -451,14 +407,7 @@ where
         if let Some(after) = decision.pause {
             self.throttle.pause_until(now + after);
         }
-        if let Size::Adaptive(c) = &mut self.size {
-            match decision.size {
-                SizeFeedback::Nothing => {}
-                SizeFeedback::ReturnProbe => c.cancel_probe(),
-                SizeFeedback::Success => c.on_success(n, latency, probe),
-                SizeFeedback::TooLarge => c.on_too_large(n, probe),
-            }
-        }
+        self.size.learn(decision.size, n, latency, probe);
         // The policy answers `PerItem` for exactly the calls that returned per-item results.
         let (results, reason) = match outcome.into_results(self.cfg.dispatch.timeout) {
             Ok(results) => (results, String::new()),
@@ -472,10 +421,8 @@ where
             Action::DeadLetter => out.dead_all(batch.into_items(), &reason),
             Action::Cancel => out.cancelled.extend(batch.into_items()),
         }
-        if let Limit::Adaptive(c) = &mut self.limit {
-            c.on_response(latency, decision.signal, now);
-            c.set_batch_size(self.size.get());
-        }
+        let size = self.size.get();
+        self.limit.on_response(latency, decision.signal, now, size);
         self.record(out, now).await
     }
 

@@ -9,13 +9,15 @@
 //!
 //! Inside, each module only uses the ones listed after it: `handle` (the public handles)
 //! starts `core` (the event loop), which runs `call` (one handler call as a task), keeps
-//! `backoff` (batches waiting out a retry delay), and records into `settled` (how items end),
-//! `metrics` and `report`; `config` is read by all of them. What to do with a finished call is
+//! `backoff` (batches waiting out a retry delay) and `controllers` (the concurrency limit and
+//! batch size, fixed or adaptive), and records into `settled` (how items end), `metrics` and
+//! `report`; `config` is read by all of them. What to do with a finished call is
 //! decided by [`policy`](crate::policy), outside the engine.
 
 mod backoff;
 mod call;
 mod config;
+mod controllers;
 mod core;
 mod handle;
 mod metrics;
