@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ferry_core::sim::{SimApi, SimConfig, SimHandler};
+use ferry_core::testing::{SimulatedApi, SimulatedApiConfig, SimulatedApiHandler};
 use ferry_core::{EngineConfig, Item, JsonlDeadLetters, Report};
 
 /// Options of `ferry demo`.
@@ -62,7 +62,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
         }
     }
     config.dispatch.timeout = Duration::from_secs(10);
-    let sim = SimConfig {
+    let sim = SimulatedApiConfig {
         slots: args.slots.max(1),
         base: Duration::from_millis(args.base_ms),
         per_item: Duration::from_micros(args.per_item_us),
@@ -71,7 +71,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
         rate_limit: args.rate_limit.max(1),
         poison_every: (args.poison_every > 0).then_some(args.poison_every),
     };
-    let api = SimApi::new(sim);
+    let api = SimulatedApi::new(sim);
     eprintln!(
         "simulated API: {} slots, {} ms + {} µs/item, size limit {}, {} requests/s -> ceiling {:.0} items/s",
         sim.slots,
@@ -83,7 +83,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
     );
     // Start from an empty dead-letter file so the report describes this run only.
     let _ = std::fs::remove_file(&args.dead_letters);
-    let running = ferry_core::Engine::new(config, SimHandler(api.clone()))?
+    let running = ferry_core::Engine::new(config, SimulatedApiHandler(api.clone()))?
         .dead_letters(JsonlDeadLetters::new(&args.dead_letters))
         .total(args.items)
         .start();

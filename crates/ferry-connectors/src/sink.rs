@@ -223,7 +223,7 @@ impl Handler<Value, Value> for SqlSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_core::{Engine, EngineConfig, Item, IterStream, MemoryDeadLetters};
+    use ferry_core::{Engine, EngineConfig, Item, MemoryDeadLetters};
     use serde_json::json;
 
     async fn sqlite_sink(path: &std::path::Path, key: Option<&str>) -> SqlSink {
@@ -275,7 +275,7 @@ mod tests {
         let report = Engine::new(EngineConfig::standard(), sink)
             .unwrap()
             .dead_letters(dead.clone())
-            .run(IterStream::new(items))
+            .run_iter(items)
             .await
             .unwrap();
         assert_eq!(report.progress.succeeded, 99);
@@ -293,7 +293,7 @@ mod tests {
             (0..10u64).map(|i| Item::new(i, i, json!({"id": i, "name": "again", "score": 0})));
         Engine::new(EngineConfig::standard(), sink)
             .unwrap()
-            .run(IterStream::new(items))
+            .run_iter(items)
             .await
             .unwrap();
         let pool = SqlitePool::connect(&format!("sqlite:{}", path.display()))
@@ -339,7 +339,7 @@ mod tests {
         let items = (0..50u64).map(|i| Item::new(i, i, json!({"id": i, "day": "2025-03-04", "amount": 12.5, "doc": {"a": i}, "ok": i % 2 == 0})));
         let report = Engine::new(EngineConfig::standard(), sink)
             .unwrap()
-            .run(IterStream::new(items))
+            .run_iter(items)
             .await
             .unwrap();
         let row = sqlx::query(&format!(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_connectors::exec::{ExecConfig, ExecHandler};
-use ferry_core::{Batch, BatchOutcome, Buffer, Handler, Item, ItemOutcome};
+use ferry_core::{Batch, BatchOutcome, Handler, Item, ItemOutcome};
 use serde_json::{json, Value};
 
 /// The child's main loop; `SCRIPT` defines `handle(batch) -> reply`.
@@ -29,12 +29,7 @@ fn handler(script: &str, workers: usize) -> ExecHandler {
 }
 
 fn batch(items: Vec<Item<Value>>) -> Batch<Value> {
-    let mut buffer = Buffer::new();
-    let now = tokio::time::Instant::now();
-    for item in items {
-        buffer.push(item, now);
-    }
-    buffer.cut(usize::MAX, usize::MAX).unwrap()
+    Batch::new(items)
 }
 
 fn items(payloads: Vec<Value>) -> Batch<Value> {

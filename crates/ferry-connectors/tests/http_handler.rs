@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ferry_connectors::http::{HttpConfig, HttpHandler};
-use ferry_core::{Batch, BatchOutcome, Buffer, Handler, Item, ItemOutcome};
+use ferry_core::{Batch, BatchOutcome, Handler, Item, ItemOutcome};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -86,12 +86,7 @@ async fn serve(replies: Vec<Reply>) -> (String, mpsc::UnboundedReceiver<Received
 }
 
 fn batch(items: Vec<Item<Value>>) -> Batch<Value> {
-    let mut buffer = Buffer::new();
-    let now = tokio::time::Instant::now();
-    for item in items {
-        buffer.push(item, now);
-    }
-    buffer.cut(usize::MAX, usize::MAX).unwrap()
+    Batch::new(items)
 }
 
 fn orders(n: u64) -> Vec<Item<Value>> {

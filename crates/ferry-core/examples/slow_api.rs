@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use ferry_core::sim::{SimApi, SimConfig, SimHandler};
+use ferry_core::testing::{SimulatedApi, SimulatedApiConfig, SimulatedApiHandler};
 use ferry_core::{Engine, EngineConfig, Item, MemoryDeadLetters};
 
 #[tokio::main]
 async fn main() -> Result<(), ferry_core::Error> {
-    let api = SimApi::new(SimConfig {
+    let api = SimulatedApi::new(SimulatedApiConfig {
         slots: 8,
         base: Duration::from_millis(20),
         per_item: Duration::from_micros(500),
@@ -26,7 +26,7 @@ async fn main() -> Result<(), ferry_core::Error> {
     println!("theoretical ceiling: {:.0} items/s", api.config().ceiling());
 
     let dead = MemoryDeadLetters::new();
-    let running = Engine::new(EngineConfig::standard(), SimHandler(api.clone()))?
+    let running = Engine::new(EngineConfig::standard(), SimulatedApiHandler(api.clone()))?
         .dead_letters(dead.clone())
         .total(items)
         .start();

@@ -1,13 +1,14 @@
-//! Gathering items into batches.
+//! Gathering items into batches: this module owns the waiting items until a batch leaves.
 //!
-//! [`Buffer`] holds waiting items in one FIFO per priority and cuts batches most-urgent-first;
-//! it answers "should a batch leave now?" against a [`FlushPolicy`] and "when must one leave
-//! at the latest?". The engine drives a `Buffer` from its event loop and cuts a batch only
-//! when a dispatch slot is free, so an urgent item always boards the next departure and never
-//! queues behind batches of normal items. [`Batcher`] wraps the same buffer as a stream adapter
-//! for code that wants plain `Stream<Item> -> Stream<Batch>`.
+//! `Buffer` (internal) holds waiting items in one FIFO per priority and cuts batches
+//! most-urgent-first; it answers "should a batch leave now?" against a [`FlushPolicy`] and
+//! "when must one leave at the latest?". The engine drives a `Buffer` from its event loop and
+//! cuts a batch only when a dispatch slot is free, so an urgent item always boards the next
+//! departure and never queues behind batches of normal items. [`Batcher`] wraps the same
+//! buffer as a stream adapter for code that wants plain `Stream<Item> -> Stream<Batch>`.
 
 use std::collections::VecDeque;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -19,7 +20,7 @@ use crate::item::{Batch, Item, Priority};
 
 /// Waiting items, one FIFO per priority.
 #[derive(Debug)]
-pub struct Buffer<T> {
+pub(crate) struct Buffer<T> {
     queues: [VecDeque<Item<T>>; 3],
     len: usize,
     bytes: usize,
@@ -37,12 +38,12 @@ impl<T> Default for Buffer<T> {
 
 impl<T> Buffer<T> {
     /// An empty buffer.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds an item, stamping its acceptance time if it has none.
-    pub fn push(&mut self, mut item: Item<T>, now: Instant) {
+    pub(crate) fn push(&mut self, mut item: Item<T>, now: Instant) {
         if item.accepted_at.is_none() {
             item.accepted_at = Some(now);
         }
@@ -52,22 +53,22 @@ impl<T> Buffer<T> {
     }
 
     /// Number of waiting items.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no item waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Sum of the waiting items' byte sizes.
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// The highest priority that has a waiting item.
-    pub fn top_priority(&self) -> Option<Priority> {
+    pub(crate) fn top_priority(&self) -> Option<Priority> {
         Priority::DESCENDING
             .into_iter()
             .find(|p| !self.queues[p.index()].is_empty())
@@ -75,7 +76,7 @@ impl<T> Buffer<T> {
 
     /// The instant by which a batch must leave so that no waiting item exceeds its
     /// priority's `max_wait`.
-    pub fn deadline(&self, policy: &FlushPolicy) -> Option<Instant> {
+    pub(crate) fn deadline(&self, policy: &FlushPolicy) -> Option<Instant> {
         Priority::DESCENDING
             .into_iter()
             .filter_map(|p| {
@@ -88,7 +89,7 @@ impl<T> Buffer<T> {
     /// Whether a batch should leave now, and why. `target` is the current (possibly
     /// adaptive) batch size; `held_bytes` is everything the owner holds, for memory pressure;
     /// `draining` makes any non-empty buffer leave.
-    pub fn trigger(
+    pub(crate) fn trigger(
         &self,
         now: Instant,
         target: usize,
@@ -123,7 +124,7 @@ impl<T> Buffer<T> {
 
     /// Cuts a batch of at most `max_items` items and `max_bytes` bytes (at least one item),
     /// most urgent first, oldest first within a priority. Empty buffer: `None`.
-    pub fn cut(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
+    pub(crate) fn cut(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
         if self.is_empty() {
             return None;
         }
@@ -154,7 +155,7 @@ impl<T> Buffer<T> {
     }
 
     /// Removes every waiting item (shutdown).
-    pub fn drain_all(&mut self) -> Vec<Item<T>> {
+    pub(crate) fn drain_all(&mut self) -> Vec<Item<T>> {
         let mut out = Vec::with_capacity(self.len);
         for p in Priority::DESCENDING {
             out.extend(self.queues[p.index()].drain(..));
@@ -171,48 +172,25 @@ impl<T> Buffer<T> {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use ferry_core::{Batcher, FlushPolicy, Item};
+/// use futures_util::StreamExt;
 /// use std::num::NonZeroUsize;
-/// let items = tokio_stream_like((0..10u64).map(|i| Item::new(i, i, i)));
+/// let items = futures_util::stream::iter((0..10u64).map(|i| Item::new(i, i, i)));
 /// let policy = FlushPolicy::new().max_items(NonZeroUsize::new(4).unwrap());
-/// let mut batches = Batcher::new(items, policy);
-/// let mut sizes = Vec::new();
-/// while let Some(b) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut batches).poll_next_batch(cx)).await {
-///     sizes.push(b.len());
-/// }
+/// let sizes: Vec<usize> = Batcher::new(items, policy).map(|b| b.len()).collect().await;
 /// assert_eq!(sizes, vec![4, 4, 2]);
 /// # }
-/// # fn tokio_stream_like<I: Iterator + Unpin>(it: I) -> ferry_core::IterStream<I> { ferry_core::IterStream::new(it) }
 /// ```
-pub struct Batcher<S: Stream>
-where
-    S::Item: ItemLike,
-{
+pub struct Batcher<S, T> {
     input: Pin<Box<S>>,
-    buffer: Buffer<<S::Item as ItemLike>::Payload>,
+    buffer: Buffer<T>,
     policy: FlushPolicy,
     sleep: Pin<Box<Sleep>>,
     ended: bool,
 }
 
-/// Implemented by [`Item`] so that [`Batcher`] can name the payload type of its input.
-pub trait ItemLike {
-    /// The payload type.
-    type Payload;
-    /// Converts into the item.
-    fn into_item(self) -> Item<Self::Payload>;
-}
-
-impl<T> ItemLike for Item<T> {
-    type Payload = T;
-    fn into_item(self) -> Item<T> {
-        self
-    }
-}
-
-impl<S> Batcher<S>
+impl<S, T> Batcher<S, T>
 where
-    S: Stream,
-    S::Item: ItemLike,
+    S: Stream<Item = Item<T>>,
 {
     /// Wraps `input`.
     pub fn new(input: S, policy: FlushPolicy) -> Self {
@@ -226,10 +204,7 @@ where
     }
 
     /// Polls for the next batch (the [`Stream`] implementation calls this).
-    pub fn poll_next_batch(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Batch<<S::Item as ItemLike>::Payload>>> {
+    pub fn poll_next_batch(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Batch<T>>> {
         let this = self.get_mut();
         let max_items = this.policy.max_items.get();
         let max_bytes = this.policy.max_bytes.get();
@@ -239,7 +214,7 @@ where
                 && this.buffer.bytes() < this.policy.memory.hard_limit
             {
                 match this.input.as_mut().poll_next(cx) {
-                    Poll::Ready(Some(item)) => this.buffer.push(item.into_item(), Instant::now()),
+                    Poll::Ready(Some(item)) => this.buffer.push(item, Instant::now()),
                     Poll::Ready(None) => this.ended = true,
                     Poll::Pending => break,
                 }
@@ -272,40 +247,18 @@ where
     }
 }
 
-impl<S> Stream for Batcher<S>
+impl<S, T> Stream for Batcher<S, T>
 where
-    S: Stream,
-    S::Item: ItemLike,
+    S: Stream<Item = Item<T>>,
 {
-    type Item = Batch<<S::Item as ItemLike>::Payload>;
+    type Item = Batch<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_next_batch(cx)
     }
 }
 
-impl<S: Stream> Unpin for Batcher<S> where S::Item: ItemLike {}
-
-use std::future::Future as _;
-
-/// Turns an iterator into a [`Stream`] that is always ready: handy for tests, examples and
-/// sources that are already in memory.
-#[derive(Debug)]
-pub struct IterStream<I>(I);
-
-impl<I> IterStream<I> {
-    /// Wraps `iter`.
-    pub fn new(iter: I) -> Self {
-        IterStream(iter)
-    }
-}
-
-impl<I: Iterator + Unpin> Stream for IterStream<I> {
-    type Item = I::Item;
-    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<I::Item>> {
-        Poll::Ready(self.0.next())
-    }
-}
+impl<S, T> Unpin for Batcher<S, T> {}
 
 #[cfg(test)]
 mod tests {

@@ -61,8 +61,8 @@ pub struct DispatchConfig {
     pub timeout: Duration,
     /// How failed batches are cut (default bisection).
     pub split: SplitStrategy,
-    /// A fixed pause between the starts of two calls, as seed 000's "100 ms between batches"
-    /// (default none). Prefer `rate.requests_per_sec`.
+    /// A fixed pause between the starts of two calls, like the monday.com board-update
+    /// job's "100 ms between batches" (default none). Prefer `rate.requests_per_sec`.
     pub pause: Option<Duration>,
 }
 
@@ -151,7 +151,7 @@ impl Throttle {
     }
 
     /// Closes the gate until `until` (keeps a later existing deadline).
-    pub fn pause_until(&self, until: Instant) {
+    pub(crate) fn pause_until(&self, until: Instant) {
         let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         if gate.is_none_or(|g| g < until) {
             *gate = Some(until);
@@ -159,14 +159,14 @@ impl Throttle {
     }
 
     /// When the gate opens, if it is closed at `now`.
-    pub fn gated_until(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn gated_until(&self, now: Instant) -> Option<Instant> {
         let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
         gate.filter(|g| *g > now)
     }
 
     /// Takes permission for one call carrying `items` items, or says when to ask again.
     /// Items are checked first so that a refused call never spends a request token.
-    pub fn acquire(&self, items: usize, now: Instant) -> Result<(), Instant> {
+    pub(crate) fn acquire(&self, items: usize, now: Instant) -> Result<(), Instant> {
         if let Some(open) = self.gated_until(now) {
             return Err(open);
         }

@@ -14,7 +14,7 @@ use crate::item::Priority;
 
 /// Why a batch left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FlushReason {
+pub(crate) enum FlushReason {
     /// The target item count was reached.
     Full,
     /// `max_bytes` was reached.
@@ -25,21 +25,6 @@ pub enum FlushReason {
     MemoryPressure,
     /// Input ended or the engine is shutting down: everything buffered leaves.
     Drain,
-}
-
-impl FlushReason {
-    /// A short label for metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlushReason::Full => "full",
-            FlushReason::Bytes => "bytes",
-            FlushReason::MaxWait(Priority::Urgent) => "max_wait_urgent",
-            FlushReason::MaxWait(Priority::High) => "max_wait_high",
-            FlushReason::MaxWait(Priority::Normal) => "max_wait_normal",
-            FlushReason::MemoryPressure => "memory_pressure",
-            FlushReason::Drain => "drain",
-        }
-    }
 }
 
 /// Memory limits on what the engine holds (accepted, not yet settled).

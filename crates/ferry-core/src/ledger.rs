@@ -18,7 +18,7 @@ const RATE_TAU_SECS: f64 = 5.0;
 
 /// The run's accounting; owns the sending side of the progress channel.
 #[derive(Debug)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     tx: watch::Sender<Progress>,
     started: Instant,
     last_rate_update: Instant,
@@ -26,7 +26,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// A ledger with all counts at zero, started now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let now = Instant::now();
         let (tx, _) = watch::channel(Progress::default());
         Ledger {
@@ -37,17 +37,17 @@ impl Ledger {
     }
 
     /// A receiver of progress snapshots.
-    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Progress> {
         self.tx.subscribe()
     }
 
     /// The current snapshot.
-    pub fn snapshot(&self) -> Progress {
+    pub(crate) fn snapshot(&self) -> Progress {
         self.tx.borrow().clone()
     }
 
     /// When the ledger was created.
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.started
     }
 
@@ -59,7 +59,7 @@ impl Ledger {
     }
 
     /// `n` items were accepted.
-    pub fn accept(&self, n: u64) {
+    pub(crate) fn accept(&self, n: u64) {
         self.apply(|p| {
             p.accepted += n;
             p.in_flight += n;
@@ -67,12 +67,12 @@ impl Ledger {
     }
 
     /// Sets the expected total.
-    pub fn set_total(&self, total: Option<u64>) {
+    pub(crate) fn set_total(&self, total: Option<u64>) {
         self.apply(|p| p.total = total);
     }
 
     /// A call with `items` items started.
-    pub fn call_started(&self, items: u64) {
+    pub(crate) fn call_started(&self, items: u64) {
         self.apply(|p| {
             p.calls += 1;
             p.calls_in_flight += 1;
@@ -81,7 +81,7 @@ impl Ledger {
     }
 
     /// A call with `items` items finished (its items are settled or rescheduled separately).
-    pub fn call_finished(&self, items: u64, timed_out: bool) {
+    pub(crate) fn call_finished(&self, items: u64, timed_out: bool) {
         self.apply(|p| {
             p.calls_in_flight -= 1;
             p.executing -= items;
@@ -92,7 +92,7 @@ impl Ledger {
     }
 
     /// Items ended: `succeeded`, `dead` and `cancelled` leave the in-flight count.
-    pub fn settle(&mut self, succeeded: u64, dead: u64, cancelled: u64, now: Instant) {
+    pub(crate) fn settle(&mut self, succeeded: u64, dead: u64, cancelled: u64, now: Instant) {
         let n = succeeded + dead + cancelled;
         let (dt, elapsed) = self.advance(now);
         self.apply(|p| {
@@ -113,7 +113,7 @@ impl Ledger {
     }
 
     /// Records a retry or split decision.
-    pub fn note(&self, retries: u64, splits: u64) {
+    pub(crate) fn note(&self, retries: u64, splits: u64) {
         self.apply(|p| {
             p.retries += retries;
             p.splits += splits;
@@ -121,7 +121,7 @@ impl Ledger {
     }
 
     /// Refreshes time-dependent fields and the controllers' settings.
-    pub fn tick(&mut self, now: Instant, concurrency_limit: usize, batch_size: usize) {
+    pub(crate) fn tick(&mut self, now: Instant, concurrency_limit: usize, batch_size: usize) {
         let (dt, elapsed) = self.advance(now);
         self.apply(|p| {
             p.rate *= (-dt / RATE_TAU_SECS).exp();
@@ -141,7 +141,7 @@ impl Ledger {
     }
 
     /// Marks the last snapshot.
-    pub fn finish(&mut self, now: Instant) {
+    pub(crate) fn finish(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.started);
         self.apply(|p| {
             p.elapsed = elapsed;

@@ -10,8 +10,9 @@
 //! parsed or computed there, I/O stages (an HTTP sink, the engine's in-flight calls) keep
 //! their requests going. That overlap is the reason the module exists.
 //!
-//! Each stage keeps a [`StageProfile`] (busy share, input queue depth, per-chunk latency
-//! percentiles); the terminal returns them as a [`PipelineReport`].
+//! Each stage keeps a profile (busy share, input queue depth, per-chunk latency
+//! percentiles); the terminal returns them as [`StageReport`]s in a
+//! [`PipelineReport`].
 //!
 //! A [`Flow`] is a description: nothing runs until a terminal operation
 //! ([`collect`](Flow::collect), [`for_each`](Flow::for_each),
@@ -21,9 +22,8 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ferry_core::Error> {
 //! use ferry_core::pipeline::Pipeline;
-//! use ferry_core::IterStream;
 //!
-//! let lines = IterStream::new((0..1_000u32).map(|i| format!("{i},{}", i * 2)));
+//! let lines = futures_util::stream::iter((0..1_000u32).map(|i| format!("{i},{}", i * 2)));
 //! let (sums, report) = Pipeline::source("read", lines)
 //!     .map_blocking("parse", 2, |line: String| {
 //!         line.split(',').filter_map(|f| f.parse::<u32>().ok()).sum::<u32>()
@@ -632,7 +632,8 @@ fn stage_failed(name: &str, e: &JoinError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{handler_fn, BatchOutcome, Engine, EngineConfig, IterStream};
+    use crate::{handler_fn, BatchOutcome, Engine, EngineConfig};
+    use futures_util::stream;
     use std::collections::HashSet;
     use std::hint::black_box;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -650,7 +651,7 @@ mod tests {
 
     #[tokio::test]
     async fn map_blocking_preserves_order() {
-        let (out, report) = Pipeline::source("numbers", IterStream::new(0..10_000u64))
+        let (out, report) = Pipeline::source("numbers", stream::iter(0..10_000u64))
             .chunk_size(64)
             .map_blocking("triple", 4, |x: u64| {
                 // Uneven work per chunk so that chunks finish out of order.
@@ -682,7 +683,7 @@ mod tests {
         let started: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let notify = Arc::new(tokio::sync::Notify::new());
         let (s2, n2) = (Arc::clone(&started), Arc::clone(&notify));
-        let run = Pipeline::source("read", IterStream::new(0..ITEMS))
+        let run = Pipeline::source("read", stream::iter(0..ITEMS))
             .chunk_size(CHUNK)
             .map_blocking("cpu", 1, move |x: u64| {
                 if x % CHUNK as u64 == 0 {
@@ -714,7 +715,7 @@ mod tests {
 
     #[tokio::test]
     async fn panic_in_blocking_stage_is_a_task_error_naming_the_stage() {
-        let result = Pipeline::source("numbers", IterStream::new(0..1_000u64))
+        let result = Pipeline::source("numbers", stream::iter(0..1_000u64))
             .chunk_size(16)
             .map_blocking("explode", 2, |x: u64| {
                 if x == 500 {
@@ -732,7 +733,7 @@ mod tests {
 
     #[tokio::test]
     async fn panic_in_async_stage_is_a_task_error_naming_the_stage() {
-        let result = Pipeline::source("numbers", IterStream::new(0..100u64))
+        let result = Pipeline::source("numbers", stream::iter(0..100u64))
             .map_async("lookup", 4, |x: u64| async move {
                 assert!(x != 50, "lookup failed");
                 x
@@ -747,7 +748,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn report_has_one_entry_per_stage() {
-        let report = Pipeline::source("read", IterStream::new(0..1_000u64))
+        let report = Pipeline::source("read", stream::iter(0..1_000u64))
             .chunk_size(100)
             .map_blocking("parse", 2, |x: u64| x + 1)
             .map_async("enrich", 4, |x: u64| async move {
@@ -790,7 +791,7 @@ mod tests {
         let stalled_at = Arc::new(AtomicU64::new(0));
         let seen = Arc::clone(&stalled_at);
         let mut first = true;
-        let report = Pipeline::source("read", IterStream::new(items))
+        let report = Pipeline::source("read", stream::iter(items))
             .chunk_size(10)
             .capacity(2)
             .map_blocking("cpu", 2, |x: u64| x)
@@ -828,7 +829,7 @@ mod tests {
         let running = Engine::new(EngineConfig::standard(), handler)
             .expect("valid config")
             .start();
-        let feeding = Pipeline::source("read", IterStream::new(0..N))
+        let feeding = Pipeline::source("read", stream::iter(0..N))
             .map_blocking("to-item", 2, |i: u64| Item::new(i, i, i * 2))
             .feed(running.intake());
         let pipeline = feeding.await.expect("feed task").expect("pipeline runs");

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 /// Live measurements of one stage.
 #[derive(Debug)]
-pub struct StageProfile {
+pub(crate) struct StageProfile {
     name: String,
     started: Instant,
     busy: Duration,
@@ -27,7 +27,7 @@ pub struct StageProfile {
 
 impl StageProfile {
     /// A profile for stage `name` with `workers` parallel workers (busy share is per worker).
-    pub fn new(name: impl Into<String>, workers: usize) -> Self {
+    pub(crate) fn new(name: impl Into<String>, workers: usize) -> Self {
         StageProfile {
             name: name.into(),
             started: Instant::now(),
@@ -50,12 +50,12 @@ impl StageProfile {
 
     /// Adds busy time directly (for stages that measure their own work, e.g. blocking
     /// workers).
-    pub fn add_busy(&mut self, d: Duration) {
+    pub(crate) fn add_busy(&mut self, d: Duration) {
         self.busy += d;
     }
 
     /// Marks the stage busy (work in hand) or idle from `now` on.
-    pub fn set_busy(&mut self, busy: bool, now: Instant) {
+    pub(crate) fn set_busy(&mut self, busy: bool, now: Instant) {
         match (busy, self.busy_since) {
             (true, None) => self.busy_since = Some(now),
             (false, Some(since)) => {
@@ -67,21 +67,21 @@ impl StageProfile {
     }
 
     /// Samples the depth of the stage's input queue.
-    pub fn sample_depth(&mut self, depth: u64) {
+    pub(crate) fn sample_depth(&mut self, depth: u64) {
         self.depth_sum += depth as f64;
         self.depth_max = self.depth_max.max(depth);
         self.depth_samples += 1;
     }
 
     /// Records one call (or chunk) of `items` items that took `latency`.
-    pub fn record(&mut self, latency: Duration, items: u64) {
+    pub(crate) fn record(&mut self, latency: Duration, items: u64) {
         let us = (latency.as_micros() as u64).max(1);
         let _ = self.latency_us.record(us);
         self.items += items;
     }
 
     /// A summary as of `now`.
-    pub fn report(&self, now: Instant) -> StageReport {
+    pub(crate) fn report(&self, now: Instant) -> StageReport {
         let elapsed = now.saturating_duration_since(self.started);
         let busy = self.busy
             + self

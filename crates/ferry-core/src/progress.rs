@@ -1,5 +1,6 @@
 //! Progress: counts, rate and ETA, published as one `watch` channel that the progress bar,
-//! the service's event streams and metrics all read.
+//! the service's event streams and metrics all read. This module owns the snapshot type and
+//! its identity; the ledger owns the updates.
 
 use std::time::Duration;
 

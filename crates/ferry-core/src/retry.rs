@@ -84,7 +84,7 @@ impl RetryPolicy {
     /// The delay before the next attempt of something that has failed `failures` times
     /// (1 for the first failure): full jitter over `min(max, base * 2^(failures-1))`,
     /// and never less than the server's `retry_after`.
-    pub fn delay<G: Rng>(
+    pub(crate) fn delay<G: Rng>(
         &self,
         failures: u32,
         retry_after: Option<Duration>,
@@ -144,6 +144,40 @@ mod tests {
         }
     }
 
+    /// `min(max, base * 2^(failures-1))`: the top of the full-jitter range.
+    fn ceiling(base: Duration, max: Duration, failures: u32) -> Duration {
+        base.saturating_mul(1u32 << (failures - 1).min(30)).min(max)
+    }
+
+    #[test]
+    fn full_jitter_spreads_delays_over_the_whole_range() {
+        // Uniform over [0, ceiling]: mean ceiling / 2, draws near both ends. A delay that is
+        // always zero, or never jittered, fails here.
+        let p = RetryPolicy::default();
+        let mut rng = SmallRng::seed_from_u64(42);
+        for failures in 1..=12 {
+            let top = ceiling(
+                Duration::from_millis(100),
+                Duration::from_secs(30),
+                failures,
+            );
+            let draws: Vec<Duration> = (0..4000)
+                .map(|_| p.delay(failures, None, &mut rng))
+                .collect();
+            let mean = draws.iter().sum::<Duration>().as_secs_f64() / draws.len() as f64;
+            let share = mean / top.as_secs_f64();
+            assert!(
+                (0.45..=0.55).contains(&share),
+                "failures {failures}: mean {share:.3} of the ceiling"
+            );
+            let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+            assert!(
+                *lo <= top / 20 && *hi >= top * 19 / 20,
+                "failures {failures}: {lo:?}..{hi:?} of {top:?}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn delay_stays_within_exponential_ceiling(failures in 1u32..64, seed: u64, base_ms in 1u64..1000, extra_ms in 0u64..60_000) {
@@ -152,8 +186,18 @@ mod tests {
             let p = RetryPolicy::new(NonZeroU32::MIN, base, max).unwrap();
             let mut rng = SmallRng::seed_from_u64(seed);
             let d = p.delay(failures, None, &mut rng);
-            let ceiling = base.saturating_mul(1u32 << (failures - 1).min(30)).min(max);
-            prop_assert!(d <= ceiling);
+            prop_assert!(d <= ceiling(base, max, failures));
+        }
+
+        #[test]
+        fn delays_average_half_the_ceiling(failures in 1u32..40, seed: u64, base_ms in 1u64..1000, extra_ms in 0u64..60_000) {
+            let base = Duration::from_millis(base_ms);
+            let max = base + Duration::from_millis(extra_ms);
+            let p = RetryPolicy::new(NonZeroU32::MIN, base, max).unwrap();
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let total: Duration = (0..1000).map(|_| p.delay(failures, None, &mut rng)).sum();
+            let share = total.as_secs_f64() / 1000.0 / ceiling(base, max, failures).as_secs_f64();
+            prop_assert!((0.4..=0.6).contains(&share), "mean {share:.3} of the ceiling");
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Splitting a batch that failed as a whole, so one poison item costs O(log n) extra calls and
 //! never sinks its neighbours.
 //!
-//! Two strategies: a ladder of sizes (seed 000's `15 -> 5 -> 1`: a failed batch is cut into
-//! chunks of the largest rung smaller than it) and bisection (halves). Both always make
-//! progress: every part is strictly smaller than the batch it came from.
+//! Two strategies: a ladder of sizes (the monday.com board-update job's `15 -> 5 -> 1`: a
+//! failed batch is cut into chunks of the largest rung smaller than it) and bisection
+//! (halves). Both always make progress: every part is strictly smaller than the batch it came
+//! from.
 
 use std::num::NonZeroUsize;
 
@@ -100,7 +101,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_ladder_15_5_1() {
+    fn board_update_ladder_15_5_1() {
         let s = SplitStrategy::ladder(&[15, 5, 1]).unwrap();
         assert_eq!(s.part_size(40), 15);
         assert_eq!(s.part_size(15), 5);

@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use ferry_core::{Engine, EngineConfig, Item, IterStream};
+use ferry_core::{Engine, EngineConfig, Item};
 use ferry_models::sentiment::{analyze, predict, preload, sample_texts, SentimentHandler};
 
 const TEXTS: usize = 10_000;
@@ -49,7 +49,7 @@ fn direct_predict(texts: &[String]) -> f64 {
 async fn engine(items: Vec<Item<String>>) -> u64 {
     let report = Engine::new(EngineConfig::standard(), SentimentHandler::new())
         .expect("config")
-        .run(IterStream::new(items.into_iter()))
+        .run_iter(items)
         .await
         .expect("run");
     assert_eq!(report.progress.succeeded, TEXTS as u64);

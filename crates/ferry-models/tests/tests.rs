@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use ferry_core::{Batch, BatchOutcome, Buffer, Engine, EngineConfig, Handler, Item, ItemOutcome};
+use ferry_core::{Batch, BatchOutcome, Engine, EngineConfig, Handler, Item, ItemOutcome};
 use ferry_models::sentiment::{
     analyze, predict, Label, Prediction, Sentiment, SentimentHandler, SentimentJsonHandler,
     EXPECTED_TEXT, MODEL_NAME,
@@ -33,12 +33,13 @@ fn compound(text: &str) -> f64 {
 }
 
 fn batch<T>(payloads: impl IntoIterator<Item = T>) -> Batch<T> {
-    let mut buffer = Buffer::new();
-    let now = tokio::time::Instant::now();
-    for (i, p) in payloads.into_iter().enumerate() {
-        buffer.push(Item::new(format!("k{i}"), i as u64, p), now);
-    }
-    buffer.cut(usize::MAX, usize::MAX).unwrap()
+    Batch::new(
+        payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Item::new(format!("k{i}"), i as u64, p))
+            .collect(),
+    )
 }
 
 // ---- the reference ---------------------------------------------------------------------

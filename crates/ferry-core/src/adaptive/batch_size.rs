@@ -69,7 +69,7 @@ impl Default for BatchSizeConfig {
 impl BatchSizeConfig {
     /// Checks `1 <= min <= initial <= max` and the ratios.
     pub fn validate(&self) -> Result<(), Error> {
-        super::validate_bounds(
+        super::bounds::validate_bounds(
             (self.min, self.initial, self.max),
             ["batch.min_items", "batch.initial_items", "batch.max_items"],
         )?;

@@ -106,7 +106,7 @@ impl Default for ConcurrencyConfig {
 impl ConcurrencyConfig {
     /// Checks `1 <= min <= initial <= max` and the ratios.
     pub fn validate(&self) -> Result<(), Error> {
-        super::validate_bounds(
+        super::bounds::validate_bounds(
             (self.min, self.initial, self.max),
             [
                 "dispatch.min_concurrency",

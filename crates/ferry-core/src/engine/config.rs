@@ -1,4 +1,7 @@
-//! Engine configuration and presets.
+//! Engine configuration and presets: this module owns [`EngineConfig`], the one value that
+//! says how a run batches, dispatches and retries, and the checks that make its parts fit
+//! together (`validate` runs when an engine is built, so a running engine never sees an
+//! inconsistent configuration).
 
 use std::num::NonZeroUsize;
 use std::time::Duration;

@@ -11,14 +11,16 @@
 //! item that must leave); then wait for whichever comes first: a finished call, new items,
 //! the next deadline (an item's max wait, a retry's backoff, the rate limiter, the
 //! `Retry-After` gate), a progress tick, or cancellation.
+//!
+//! This module owns the loop's state and carries decisions out; it does not make them. What
+//! a finished call means for its items and for the controllers (retry, split, dead-letter,
+//! the gate, the signals) is the outcome policy's decision (`crate::policy`), and when a
+//! batch may leave is the flush policy's.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
-use std::panic::AssertUnwindSafe;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, watch};
@@ -26,126 +28,27 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{BatchSizing, EngineConfig};
-use super::handle::Settled;
+use super::backoff::Backoffs;
+use super::call::{self, CallDone};
+use super::config::EngineConfig;
+use super::controllers::{Limit, Size};
+use super::metrics::Metrics;
 use super::report::Report;
-use crate::adaptive::{BatchSizeController, ConcurrencyController, Signal};
+use super::settled::{Outcomes, Settled};
 use crate::batcher::Buffer;
-use crate::deadletter::{DeadLetter, DeadLetterSink};
-use crate::dispatch::{Concurrency, Throttle};
+use crate::deadletter::DeadLetterSink;
+use crate::dispatch::Throttle;
 use crate::error::Error;
 use crate::item::{Batch, Item, Priority};
 use crate::ledger::Ledger;
-use crate::outcome::{BatchOutcome, Handler, ItemOutcome};
+use crate::outcome::{Handler, ItemOutcome};
+use crate::policy::{self, Action, BatchState, CallEnd, ItemAction, ItemEnd, OutcomePolicy};
 use crate::profile::StageProfile;
 use crate::progress::Progress;
 
 /// Most items taken from one intake channel per loop turn, so a flood of input cannot
 /// starve completions.
 const INTAKE_BURST: usize = 4096;
-
-/// What became of one handler call.
-enum CallOutcome<R> {
-    Handler(BatchOutcome<R>),
-    TimedOut,
-    Panicked(String),
-    Abandoned,
-}
-
-/// A finished call: the batch comes back with its outcome.
-struct CallDone<T, R> {
-    batch: Batch<T>,
-    outcome: CallOutcome<R>,
-    latency: Duration,
-}
-
-/// A batch waiting for its backoff to pass.
-struct Delayed<T> {
-    due: Instant,
-    seq: u64,
-    batch: Batch<T>,
-}
-
-impl<T> PartialEq for Delayed<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
-}
-impl<T> Eq for Delayed<T> {}
-impl<T> PartialOrd for Delayed<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Delayed<T> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
-    }
-}
-
-enum Limit {
-    Fixed(usize),
-    Adaptive(ConcurrencyController),
-}
-
-impl Limit {
-    fn get(&self) -> usize {
-        match self {
-            Limit::Fixed(n) => *n,
-            Limit::Adaptive(c) => c.limit(),
-        }
-    }
-}
-
-enum Size {
-    Fixed(usize),
-    Adaptive(BatchSizeController),
-}
-
-impl Size {
-    fn get(&self) -> usize {
-        match self {
-            Size::Fixed(n) => *n,
-            Size::Adaptive(c) => c.size(),
-        }
-    }
-}
-
-/// Pre-registered metric handles (the `metrics` facade; no exporter here).
-struct Metrics {
-    succeeded: metrics::Counter,
-    dead: metrics::Counter,
-    cancelled: metrics::Counter,
-    calls: metrics::Counter,
-    retries: metrics::Counter,
-    splits: metrics::Counter,
-    timeouts: metrics::Counter,
-    latency: metrics::Histogram,
-    batch_items: metrics::Histogram,
-    concurrency: metrics::Gauge,
-    batch_size: metrics::Gauge,
-    in_flight: metrics::Gauge,
-}
-
-impl Metrics {
-    fn new(name: &str) -> Self {
-        let engine = name.to_owned();
-        Metrics {
-            succeeded: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "succeeded"),
-            dead: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "dead_lettered"),
-            cancelled: metrics::counter!("ferry_items_total", "engine" => engine.clone(), "outcome" => "cancelled"),
-            calls: metrics::counter!("ferry_calls_total", "engine" => engine.clone()),
-            retries: metrics::counter!("ferry_retries_total", "engine" => engine.clone()),
-            splits: metrics::counter!("ferry_splits_total", "engine" => engine.clone()),
-            timeouts: metrics::counter!("ferry_timeouts_total", "engine" => engine.clone()),
-            latency: metrics::histogram!("ferry_batch_latency_seconds", "engine" => engine.clone()),
-            batch_items: metrics::histogram!("ferry_batch_items", "engine" => engine.clone()),
-            concurrency: metrics::gauge!("ferry_concurrency_limit", "engine" => engine.clone()),
-            batch_size: metrics::gauge!("ferry_batch_size", "engine" => engine.clone()),
-            in_flight: metrics::gauge!("ferry_items_in_flight", "engine" => engine),
-        }
-    }
-}
 
 /// The loop's state.
 pub(super) struct Core<T, R, H> {
@@ -161,8 +64,8 @@ pub(super) struct Core<T, R, H> {
     abandon: CancellationToken,
     buffer: Buffer<T>,
     ready: VecDeque<Batch<T>>,
-    delayed: BinaryHeap<Reverse<Delayed<T>>>,
-    delayed_seq: u64,
+    /// Retried batches waiting out their backoff.
+    backoffs: Backoffs<T>,
     /// Bytes of every accepted, unsettled item (buffered, queued, or in a call).
     held_bytes: usize,
     calls: JoinSet<CallDone<T, R>>,
@@ -173,6 +76,7 @@ pub(super) struct Core<T, R, H> {
     ledger: Ledger,
     profile: StageProfile,
     metrics: Metrics,
+    policy: OutcomePolicy,
     rng: SmallRng,
     cancelling: bool,
     last_was_probe: bool,
@@ -197,18 +101,8 @@ where
         cancel: CancellationToken,
         total: Option<u64>,
     ) -> Self {
-        let size = match &cfg.sizing {
-            BatchSizing::Fixed => Size::Fixed(cfg.max_items()),
-            BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
-        };
-        let limit = match &cfg.dispatch.concurrency {
-            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
-            Concurrency::Adaptive(c) => {
-                let mut ctl = ConcurrencyController::new(c.clone());
-                ctl.set_batch_size(size.get());
-                Limit::Adaptive(ctl)
-            }
-        };
+        let size = Size::new(&cfg.sizing, cfg.max_items());
+        let limit = Limit::new(&cfg.dispatch.concurrency, size.get());
         let rng = match cfg.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_entropy(),
@@ -229,8 +123,7 @@ where
             abandon: CancellationToken::new(),
             buffer: Buffer::new(),
             ready: VecDeque::new(),
-            delayed: BinaryHeap::new(),
-            delayed_seq: 0,
+            backoffs: Backoffs::new(),
             held_bytes: 0,
             calls: JoinSet::new(),
             limit,
@@ -239,6 +132,7 @@ where
             next_start: None,
             ledger,
             profile: StageProfile::new("dispatch", 1),
+            policy: OutcomePolicy::new(&cfg.retry),
             rng,
             cancelling: false,
             last_was_probe: false,
@@ -255,9 +149,7 @@ where
     }
 
     fn queued_items(&self) -> usize {
-        self.buffer.len()
-            + self.ready.iter().map(Batch::len).sum::<usize>()
-            + self.delayed.iter().map(|d| d.0.batch.len()).sum::<usize>()
+        self.buffer.len() + self.ready.iter().map(Batch::len).sum::<usize>() + self.backoffs.items()
     }
 
     fn done(&self) -> bool {
@@ -266,7 +158,7 @@ where
                 || (self.input_closed()
                     && self.buffer.is_empty()
                     && self.ready.is_empty()
-                    && self.delayed.is_empty()))
+                    && self.backoffs.is_empty()))
     }
 
     /// Whether intake of priority `p` may be read now.
@@ -382,15 +274,10 @@ where
         if self.cancelling {
             return None;
         }
-        while let Some(Reverse(top)) = self.delayed.peek() {
-            if top.due > now {
-                break;
-            }
-            if let Some(Reverse(d)) = self.delayed.pop() {
-                self.ready.push_back(d.batch);
-            }
+        while let Some(batch) = self.backoffs.pop_due(now) {
+            self.ready.push_back(batch);
         }
-        let mut wake = self.delayed.peek().map(|Reverse(d)| d.due);
+        let mut wake = self.backoffs.next_due();
         let draining = self.input_closed();
         while self.calls.len() < self.limit.get() {
             if let Some(open) = self.throttle.gated_until(now) {
@@ -426,9 +313,7 @@ where
             if let Err(at) = self.throttle.acquire(batch.len(), now) {
                 if batch.probe {
                     // Not sent: it goes back as an ordinary batch and the probe is returned.
-                    if let Size::Adaptive(c) = &mut self.size {
-                        c.cancel_probe();
-                    }
+                    self.size.cancel_probe();
                 }
                 let mut batch = batch;
                 batch.probe = false;
@@ -480,34 +365,15 @@ where
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
-        self.calls.spawn(async move {
-            let started = Instant::now();
-            let outcome = {
-                let call = AssertUnwindSafe(handler.call(&batch)).catch_unwind();
-                tokio::select! {
-                    r = tokio::time::timeout(timeout, call) => match r {
-                        Ok(Ok(outcome)) => CallOutcome::Handler(outcome),
-                        Ok(Err(panic)) => CallOutcome::Panicked(panic_message(&panic)),
-                        Err(_) => CallOutcome::TimedOut,
-                    },
-                    _ = abandon.cancelled() => CallOutcome::Abandoned,
-                }
-            };
-            CallDone {
-                batch,
-                outcome,
-                latency: started.elapsed(),
-            }
-        });
+        self.calls
+            .spawn(call::call(handler, batch, timeout, abandon));
         let in_flight = self.calls.len();
         self.peak_calls = self.peak_calls.max(in_flight);
         self.profile.set_busy(true, now);
-        if let Limit::Adaptive(c) = &mut self.limit {
-            c.on_dispatch(in_flight, now);
-        }
+        self.limit.on_dispatch(in_flight, now);
     }
 
-    /// Settles or reschedules the items of a finished call.
+    /// Settles or reschedules the items of a finished call, as the outcome policy decides.
     async fn complete(&mut self, done: CallDone<T, R>) -> Result<(), Error> {
         let now = Instant::now();
         let CallDone {
@@ -517,101 +383,51 @@ where
         } = done;
         let n = batch.len();
         let probe = std::mem::take(&mut batch.probe);
-        // Only a completed call, a `Split` or a timeout says anything about the probe's size;
-        // for any other outcome the probe is simply handed back.
-        let sized = matches!(
-            outcome,
-            CallOutcome::Handler(
-                BatchOutcome::Done(_) | BatchOutcome::Split { .. } | BatchOutcome::TooLarge { .. }
-            ) | CallOutcome::TimedOut
-        );
-        if probe && !sized {
-            if let Size::Adaptive(c) = &mut self.size {
-                c.cancel_probe();
-            }
-        }
-        let timed_out = matches!(outcome, CallOutcome::TimedOut);
+        let end = outcome.end();
+        let timed_out = end == CallEnd::TimedOut;
         self.ledger.call_finished(n as u64, timed_out);
         self.profile.record(latency, n as u64);
         self.metrics.latency.record(latency.as_secs_f64());
+        if timed_out {
+            self.metrics.timeouts.increment(1);
+        }
         if self.calls.is_empty() {
             self.profile.set_busy(false, now);
         }
-
-        let size_before = self.size.get();
         // Only full batches of the confirmed size are comparable for the latency baseline.
-        let comparable = !probe && (n as f64) >= 0.9 * size_before as f64;
-        let mut out = Outcomes::default();
-        let signal = match outcome {
-            CallOutcome::Handler(BatchOutcome::Done(results)) => {
-                if let Size::Adaptive(c) = &mut self.size {
-                    c.on_success(n, latency, probe);
-                }
-                self.settle_items(batch, results, &mut out, now);
-                if comparable {
-                    Signal::Ok
-                } else {
-                    Signal::Neutral
-                }
-            }
-            CallOutcome::Handler(BatchOutcome::Retry { after, reason }) => {
-                if let Some(after) = after {
-                    self.throttle.pause_until(now + after);
-                }
-                self.retry_batch(batch, after, reason, &mut out, now);
-                Signal::Backpressure
-            }
-            CallOutcome::Handler(BatchOutcome::Split { reason }) => {
-                // A `Split` of a probe says the size is too large; of an ordinary batch (a size
-                // that went through before) it far more likely says a poison item is inside.
-                if let (Size::Adaptive(c), true) = (&mut self.size, probe) {
-                    c.on_too_large(n, true);
-                }
-                self.split_or_kill(batch, reason, &mut out);
-                Signal::Neutral
-            }
-            CallOutcome::Handler(BatchOutcome::TooLarge { reason }) => {
-                if let Size::Adaptive(c) = &mut self.size {
-                    c.on_too_large(n, probe);
-                }
-                self.split_or_kill(batch, reason, &mut out);
-                Signal::Neutral
-            }
-            CallOutcome::Panicked(msg) => {
-                self.split_or_kill(batch, format!("handler panicked: {msg}"), &mut out);
-                Signal::Neutral
-            }
-            CallOutcome::Handler(BatchOutcome::Fatal { reason }) => {
-                for item in batch.into_items() {
-                    out.dead(item, reason.clone());
-                }
-                Signal::Neutral
-            }
-            CallOutcome::TimedOut => {
-                self.metrics.timeouts.increment(1);
-                if let Size::Adaptive(c) = &mut self.size {
-                    c.on_too_large(n, probe);
-                }
-                let reason = format!("timed out after {:?}", self.cfg.dispatch.timeout);
-                if n > 1 {
-                    self.split_or_kill(batch, reason, &mut out);
-                } else {
-                    self.retry_batch(batch, None, reason, &mut out, now);
-                }
-                Signal::Backpressure
-            }
-            CallOutcome::Abandoned => {
-                out.cancelled.extend(batch.into_items());
-                Signal::Neutral
-            }
+        let comparable = !probe && (n as f64) >= 0.9 * self.size.get() as f64;
+        let state = BatchState {
+            len: n,
+            level_failures: batch.level_failures,
+            probe,
+            comparable,
+            cancelling: self.cancelling,
         };
-        if let Limit::Adaptive(c) = &mut self.limit {
-            c.on_response(latency, signal, now);
-            c.set_batch_size(self.size.get());
+        let decision = self.policy.on_call(end, state);
+        if let Some(after) = decision.pause {
+            self.throttle.pause_until(now + after);
         }
+        self.size.learn(decision.size, n, latency, probe);
+        // The policy answers `PerItem` for exactly the calls that returned per-item results.
+        let (results, reason) = match outcome.into_results(self.cfg.dispatch.timeout) {
+            Ok(results) => (results, String::new()),
+            Err(reason) => (Vec::new(), reason),
+        };
+        let mut out = Outcomes::default();
+        match decision.action {
+            Action::PerItem => self.settle_items(batch, results, &mut out, now),
+            Action::Retry { after } => self.retry(batch, after, &reason, &mut out, now),
+            Action::Split { charge } => self.split(batch, charge, &mut out),
+            Action::DeadLetter => out.dead_all(batch.into_items(), &reason),
+            Action::Cancel => out.cancelled.extend(batch.into_items()),
+        }
+        let size = self.size.get();
+        self.limit.on_response(latency, decision.signal, now, size);
         self.record(out, now).await
     }
 
+    /// Ends each item of a completed call by its own outcome; the retried ones go back as
+    /// one batch after a backoff.
     fn settle_items(
         &mut self,
         batch: Batch<T>,
@@ -623,20 +439,28 @@ where
         let got = results.len();
         let mut results = results.into_iter();
         let mut retry = Vec::new();
-        for item in batch.into_items() {
-            match results.next() {
-                Some(ItemOutcome::Ok(result)) => out.succeeded.push((item, result)),
-                Some(ItemOutcome::Fatal(e)) => out.dead(item, e),
-                Some(ItemOutcome::Retry(e)) => {
-                    let mut item = item;
-                    item.failures += 1;
-                    if item.failures >= self.cfg.retry.max_attempts() || self.cancelling {
-                        out.end_failed(item, e, self.cancelling);
-                    } else {
-                        retry.push(item);
-                    }
+        for mut item in batch.into_items() {
+            let result = results.next();
+            let end = match &result {
+                Some(ItemOutcome::Ok(_)) => ItemEnd::Ok,
+                Some(ItemOutcome::Retry(_)) => ItemEnd::Retry,
+                Some(ItemOutcome::Fatal(_)) => ItemEnd::Fatal,
+                None => ItemEnd::Missing,
+            };
+            if end == ItemEnd::Retry {
+                item.failures += 1;
+            }
+            match (
+                self.policy.on_item(end, item.failures, self.cancelling),
+                result,
+            ) {
+                (ItemAction::Succeed, Some(ItemOutcome::Ok(result))) => {
+                    out.succeeded.push((item, result));
                 }
-                None => out.dead(
+                (ItemAction::Retry, _) => retry.push(item),
+                (ItemAction::Cancel, _) => out.cancelled.push(item),
+                (_, Some(ItemOutcome::Retry(e) | ItemOutcome::Fatal(e))) => out.dead(item, e),
+                (_, _) => out.dead(
                     item,
                     format!("handler returned {got} results for a batch of {n} items"),
                 ),
@@ -644,46 +468,37 @@ where
         }
         if !retry.is_empty() {
             let failures = retry.iter().map(|i| i.failures).max().unwrap_or(1);
-            let delay = self.cfg.retry.delay(failures, None, &mut self.rng);
+            let delay = policy::backoff(&self.cfg.retry, failures, None, &mut self.rng);
             out.retries += 1;
-            self.schedule(Batch::from_items(retry), now + delay);
+            self.backoffs
+                .schedule(Batch::from_items(retry), now + delay);
         }
     }
 
-    /// A whole-batch retryable failure: retry it whole, split it, or dead-letter the items
-    /// out of attempts.
-    fn retry_batch(
-        &mut self,
-        mut batch: Batch<T>,
-        after: Option<Duration>,
-        reason: String,
-        out: &mut Outcomes<T, R>,
-        now: Instant,
-    ) {
-        if self.cancelling {
-            out.cancelled.extend(batch.into_items());
-            return;
-        }
+    /// Charges a whole-batch failure: one to the batch and one to each of its items.
+    fn charge(batch: &mut Batch<T>) {
         batch.level_failures += 1;
         for item in &mut batch.items {
             item.failures += 1;
         }
-        if after.is_none()
-            && batch.len() > 1
-            && batch.level_failures >= self.cfg.retry.split_after_failures()
-        {
-            out.splits += 1;
-            for part in self.cfg.dispatch.split.split(batch) {
-                self.ready.push_back(part);
-            }
-            return;
-        }
-        let max = self.cfg.retry.max_attempts();
-        let (exhausted, alive): (Vec<_>, Vec<_>) =
-            batch.items.drain(..).partition(|i| i.failures >= max);
-        for item in exhausted {
-            out.dead(item, reason.clone());
-        }
+    }
+
+    /// Charges a failure, dead-letters the items out of attempts and schedules the rest.
+    fn retry(
+        &mut self,
+        mut batch: Batch<T>,
+        after: Option<Duration>,
+        reason: &str,
+        out: &mut Outcomes<T, R>,
+        now: Instant,
+    ) {
+        Self::charge(&mut batch);
+        let policy = self.policy;
+        let (exhausted, alive): (Vec<_>, Vec<_>) = batch
+            .items
+            .drain(..)
+            .partition(|i| policy.exhausted(i.failures));
+        out.dead_all(exhausted, reason);
         if alive.is_empty() {
             return;
         }
@@ -691,33 +506,21 @@ where
         let level = batch.level_failures;
         let mut again = Batch::from_items(alive);
         again.level_failures = level;
-        let delay = self.cfg.retry.delay(failures, after, &mut self.rng);
+        let delay = policy::backoff(&self.cfg.retry, failures, after, &mut self.rng);
         out.retries += 1;
-        self.schedule(again, now + delay);
+        self.backoffs.schedule(again, now + delay);
     }
 
-    fn split_or_kill(&mut self, batch: Batch<T>, reason: String, out: &mut Outcomes<T, R>) {
-        if self.cancelling {
-            out.cancelled.extend(batch.into_items());
-        } else if batch.len() > 1 {
-            out.splits += 1;
-            for part in self.cfg.dispatch.split.split(batch) {
-                self.ready.push_back(part);
-            }
-        } else {
-            for item in batch.into_items() {
-                out.dead(item, reason.clone());
-            }
+    /// Splits `batch` (charging a failure first if asked); the parts leave before anything
+    /// else that waits.
+    fn split(&mut self, mut batch: Batch<T>, charge: bool, out: &mut Outcomes<T, R>) {
+        if charge {
+            Self::charge(&mut batch);
         }
-    }
-
-    fn schedule(&mut self, batch: Batch<T>, due: Instant) {
-        self.delayed_seq += 1;
-        self.delayed.push(Reverse(Delayed {
-            due,
-            seq: self.delayed_seq,
-            batch,
-        }));
+        out.splits += 1;
+        for part in self.cfg.dispatch.split.split(batch) {
+            self.ready.push_back(part);
+        }
     }
 
     /// Stop intake: cancel everything that is not in a call.
@@ -741,8 +544,8 @@ where
         for batch in self.ready.drain(..) {
             out.cancelled.extend(batch.into_items());
         }
-        for Reverse(d) in self.delayed.drain() {
-            out.cancelled.extend(d.batch.into_items());
+        for batch in self.backoffs.drain() {
+            out.cancelled.extend(batch.into_items());
         }
         tracing::info!(engine = %self.cfg.name, cancelled = out.cancelled.len(), in_calls = self.calls.len(), "cancelling");
         self.record(out, Instant::now()).await
@@ -750,47 +553,26 @@ where
 
     /// Writes dead letters, updates the ledger and metrics, emits settled outcomes.
     async fn record(&mut self, out: Outcomes<T, R>, now: Instant) -> Result<(), Error> {
-        let Outcomes {
-            succeeded,
-            dead,
-            cancelled,
-            retries,
-            splits,
-        } = out;
+        let (retries, splits) = (out.retries, out.splits);
         if retries + splits > 0 {
             self.ledger.note(retries, splits);
             self.metrics.retries.increment(retries);
             self.metrics.splits.increment(splits);
         }
-        if succeeded.is_empty() && dead.is_empty() && cancelled.is_empty() {
+        if out.nothing_ended() {
             return Ok(());
         }
-        if !dead.is_empty() {
-            self.dead_sink.write(&dead).await?;
+        if !out.dead.is_empty() {
+            self.dead_sink.write(&out.dead).await?;
         }
-        let bytes: usize = succeeded.iter().map(|(i, _)| i.bytes()).sum::<usize>()
-            + dead.iter().map(|d| d.item.bytes()).sum::<usize>()
-            + cancelled.iter().map(Item::bytes).sum::<usize>();
-        self.held_bytes = self.held_bytes.saturating_sub(bytes);
-        let (s, d, c) = (
-            succeeded.len() as u64,
-            dead.len() as u64,
-            cancelled.len() as u64,
-        );
+        self.held_bytes = self.held_bytes.saturating_sub(out.bytes());
+        let (s, d, c) = out.counts();
         self.ledger.settle(s, d, c, now);
         self.metrics.succeeded.increment(s);
         self.metrics.dead.increment(d);
         self.metrics.cancelled.increment(c);
         if let Some(tx) = &self.settled_tx {
-            let mut settled = Vec::with_capacity((s + d + c) as usize);
-            settled.extend(
-                succeeded
-                    .into_iter()
-                    .map(|(item, result)| Settled::Succeeded { item, result }),
-            );
-            settled.extend(dead.into_iter().map(Settled::DeadLettered));
-            settled.extend(cancelled.into_iter().map(Settled::Cancelled));
-            if tx.send(settled).await.is_err() {
+            if tx.send(out.into_settled()).await.is_err() {
                 self.settled_tx = None;
             }
         }
@@ -822,62 +604,6 @@ where
     }
 }
 
-/// What one completion settles.
-struct Outcomes<T, R> {
-    succeeded: Vec<(Item<T>, R)>,
-    dead: Vec<DeadLetter<T>>,
-    cancelled: Vec<Item<T>>,
-    retries: u64,
-    splits: u64,
-}
-
-impl<T, R> Default for Outcomes<T, R> {
-    fn default() -> Self {
-        Outcomes {
-            succeeded: Vec::new(),
-            dead: Vec::new(),
-            cancelled: Vec::new(),
-            retries: 0,
-            splits: 0,
-        }
-    }
-}
-
-impl<T, R> Outcomes<T, R> {
-    fn dead(&mut self, item: Item<T>, error: String) {
-        let now = SystemTime::now();
-        // The first attempt's wall-clock time, derived from the monotonic acceptance time.
-        let first_attempt_at = item
-            .accepted_at
-            .map(|at| now - Instant::now().saturating_duration_since(at));
-        self.dead.push(DeadLetter {
-            attempts: item.attempts,
-            item,
-            error,
-            first_attempt_at,
-            dead_at: now,
-        });
-    }
-
-    fn end_failed(&mut self, item: Item<T>, error: String, cancelling: bool) {
-        if cancelling {
-            self.cancelled.push(item);
-        } else {
-            self.dead(item, error);
-        }
-    }
-}
-
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
 }

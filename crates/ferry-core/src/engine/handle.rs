@@ -1,4 +1,6 @@
-//! The engine's public handles: building, feeding, watching and finishing a run.
+//! The engine's public handles: building ([`Engine`]), feeding ([`Intake`]), watching and
+//! finishing ([`Running`]) a run. This module owns the channels between producers and the
+//! event loop; the loop itself is `core`.
 
 use std::sync::Arc;
 
@@ -11,38 +13,13 @@ use tokio_util::sync::CancellationToken;
 use super::config::EngineConfig;
 use super::core::Core;
 use super::report::Report;
+use super::settled::Settled;
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::dispatch::Throttle;
 use crate::error::Error;
 use crate::item::{Item, Priority};
 use crate::outcome::{BoxFuture, Handler};
 use crate::progress::Progress;
-
-/// How one item ended.
-#[derive(Debug)]
-pub enum Settled<T, R> {
-    /// A handler completed it with `result`.
-    Succeeded {
-        /// The item.
-        item: Item<T>,
-        /// What the handler returned for it.
-        result: R,
-    },
-    /// It went to the dead-letter sink (already written there when this is emitted).
-    DeadLettered(DeadLetter<T>),
-    /// Cancellation ended it before it was done.
-    Cancelled(Item<T>),
-}
-
-impl<T, R> Settled<T, R> {
-    /// The item's key.
-    pub fn key(&self) -> &crate::Key {
-        match self {
-            Settled::Succeeded { item, .. } | Settled::Cancelled(item) => item.key(),
-            Settled::DeadLettered(d) => d.item.key(),
-        }
-    }
-}
 
 /// Logs dead letters (key and error) when no sink was configured.
 struct LogDeadLetters;
@@ -64,13 +41,13 @@ impl<T: Send + Sync + 'static> DeadLetterSink<T> for LogDeadLetters {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ferry_core::Error> {
-/// use ferry_core::{handler_fn, BatchOutcome, Engine, EngineConfig, Item, IterStream};
+/// use ferry_core::{handler_fn, BatchOutcome, Engine, EngineConfig, Item};
 /// let handler = handler_fn(|batch: &ferry_core::Batch<u64>| {
 ///     let doubled: Vec<u64> = batch.payloads().map(|x| x * 2).collect();
 ///     Box::pin(async move { BatchOutcome::ok(doubled) })
 /// });
 /// let engine = Engine::new(EngineConfig::standard(), handler)?;
-/// let report = engine.run(IterStream::new((0..1000u64).map(|i| Item::new(i, i, i)))).await?;
+/// let report = engine.run_iter((0..1000u64).map(|i| Item::new(i, i, i))).await?;
 /// assert_eq!(report.progress.succeeded, 1000);
 /// # Ok(()) }
 /// ```
@@ -192,7 +169,8 @@ where
         }
     }
 
-    /// Runs the engine over a stream of items to its end and returns the report.
+    /// Runs the engine over a stream of items to its end and returns the report (see
+    /// [`run_iter`](Self::run_iter) for items already in memory).
     pub async fn run<S>(self, items: S) -> Result<Report, Error>
     where
         S: Stream<Item = Item<T>> + Send,
@@ -207,6 +185,16 @@ where
         }
         drop(intake);
         running.finish().await
+    }
+
+    /// Runs the engine over the items of an iterator to its end and returns the report:
+    /// [`run`](Self::run) for a source that is already in memory.
+    pub async fn run_iter<I>(self, items: I) -> Result<Report, Error>
+    where
+        I: IntoIterator<Item = Item<T>>,
+        I::IntoIter: Send,
+    {
+        self.run(futures_util::stream::iter(items)).await
     }
 }
 

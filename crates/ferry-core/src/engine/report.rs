@@ -1,4 +1,5 @@
-//! The end-of-run report.
+//! The end-of-run report: what a finished run did, as a value (serializable, for the
+//! service and `ferry tune`) and as text (`Display`, what `ferry run` prints).
 
 use std::fmt;
 use std::time::Duration;

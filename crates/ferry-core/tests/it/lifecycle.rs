@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_core::{
     handler_fn, Batch, BatchOutcome, Concurrency, Engine, EngineConfig, FlushPolicy, Item,
-    IterStream, JsonlDeadLetters, MemoryLimits, Settled, Throttle,
+    JsonlDeadLetters, MemoryLimits, Settled, Throttle,
 };
 use tokio::time::Instant;
 
@@ -36,12 +36,21 @@ async fn cancel_accounts_for_every_item() {
         intake.push(Item::new(i, i, i)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(running.progress().borrow().executing > 0, "calls in flight");
+    let cancelled_at = Instant::now();
     running.cancel();
     // Intake refuses new items once the engine has stopped taking them.
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(intake.push(Item::new(9999u64, 9999, 9999)).await.is_err());
     drop(intake);
     let report = running.finish().await.unwrap();
+    // The calls in flight (1 s each, started at 1 s) were abandoned when the 50 ms grace
+    // ran out, not waited for.
+    let stopped_after = cancelled_at.elapsed();
+    assert!(
+        stopped_after >= Duration::from_millis(50) && stopped_after < Duration::from_millis(100),
+        "the run ended {stopped_after:?} after the cancel, with a grace of 50 ms"
+    );
     let p = &report.progress;
     assert_eq!(p.accepted, 5000);
     assert!(p.succeeded > 0, "some calls finished before the cancel");
@@ -67,12 +76,43 @@ async fn in_flight_calls_finish_within_the_grace() {
         intake.push(Item::new(i, i, i)).await.unwrap();
     }
     drop(intake);
+    let start = Instant::now();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let executing = running.progress().borrow().executing;
+    assert!(executing > 0, "calls in flight");
     running.cancel();
     let report = running.finish().await.unwrap();
     // The calls in flight at the cancel finished (grace 10 s > 2 s); the rest was cancelled.
-    assert!(report.progress.succeeded > 0);
-    assert_eq!(report.progress.succeeded + report.progress.cancelled, 64);
+    assert_eq!(report.progress.succeeded, executing);
+    assert_eq!(report.progress.cancelled, 64 - executing);
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "the calls ran to their end"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_outlasting_the_grace_are_abandoned_and_their_items_cancelled() {
+    let mut c = EngineConfig::standard();
+    c.shutdown_grace = Duration::from_secs(1);
+    c.sizing = ferry_core::BatchSizing::Fixed;
+    c.flush = FlushPolicy::new().max_items(NonZeroUsize::new(10).unwrap());
+    c.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(1).unwrap());
+    let running = Engine::new(c, slow_handler(5000)).unwrap().start();
+    let intake = running.intake();
+    for i in 0..10u64 {
+        intake.push(Item::new(i, i, i)).await.unwrap();
+    }
+    drop(intake);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(running.progress().borrow().executing, 10);
+    let cancelled_at = Instant::now();
+    running.cancel();
+    let report = running.finish().await.unwrap();
+    // The 5 s call is abandoned when the 1 s grace runs out: its items are cancelled.
+    assert_eq!(cancelled_at.elapsed(), Duration::from_secs(1));
+    assert_eq!(report.progress.cancelled, 10);
+    assert_eq!(report.progress.succeeded, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,7 +123,7 @@ async fn end_of_input_drains_everything() {
         .max_wait(ferry_core::Priority::Normal, Duration::from_secs(3600));
     let report = Engine::new(c, slow_handler(10))
         .unwrap()
-        .run(IterStream::new((0..250u64).map(|i| Item::new(i, i, i))))
+        .run_iter((0..250u64).map(|i| Item::new(i, i, i)))
         .await
         .unwrap();
     // The last 50 items leave at end of input, not after an hour.
@@ -151,7 +191,7 @@ async fn a_panicking_handler_isolates_the_item_that_panics() {
     let report = Engine::new(EngineConfig::standard(), handler)
         .unwrap()
         .dead_letters(dead.clone())
-        .run(IterStream::new((0..100u64).map(|i| Item::new(i, i, i))))
+        .run_iter((0..100u64).map(|i| Item::new(i, i, i)))
         .await
         .unwrap();
     assert_eq!(report.progress.succeeded, 99);

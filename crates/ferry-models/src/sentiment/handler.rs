@@ -19,12 +19,12 @@ pub const EXPECTED_TEXT: &str = "expected a string or an object with a text fiel
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ferry_core::Error> {
-/// use ferry_core::{Engine, EngineConfig, Item, IterStream};
+/// use ferry_core::{Engine, EngineConfig, Item};
 /// use ferry_models::sentiment::SentimentHandler;
 /// let texts = ["The book was good.", "Today SUX!"];
 /// let items = texts.iter().enumerate().map(|(i, t)| Item::new(i as u64, i as u64, t.to_string()));
 /// let report = Engine::new(EngineConfig::standard(), SentimentHandler::new())?
-///     .run(IterStream::new(items))
+///     .run_iter(items)
 ///     .await?;
 /// assert_eq!(report.progress.succeeded, 2);
 /// # Ok(()) }
@@ -67,7 +67,7 @@ where
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ferry_core::Error> {
-/// use ferry_core::{Engine, EngineConfig, Item, IterStream};
+/// use ferry_core::{Engine, EngineConfig, Item};
 /// use ferry_models::sentiment::SentimentJsonHandler;
 /// use serde_json::json;
 /// let items = vec![
@@ -76,7 +76,7 @@ where
 ///     Item::new("c", 2, json!(42)),
 /// ];
 /// let report = Engine::new(EngineConfig::standard(), SentimentJsonHandler::new())?
-///     .run(IterStream::new(items.into_iter()))
+///     .run_iter(items)
 ///     .await?;
 /// assert_eq!((report.progress.succeeded, report.progress.dead_lettered), (2, 1));
 /// # Ok(()) }

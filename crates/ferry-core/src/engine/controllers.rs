@@ -1,0 +1,113 @@
+//! The two controllers as the event loop holds them: the concurrency limit and the batch
+//! size, each fixed or adaptive behind one small interface, so the loop reads a number and
+//! reports what happened without caring which mode is configured. The algorithms live in
+//! [`adaptive`](crate::adaptive); what a finished call tells them is the outcome policy's
+//! decision.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::BatchSizing;
+use crate::adaptive::{BatchSizeController, ConcurrencyController, Signal};
+use crate::dispatch::Concurrency;
+use crate::policy::SizeFeedback;
+
+/// How many calls may be in flight.
+pub(super) enum Limit {
+    Fixed(usize),
+    Adaptive(ConcurrencyController),
+}
+
+impl Limit {
+    /// The limit `concurrency` configures, for fresh batches of `batch_size` items.
+    pub(super) fn new(concurrency: &Concurrency, batch_size: usize) -> Self {
+        match concurrency {
+            Concurrency::Fixed(n) => Limit::Fixed(n.get()),
+            Concurrency::Adaptive(c) => {
+                let mut ctl = ConcurrencyController::new(c.clone());
+                ctl.set_batch_size(batch_size);
+                Limit::Adaptive(ctl)
+            }
+        }
+    }
+
+    /// The limit now.
+    pub(super) fn get(&self) -> usize {
+        match self {
+            Limit::Fixed(n) => *n,
+            Limit::Adaptive(c) => c.limit(),
+        }
+    }
+
+    /// A call started; `in_flight` calls are out now.
+    pub(super) fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
+        if let Limit::Adaptive(c) = self {
+            c.on_dispatch(in_flight, now);
+        }
+    }
+
+    /// A call came back after `latency` with `signal`; fresh batches now carry
+    /// `batch_size` items.
+    pub(super) fn on_response(
+        &mut self,
+        latency: Duration,
+        signal: Signal,
+        now: Instant,
+        batch_size: usize,
+    ) {
+        if let Limit::Adaptive(c) = self {
+            c.on_response(latency, signal, now);
+            c.set_batch_size(batch_size);
+        }
+    }
+}
+
+/// How many items a fresh batch carries.
+pub(super) enum Size {
+    Fixed(usize),
+    Adaptive(BatchSizeController),
+}
+
+impl Size {
+    /// The size `sizing` configures, capped at `max_items` when fixed.
+    pub(super) fn new(sizing: &BatchSizing, max_items: usize) -> Self {
+        match sizing {
+            BatchSizing::Fixed => Size::Fixed(max_items),
+            BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
+        }
+    }
+
+    /// The size now.
+    pub(super) fn get(&self) -> usize {
+        match self {
+            Size::Fixed(n) => *n,
+            Size::Adaptive(c) => c.size(),
+        }
+    }
+
+    /// A probe was not sent after all.
+    pub(super) fn cancel_probe(&mut self) {
+        if let Size::Adaptive(c) = self {
+            c.cancel_probe();
+        }
+    }
+
+    /// What a call of `n` items that took `latency` says about the size.
+    pub(super) fn learn(
+        &mut self,
+        feedback: SizeFeedback,
+        n: usize,
+        latency: Duration,
+        probe: bool,
+    ) {
+        if let Size::Adaptive(c) = self {
+            match feedback {
+                SizeFeedback::Nothing => {}
+                SizeFeedback::ReturnProbe => c.cancel_probe(),
+                SizeFeedback::Success => c.on_success(n, latency, probe),
+                SizeFeedback::TooLarge => c.on_too_large(n, probe),
+            }
+        }
+    }
+}
