@@ -108,7 +108,7 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
     let f = fixture("faults", 5000, 1000).await;
     assert_eq!(f.poison.len(), 5);
     // 4 slots; 5 ms + 2 ms per mutation; more than 12 mutations time out (30 ms), so the
-    // seed's batches of 15 time out and fall back 15 -> 5; 80 requests/s; 2 % 500s; 1 % of
+    // job file's batches of 15 time out and fall back 15 -> 5; 80 requests/s; 2 % 500s; 1 % of
     // requests applied and then dropped.
     let sim = ferry_sim::spawn(SimConfig {
         slots: 4,
