@@ -44,7 +44,7 @@ pub(crate) fn spawn_workers(target: &Target, n: usize) -> anyhow::Result<Process
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting a ferry worker process")?;
+            .with_context(|| format!("starting `{} worker`", exe.display()))?;
         let stderr = child.stderr.take();
         processes.children.push(child);
         let ready = ready_tx.clone();
