@@ -13,8 +13,8 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+use crate::args::ServiceArgs;
 use crate::target::Target;
-use crate::ServiceArgs;
 
 /// A baseline's figure.
 pub(crate) struct Rate {

@@ -18,6 +18,7 @@
 //! tables (each job: insert its row and its items, mark the items done, insert their
 //! results, mark the job completed), from M concurrent connections.
 
+mod args;
 mod baseline;
 mod client;
 mod handlers;
@@ -26,9 +27,10 @@ mod target;
 mod workers;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::args::ServiceArgs;
 
 /// Benchmarks of Ferry, each printed beside a baseline measured in the same run.
 #[derive(Debug, Parser)]
@@ -47,58 +49,6 @@ enum BenchCommand {
     /// API, per store; prints items/s and submit-to-done latency p50/p95/p99 beside a
     /// baseline measured in the same run.
     Service(ServiceArgs),
-}
-
-/// Options of `ferry-bench service`.
-#[derive(Debug, Args)]
-pub(crate) struct ServiceArgs {
-    /// A store to run on (repeatable): `sqlite` (a new file in a temporary directory) or a
-    /// postgres:// URL (a new schema in it, dropped afterwards). Default: `sqlite`, then
-    /// PostgreSQL at $DATABASE_URL or postgres://postgres@127.0.0.1:5432/test if it answers.
-    #[arg(long = "store")]
-    pub(crate) stores: Vec<String>,
-    /// Jobs submitted (K).
-    #[arg(long, default_value_t = 200)]
-    pub(crate) jobs: usize,
-    /// Items (texts) per job (N).
-    #[arg(long, default_value_t = 100)]
-    pub(crate) items: usize,
-    /// Concurrent clients (M); each submits a job, polls it to completion, fetches its
-    /// results, then takes the next.
-    #[arg(long, default_value_t = 8)]
-    pub(crate) clients: usize,
-    /// The handler jobs run: `sentiment` (the VADER model) or `echo` (no-op).
-    #[arg(long, value_enum, default_value_t = HandlerKind::Sentiment)]
-    pub(crate) handler: HandlerKind,
-    /// Worker processes (`ferry worker`); 0 runs one worker inside the service process, as
-    /// `ferry serve` does. SQLite wake-ups do not cross processes: use 0 there.
-    #[arg(long, default_value_t = 0)]
-    pub(crate) workers: usize,
-    /// Pause between a client's status polls.
-    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
-    pub(crate) poll: Duration,
-    /// Skip the baselines.
-    #[arg(long)]
-    pub(crate) no_baseline: bool,
-}
-
-/// The handler the benchmark's jobs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum HandlerKind {
-    /// The VADER sentiment model.
-    Sentiment,
-    /// The no-op handler: each item's payload is its result.
-    Echo,
-}
-
-impl HandlerKind {
-    /// The handler's registered name.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            HandlerKind::Sentiment => "sentiment",
-            HandlerKind::Echo => "echo",
-        }
-    }
 }
 
 /// Exit codes: 0 the benchmark ran, 1 error, 2 bad usage (clap).

@@ -13,11 +13,11 @@ use ferry_store::StoreOptions;
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
+use crate::args::{HandlerKind, ServiceArgs};
 use crate::baseline::{baseline_predict, baseline_sql};
 use crate::client::Client;
 use crate::target::{is_postgres, pg_reachable, redact, Target};
 use crate::workers::spawn_workers;
-use crate::{HandlerKind, ServiceArgs};
 
 /// The PostgreSQL tried when no `--store` is given: `$DATABASE_URL`, else this.
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
