@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end benchmark of the board-update workload (seed 000) against ferry-sim.
+# End-to-end benchmark of the monday.com board-update workload against ferry-sim.
 #
 #   scripts/bench-board-update.sh [ROWS] [FIXED_ROWS]
 #
 # Runs, in one go and against the same simulator settings:
 #   1. Ferry with adaptive batch size and concurrency, told nothing of the simulator
 #      (generous caps only: 1,000 items per batch, 64 calls in flight), over ROWS rows;
-#   2. Ferry held to seed 000's fixed settings (15 per batch, 3 at once, 100 ms between
+#   2. Ferry held to the job file's fixed settings (15 per batch, 3 at once, 100 ms between
 #      batch starts), over FIXED_ROWS rows (it is slow);
 # and prints each one's items/s and its share of the simulator's theoretical ceiling.
 set -euo pipefail
@@ -80,7 +80,7 @@ max_concurrency = 64
 TOML
 sed -e 's/^max_items = 1000/max_items = 15\nadaptive = false/' \
     -e 's/^max_concurrency = 64/concurrency = 3\npause = "100ms"\nsplit = [15, 5, 1]/' \
-    "$work/adaptive.toml" > "$work/seed_fixed.toml"
+    "$work/adaptive.toml" > "$work/fixed.toml"
 
 run adaptive "$ROWS" "$work/adaptive.toml"
-run seed_fixed "$FIXED_ROWS" "$work/seed_fixed.toml"
+run fixed "$FIXED_ROWS" "$work/fixed.toml"

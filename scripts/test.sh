@@ -5,8 +5,9 @@
 #   - PostgreSQL on 127.0.0.1:5432 (the store suite and the crash test run on it): started
 #     if it is installed and down.
 #   - Chromium (the dashboard test): installed from Debian's packages if missing.
-#   - A Python venv at target/py with httpx and schemathesis, and Node.js (seed 001's Python
-#     client and WebSocket snippet run verbatim against `ferry serve`).
+#   - A Python venv at target/py with httpx and schemathesis, and Node.js (the KubeSentiment-
+#     compatible batch API's Python client and WebSocket snippet run verbatim against
+#     `ferry serve`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

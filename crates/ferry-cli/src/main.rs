@@ -1,7 +1,6 @@
 //! `ferry`: the command-line face of Ferry. Thin on purpose: argument parsing, wiring and
 //! exit codes; everything else lives in the library crates.
 
-mod bench;
 mod demo;
 mod keys;
 mod progress;
@@ -36,17 +35,14 @@ enum Command {
     Run(run::RunArgs),
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
-    /// Run the job service: the `/v1` API, seed 001's routes (`/api/v1/batch/...`) and an
-    /// in-process worker with the built-in handlers (`sentiment`, `echo`), on a durable store
+    /// Run the job service: the `/v1` API, the KubeSentiment-compatible batch API
+    /// (`/api/v1/batch/...`) and an in-process worker with the built-in handlers (`sentiment`, `echo`), on a durable store
     /// (SQLite by default).
     Serve(serve::ServeArgs),
     /// Run a worker that claims items from a shared store (several may run at once).
     Worker(serve::WorkerArgs),
     /// Manage the service's API keys: create (printed once, stored hashed), list, revoke.
     Keys(keys::KeysArgs),
-    /// Benchmarks: `ferry bench service` loads the job service end to end (K jobs x N items
-    /// from M clients, per store) and prints items/s and latency beside a baseline.
-    Bench(bench::BenchArgs),
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
@@ -78,7 +74,6 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(args).await.map(|()| None),
             Command::Worker(args) => serve::worker(args).await.map(|()| None),
             Command::Keys(args) => keys::run(args).await.map(|()| None),
-            Command::Bench(args) => bench::run(args).await.map(|()| None),
         }
     });
     match result {

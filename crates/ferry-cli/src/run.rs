@@ -9,12 +9,12 @@ use ferry_core::Report;
 /// Options of `ferry run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The job file (Ferry's format, or seed 000's board-update TOML).
+    /// The job file (Ferry's format, or the monday.com board-update format).
     job: PathBuf,
     /// Read, map, validate and print the first rendered requests; send nothing.
     #[arg(long, visible_alias = "dry_run", conflicts_with = "execute")]
     dry_run: bool,
-    /// Send (the default; accepted for seed 000's command lines).
+    /// Send (the default; accepted for the board-update tool's command lines).
     #[arg(long)]
     execute: bool,
     /// Raise the concurrency cap to N (the adaptive controller works under it).

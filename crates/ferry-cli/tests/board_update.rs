@@ -1,18 +1,19 @@
-//! Seed 000's board update, end to end: the seed's own TOML, a SQLite planning database,
-//! `ferry run` as a child process, and the monday.com-style simulator on loopback.
+//! The monday.com board update, end to end: the board-update job file as its users wrote it
+//! (`examples/board-update/board_update.toml`), a SQLite planning database, `ferry run` as a
+//! child process, and the monday.com-style simulator on loopback.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::{planning_db, BOARD_UPDATE_TOML};
 use ferry_connectors::job::Checkpoint;
 use ferry_sim::{SimConfig, Simulator, Stats};
 use serde_json::{json, Value};
-use sqlx::Connection;
-
-const SEED: &str = include_str!("../../../examples/board-update/board_update.toml");
 
 struct Fixture {
     dir: PathBuf,
@@ -34,17 +35,10 @@ async fn fixture(name: &str, n: u64, poison_every: u64) -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("planning.db");
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=rwc", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE planning_board_updates (monday_item_id INTEGER PRIMARY KEY, fob_date TEXT, country_of_origin TEXT, needs_update INTEGER)")
-        .execute(&mut c)
-        .await
-        .unwrap();
     let countries = ["US", "CN", "VN", "IN", "MX"];
     let mut rows = HashMap::new();
     let mut poison = HashSet::new();
-    let mut tx = c.begin().await.unwrap();
+    let mut table = Vec::new();
     for i in 0..n {
         let id = 5_000_000 + i;
         let date = format!("2025-{:02}-{:02}", 1 + i % 12, 1 + i % 28);
@@ -54,18 +48,12 @@ async fn fixture(name: &str, n: u64, poison_every: u64) -> Fixture {
         } else {
             countries[(i % 5) as usize].to_owned()
         };
-        sqlx::query("INSERT INTO planning_board_updates VALUES (?, ?, ?, 1)")
-            .bind(id as i64)
-            .bind(&date)
-            .bind(&country)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        table.push((id as i64, date.clone(), country.clone()));
         rows.insert(id, (date, country));
     }
-    tx.commit().await.unwrap();
+    planning_db(&db, &table);
     let job = dir.join("board_update.toml");
-    std::fs::write(&job, SEED).unwrap();
+    std::fs::write(&job, BOARD_UPDATE_TOML).unwrap();
     Fixture {
         dir,
         db,
@@ -120,7 +108,7 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
     let f = fixture("faults", 5000, 1000).await;
     assert_eq!(f.poison.len(), 5);
     // 4 slots; 5 ms + 2 ms per mutation; more than 12 mutations time out (30 ms), so the
-    // seed's batches of 15 time out and fall back 15 -> 5; 80 requests/s; 2 % 500s; 1 % of
+    // job file's batches of 15 time out and fall back 15 -> 5; 80 requests/s; 2 % 500s; 1 % of
     // requests applied and then dropped.
     let sim = ferry_sim::spawn(SimConfig {
         slots: 4,

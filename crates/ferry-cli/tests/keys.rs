@@ -1,8 +1,14 @@
-//! `ferry keys` and what keys change about `ferry serve`.
+//! `ferry keys` and what keys change about `ferry serve`: a request to the keyed service
+//! without a key is refused, with the created key served, and refused again once the key is
+//! revoked.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
+
+use common::{http, Server, TempDir};
 
 fn ferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -17,10 +23,8 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn keys_create_list_revoke_and_serve_requires_them() {
-    let dir = std::env::temp_dir().join(format!("ferry-keys-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("k.db");
+    let dir = TempDir::new("keys");
+    let db = dir.0.join("k.db");
     let db = db.to_str().unwrap();
 
     // Without keys, only loopback.
@@ -77,12 +81,26 @@ fn keys_create_list_revoke_and_serve_requires_them() {
     child.wait().unwrap();
     assert!(first.contains("1 API key(s)"), "{first}");
 
+    // The keyed service: no key 401, the created key 200, and 401 again once revoked.
+    let server = Server::on(dir.0.join("k.db").as_path(), &["--no-worker"]);
+    assert!(server.banner.contains("1 API key(s)"), "{}", server.banner);
+    let jobs = server.url("/v1/jobs");
+    let bearer = format!("Bearer {key}");
+    let (code, _, body) = http::get(&jobs, &[]);
+    assert_eq!(code, 401, "without a key: {body}");
+    let (code, _, body) = http::get(&jobs, &[("authorization", &bearer)]);
+    assert_eq!(code, 200, "with the created key: {body}");
+    let (code, _, body) = http::get(&jobs, &[("x-api-key", &key)]);
+    assert_eq!(code, 200, "with the created key as X-API-Key: {body}");
+
     let revoked = ferry(&["keys", "--store", db, "revoke", &id]);
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let (code, _, body) = http::get(&jobs, &[("authorization", &bearer)]);
+    assert_eq!(code, 401, "with the revoked key: {body}");
+    drop(server);
     let again = ferry(&["keys", "--store", db, "revoke", &id]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("no live key"));
     let empty = ferry(&["keys", "--store", db, "create", " "]);
     assert_eq!(empty.status.code(), Some(1));
-    let _ = std::fs::remove_dir_all(&dir);
 }

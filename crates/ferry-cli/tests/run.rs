@@ -1,8 +1,16 @@
 //! `ferry run` and `ferry validate` on bad input: one clear error naming where, no panic.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::BOARD_UPDATE_TOML;
 
 struct Dir(PathBuf);
 
@@ -41,9 +49,6 @@ fn ferry(args: &[&str], job: &Path, env: &[(&str, &str)]) -> (Output, String) {
     (out, stderr)
 }
 
-/// The board-update example, the one copy of that file in the repository.
-const SEED: &str = include_str!("../../../examples/board-update/board_update.toml");
-
 #[test]
 fn malformed_toml_names_the_line() {
     let d = Dir::new("malformed");
@@ -75,7 +80,7 @@ fn unknown_and_mistyped_keys_are_all_reported_with_lines() {
 #[test]
 fn missing_environment_variable_is_named() {
     let d = Dir::new("env");
-    let job = d.write("board.toml", SEED);
+    let job = d.write("board.toml", BOARD_UPDATE_TOML);
     let (out, err) = ferry(&["run", "--execute"], &job, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -87,23 +92,32 @@ fn missing_environment_variable_is_named() {
 
 fn planning_db(d: &Dir, rows: &[(i64, &str, &str)]) -> PathBuf {
     let path = d.0.join("planning.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let url = format!("sqlite:{}?mode=rwc", path.display());
-        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE planning_board_updates (monday_item_id INTEGER PRIMARY KEY, fob_date TEXT, country_of_origin TEXT, needs_update INTEGER)")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        for (id, date, country) in rows {
-            sqlx::query("INSERT INTO planning_board_updates VALUES (?, ?, ?, 1)").bind(id).bind(date).bind(country).execute(&mut c).await.unwrap();
+    let rows: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|(id, date, country)| (*id, (*date).to_owned(), (*country).to_owned()))
+        .collect();
+    common::planning_db(&path, &rows);
+    path
+}
+
+/// A loopback listener standing in for monday.com: it counts the connections made to it
+/// and answers each with a 500, so a run that should send nothing and does is caught (and
+/// fails fast rather than waiting for a reply).
+fn counting_listener() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v2", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
         }
     });
-    path
+    (url, hits)
 }
 
 #[test]
@@ -112,7 +126,7 @@ fn sql_syntax_error_is_one_clear_error() {
     let db = planning_db(&d, &[(1, "2025-01-01", "US")]);
     let job = d.write(
         "board.toml",
-        &SEED.replace("FROM planning_board_updates", "FORM planning_board_updates"),
+        &BOARD_UPDATE_TOML.replace("FROM planning_board_updates", "FORM planning_board_updates"),
     );
     let (out, err) = ferry(
         &["run", "--dry-run"],
@@ -130,7 +144,7 @@ fn sql_syntax_error_is_one_clear_error() {
 fn unreachable_url_fails_before_reading() {
     let d = Dir::new("unreachable");
     let db = planning_db(&d, &[(1, "2025-01-01", "US")]);
-    let job = d.write("board.toml", SEED);
+    let job = d.write("board.toml", BOARD_UPDATE_TOML);
     let (out, err) = ferry(
         &["run"],
         &job,
@@ -154,7 +168,7 @@ fn a_row_the_mapping_cannot_render_is_named_in_a_dry_run() {
     // The mapping names a column the query does not return.
     let job = d.write(
         "board.toml",
-        &SEED.replace(
+        &BOARD_UPDATE_TOML.replace(
             "\"country\" = \"country_of_origin\"",
             "\"country\" = \"origin_country\"",
         ),
@@ -178,25 +192,35 @@ fn a_row_the_mapping_cannot_render_is_named_in_a_dry_run() {
 fn dry_run_prints_requests_and_masks_the_token() {
     let d = Dir::new("dry");
     let db = planning_db(&d, &[(1, "2025-01-01", "US"), (2, "2025-01-02", "VN")]);
-    let job = d.write("board.toml", SEED);
+    let job = d.write("board.toml", BOARD_UPDATE_TOML);
+    // monday.com is a local listener: a dry run that sent anything would be seen here, and
+    // never reach the real service.
+    let (monday, hits) = counting_listener();
     let (out, err) = ferry(
         &["run", "--dry_run"],
         &job,
         &[
             ("DATABASE_URL", db.to_str().unwrap()),
             ("MONDAY_API_TOKEN", "s3cret"),
+            ("MONDAY_API_URL", &monday),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{err}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a dry run connected to the API at {monday}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !err.contains("s3cret"),
+        "the token is shown:\n{stdout}\n{err}"
+    );
     assert!(
         stdout.contains("a1: change_multiple_column_values(item_id: 2, board_id: 8709134353"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("Authorization: ***") && !stdout.contains("s3cret"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("Authorization: ***"), "{stdout}");
     assert!(
         stdout.contains("2 items read, 0 cannot be rendered; nothing was sent"),
         "{stdout}"

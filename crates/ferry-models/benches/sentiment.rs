@@ -16,7 +16,7 @@ use ferry_models::sentiment::{analyze, predict, preload, sample_texts, Sentiment
 
 const TEXTS: usize = 10_000;
 
-/// The sample corpus `ferry bench service` uses too: varied review sentences with negations,
+/// The sample corpus `ferry-bench service` uses too: varied review sentences with negations,
 /// boosters, "but" clauses, capitals, punctuation, emoticons and emoji.
 fn texts() -> Vec<String> {
     sample_texts(TEXTS, 0x2014_1cf5_ead0_0001)

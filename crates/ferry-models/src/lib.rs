@@ -5,7 +5,7 @@
 //!
 //! - [`sentiment`]: the VADER lexicon and rule-based sentiment model (Hutto & Gilbert, 2014),
 //!   a faithful port of `vaderSentiment` 3.3.2 with its lexicon embedded, and the
-//!   seed-001-shaped [`Prediction`](sentiment::Prediction) the sentiment service returns.
+//!   batch-API-shaped [`Prediction`](sentiment::Prediction) the sentiment service returns.
 //!
 //! ```
 //! use ferry_models::sentiment::{analyze, Label};

@@ -2,7 +2,7 @@
 //! the reference Python package `vaderSentiment` 3.3.2, rule for rule (including its quirks),
 //! so that scores match the reference to its printed precision.
 //!
-//! This module owns the model ([`analyze`] → [`Sentiment`]), the seed-001 result shape
+//! This module owns the model ([`analyze`] → [`Sentiment`]), the batch API's result shape
 //! ([`predict`] → [`Prediction`]) and two engine handlers that score a batch off the async
 //! runtime: [`SentimentHandler`] for string payloads and [`SentimentJsonHandler`] for the
 //! JSON payloads the CLI and the job service carry.

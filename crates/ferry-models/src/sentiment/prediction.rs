@@ -1,5 +1,6 @@
-//! The result shape of the sentiment batch API that Ferry replaces (seed 001): one object per
-//! text with its label, a confidence, timing and provenance, so its clients keep working.
+//! The result shape of the KubeSentiment-compatible batch API (`/api/v1/batch/...`): one
+//! object per text with its label, a confidence, timing and provenance, so its clients keep
+//! working.
 
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use super::vader::{analyze, Label, MODEL_NAME};
 /// What [`Prediction::backend`] says for predictions made here.
 pub const BACKEND: &str = "ferry";
 
-/// One text's result, field for field as the seed's `results[]` entries:
+/// One text's result, field for field as the batch API's `results[]` entries:
 ///
 /// ```json
 /// {"label": "POSITIVE", "score": 0.95, "inference_time_ms": 45.2,
@@ -34,7 +35,7 @@ pub struct Prediction {
     pub cached: bool,
 }
 
-/// Scores `text` and wraps the result in the seed-001 shape.
+/// Scores `text` and wraps the result in the batch API's result shape.
 ///
 /// ```
 /// use ferry_models::sentiment::{predict, Label};

@@ -1,4 +1,4 @@
-//! Sample texts for benchmarks and tests, generated (no data files): `ferry bench service`
+//! Sample texts for benchmarks and tests, generated (no data files): `ferry-bench service`
 //! and the `sentiment` criterion bench score the same kind of corpus.
 
 /// `n` deterministic, varied review-like sentences (the same `seed`, the same texts), for
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(a, sample_texts(2000, 1));
         let distinct: std::collections::HashSet<&String> = a.iter().collect();
         assert!(distinct.len() > 1900, "{} distinct of 2000", distinct.len());
-        // `ferry bench service`'s corpus (200 jobs x 100 texts): the result cache must not
+        // `ferry-bench service`'s corpus (200 jobs x 100 texts): the result cache must not
         // be what makes it fast.
         let corpus = sample_texts(20_000, 0x5eed_0001);
         let distinct: std::collections::HashSet<&String> = corpus.iter().collect();

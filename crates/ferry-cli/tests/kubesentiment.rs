@@ -1,10 +1,12 @@
-//! Seed 001's own clients, run verbatim against `ferry serve`: its curl quick start (under
-//! `sh`, with `curl`), its Python httpx client (under the `target/py` venv that
-//! `scripts/py-env.sh` makes) and its WebSocket JavaScript snippet (under Node's built-in
-//! `WebSocket`). The snippets are files in `tests/seed001/`, byte for byte as the seed prints
-//! them; the harness changes only the address (`localhost:8000` becomes the server's) and the
-//! job id, as `tests/seed001/README.md` lists. Every field of every response the seed shows
-//! must be in ours with the same JSON type (an integer stays an integer, a float a float).
+//! The KubeSentiment-compatible batch API (`/api/v1/batch/...`) as that service's own
+//! clients use it, run verbatim against `ferry serve`: its curl quick start (under `sh`, with
+//! `curl`), its Python httpx client (under the `target/py` venv that `scripts/py-env.sh`
+//! makes) and its WebSocket JavaScript snippet (under Node's built-in `WebSocket`). The
+//! snippets are files in `tests/kubesentiment/`, byte for byte as its README prints them; the
+//! harness changes only the address (`localhost:8000` becomes the server's) and the job id,
+//! as `tests/kubesentiment/README.md` lists. Every field of every response the documentation
+//! shows must be in ours with the same JSON type (an integer stays an integer, a float a
+//! float).
 //!
 //! Tools: `curl` and `sh` from `PATH`; Python from `FERRY_PYTHON`, else the venv
 //! `target/py` (or `FERRY_PY_ENV`), made by running `scripts/py-env.sh` when it lacks httpx; Node from `FERRY_NODE`, else `node` on `PATH`,
@@ -13,27 +15,29 @@
 //! with what to install: nothing is skipped.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{
+    client, collect, http, run, run_ok, spawn_ferry, until_completed, wait, Killed, Server,
+    DEADLINE,
+};
 use serde_json::Value;
 
-/// The address the seed's snippets use.
-const SEED_ADDR: &str = "localhost:8000";
-/// The job id of the seed's examples.
-const SEED_JOB_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
-/// The texts of the seed's quick start.
+/// The address the documented snippets use.
+const DOC_ADDR: &str = "localhost:8000";
+/// The job id of the documented examples.
+const DOC_JOB_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
+/// The texts of the documented quick start.
 const QUICK_START_TEXTS: [&str; 3] = [
     "I love this product! It is amazing.",
     "This is terrible and disappointing.",
     "It is okay, nothing special.",
 ];
-/// How long any one step may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(60);
 /// How long installing packages (`scripts/py-env.sh`, npm) may take.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -43,7 +47,7 @@ fn repo_root() -> PathBuf {
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/seed001")
+        .join("tests/kubesentiment")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -52,255 +56,13 @@ fn fixture_json(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// `snippet` with the seed's address replaced by `addr` (it must contain it).
+/// `snippet` with the documented address replaced by `addr` (it must contain it).
 fn at(snippet: &str, addr: &str) -> String {
-    assert!(snippet.contains(SEED_ADDR), "{snippet}");
-    snippet.replace(SEED_ADDR, addr)
+    assert!(snippet.contains(DOC_ADDR), "{snippet}");
+    snippet.replace(DOC_ADDR, addr)
 }
 
-/// A command for a client: no proxy may reroute its loopback requests.
-fn client(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("NO_PROXY", "*").env("no_proxy", "*");
-    cmd
-}
-
-/// A child's stream read in the background (so the child never blocks on a full pipe): all
-/// of it so far, and each line as it comes.
-struct Collected {
-    all: Arc<Mutex<String>>,
-    lines: Receiver<String>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-fn collect(stream: impl Read + Send + 'static) -> Collected {
-    let all = Arc::new(Mutex::new(String::new()));
-    let (tx, lines) = mpsc::channel();
-    let sink = Arc::clone(&all);
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-            let _ = tx.send(line);
-        }
-    });
-    Collected { all, lines, reader }
-}
-
-impl Collected {
-    /// The next line, waiting up to [`DEADLINE`].
-    fn next_line(&self, what: &str) -> String {
-        self.lines
-            .recv_timeout(DEADLINE)
-            .unwrap_or_else(|e| panic!("waiting for {what}: {e}; output so far:\n{}", self.text()))
-    }
-
-    fn text(&self) -> String {
-        self.all.lock().unwrap().clone()
-    }
-
-    /// Everything, once the stream has closed.
-    fn finish(self) -> Vec<u8> {
-        let Collected { all, reader, .. } = self;
-        let _ = reader.join();
-        let text = all.lock().unwrap().clone();
-        text.into_bytes()
-    }
-}
-
-/// A child process killed when dropped (a failing test leaves nothing running).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for `child` to exit, for up to `deadline`.
-fn wait(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `cmd` to its end, killing it and failing the test after `deadline`.
-fn run(mut cmd: Command, deadline: Duration) -> Output {
-    let shown = format!("{cmd:?}");
-    let mut child = Killed(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {shown}: {e}")),
-    );
-    let stdout = collect(child.0.stdout.take().unwrap());
-    let stderr = collect(child.0.stderr.take().unwrap());
-    let Some(status) = wait(&mut child.0, deadline) else {
-        panic!(
-            "{shown} ran past {deadline:?}\nstdout:\n{}\nstderr:\n{}",
-            stdout.text(),
-            stderr.text()
-        );
-    };
-    Output {
-        status,
-        stdout: stdout.finish(),
-        stderr: stderr.finish(),
-    }
-}
-
-/// Runs `cmd`, which must succeed within `deadline`, and returns its stdout.
-fn run_ok(cmd: Command, deadline: Duration) -> String {
-    let shown = format!("{cmd:?}");
-    let out = run(cmd, deadline);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{shown}: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// A running `ferry` process (`serve` or `worker`) on `store`, killed when dropped, and its
-/// stderr.
-fn spawn_ferry(args: &[&str], store: &Path) -> (Killed, Collected) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
-    (Killed(child), stderr)
-}
-
-/// `ferry serve` on a fresh SQLite store, and its address.
-struct Server {
-    // Declared first: dropped (killed) before the directory goes.
-    _ferry: (Killed, Collected),
-    addr: String,
-    store: PathBuf,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(name: &str, extra: &[&str]) -> Server {
-        let dir = std::env::temp_dir().join(format!("ferry-seed001-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = dir.join("x.db");
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(extra);
-        let ferry = spawn_ferry(&args, &store);
-        let addr = loop {
-            let line = ferry.1.next_line("`ferry serve` to listen");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
-        Server {
-            _ferry: ferry,
-            addr,
-            store,
-            dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Submits the quick start's texts (with reqwest: the snippet under test is elsewhere).
-    fn submit(&self, texts: &[&str]) -> String {
-        let body = serde_json::json!({ "texts": texts });
-        let job: Value = http::post(&self.url("/api/v1/batch/predict"), &body);
-        job["job_id"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let (ferry, _) = &mut self._ferry;
-        let _ = ferry.0.kill();
-        let _ = ferry.0.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Blocking HTTP calls for the harness's own requests (a runtime per call keeps the tests
-/// plain `#[test]`s: the clients under test are processes).
-mod http {
-    use serde_json::Value;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    pub(super) fn post(url: &str, body: &Value) -> Value {
-        runtime().block_on(async {
-            let response = reqwest::Client::new()
-                .post(url)
-                .json(body)
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{url}: {}",
-                response.status()
-            );
-            response.json().await.unwrap()
-        })
-    }
-
-    /// Status, content type and body of a GET with `headers`.
-    pub(super) fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-        runtime().block_on(async {
-            let mut request = reqwest::Client::new().get(url);
-            for (k, v) in headers {
-                request = request.header(*k, *v);
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let kind = response
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            (status, kind, response.text().await.unwrap())
-        })
-    }
-}
-
-/// The JSON type of `v`, telling integers from floats as the seed's examples do.
+/// The JSON type of `v`, telling integers from floats as the documented examples do.
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -313,15 +75,15 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Every field of the seed's example `seed` is in `ours` with the same type, recursively
-/// (each element of an array against the seed's first element).
-fn assert_shape(ours: &Value, seed: &Value, path: &str) {
+/// Every field of the documented example `doc` is in `ours` with the same type, recursively
+/// (each element of an array against the example's first element).
+fn assert_shape(ours: &Value, doc: &Value, path: &str) {
     assert_eq!(
         kind(ours),
-        kind(seed),
-        "{path}: ours is {ours}, the seed shows {seed}"
+        kind(doc),
+        "{path}: ours is {ours}, the documentation shows {doc}"
     );
-    match (ours, seed) {
+    match (ours, doc) {
         (Value::Object(o), Value::Object(s)) => {
             for (key, expected) in s {
                 let got = o
@@ -334,7 +96,7 @@ fn assert_shape(ours: &Value, seed: &Value, path: &str) {
             if let Some(first) = s.first() {
                 assert!(
                     !o.is_empty(),
-                    "{path}: ours is empty, the seed shows {seed}"
+                    "{path}: ours is empty, the documentation shows {doc}"
                 );
                 for (i, item) in o.iter().enumerate() {
                     assert_shape(item, first, &format!("{path}[{i}]"));
@@ -377,13 +139,30 @@ fn assert_results(results: &Value, job_id: &str, texts: &[&str]) {
     assert_eq!(summary["successful_predictions"], texts.len());
     assert_eq!(summary["failed_predictions"], 0);
     assert_eq!(summary["success_rate"], 1.0);
-    for (label, count) in summary["sentiment_distribution"].as_object().unwrap() {
-        assert_eq!(
-            count,
-            &labels.get(label).copied().unwrap_or(0),
-            "{label}: {summary}"
-        );
-    }
+    // The whole distribution, keyed by every label the documented example lists (a label
+    // missing from ours fails, as does one the example does not know).
+    let documented = fixture_json("3_results.response.json");
+    let expected: serde_json::Map<String, Value> = documented["summary"]["sentiment_distribution"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|label| {
+            (
+                label.clone(),
+                labels.get(label).copied().unwrap_or(0).into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        labels.keys().filter(|l| !expected.contains_key(*l)).count(),
+        0,
+        "labels the documentation does not list: {labels:?}"
+    );
+    assert_eq!(
+        summary["sentiment_distribution"].as_object().unwrap(),
+        &expected,
+        "{summary}"
+    );
     let mean = summary["average_confidence"].as_f64().unwrap();
     assert!(
         (mean - scores / texts.len() as f64).abs() < 1e-9,
@@ -414,7 +193,7 @@ fn curl_quick_start_runs_verbatim() {
         "predict",
     );
     let id = job["job_id"].as_str().unwrap().to_owned();
-    assert_ne!(id, SEED_JOB_ID);
+    assert_ne!(id, DOC_JOB_ID);
     assert!(["pending", "processing", "completed"].contains(&job["status"].as_str().unwrap()));
     assert_eq!(job["total_texts"], 3);
     assert_eq!(job["priority"], "medium");
@@ -427,17 +206,9 @@ fn curl_quick_start_runs_verbatim() {
     );
 
     // 2. Check Job Status, as a client would: until it is completed.
-    let status_script = at(&fixture("2_status.sh"), &server.addr).replace(SEED_JOB_ID, &id);
+    let status_script = at(&fixture("2_status.sh"), &server.addr).replace(DOC_JOB_ID, &id);
     assert!(status_script.contains(&id));
-    let end = Instant::now() + DEADLINE;
-    let status = loop {
-        let status = sh(status_script.clone());
-        if status["status"] == "completed" || Instant::now() > end {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status["status"], "completed", "{status}");
+    let status = until_completed(|| sh(status_script.clone()));
     assert_shape(&status, &fixture_json("2_status.response.json"), "status");
     assert_shape(
         &status,
@@ -460,7 +231,7 @@ fn curl_quick_start_runs_verbatim() {
     );
 
     // 3. Get Results.
-    let results_script = at(&fixture("3_results.sh"), &server.addr).replace(SEED_JOB_ID, &id);
+    let results_script = at(&fixture("3_results.sh"), &server.addr).replace(DOC_JOB_ID, &id);
     let results = sh(results_script);
     assert_results(&results, &id, &QUICK_START_TEXTS);
     let labels: Vec<&str> = results["results"]
@@ -471,7 +242,7 @@ fn curl_quick_start_runs_verbatim() {
         .collect();
     assert_eq!(labels[..2], ["POSITIVE", "NEGATIVE"], "{results}");
 
-    // The metrics route the seed's endpoint table lists, with curl too.
+    // The metrics route the documented endpoint table lists, with curl too.
     let metrics = sh(format!(
         "curl -s \"http://{}/api/v1/batch/metrics\"",
         server.addr
@@ -553,7 +324,7 @@ fn python_client_runs_verbatim() {
          print(json.dumps(asyncio.run(process_batch_async(json.loads(sys.argv[1])))))\n",
         at(&fixture("client.py"), &server.addr)
     );
-    let path = server.dir.join("client.py");
+    let path = server.store.with_file_name("client.py");
     std::fs::write(&path, script).unwrap();
     let mut cmd = client(python());
     cmd.arg(&path).arg(serde_json::to_string(&texts).unwrap());
@@ -589,7 +360,7 @@ fn node() -> Vec<String> {
         let version = Command::new(&program).arg("--version").output();
         assert!(
             version.as_ref().is_ok_and(|o| o.status.success()),
-            "Node.js is needed for seed 001's WebSocket snippet (`{program}`: {version:?}); \
+            "Node.js is needed for the documented WebSocket snippet (`{program}`: {version:?}); \
              install Node 20 or later, or set FERRY_NODE"
         );
         if has(&[]) {
@@ -619,14 +390,14 @@ fn node() -> Vec<String> {
     .clone()
 }
 
-/// Seed 001's WebSocket snippet for `id` against `server`, with the harness's tail: it prints
+/// The documented WebSocket snippet for `id` against `server`, with the harness's tail: it prints
 /// how the socket ends and exits: 0 after the close, 1 after an error (Node 20 fires no close
 /// after a failed handshake), 3 after 30 s.
 fn ws_script(server: &Server, id: &str) -> PathBuf {
     let snippet = fixture("ws.js");
     assert!(snippet.contains("{job_id}"), "{snippet}");
     let script = format!(
-        "{}\n\n// Appended by tests/seed001.rs: report how the socket ends, then exit.\n\
+        "{}\n\n// Appended by tests/kubesentiment.rs: report how the socket ends, then exit.\n\
          ws.onerror = () => {{\n    \
          console.log('error');\n    \
          setTimeout(() => process.exit(1), 500);\n}};\n\
@@ -636,7 +407,7 @@ fn ws_script(server: &Server, id: &str) -> PathBuf {
          setTimeout(() => {{ console.log('timed out'); process.exit(3); }}, 30000);\n",
         at(&snippet, &server.addr).replace("{job_id}", id)
     );
-    let path = server.dir.join(format!("ws-{id}.js"));
+    let path = server.store.with_file_name(format!("ws-{id}.js"));
     std::fs::write(&path, script).unwrap();
     path
 }
