@@ -104,17 +104,10 @@ impl Api {
         r.json().await.unwrap()
     }
 
-    /// Polls the job until `done` says so (30 s at most), returning it.
-    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let job: Value = ok(send(self.get(&format!("/v1/jobs/{id}"))).await).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job never got there: {job}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits until the job `id` (the open tenant's) ended, then returns it as the API shows it.
+    async fn wait_ended(&self, id: &str) -> Value {
+        common::wait_for_job(self.store.as_ref(), "", &id.into(), common::ended).await;
+        ok(send(self.get(&format!("/v1/jobs/{id}"))).await).await
     }
 }
 
@@ -241,7 +234,8 @@ async fn submit_status_and_results_with_cursor_paging() {
     assert_eq!(job["counts"]["total"], 250);
     assert!(job["created_at"].is_f64());
 
-    let done = api.wait_for(&id, |j| j["status"] == "completed").await;
+    let done = api.wait_ended(&id).await;
+    assert_eq!(done["status"], "completed");
     assert_eq!(
         done["counts"],
         json!({"total": 250, "succeeded": 250, "failed": 0, "cancelled": 0})
@@ -532,14 +526,7 @@ async fn dead_letters_and_redrive() {
         ]}))
         .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let ended = api
-        .wait_for(&id, |j| {
-            j["status"].as_str() != Some("pending")
-                && j["counts"]["succeeded"].as_u64().unwrap()
-                    + j["counts"]["failed"].as_u64().unwrap()
-                    == 4
-        })
-        .await;
+    let ended = api.wait_ended(&id).await;
     assert_eq!(ended["counts"]["failed"], 2);
     assert_eq!(ended["status"], "completed", "some items succeeded");
 
@@ -571,12 +558,13 @@ async fn dead_letters_and_redrive() {
     let redriven =
         ok(send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ids }))).await).await;
     assert_eq!(redriven, json!({"redriven": 2}));
-    let done = api
-        .wait_for(&id, |j| {
-            j["counts"]["succeeded"] == 4 && j["status"] == "completed"
-        })
-        .await;
-    assert_eq!(done["counts"]["failed"], 0);
+    let job_id = ferry_store::JobId::from(id.clone());
+    let done = common::wait_for_job(api.store.as_ref(), "", &job_id, |j| {
+        j.succeeded == 4 && common::ended(j)
+    })
+    .await;
+    assert_eq!(done.status.as_str(), "completed");
+    assert_eq!(done.failed, 0);
     let dead = ok(send(api.get("/v1/dead-letters")).await).await;
     assert_eq!(dead["items"], json!([]));
     problem(
@@ -818,4 +806,57 @@ async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
         doc["components"]["schemas"]["SubmitJob"]["properties"]["handler"]["enum"],
         json!(["echo", "poison"])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_can_neither_list_nor_redrive_dead_letters() {
+    let poisoning = Arc::new(AtomicBool::new(true));
+    let handlers = Handlers::new().register(
+        "poison",
+        poison_handler(Arc::clone(&poisoning)),
+        EngineConfig::standard(),
+    );
+    let api = common::TestApp::start("v1", "dead-tenants", Some(handlers), |s| {
+        s.auth_required = true;
+    })
+    .await;
+    let acme = api.key("acme").await;
+    let umbrella = api.key("umbrella").await;
+    let body = json!({ "handler": "poison", "items": [{"poison": true}, {"n": 1}] });
+    let job = api.post("/v1/jobs", Some(&acme), &body).await;
+    assert_eq!(job.status, StatusCode::CREATED);
+    let id = ferry_store::JobId::from(job.json()["id"].as_str().unwrap().to_owned());
+    let ended = common::wait_for_job(api.store.as_ref(), "acme", &id, common::ended).await;
+    assert_eq!((ended.succeeded, ended.failed), (1, 1));
+    let dead = api.get("/v1/dead-letters", Some(&acme)).await.ok();
+    let item_id = dead["items"][0]["item_id"].as_i64().unwrap();
+
+    // Umbrella sees none of acme's dead letters, and redriving one queues nothing.
+    let theirs = api.get("/v1/dead-letters", Some(&umbrella)).await.ok();
+    assert_eq!(theirs["items"], json!([]));
+    let redrive = json!({ "item_ids": [item_id] });
+    let redriven = api
+        .post("/v1/dead-letters/redrive", Some(&umbrella), &redrive)
+        .await
+        .ok();
+    assert_eq!(redriven, json!({"redriven": 0}));
+    poisoning.store(false, Ordering::SeqCst);
+    let still = api.get("/v1/dead-letters", Some(&acme)).await.ok();
+    assert_eq!(still["items"], dead["items"], "acme's dead letter is untouched");
+    // Nor can umbrella read the job they belong to.
+    api.get(&format!("/v1/jobs/{id}/results"), Some(&umbrella))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    // Acme itself can.
+    let mine = api
+        .post("/v1/dead-letters/redrive", Some(&acme), &redrive)
+        .await
+        .ok();
+    assert_eq!(mine, json!({"redriven": 1}));
+    let done = common::wait_for_job(api.store.as_ref(), "acme", &id, |j| {
+        j.succeeded == 2 && common::ended(j)
+    })
+    .await;
+    assert_eq!(done.failed, 0);
 }
