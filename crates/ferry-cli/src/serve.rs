@@ -108,6 +108,12 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if let Some(id) = args.id {
         options.id = id;
     }
-    run_worker(&args.store, args.schema.as_deref(), options, shutdown_signal()).await?;
+    run_worker(
+        &args.store,
+        args.schema.as_deref(),
+        options,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -842,7 +842,10 @@ async fn another_tenant_can_neither_list_nor_redrive_dead_letters() {
     assert_eq!(redriven, json!({"redriven": 0}));
     poisoning.store(false, Ordering::SeqCst);
     let still = api.get("/v1/dead-letters", Some(&acme)).await.ok();
-    assert_eq!(still["items"], dead["items"], "acme's dead letter is untouched");
+    assert_eq!(
+        still["items"], dead["items"],
+        "acme's dead letter is untouched"
+    );
     // Nor can umbrella read the job they belong to.
     api.get(&format!("/v1/jobs/{id}/results"), Some(&umbrella))
         .await

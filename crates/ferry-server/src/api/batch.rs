@@ -53,8 +53,8 @@ use super::lookup::{find, no_job};
 use super::path::IdPath;
 use super::problem::Problem;
 use super::shapes::batch::{
-    BatchEngine, BatchMetrics, BatchPaging, BatchQueues, BatchResults, BatchSummary,
-    JobStatusBody, PredictRequest, PredictResponse, QueuesByPriority,
+    BatchEngine, BatchMetrics, BatchPaging, BatchQueues, BatchResults, BatchSummary, JobStatusBody,
+    PredictRequest, PredictResponse, QueuesByPriority,
 };
 use super::state::AppState;
 
@@ -151,7 +151,9 @@ pub(super) async fn status(
     tenant: Tenant,
     IdPath(id): IdPath,
 ) -> Result<Json<JobStatusBody>, Problem> {
-    Ok(Json(JobStatusBody::from(&find(&state, &tenant, &id).await?)))
+    Ok(Json(JobStatusBody::from(
+        &find(&state, &tenant, &id).await?,
+    )))
 }
 
 /// Cancels a batch job.
@@ -411,7 +413,9 @@ impl JobFigures {
         };
         let mut spans = Vec::new();
         for job in jobs {
-            *f.by_status.entry(job.status.as_str().to_owned()).or_default() += 1;
+            *f.by_status
+                .entry(job.status.as_str().to_owned())
+                .or_default() += 1;
             *f.by_priority
                 .entry(job.priority.as_str().to_owned())
                 .or_default() += 1;

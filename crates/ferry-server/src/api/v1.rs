@@ -342,4 +342,3 @@ pub(super) async fn handlers(State(state): State<AppState>) -> Json<HandlerList>
         handlers: state.handlers.iter().cloned().collect(),
     })
 }
-

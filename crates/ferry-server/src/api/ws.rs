@@ -64,7 +64,10 @@ pub(super) async fn job_feed(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let path = format!("/v1/jobs/{id}/ws");
-    open(state, tenant, &id, upgrade, &path, |job| json_value(&Job::from(job))).await
+    open(state, tenant, &id, upgrade, &path, |job| {
+        json_value(&Job::from(job))
+    })
+    .await
 }
 
 /// Finds the tenant's job (404 before any upgrade), then upgrades to a feed rendered by

@@ -50,7 +50,11 @@ pub async fn wait_for_job(
 ) -> JobRecord {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let job = store.job(tenant, id).await.unwrap().expect("the job exists");
+        let job = store
+            .job(tenant, id)
+            .await
+            .unwrap()
+            .expect("the job exists");
         if done(&job) {
             return job;
         }
@@ -120,7 +124,11 @@ impl TestApp {
 
     /// A new API key for `tenant`.
     pub async fn key(&self, tenant: &str) -> String {
-        self.store.create_key(tenant, "test").await.unwrap().plaintext
+        self.store
+            .create_key(tenant, "test")
+            .await
+            .unwrap()
+            .plaintext
     }
 
     /// Sends `request` through the app.

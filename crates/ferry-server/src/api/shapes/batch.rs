@@ -314,7 +314,11 @@ mod tests {
             priority: Priority::Medium,
             status,
             total: 10,
-            succeeded: if status == JobStatus::Completed { 10 } else { 0 },
+            succeeded: if status == JobStatus::Completed {
+                10
+            } else {
+                0
+            },
             failed: 0,
             cancelled: 0,
             created_at,

@@ -320,7 +320,6 @@ pub(crate) struct HandlerList {
     pub(crate) handlers: Vec<String>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

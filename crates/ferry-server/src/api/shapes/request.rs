@@ -199,7 +199,6 @@ impl Paging {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
