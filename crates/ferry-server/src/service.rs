@@ -71,6 +71,12 @@ impl Service {
     /// Opens [`ServeOptions::store`] and reads its API keys.
     pub async fn open(options: ServeOptions) -> Result<Self, Error> {
         let store = ferry_store::open(&options.store, None, StoreOptions::new()).await?;
+        Self::with_store(store, options).await
+    }
+
+    /// The service over `store`, already open ([`ServeOptions::store`] only names it in
+    /// messages); reads its API keys.
+    pub async fn with_store(store: Arc<dyn Store>, options: ServeOptions) -> Result<Self, Error> {
         let live_keys = store
             .list_keys(None)
             .await
@@ -219,4 +225,29 @@ pub async fn run_worker(
         .await?;
     print_report(&report);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_path(name: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("ferry-service-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.db").to_string_lossy().into_owned()
+    }
+
+    #[tokio::test]
+    async fn without_keys_only_loopback_is_accepted() {
+        let service = Service::open(ServeOptions::new(store_path("loopback")))
+            .await
+            .unwrap();
+        let err = service
+            .serve("0.0.0.0:0".parse().unwrap(), std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotLoopback { .. }), "{err}");
+        assert!(err.to_string().contains("loopback only"), "{err}");
+    }
 }
