@@ -1,8 +1,9 @@
-//! The `/v1` REST API over real HTTP on loopback, with a real SQLite store and (where the
-//! test needs one) a worker running `echo` and `poison` (echo, but items whose payload has
-//! `"poison": true` fail for good while poisoning is on): submit → status → results with
-//! cursor paging, idempotency, cancel, the SSE feed, queues, dead letters and redrive, API
-//! keys and tenants, and bad input answered as problem+json.
+//! The `/v1` REST API with a real SQLite store and (where the test needs one) a worker
+//! running `echo` and `poison` (echo, but items whose payload has `"poison": true` fail for
+//! good while poisoning is on): submit → status → results with cursor paging, idempotency,
+//! cancel, the SSE feed and the WebSocket, queues, dead letters and redrive, API keys and
+//! tenants, and bad input answered as problem+json. Driven in-process (`oneshot`), except
+//! where a client reads a stream or a socket as it comes, and one flow over loopback.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
@@ -12,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
+use common::TestApp;
 use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
 use ferry_server::{AppState, Echo, Handlers, Worker, WorkerOptions};
-use ferry_store::Store;
+use ferry_store::{JobId, Store};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +27,6 @@ struct Api {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     shutdown: CancellationToken,
-    /// Whether `poison` fails poisoned items.
-    poisoning: Arc<AtomicBool>,
 }
 
 impl Drop for Api {
@@ -53,18 +54,12 @@ fn poison_handler(poisoning: Arc<AtomicBool>) -> impl ferry_core::Handler<Value,
     })
 }
 
-/// The API over a fresh store, adjusted by `tune`, with a worker when `worker` is set.
+/// The API served on loopback over a fresh store, adjusted by `tune`, with a worker when
+/// `worker` is set: for the tests that read a stream or a socket as a client does.
 async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Api {
     let store = common::sqlite_store("v1", name).await;
     let shutdown = CancellationToken::new();
-    let poisoning = Arc::new(AtomicBool::new(true));
-    let handlers = Handlers::new()
-        .register("echo", Echo, EngineConfig::standard())
-        .register(
-            "poison",
-            poison_handler(Arc::clone(&poisoning)),
-            EngineConfig::standard(),
-        );
+    let handlers = handlers(&Arc::new(AtomicBool::new(true)));
     let mut state = AppState::new(Arc::clone(&store));
     state.handlers = Arc::new(handlers.names());
     if worker {
@@ -80,8 +75,44 @@ async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Ap
         store,
         client: reqwest::Client::new(),
         shutdown,
-        poisoning,
     }
+}
+
+/// `echo` and `poison` (which fails poisoned items while `poisoning` is on).
+fn handlers(poisoning: &Arc<AtomicBool>) -> Handlers {
+    Handlers::new()
+        .register("echo", Echo, EngineConfig::standard())
+        .register(
+            "poison",
+            poison_handler(Arc::clone(poisoning)),
+            EngineConfig::standard(),
+        )
+}
+
+/// The app in-process (`oneshot`) over a fresh store, accepting `echo` and `poison`, with
+/// a worker running them when `worker` is set; adjusted by `tune`. Returns the poisoning
+/// switch too.
+async fn app(
+    name: &str,
+    worker: bool,
+    tune: impl FnOnce(&mut AppState),
+) -> (TestApp, Arc<AtomicBool>) {
+    let poisoning = Arc::new(AtomicBool::new(true));
+    let handlers = handlers(&poisoning);
+    let names = Arc::new(handlers.names());
+    let api = TestApp::start("v1", name, worker.then_some(handlers), |s| {
+        s.handlers = names;
+        tune(s);
+    })
+    .await;
+    (api, poisoning)
+}
+
+/// Submits `body` to `POST /v1/jobs` in-process, asserting 201, and returns the job.
+async fn submit(api: &TestApp, body: Value) -> Value {
+    let answer = api.post("/v1/jobs", None, &body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    answer.json()
 }
 
 impl Api {
@@ -289,66 +320,49 @@ async fn submit_status_and_results_with_cursor_paging() {
 
 #[tokio::test]
 async fn idempotency_key_returns_the_same_job() {
-    let api = start("idempotency", false, |_| {}).await;
+    let (api, _) = app("idempotency", false, |_| {}).await;
     let body = json!({ "handler": "echo", "items": [1, 2, 3] });
-    let first = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-17"),
-    )
-    .await;
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
-    let again = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-17"),
-    )
-    .await;
-    assert_eq!(again.status(), StatusCode::OK);
-    assert!(again.headers().get("location").is_none());
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    let keyed = |key: &str| {
+        let request = common::call(Method::POST, "/v1/jobs", None, Some(&body));
+        common::with_header(request, "idempotency-key", key)
+    };
+    let first = api.send(keyed("order-17")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api.send(keyed("order-17")).await;
+    assert!(again.headers.get("location").is_none());
+    assert_eq!(again.ok()["id"], first.json()["id"]);
     // Another key, or none, is another job.
-    let other = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-18"),
-    )
-    .await;
-    assert_eq!(other.status(), StatusCode::CREATED);
-    let other: Value = other.json().await.unwrap();
-    assert_ne!(other["id"], first["id"]);
-    let list = ok(send(api.get("/v1/jobs")).await).await;
+    let other = api.send(keyed("order-18")).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_ne!(other.json()["id"], first.json()["id"]);
+    let list = api.get("/v1/jobs", None).await.ok();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     // A malformed key is 400.
-    let long = "k".repeat(256);
-    problem(
-        send(api.post("/v1/jobs", &body).header("Idempotency-Key", long)).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    api.send(keyed(&"k".repeat(256)))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn cancel_ends_queued_items() {
-    let api = start("cancel", false, |_| {}).await;
-    let job = api
-        .submit(json!({ "handler": "echo", "items": ["a", "b"] }))
-        .await;
+    let (api, _) = app("cancel", false, |_| {}).await;
+    let job = submit(&api, json!({ "handler": "echo", "items": ["a", "b"] })).await;
     let id = job["id"].as_str().unwrap();
     assert_eq!(job["status"], "pending");
-    let cancelled = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    let cancelled = api.delete(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["counts"]["cancelled"], 2);
     assert!(cancelled["completed_at"].is_f64());
-    let job = ok(send(api.get(&format!("/v1/jobs/{id}"))).await).await;
+    let job = api.get(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(job["status"], "cancelled");
-    let rows = ok(send(api.get(&format!("/v1/jobs/{id}/results"))).await).await;
+    let rows = api.get(&format!("/v1/jobs/{id}/results"), None).await.ok();
     assert!(rows["items"]
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["status"] == "cancelled"));
     // Cancelling again changes nothing.
-    let again = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    let again = api.delete(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(again, cancelled);
 }
 
@@ -494,8 +508,8 @@ async fn event_streams_end_when_the_server_shuts_down() {
 
 #[tokio::test]
 async fn queues_show_unfinished_jobs_per_priority() {
-    let api = start("queues", false, |_| {}).await;
-    let before = ok(send(api.get("/v1/queues")).await).await;
+    let (api, _) = app("queues", false, |_| {}).await;
+    let before = api.get("/v1/queues", None).await.ok();
     let priorities: Vec<&str> = before["queues"]
         .as_array()
         .unwrap()
@@ -503,9 +517,12 @@ async fn queues_show_unfinished_jobs_per_priority() {
         .map(|q| q["priority"].as_str().unwrap())
         .collect();
     assert_eq!(priorities, ["high", "medium", "low"]);
-    api.submit(json!({ "handler": "echo", "items": [1, 2, 3], "priority": "low" }))
-        .await;
-    let after = ok(send(api.get("/v1/queues")).await).await;
+    submit(
+        &api,
+        json!({ "handler": "echo", "items": [1, 2, 3], "priority": "low" }),
+    )
+    .await;
+    let after = api.get("/v1/queues", None).await.ok();
     let low = &after["queues"][2];
     assert_eq!(low["unfinished_jobs"], 1);
     assert_eq!(low["queued_items"], 3);
@@ -516,21 +533,25 @@ async fn queues_show_unfinished_jobs_per_priority() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_and_redrive() {
-    let api = start("dead", true, |_| {}).await;
-    let job = api
-        .submit(json!({ "handler": "poison", "items": [
+    let (api, poisoning) = app("dead", true, |_| {}).await;
+    let job = submit(
+        &api,
+        json!({ "handler": "poison", "items": [
             {"key": "fine-1", "payload": {"n": 1}},
             {"key": "bad-1", "payload": {"poison": true, "n": 2}},
             {"key": "fine-2", "payload": {"n": 3}},
             {"key": "bad-2", "payload": {"poison": true, "n": 4}},
-        ]}))
-        .await;
+        ]}),
+    )
+    .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let ended = api.wait_ended(&id).await;
+    let job_id = JobId::from(id.clone());
+    common::wait_for_job(api.store.as_ref(), "", &job_id, common::ended).await;
+    let ended = api.get(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(ended["counts"]["failed"], 2);
     assert_eq!(ended["status"], "completed", "some items succeeded");
 
-    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
+    let dead = api.get("/v1/dead-letters", None).await.ok();
     let items = dead["items"].as_array().unwrap();
     let keys: BTreeSet<&str> = items.iter().map(|d| d["key"].as_str().unwrap()).collect();
     assert_eq!(keys, BTreeSet::from(["bad-1", "bad-2"]));
@@ -541,37 +562,43 @@ async fn dead_letters_and_redrive() {
         assert!(d["attempts"].as_u64().unwrap() >= 1 && d["dead_at"].is_f64());
     }
     // Paging: one at a time.
-    let page = ok(send(api.get("/v1/dead-letters?limit=1")).await).await;
+    let page = api.get("/v1/dead-letters?limit=1", None).await.ok();
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let cursor = page["next_cursor"].as_i64().unwrap();
-    let rest = ok(send(api.get(&format!("/v1/dead-letters?limit=1&cursor={cursor}"))).await).await;
+    let rest = api
+        .get(&format!("/v1/dead-letters?limit=1&cursor={cursor}"), None)
+        .await
+        .ok();
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_ne!(rest["items"][0]["item_id"], page["items"][0]["item_id"]);
 
     // The cause is fixed; redrive both (an unknown id is skipped).
-    api.poisoning.store(false, Ordering::SeqCst);
+    poisoning.store(false, Ordering::SeqCst);
     let mut ids: Vec<i64> = items
         .iter()
         .map(|d| d["item_id"].as_i64().unwrap())
         .collect();
     ids.push(999_999);
-    let redriven =
-        ok(send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ids }))).await).await;
+    let redriven = api
+        .post(
+            "/v1/dead-letters/redrive",
+            None,
+            &json!({ "item_ids": ids }),
+        )
+        .await
+        .ok();
     assert_eq!(redriven, json!({"redriven": 2}));
-    let job_id = ferry_store::JobId::from(id.clone());
     let done = common::wait_for_job(api.store.as_ref(), "", &job_id, |j| {
         j.succeeded == 4 && common::ended(j)
     })
     .await;
     assert_eq!(done.status.as_str(), "completed");
     assert_eq!(done.failed, 0);
-    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
+    let dead = api.get("/v1/dead-letters", None).await.ok();
     assert_eq!(dead["items"], json!([]));
-    problem(
-        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": [] }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    api.post("/v1/dead-letters/redrive", None, &json!({ "item_ids": [] }))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
@@ -727,41 +754,34 @@ async fn bad_input_is_a_precise_problem() {
 
 #[tokio::test]
 async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
-    let api = start("keys", false, |s| s.auth_required = true).await;
-    let acme = api.store.create_key("acme", "ci").await.unwrap().plaintext;
-    let umbrella = api
-        .store
-        .create_key("umbrella", "ci")
-        .await
-        .unwrap()
-        .plaintext;
+    let (api, _) = app("keys", false, |s| s.auth_required = true).await;
+    let acme = api.key("acme").await;
+    let umbrella = api.key("umbrella").await;
     let body = json!({ "handler": "echo", "items": [1] });
 
-    let d = problem(
-        send(api.post("/v1/jobs", &body)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", None, &body)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
     assert!(d.contains("requires an API key"), "{d}");
-    let d = problem(
-        send(api.post("/v1/jobs", &body).bearer_auth("fry_wrong")).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", Some("fry_wrong"), &body)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
     assert!(d.contains("unknown or revoked"), "{d}");
-    problem(send(api.get("/v1/queues")).await, StatusCode::UNAUTHORIZED).await;
+    api.get("/v1/queues", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 
-    let r = send(api.post("/v1/jobs", &body).bearer_auth(&acme)).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let job: Value = r.json().await.unwrap();
-    let id = job["id"].as_str().unwrap();
-    let mine = ok(send(
-        api.get(&format!("/v1/jobs/{id}"))
-            .header("x-api-key", &acme),
-    )
-    .await)
-    .await;
-    assert_eq!(mine["id"], id);
+    let created = api.post("/v1/jobs", Some(&acme), &body).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let by_header = common::call(Method::GET, &format!("/v1/jobs/{id}"), None, None);
+    let mine = api
+        .send(common::with_header(by_header, "x-api-key", &acme))
+        .await
+        .ok();
+    assert_eq!(mine["id"], id.as_str());
 
     // Another tenant finds nothing, and cannot cancel it.
     for path in [
@@ -769,38 +789,28 @@ async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
         format!("/v1/jobs/{id}/results"),
         format!("/v1/jobs/{id}/events"),
     ] {
-        problem(
-            send(api.get(&path).bearer_auth(&umbrella)).await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        api.get(&path, Some(&umbrella))
+            .await
+            .problem(StatusCode::NOT_FOUND);
     }
-    problem(
-        send(
-            api.client
-                .delete(api.url(&format!("/v1/jobs/{id}")))
-                .bearer_auth(&umbrella),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let theirs = ok(send(api.get("/v1/jobs").bearer_auth(&umbrella)).await).await;
+    api.delete(&format!("/v1/jobs/{id}"), Some(&umbrella))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let theirs = api.get("/v1/jobs", Some(&umbrella)).await.ok();
     assert_eq!(theirs["items"], json!([]));
-    let after = ok(send(api.get(&format!("/v1/jobs/{id}")).bearer_auth(&acme)).await).await;
+    let after = api.get(&format!("/v1/jobs/{id}"), Some(&acme)).await.ok();
     assert_eq!(after["status"], "pending");
 
     // A browser's EventSource sends the key in the query.
-    let r = send(
-        api.get(&format!("/v1/jobs/{id}/events?api_key={acme}"))
-            .header("accept", "text/event-stream"),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    drop(r);
+    let path = format!("/v1/jobs/{id}/events?api_key={acme}");
+    let stream = common::call(Method::GET, &path, None, None);
+    let (status, _) = api
+        .head_of(common::with_header(stream, "accept", "text/event-stream"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
 
     // The OpenAPI document stays open.
-    let doc = ok(send(api.get("/openapi.json")).await).await;
+    let doc = api.get("/openapi.json", None).await.ok();
     assert!(doc["paths"]["/v1/jobs"]["post"].is_object());
     assert_eq!(
         doc["components"]["schemas"]["SubmitJob"]["properties"]["handler"]["enum"],
@@ -810,22 +820,13 @@ async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_can_neither_list_nor_redrive_dead_letters() {
-    let poisoning = Arc::new(AtomicBool::new(true));
-    let handlers = Handlers::new().register(
-        "poison",
-        poison_handler(Arc::clone(&poisoning)),
-        EngineConfig::standard(),
-    );
-    let api = common::TestApp::start("v1", "dead-tenants", Some(handlers), |s| {
-        s.auth_required = true;
-    })
-    .await;
+    let (api, poisoning) = app("dead-tenants", true, |s| s.auth_required = true).await;
     let acme = api.key("acme").await;
     let umbrella = api.key("umbrella").await;
     let body = json!({ "handler": "poison", "items": [{"poison": true}, {"n": 1}] });
     let job = api.post("/v1/jobs", Some(&acme), &body).await;
     assert_eq!(job.status, StatusCode::CREATED);
-    let id = ferry_store::JobId::from(job.json()["id"].as_str().unwrap().to_owned());
+    let id = JobId::from(job.json()["id"].as_str().unwrap().to_owned());
     let ended = common::wait_for_job(api.store.as_ref(), "acme", &id, common::ended).await;
     assert_eq!((ended.succeeded, ended.failed), (1, 1));
     let dead = api.get("/v1/dead-letters", Some(&acme)).await.ok();

@@ -146,6 +146,13 @@ impl TestApp {
         }
     }
 
+    /// Sends `request` through the app and returns the status and headers only, without
+    /// reading the body (an event stream's body does not end while its job runs).
+    pub async fn head_of(&self, request: Request<Body>) -> (StatusCode, HeaderMap) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        (response.status(), response.headers().clone())
+    }
+
     /// `GET path`, with `key` as a bearer token when given.
     pub async fn get(&self, path: &str, key: Option<&str>) -> Answer {
         self.send(call(Method::GET, path, key, None)).await
@@ -175,6 +182,14 @@ pub fn call(method: Method, path: &str, key: Option<&str>, body: Option<&Value>)
             .unwrap(),
         None => request.body(Body::empty()).unwrap(),
     }
+}
+
+/// `request` with the header `name: value` added.
+pub fn with_header(mut request: Request<Body>, name: &'static str, value: &str) -> Request<Body> {
+    request
+        .headers_mut()
+        .insert(name, header::HeaderValue::from_str(value).unwrap());
+    request
 }
 
 /// `POST path` with `body` sent as it is, with `content_type` when given.
