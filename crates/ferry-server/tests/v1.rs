@@ -108,6 +108,11 @@ async fn app(
     (api, poisoning)
 }
 
+/// `POST /v1/jobs` with `body` as it is, typed as JSON.
+fn raw(body: &str) -> axum::http::Request<axum::body::Body> {
+    common::raw_post("/v1/jobs", Some("application/json"), body)
+}
+
 /// Submits `body` to `POST /v1/jobs` in-process, asserting 201, and returns the job.
 async fn submit(api: &TestApp, body: Value) -> Value {
     let answer = api.post("/v1/jobs", None, &body).await;
@@ -151,16 +156,6 @@ async fn ok(r: Response) -> Value {
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.url().path());
     assert_eq!(r.headers()["content-type"], "application/json");
     r.json().await.unwrap()
-}
-
-/// Asserts a problem+json answer with `status`, returning its detail.
-async fn problem(r: Response, status: StatusCode) -> String {
-    assert_eq!(r.status(), status, "{}", r.url());
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["title"].is_string(), "{body}");
-    body["detail"].as_str().unwrap().to_owned()
 }
 
 /// Reads a whole SSE stream (until the server ends it; 30 s at most) into `(event, data)`.
@@ -603,118 +598,74 @@ async fn dead_letters_and_redrive() {
 
 #[tokio::test]
 async fn bad_input_is_a_precise_problem() {
-    let api = start("bad", false, |s| {
+    let (api, _) = app("bad", false, |s| {
         s.max_body_bytes = 4096;
         s.max_items = 5;
     })
     .await;
-    let jobs = api.url("/v1/jobs");
-    let raw = |body: &'static str| {
-        api.client
-            .post(&jobs)
-            .header("content-type", "application/json")
-            .body(body)
-    };
-    let d = problem(send(raw("{\"handler\": ")).await, StatusCode::BAD_REQUEST).await;
+    let d = api
+        .send(raw("{\"handler\": "))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
     assert!(!d.is_empty());
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": "x"}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("items"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": 5, "items": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("handler"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1], "extra": 1}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("extra"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1], "params": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("params"), "{d}");
-    let d = problem(
-        send(raw(
+    // Each body is 422 with a detail naming what is wrong.
+    for (body, named) in [
+        (r#"{"handler": "echo", "items": "x"}"#, vec!["items"]),
+        (r#"{"handler": 5, "items": [1]}"#, vec!["handler"]),
+        (
+            r#"{"handler": "echo", "items": [1], "extra": 1}"#,
+            vec!["extra"],
+        ),
+        (
+            r#"{"handler": "echo", "items": [1], "params": [1]}"#,
+            vec!["params"],
+        ),
+        (
             r#"{"handler": "echo", "items": [1], "priority": "urgent"}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("priority") || d.contains("urgent"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": []}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("empty"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1, 2, 3, 4, 5, 6]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("6 items") && d.contains("limit is 5"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "nope", "items": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("nope") && d.contains("echo, poison"), "{d}");
-    let d = problem(
-        send(raw(
+            vec!["urgent"],
+        ),
+        (r#"{"handler": "echo", "items": []}"#, vec!["empty"]),
+        (
+            r#"{"handler": "echo", "items": [1, 2, 3, 4, 5, 6]}"#,
+            vec!["6 items", "limit is 5"],
+        ),
+        (
+            r#"{"handler": "nope", "items": [1]}"#,
+            vec!["nope", "echo, poison"],
+        ),
+        // An explicit key collides with a default one.
+        (
+            r#"{"handler": "echo", "items": [{"key": "1", "payload": 7}, 8]}"#,
+            vec!["\"1\""],
+        ),
+        (
+            r#"{"handler": "echo", "items": [{"key": 3, "payload": 1}]}"#,
+            vec!["items[0].key"],
+        ),
+    ] {
+        let d = api
+            .send(raw(body))
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(named.iter().all(|n| d.contains(n)), "{body}: {d}");
+    }
+    let d = api
+        .send(raw(
             r#"{"handler": "echo", "items": [{"key": "a", "payload": 1}, {"key": "a", "payload": 2}, {"key": "1", "payload": 3}]}"#,
         ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(d.contains("\"a\"") && !d.contains("\"1\""), "{d}");
-    let d = problem(
-        send(raw(
-            r#"{"handler": "echo", "items": [{"key": "1", "payload": 7}, 8]}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(
-        d.contains("\"1\""),
-        "an explicit key collides with a default one: {d}"
-    );
-    let d = problem(
-        send(raw(
-            r#"{"handler": "echo", "items": [{"key": 3, "payload": 1}]}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("items[0].key"), "{d}");
     let big = json!({ "handler": "echo", "items": ["x".repeat(5000)] });
-    let d = problem(
-        send(api.post("/v1/jobs", &big)).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", None, &big)
+        .await
+        .problem(StatusCode::PAYLOAD_TOO_LARGE);
     assert!(d.contains("4096"), "{d}");
-    problem(
-        send(
-            api.client
-                .post(&jobs)
-                .body(r#"{"handler": "echo", "items": [1]}"#),
-        )
-        .await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    )
-    .await;
+    let untyped = common::raw_post("/v1/jobs", None, r#"{"handler": "echo", "items": [1]}"#);
+    api.send(untyped)
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Unknown jobs, on every route that names one.
     let missing = "00000000-0000-4000-8000-000000000000";
@@ -723,15 +674,15 @@ async fn bad_input_is_a_precise_problem() {
         format!("/v1/jobs/{missing}/results"),
         format!("/v1/jobs/{missing}/events"),
     ] {
-        let d = problem(send(api.get(&path)).await, StatusCode::NOT_FOUND).await;
+        let d = api.get(&path, None).await.problem(StatusCode::NOT_FOUND);
         assert!(d.contains(missing), "{d}");
     }
-    problem(
-        send(api.client.delete(api.url(&format!("/v1/jobs/{missing}")))).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    problem(send(api.get("/v1/jobs/%FF")).await, StatusCode::BAD_REQUEST).await;
+    api.delete(&format!("/v1/jobs/{missing}"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.get("/v1/jobs/%FF", None)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 
     // Query parameters: out of range 422, not a number 400.
     for (query, status) in [
@@ -741,14 +692,19 @@ async fn bad_input_is_a_precise_problem() {
         ("cursor=x", StatusCode::BAD_REQUEST),
     ] {
         for path in ["/v1/jobs", "/v1/dead-letters"] {
-            problem(send(api.get(&format!("{path}?{query}"))).await, status).await;
+            api.get(&format!("{path}?{query}"), None)
+                .await
+                .problem(status);
         }
     }
-    let d = problem(
-        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ["a"] }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let d = api
+        .post(
+            "/v1/dead-letters/redrive",
+            None,
+            &json!({ "item_ids": ["a"] }),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(d.contains("item_ids"), "{d}");
 }
 
