@@ -52,7 +52,7 @@ use super::shapes::job::{
     DeadItem, DeadLetterPage, HandlerList, ItemResult, Job, JobPage, Queue, Queues, Redriven,
     ResultPage,
 };
-use super::shapes::request::{Paging, RedriveRequest, SubmitHeaders, SubmitJob};
+use super::shapes::request::{Paging, RedriveRequest, SubmitJob};
 use super::state::AppState;
 
 /// Longest `Idempotency-Key`.
@@ -162,7 +162,10 @@ fn new_job(
 /// Submits a job.
 #[utoipa::path(
     post, path = "/v1/jobs", tag = "jobs", operation_id = "submit_job",
-    params(SubmitHeaders),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        description = "Makes the submission safe to retry: a second submission with the same \
+                       key (1 to 255 visible ASCII characters) returns the first job, with 200 \
+                       instead of 201.")),
     request_body = SubmitJob,
     responses(
         (status = 201, description = "The job was created", body = Job,

@@ -43,9 +43,9 @@ pub(crate) struct SubmitJob {
 #[serde(transparent)]
 pub(crate) struct ItemInput(pub(crate) Value);
 
-/// The explicit form of an item (documentation only; parsed by [`ItemInput::into_item`]).
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// The explicit form of an item: an object whose only members are `payload` and,
+/// optionally, `key`.
+#[derive(Debug, ToSchema)]
 pub(crate) struct KeyedItem {
     /// Unique within the job (default: the item's index).
     key: Option<String>,
@@ -84,7 +84,16 @@ impl ToSchema for ItemInput {
 impl ItemInput {
     /// The item at `index`: its key (the index by default) and payload.
     pub(crate) fn into_item(self, index: usize) -> Result<NewItem, Problem> {
-        let default_key = || index.to_string();
+        let KeyedItem { key, payload } = self.keyed(index)?;
+        Ok(NewItem {
+            key: key.unwrap_or_else(|| index.to_string()),
+            payload,
+        })
+    }
+
+    /// The item in its explicit form: an object with `payload` and an optional string (or
+    /// `null`) `key` is one already; any other value is a payload without a key.
+    fn keyed(self, index: usize) -> Result<KeyedItem, Problem> {
         match self.0 {
             Value::Object(mut map)
                 if map.contains_key("payload")
@@ -92,8 +101,8 @@ impl ItemInput {
             {
                 let payload = map.remove("payload").unwrap_or(Value::Null);
                 let key = match map.remove("key") {
-                    None | Some(Value::Null) => default_key(),
-                    Some(Value::String(k)) => k,
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(k)) => Some(k),
                     Some(other) => {
                         return Err(Problem::invalid(format!(
                             "`items[{index}].key` must be a string, not {}",
@@ -101,12 +110,9 @@ impl ItemInput {
                         )))
                     }
                 };
-                Ok(NewItem { key, payload })
+                Ok(KeyedItem { key, payload })
             }
-            payload => Ok(NewItem {
-                key: default_key(),
-                payload,
-            }),
+            payload => Ok(KeyedItem { key: None, payload }),
         }
     }
 }
@@ -159,17 +165,6 @@ impl RedriveRequest {
             })
             .collect()
     }
-}
-
-/// The headers `POST /v1/jobs` reads.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Documentation only: the handler reads the header itself.
-pub(crate) struct SubmitHeaders {
-    /// Makes the submission safe to retry: a second submission with the same key (1 to 255
-    /// visible ASCII characters) returns the first job, with 200 instead of 201.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
-    idempotency_key: Option<String>,
 }
 
 /// `limit` and `cursor` of every listing.
