@@ -21,7 +21,6 @@
 mod args;
 mod baseline;
 mod client;
-mod handlers;
 mod service;
 mod target;
 mod workers;

@@ -133,7 +133,7 @@ async fn measure(
     let store = target.open(StoreOptions::new()).await?;
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
-    let handlers = crate::handlers::handlers();
+    let handlers = ferry_server::Handlers::builtin();
     let names = handlers.names();
     let (mut worker, mut processes) = if args.workers == 0 {
         let run = Worker::new(Arc::clone(&store), handlers, WorkerOptions::default())

@@ -1,18 +1,14 @@
-//! `ferry serve` and `ferry worker`: the job service.
+//! `ferry serve` and `ferry worker`: their flags, parsed and handed to the job service
+//! (`ferry_server::Service`, `ferry_server::run_worker`) with a shutdown signal.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
-use ferry_core::{EngineConfig, FlushPolicy, Priority};
-use ferry_models::sentiment::SentimentJsonHandler;
-use ferry_server::api::TenantRate;
-use ferry_server::{app, sweep_results, AppState, Cached, Echo, Handlers, Worker, WorkerOptions};
+use ferry_server::{run_worker, ServeOptions, Service, WorkerOptions};
 use ferry_store::Store;
-use tokio_util::sync::CancellationToken;
 
 /// Options of `ferry serve`.
 #[derive(Debug, Args)]
@@ -59,170 +55,65 @@ pub(crate) struct WorkerArgs {
     claim_batch: usize,
 }
 
+/// Opens the store `spec` names: an SQLite file or a `postgres://` URL.
 pub(crate) async fn open_store(spec: &str) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_in(spec, None).await
+    Ok(ferry_store::open(spec, None, ferry_store::StoreOptions::new()).await?)
 }
 
-/// [`open_store`], on PostgreSQL in `schema` when one is given.
-pub(crate) async fn open_store_in(
-    spec: &str,
-    schema: Option<&str>,
-) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(ferry_store::open(spec, schema, ferry_store::StoreOptions::new()).await?)
-}
-
-/// The built-in handlers: `sentiment` (the VADER model, behind a result cache keyed by the
-/// text's hash: 1 hour, 100,000 texts, as seed 001's `cache_ttl_seconds = 3600`) and `echo`
-/// (the no-op handler: each item's payload is its result). Claims already arrive in batches,
-/// so the engine waits at most 2 ms (high 1 ms, urgent 0.5 ms) for a batch to fill: a small
-/// job is not held back (with 10 ms, one client's 100-text jobs took 19.5 ms submit-to-done
-/// instead of 7.5 ms; under load batches fill first and the wait does not matter).
-pub(crate) fn handlers() -> Handlers {
-    ferry_models::sentiment::preload();
-    let mut config = EngineConfig::standard();
-    config.flush = FlushPolicy::new()
-        .max_wait(Priority::Normal, Duration::from_millis(2))
-        .max_wait(Priority::High, Duration::from_millis(1))
-        .max_wait(Priority::Urgent, Duration::from_micros(500));
-    Handlers::new()
-        .register(
-            "sentiment",
-            Cached::new(
-                "sentiment",
-                SentimentJsonHandler::new(),
-                Duration::from_secs(3600),
-                100_000,
-            ),
-            config.clone(),
-        )
-        .register("echo", Echo, config)
-}
-
-/// Cancels `token` on Ctrl-C (SIGINT) or SIGTERM: stop claiming, finish or release what is
-/// in flight.
-fn on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                }
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: stop claiming, finish or release what is in
+/// flight.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
             }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down: no new claims; finishing or releasing what is in flight");
-        token.cancel();
-    });
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down: no new claims; finishing or releasing what is in flight");
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
-    let live_keys = store
-        .list_keys(None)
-        .await
-        .context("reading the API keys")?
-        .iter()
-        .filter(|k| k.revoked_at.is_none())
-        .count();
-    anyhow::ensure!(
-        live_keys > 0 || args.listen.ip().is_loopback(),
-        "refusing to listen on {}: without API keys the service binds to loopback only \
-         (create one with `ferry keys create --store {} TENANT`)",
-        args.listen,
-        args.store
-    );
-    let shutdown = CancellationToken::new();
-    on_signal(shutdown.clone());
-    tokio::spawn(sweep_results(
-        Arc::clone(&store),
-        args.result_ttl,
-        shutdown.clone(),
-    ));
-    // Installed before any engine starts, so their metric handles register with it.
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the Prometheus recorder")?;
-    let handlers = handlers();
-    let names = handlers.names();
-    let worker = (!args.no_worker).then(|| {
-        let worker = Worker::new(Arc::clone(&store), handlers, WorkerOptions::default());
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let result = worker.run(stop.clone()).await;
-            if let Err(e) = &result {
-                // A service whose worker died would accept jobs and never run them.
-                tracing::error!(error = %e, "the in-process worker stopped; shutting down");
-                stop.cancel();
-            }
-            result
-        })
-    });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    if live_keys > 0 {
-        eprintln!(
-            "ferry serve: listening on http://{} (store {}); {live_keys} API key(s): every \
-             route but /healthz and /readyz needs one",
-            listener.local_addr()?,
-            args.store
-        );
-    } else {
-        eprintln!(
-            "ferry serve: listening on http://{} (store {}); no API keys configured, so \
-             loopback only and open to every local user",
-            listener.local_addr()?,
-            args.store
-        );
-    }
-    let mut state = AppState::new(store);
-    state.auth_required = live_keys > 0;
-    state.tenant_rate = args.tenant_rps.map(TenantRate::new);
-    state.handlers = Arc::new(names);
-    state.shutdown = shutdown.clone();
-    state.metrics = Some(metrics);
-    let stop = shutdown.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
+    let options = ServeOptions {
+        store: args.store,
+        worker: !args.no_worker,
+        result_ttl: args.result_ttl,
+        tenant_rps: args.tenant_rps,
+    };
+    Service::open(options)
+        .await?
+        .serve(args.listen, shutdown_signal())
         .await?;
-    if let Some(w) = worker {
-        let report = w.await?.context("the in-process worker failed")?;
-        eprintln!(
-            "worker: {} claimed, {} completed, {} released at shutdown",
-            report.claimed, report.completed, report.released
-        );
-    }
     Ok(())
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    let store = open_store_in(&args.store, args.schema.as_deref()).await?;
-    let shutdown = CancellationToken::new();
-    on_signal(shutdown.clone());
-    let mut options = WorkerOptions::default();
+    anyhow::ensure!(!args.lease.is_zero(), "--lease must be greater than zero");
+    anyhow::ensure!(args.claim_batch > 0, "--claim-batch must be at least 1");
+    let mut options = WorkerOptions {
+        lease: args.lease,
+        claim_batch: args.claim_batch,
+        ..WorkerOptions::default()
+    };
     if let Some(id) = args.id {
         options.id = id;
     }
-    anyhow::ensure!(!args.lease.is_zero(), "--lease must be greater than zero");
-    anyhow::ensure!(args.claim_batch > 0, "--claim-batch must be at least 1");
-    options.lease = args.lease;
-    options.claim_batch = args.claim_batch;
-    eprintln!("ferry worker {}: claiming from {}", options.id, args.store);
-    let report = Worker::new(store, handlers(), options)
-        .run(shutdown)
-        .await?;
-    eprintln!(
-        "worker: {} claimed, {} completed, {} released at shutdown",
-        report.claimed, report.completed, report.released
-    );
+    run_worker(
+        &args.store,
+        args.schema.as_deref(),
+        options,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! [`Cached`]: a result cache in front of a deterministic handler, keyed by a hash of the
-//! item's content, as seed 001 caches predictions.
+//! item's content, as KubeSentiment caches predictions.
 //!
 //! * Key: SHA-256 of the handler's name and the payload (a string's bytes as they are, any
 //!   other JSON value in its serialized form), so the same text sent in any job by any tenant
@@ -7,7 +7,7 @@
 //!   may be wrapped (the models are; a handler that calls an API is not).
 //! * A hit is served without calling the handler; when the result is a JSON object with a
 //!   `cached` field (the sentiment prediction's shape), the served copy says `"cached": true`.
-//! * Entries live `ttl` (seed 001: `cache_ttl_seconds = 3600`) and at most `capacity` are
+//! * Entries live `ttl` (KubeSentiment: `cache_ttl_seconds = 3600`) and at most `capacity` are
 //!   kept; the oldest is evicted first. Only successful results are cached.
 //! * A batch with some hits sends only its misses to the handler; if that call fails as a
 //!   whole, the whole batch takes that outcome (the engine retries or splits it, and the

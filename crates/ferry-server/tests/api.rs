@@ -1,11 +1,10 @@
-//! Seed 001's quick start against the API over real HTTP on loopback, with a worker running
+//! The batch API's quick start (KubeSentiment's) against the API over real HTTP on loopback, with a worker running
 //! the sentiment model, and bad input answered as problem+json.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_core::EngineConfig;
 use ferry_models::sentiment::SentimentJsonHandler;
@@ -28,6 +27,7 @@ fn recorder() -> metrics_exporter_prometheus::PrometheusHandle {
 
 struct Service {
     base: String,
+    store: Arc<dyn ferry_store::Store>,
     shutdown: CancellationToken,
     client: reqwest::Client,
 }
@@ -50,6 +50,7 @@ async fn start(name: &str) -> Service {
     let base = common::serve(state, &shutdown).await;
     Service {
         base,
+        store,
         shutdown,
         client: reqwest::Client::new(),
     }
@@ -62,9 +63,9 @@ impl Drop for Service {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_quick_start_submit_status_results() {
+async fn batch_quick_start_submit_status_results() {
     let s = start("quick").await;
-    // 1. Submit (the seed's curl body, verbatim).
+    // 1. Submit (KubeSentiment's curl body, verbatim).
     let submitted: Value = s
         .client
         .post(format!("{}/api/v1/batch/predict", s.base))
@@ -85,23 +86,17 @@ async fn seed_quick_start_submit_status_results() {
     assert_eq!(submitted["progress_percentage"], 0.0);
     assert!(submitted["created_at"].is_f64() && submitted["estimated_completion_seconds"].is_u64());
     let id = submitted["job_id"].as_str().unwrap().to_owned();
-    // 2. Poll status.
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = s
-            .client
-            .get(format!("{}/api/v1/batch/status/{id}", s.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // 2. Wait for the worker, then read the status.
+    common::wait_for_job(s.store.as_ref(), "", &id.as_str().into(), common::ended).await;
+    let status: Value = s
+        .client
+        .get(format!("{}/api/v1/batch/status/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["status"], "completed", "{status}");
     for (field, check) in [
         ("processed_texts", status["processed_texts"] == 3),
@@ -116,7 +111,7 @@ async fn seed_quick_start_submit_status_results() {
     ] {
         assert!(check, "{field}: {status}");
     }
-    // 3. Results, in the seed's shape.
+    // 3. Results, in the batch API's shape.
     let results: Value = s
         .client
         .get(format!("{}/api/v1/batch/results/{id}", s.base))

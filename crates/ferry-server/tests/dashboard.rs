@@ -101,26 +101,8 @@ async fn dashboard_renders_queues_jobs_and_dead_letters() {
         jobs.push(job.id);
     }
     // Wait until both jobs finished (one with a dead letter).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut done = true;
-        for id in &jobs {
-            done &= store
-                .job("", id)
-                .await
-                .unwrap()
-                .unwrap()
-                .status
-                .is_finished();
-        }
-        if done {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "jobs did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for id in &jobs {
+        common::wait_for_job(store.as_ref(), "", id, |j| j.status.is_finished()).await;
     }
 
     let mut state = AppState::new(Arc::clone(&store));
@@ -303,15 +285,10 @@ async fn the_redrive_button_queues_a_dead_letter_again() {
         let store = Arc::clone(&store);
         let id = job.id.clone();
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                let j = store.job("", &id).await.unwrap().unwrap();
-                if j.status.is_finished() && j.succeeded == want_succeeded {
-                    return j;
-                }
-                assert!(tokio::time::Instant::now() < deadline, "{j:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            common::wait_for_job(store.as_ref(), "", &id, |j| {
+                j.status.is_finished() && j.succeeded == want_succeeded
+            })
+            .await
         }
     };
     assert_eq!(

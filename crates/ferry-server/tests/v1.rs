@@ -1,8 +1,9 @@
-//! The `/v1` REST API over real HTTP on loopback, with a real SQLite store and (where the
-//! test needs one) a worker running `echo` and `poison` (echo, but items whose payload has
-//! `"poison": true` fail for good while poisoning is on): submit → status → results with
-//! cursor paging, idempotency, cancel, the SSE feed, queues, dead letters and redrive, API
-//! keys and tenants, and bad input answered as problem+json.
+//! The `/v1` REST API with a real SQLite store and (where the test needs one) a worker
+//! running `echo` and `poison` (echo, but items whose payload has `"poison": true` fail for
+//! good while poisoning is on): submit → status → results with cursor paging, idempotency,
+//! cancel, the SSE feed and the WebSocket, queues, dead letters and redrive, API keys and
+//! tenants, and bad input answered as problem+json. Driven in-process (`oneshot`), except
+//! where a client reads a stream or a socket as it comes, and one flow over loopback.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
@@ -12,9 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
+use common::TestApp;
 use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
 use ferry_server::{AppState, Echo, Handlers, Worker, WorkerOptions};
-use ferry_store::Store;
+use ferry_store::{JobId, Store};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +27,6 @@ struct Api {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     shutdown: CancellationToken,
-    /// Whether `poison` fails poisoned items.
-    poisoning: Arc<AtomicBool>,
 }
 
 impl Drop for Api {
@@ -53,18 +54,12 @@ fn poison_handler(poisoning: Arc<AtomicBool>) -> impl ferry_core::Handler<Value,
     })
 }
 
-/// The API over a fresh store, adjusted by `tune`, with a worker when `worker` is set.
+/// The API served on loopback over a fresh store, adjusted by `tune`, with a worker when
+/// `worker` is set: for the tests that read a stream or a socket as a client does.
 async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Api {
     let store = common::sqlite_store("v1", name).await;
     let shutdown = CancellationToken::new();
-    let poisoning = Arc::new(AtomicBool::new(true));
-    let handlers = Handlers::new()
-        .register("echo", Echo, EngineConfig::standard())
-        .register(
-            "poison",
-            poison_handler(Arc::clone(&poisoning)),
-            EngineConfig::standard(),
-        );
+    let handlers = handlers(&Arc::new(AtomicBool::new(true)));
     let mut state = AppState::new(Arc::clone(&store));
     state.handlers = Arc::new(handlers.names());
     if worker {
@@ -80,8 +75,49 @@ async fn start(name: &str, worker: bool, tune: impl FnOnce(&mut AppState)) -> Ap
         store,
         client: reqwest::Client::new(),
         shutdown,
-        poisoning,
     }
+}
+
+/// `echo` and `poison` (which fails poisoned items while `poisoning` is on).
+fn handlers(poisoning: &Arc<AtomicBool>) -> Handlers {
+    Handlers::new()
+        .register("echo", Echo, EngineConfig::standard())
+        .register(
+            "poison",
+            poison_handler(Arc::clone(poisoning)),
+            EngineConfig::standard(),
+        )
+}
+
+/// The app in-process (`oneshot`) over a fresh store, accepting `echo` and `poison`, with
+/// a worker running them when `worker` is set; adjusted by `tune`. Returns the poisoning
+/// switch too.
+async fn app(
+    name: &str,
+    worker: bool,
+    tune: impl FnOnce(&mut AppState),
+) -> (TestApp, Arc<AtomicBool>) {
+    let poisoning = Arc::new(AtomicBool::new(true));
+    let handlers = handlers(&poisoning);
+    let names = Arc::new(handlers.names());
+    let api = TestApp::start("v1", name, worker.then_some(handlers), |s| {
+        s.handlers = names;
+        tune(s);
+    })
+    .await;
+    (api, poisoning)
+}
+
+/// `POST /v1/jobs` with `body` as it is, typed as JSON.
+fn raw(body: &str) -> axum::http::Request<axum::body::Body> {
+    common::raw_post("/v1/jobs", Some("application/json"), body)
+}
+
+/// Submits `body` to `POST /v1/jobs` in-process, asserting 201, and returns the job.
+async fn submit(api: &TestApp, body: Value) -> Value {
+    let answer = api.post("/v1/jobs", None, &body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    answer.json()
 }
 
 impl Api {
@@ -104,17 +140,10 @@ impl Api {
         r.json().await.unwrap()
     }
 
-    /// Polls the job until `done` says so (30 s at most), returning it.
-    async fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let job: Value = ok(send(self.get(&format!("/v1/jobs/{id}"))).await).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job never got there: {job}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits until the job `id` (the open tenant's) ended, then returns it as the API shows it.
+    async fn wait_ended(&self, id: &str) -> Value {
+        common::wait_for_job(self.store.as_ref(), "", &id.into(), common::ended).await;
+        ok(send(self.get(&format!("/v1/jobs/{id}"))).await).await
     }
 }
 
@@ -127,16 +156,6 @@ async fn ok(r: Response) -> Value {
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.url().path());
     assert_eq!(r.headers()["content-type"], "application/json");
     r.json().await.unwrap()
-}
-
-/// Asserts a problem+json answer with `status`, returning its detail.
-async fn problem(r: Response, status: StatusCode) -> String {
-    assert_eq!(r.status(), status, "{}", r.url());
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    assert!(body["title"].is_string(), "{body}");
-    body["detail"].as_str().unwrap().to_owned()
 }
 
 /// Reads a whole SSE stream (until the server ends it; 30 s at most) into `(event, data)`.
@@ -241,7 +260,8 @@ async fn submit_status_and_results_with_cursor_paging() {
     assert_eq!(job["counts"]["total"], 250);
     assert!(job["created_at"].is_f64());
 
-    let done = api.wait_for(&id, |j| j["status"] == "completed").await;
+    let done = api.wait_ended(&id).await;
+    assert_eq!(done["status"], "completed");
     assert_eq!(
         done["counts"],
         json!({"total": 250, "succeeded": 250, "failed": 0, "cancelled": 0})
@@ -295,66 +315,49 @@ async fn submit_status_and_results_with_cursor_paging() {
 
 #[tokio::test]
 async fn idempotency_key_returns_the_same_job() {
-    let api = start("idempotency", false, |_| {}).await;
+    let (api, _) = app("idempotency", false, |_| {}).await;
     let body = json!({ "handler": "echo", "items": [1, 2, 3] });
-    let first = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-17"),
-    )
-    .await;
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
-    let again = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-17"),
-    )
-    .await;
-    assert_eq!(again.status(), StatusCode::OK);
-    assert!(again.headers().get("location").is_none());
-    let again: Value = again.json().await.unwrap();
-    assert_eq!(again["id"], first["id"]);
+    let keyed = |key: &str| {
+        let request = common::call(Method::POST, "/v1/jobs", None, Some(&body));
+        common::with_header(request, "idempotency-key", key)
+    };
+    let first = api.send(keyed("order-17")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = api.send(keyed("order-17")).await;
+    assert!(again.headers.get("location").is_none());
+    assert_eq!(again.ok()["id"], first.json()["id"]);
     // Another key, or none, is another job.
-    let other = send(
-        api.post("/v1/jobs", &body)
-            .header("Idempotency-Key", "order-18"),
-    )
-    .await;
-    assert_eq!(other.status(), StatusCode::CREATED);
-    let other: Value = other.json().await.unwrap();
-    assert_ne!(other["id"], first["id"]);
-    let list = ok(send(api.get("/v1/jobs")).await).await;
+    let other = api.send(keyed("order-18")).await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_ne!(other.json()["id"], first.json()["id"]);
+    let list = api.get("/v1/jobs", None).await.ok();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     // A malformed key is 400.
-    let long = "k".repeat(256);
-    problem(
-        send(api.post("/v1/jobs", &body).header("Idempotency-Key", long)).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    api.send(keyed(&"k".repeat(256)))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn cancel_ends_queued_items() {
-    let api = start("cancel", false, |_| {}).await;
-    let job = api
-        .submit(json!({ "handler": "echo", "items": ["a", "b"] }))
-        .await;
+    let (api, _) = app("cancel", false, |_| {}).await;
+    let job = submit(&api, json!({ "handler": "echo", "items": ["a", "b"] })).await;
     let id = job["id"].as_str().unwrap();
     assert_eq!(job["status"], "pending");
-    let cancelled = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    let cancelled = api.delete(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["counts"]["cancelled"], 2);
     assert!(cancelled["completed_at"].is_f64());
-    let job = ok(send(api.get(&format!("/v1/jobs/{id}"))).await).await;
+    let job = api.get(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(job["status"], "cancelled");
-    let rows = ok(send(api.get(&format!("/v1/jobs/{id}/results"))).await).await;
+    let rows = api.get(&format!("/v1/jobs/{id}/results"), None).await.ok();
     assert!(rows["items"]
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["status"] == "cancelled"));
     // Cancelling again changes nothing.
-    let again = ok(send(api.client.delete(api.url(&format!("/v1/jobs/{id}")))).await).await;
+    let again = api.delete(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(again, cancelled);
 }
 
@@ -500,8 +503,8 @@ async fn event_streams_end_when_the_server_shuts_down() {
 
 #[tokio::test]
 async fn queues_show_unfinished_jobs_per_priority() {
-    let api = start("queues", false, |_| {}).await;
-    let before = ok(send(api.get("/v1/queues")).await).await;
+    let (api, _) = app("queues", false, |_| {}).await;
+    let before = api.get("/v1/queues", None).await.ok();
     let priorities: Vec<&str> = before["queues"]
         .as_array()
         .unwrap()
@@ -509,9 +512,12 @@ async fn queues_show_unfinished_jobs_per_priority() {
         .map(|q| q["priority"].as_str().unwrap())
         .collect();
     assert_eq!(priorities, ["high", "medium", "low"]);
-    api.submit(json!({ "handler": "echo", "items": [1, 2, 3], "priority": "low" }))
-        .await;
-    let after = ok(send(api.get("/v1/queues")).await).await;
+    submit(
+        &api,
+        json!({ "handler": "echo", "items": [1, 2, 3], "priority": "low" }),
+    )
+    .await;
+    let after = api.get("/v1/queues", None).await.ok();
     let low = &after["queues"][2];
     assert_eq!(low["unfinished_jobs"], 1);
     assert_eq!(low["queued_items"], 3);
@@ -522,28 +528,25 @@ async fn queues_show_unfinished_jobs_per_priority() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_and_redrive() {
-    let api = start("dead", true, |_| {}).await;
-    let job = api
-        .submit(json!({ "handler": "poison", "items": [
+    let (api, poisoning) = app("dead", true, |_| {}).await;
+    let job = submit(
+        &api,
+        json!({ "handler": "poison", "items": [
             {"key": "fine-1", "payload": {"n": 1}},
             {"key": "bad-1", "payload": {"poison": true, "n": 2}},
             {"key": "fine-2", "payload": {"n": 3}},
             {"key": "bad-2", "payload": {"poison": true, "n": 4}},
-        ]}))
-        .await;
+        ]}),
+    )
+    .await;
     let id = job["id"].as_str().unwrap().to_owned();
-    let ended = api
-        .wait_for(&id, |j| {
-            j["status"].as_str() != Some("pending")
-                && j["counts"]["succeeded"].as_u64().unwrap()
-                    + j["counts"]["failed"].as_u64().unwrap()
-                    == 4
-        })
-        .await;
+    let job_id = JobId::from(id.clone());
+    common::wait_for_job(api.store.as_ref(), "", &job_id, common::ended).await;
+    let ended = api.get(&format!("/v1/jobs/{id}"), None).await.ok();
     assert_eq!(ended["counts"]["failed"], 2);
     assert_eq!(ended["status"], "completed", "some items succeeded");
 
-    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
+    let dead = api.get("/v1/dead-letters", None).await.ok();
     let items = dead["items"].as_array().unwrap();
     let keys: BTreeSet<&str> = items.iter().map(|d| d["key"].as_str().unwrap()).collect();
     assert_eq!(keys, BTreeSet::from(["bad-1", "bad-2"]));
@@ -554,152 +557,115 @@ async fn dead_letters_and_redrive() {
         assert!(d["attempts"].as_u64().unwrap() >= 1 && d["dead_at"].is_f64());
     }
     // Paging: one at a time.
-    let page = ok(send(api.get("/v1/dead-letters?limit=1")).await).await;
+    let page = api.get("/v1/dead-letters?limit=1", None).await.ok();
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let cursor = page["next_cursor"].as_i64().unwrap();
-    let rest = ok(send(api.get(&format!("/v1/dead-letters?limit=1&cursor={cursor}"))).await).await;
+    let rest = api
+        .get(&format!("/v1/dead-letters?limit=1&cursor={cursor}"), None)
+        .await
+        .ok();
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_ne!(rest["items"][0]["item_id"], page["items"][0]["item_id"]);
 
     // The cause is fixed; redrive both (an unknown id is skipped).
-    api.poisoning.store(false, Ordering::SeqCst);
+    poisoning.store(false, Ordering::SeqCst);
     let mut ids: Vec<i64> = items
         .iter()
         .map(|d| d["item_id"].as_i64().unwrap())
         .collect();
     ids.push(999_999);
-    let redriven =
-        ok(send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ids }))).await).await;
+    let redriven = api
+        .post(
+            "/v1/dead-letters/redrive",
+            None,
+            &json!({ "item_ids": ids }),
+        )
+        .await
+        .ok();
     assert_eq!(redriven, json!({"redriven": 2}));
-    let done = api
-        .wait_for(&id, |j| {
-            j["counts"]["succeeded"] == 4 && j["status"] == "completed"
-        })
-        .await;
-    assert_eq!(done["counts"]["failed"], 0);
-    let dead = ok(send(api.get("/v1/dead-letters")).await).await;
-    assert_eq!(dead["items"], json!([]));
-    problem(
-        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": [] }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+    let done = common::wait_for_job(api.store.as_ref(), "", &job_id, |j| {
+        j.succeeded == 4 && common::ended(j)
+    })
     .await;
+    assert_eq!(done.status.as_str(), "completed");
+    assert_eq!(done.failed, 0);
+    let dead = api.get("/v1/dead-letters", None).await.ok();
+    assert_eq!(dead["items"], json!([]));
+    api.post("/v1/dead-letters/redrive", None, &json!({ "item_ids": [] }))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
 async fn bad_input_is_a_precise_problem() {
-    let api = start("bad", false, |s| {
+    let (api, _) = app("bad", false, |s| {
         s.max_body_bytes = 4096;
         s.max_items = 5;
     })
     .await;
-    let jobs = api.url("/v1/jobs");
-    let raw = |body: &'static str| {
-        api.client
-            .post(&jobs)
-            .header("content-type", "application/json")
-            .body(body)
-    };
-    let d = problem(send(raw("{\"handler\": ")).await, StatusCode::BAD_REQUEST).await;
+    let d = api
+        .send(raw("{\"handler\": "))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
     assert!(!d.is_empty());
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": "x"}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("items"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": 5, "items": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("handler"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1], "extra": 1}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("extra"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1], "params": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("params"), "{d}");
-    let d = problem(
-        send(raw(
+    // Each body is 422 with a detail naming what is wrong.
+    for (body, named) in [
+        (r#"{"handler": "echo", "items": "x"}"#, vec!["items"]),
+        (r#"{"handler": 5, "items": [1]}"#, vec!["handler"]),
+        (
+            r#"{"handler": "echo", "items": [1], "extra": 1}"#,
+            vec!["extra"],
+        ),
+        (
+            r#"{"handler": "echo", "items": [1], "params": [1]}"#,
+            vec!["params"],
+        ),
+        (
             r#"{"handler": "echo", "items": [1], "priority": "urgent"}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("priority") || d.contains("urgent"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": []}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("empty"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "echo", "items": [1, 2, 3, 4, 5, 6]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("6 items") && d.contains("limit is 5"), "{d}");
-    let d = problem(
-        send(raw(r#"{"handler": "nope", "items": [1]}"#)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("nope") && d.contains("echo, poison"), "{d}");
-    let d = problem(
-        send(raw(
+            vec!["urgent"],
+        ),
+        (r#"{"handler": "echo", "items": []}"#, vec!["empty"]),
+        (
+            r#"{"handler": "echo", "items": [1, 2, 3, 4, 5, 6]}"#,
+            vec!["6 items", "limit is 5"],
+        ),
+        (
+            r#"{"handler": "nope", "items": [1]}"#,
+            vec!["nope", "echo, poison"],
+        ),
+        // An explicit key collides with a default one.
+        (
+            r#"{"handler": "echo", "items": [{"key": "1", "payload": 7}, 8]}"#,
+            vec!["\"1\""],
+        ),
+        (
+            r#"{"handler": "echo", "items": [{"key": 3, "payload": 1}]}"#,
+            vec!["items[0].key"],
+        ),
+    ] {
+        let d = api
+            .send(raw(body))
+            .await
+            .problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(named.iter().all(|n| d.contains(n)), "{body}: {d}");
+    }
+    let d = api
+        .send(raw(
             r#"{"handler": "echo", "items": [{"key": "a", "payload": 1}, {"key": "a", "payload": 2}, {"key": "1", "payload": 3}]}"#,
         ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(d.contains("\"a\"") && !d.contains("\"1\""), "{d}");
-    let d = problem(
-        send(raw(
-            r#"{"handler": "echo", "items": [{"key": "1", "payload": 7}, 8]}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(
-        d.contains("\"1\""),
-        "an explicit key collides with a default one: {d}"
-    );
-    let d = problem(
-        send(raw(
-            r#"{"handler": "echo", "items": [{"key": 3, "payload": 1}]}"#,
-        ))
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert!(d.contains("items[0].key"), "{d}");
     let big = json!({ "handler": "echo", "items": ["x".repeat(5000)] });
-    let d = problem(
-        send(api.post("/v1/jobs", &big)).await,
-        StatusCode::PAYLOAD_TOO_LARGE,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", None, &big)
+        .await
+        .problem(StatusCode::PAYLOAD_TOO_LARGE);
     assert!(d.contains("4096"), "{d}");
-    problem(
-        send(
-            api.client
-                .post(&jobs)
-                .body(r#"{"handler": "echo", "items": [1]}"#),
-        )
-        .await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    )
-    .await;
+    let untyped = common::raw_post("/v1/jobs", None, r#"{"handler": "echo", "items": [1]}"#);
+    api.send(untyped)
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Unknown jobs, on every route that names one.
     let missing = "00000000-0000-4000-8000-000000000000";
@@ -708,15 +674,15 @@ async fn bad_input_is_a_precise_problem() {
         format!("/v1/jobs/{missing}/results"),
         format!("/v1/jobs/{missing}/events"),
     ] {
-        let d = problem(send(api.get(&path)).await, StatusCode::NOT_FOUND).await;
+        let d = api.get(&path, None).await.problem(StatusCode::NOT_FOUND);
         assert!(d.contains(missing), "{d}");
     }
-    problem(
-        send(api.client.delete(api.url(&format!("/v1/jobs/{missing}")))).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    problem(send(api.get("/v1/jobs/%FF")).await, StatusCode::BAD_REQUEST).await;
+    api.delete(&format!("/v1/jobs/{missing}"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.get("/v1/jobs/%FF", None)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
 
     // Query parameters: out of range 422, not a number 400.
     for (query, status) in [
@@ -726,54 +692,52 @@ async fn bad_input_is_a_precise_problem() {
         ("cursor=x", StatusCode::BAD_REQUEST),
     ] {
         for path in ["/v1/jobs", "/v1/dead-letters"] {
-            problem(send(api.get(&format!("{path}?{query}"))).await, status).await;
+            api.get(&format!("{path}?{query}"), None)
+                .await
+                .problem(status);
         }
     }
-    let d = problem(
-        send(api.post("/v1/dead-letters/redrive", &json!({ "item_ids": ["a"] }))).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
+    let d = api
+        .post(
+            "/v1/dead-letters/redrive",
+            None,
+            &json!({ "item_ids": ["a"] }),
+        )
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert!(d.contains("item_ids"), "{d}");
 }
 
 #[tokio::test]
 async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
-    let api = start("keys", false, |s| s.auth_required = true).await;
-    let acme = api.store.create_key("acme", "ci").await.unwrap().plaintext;
-    let umbrella = api
-        .store
-        .create_key("umbrella", "ci")
-        .await
-        .unwrap()
-        .plaintext;
+    let (api, _) = app("keys", false, |s| s.auth_required = true).await;
+    let acme = api.key("acme").await;
+    let umbrella = api.key("umbrella").await;
     let body = json!({ "handler": "echo", "items": [1] });
 
-    let d = problem(
-        send(api.post("/v1/jobs", &body)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", None, &body)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
     assert!(d.contains("requires an API key"), "{d}");
-    let d = problem(
-        send(api.post("/v1/jobs", &body).bearer_auth("fry_wrong")).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    let d = api
+        .post("/v1/jobs", Some("fry_wrong"), &body)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
     assert!(d.contains("unknown or revoked"), "{d}");
-    problem(send(api.get("/v1/queues")).await, StatusCode::UNAUTHORIZED).await;
+    api.get("/v1/queues", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 
-    let r = send(api.post("/v1/jobs", &body).bearer_auth(&acme)).await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let job: Value = r.json().await.unwrap();
-    let id = job["id"].as_str().unwrap();
-    let mine = ok(send(
-        api.get(&format!("/v1/jobs/{id}"))
-            .header("x-api-key", &acme),
-    )
-    .await)
-    .await;
-    assert_eq!(mine["id"], id);
+    let created = api.post("/v1/jobs", Some(&acme), &body).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let by_header = common::call(Method::GET, &format!("/v1/jobs/{id}"), None, None);
+    let mine = api
+        .send(common::with_header(by_header, "x-api-key", &acme))
+        .await
+        .ok();
+    assert_eq!(mine["id"], id.as_str());
 
     // Another tenant finds nothing, and cannot cancel it.
     for path in [
@@ -781,41 +745,78 @@ async fn keys_are_required_and_tenants_see_only_their_own_jobs() {
         format!("/v1/jobs/{id}/results"),
         format!("/v1/jobs/{id}/events"),
     ] {
-        problem(
-            send(api.get(&path).bearer_auth(&umbrella)).await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        api.get(&path, Some(&umbrella))
+            .await
+            .problem(StatusCode::NOT_FOUND);
     }
-    problem(
-        send(
-            api.client
-                .delete(api.url(&format!("/v1/jobs/{id}")))
-                .bearer_auth(&umbrella),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let theirs = ok(send(api.get("/v1/jobs").bearer_auth(&umbrella)).await).await;
+    api.delete(&format!("/v1/jobs/{id}"), Some(&umbrella))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let theirs = api.get("/v1/jobs", Some(&umbrella)).await.ok();
     assert_eq!(theirs["items"], json!([]));
-    let after = ok(send(api.get(&format!("/v1/jobs/{id}")).bearer_auth(&acme)).await).await;
+    let after = api.get(&format!("/v1/jobs/{id}"), Some(&acme)).await.ok();
     assert_eq!(after["status"], "pending");
 
     // A browser's EventSource sends the key in the query.
-    let r = send(
-        api.get(&format!("/v1/jobs/{id}/events?api_key={acme}"))
-            .header("accept", "text/event-stream"),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    drop(r);
+    let path = format!("/v1/jobs/{id}/events?api_key={acme}");
+    let stream = common::call(Method::GET, &path, None, None);
+    let (status, _) = api
+        .head_of(common::with_header(stream, "accept", "text/event-stream"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
 
     // The OpenAPI document stays open.
-    let doc = ok(send(api.get("/openapi.json")).await).await;
+    let doc = api.get("/openapi.json", None).await.ok();
     assert!(doc["paths"]["/v1/jobs"]["post"].is_object());
     assert_eq!(
         doc["components"]["schemas"]["SubmitJob"]["properties"]["handler"]["enum"],
         json!(["echo", "poison"])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_can_neither_list_nor_redrive_dead_letters() {
+    let (api, poisoning) = app("dead-tenants", true, |s| s.auth_required = true).await;
+    let acme = api.key("acme").await;
+    let umbrella = api.key("umbrella").await;
+    let body = json!({ "handler": "poison", "items": [{"poison": true}, {"n": 1}] });
+    let job = api.post("/v1/jobs", Some(&acme), &body).await;
+    assert_eq!(job.status, StatusCode::CREATED);
+    let id = JobId::from(job.json()["id"].as_str().unwrap().to_owned());
+    let ended = common::wait_for_job(api.store.as_ref(), "acme", &id, common::ended).await;
+    assert_eq!((ended.succeeded, ended.failed), (1, 1));
+    let dead = api.get("/v1/dead-letters", Some(&acme)).await.ok();
+    let item_id = dead["items"][0]["item_id"].as_i64().unwrap();
+
+    // Umbrella sees none of acme's dead letters, and redriving one queues nothing.
+    let theirs = api.get("/v1/dead-letters", Some(&umbrella)).await.ok();
+    assert_eq!(theirs["items"], json!([]));
+    let redrive = json!({ "item_ids": [item_id] });
+    let redriven = api
+        .post("/v1/dead-letters/redrive", Some(&umbrella), &redrive)
+        .await
+        .ok();
+    assert_eq!(redriven, json!({"redriven": 0}));
+    poisoning.store(false, Ordering::SeqCst);
+    let still = api.get("/v1/dead-letters", Some(&acme)).await.ok();
+    assert_eq!(
+        still["items"], dead["items"],
+        "acme's dead letter is untouched"
+    );
+    // Nor can umbrella read the job they belong to.
+    api.get(&format!("/v1/jobs/{id}/results"), Some(&umbrella))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    // Acme itself can.
+    let mine = api
+        .post("/v1/dead-letters/redrive", Some(&acme), &redrive)
+        .await
+        .ok();
+    assert_eq!(mine, json!({"redriven": 1}));
+    let done = common::wait_for_job(api.store.as_ref(), "acme", &id, |j| {
+        j.succeeded == 2 && common::ended(j)
+    })
+    .await;
+    assert_eq!(done.failed, 0);
 }

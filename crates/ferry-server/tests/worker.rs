@@ -1,21 +1,16 @@
 //! Workers over a real SQLite store: every item ends with exactly one result.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_core::{handler_fn, Batch, BatchOutcome, EngineConfig, ItemOutcome};
 use ferry_server::{Handlers, Worker, WorkerOptions};
-use ferry_store::{JobStatus, NewItem, NewJob, Priority, SqliteStore, Store};
+use ferry_store::{JobStatus, NewItem, NewJob, Priority, Store};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-fn temp_store_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferry-worker-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("store.db")
-}
 
 fn doubler(delay: Duration) -> impl ferry_core::Handler<Value, Value> {
     handler_fn(move |batch: &Batch<Value>| {
@@ -51,14 +46,7 @@ fn job(n: i64) -> NewJob {
 }
 
 async fn wait_done(store: &Arc<dyn Store>, id: &ferry_store::JobId) -> ferry_store::JobRecord {
-    for _ in 0..600 {
-        let j = store.job("", id).await.unwrap().unwrap();
-        if matches!(j.status, JobStatus::Completed | JobStatus::Failed) {
-            return j;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job did not finish");
+    common::wait_for_job(store.as_ref(), "", id, common::ended).await
 }
 
 async fn all_results(
@@ -79,7 +67,7 @@ async fn all_results(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_records_every_result_once_and_dead_letters_the_poison() {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(temp_store_path("once")).await.unwrap());
+    let store = common::sqlite_store("worker", "once").await;
     let created = store.create_job(job(2000)).await.unwrap();
     let handlers = Handlers::new().register(
         "double",
@@ -112,8 +100,7 @@ async fn a_worker_records_every_result_once_and_dead_letters_the_poison() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_midway_releases_leases_and_another_worker_finishes() {
-    let path = temp_store_path("shutdown");
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let store = common::sqlite_store("worker", "shutdown").await;
     let created = store.create_job(job(3000)).await.unwrap();
     let slow = || {
         Handlers::new().register(
@@ -130,12 +117,7 @@ async fn shutdown_midway_releases_leases_and_another_worker_finishes() {
     };
     let w1 = tokio::spawn(Worker::new(Arc::clone(&store), slow(), opts("w1")).run(first.clone()));
     // Stop the first worker once some items are done.
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if store.job("", &created.id).await.unwrap().unwrap().succeeded >= 300 {
-            break;
-        }
-    }
+    common::wait_for_job(store.as_ref(), "", &created.id, |j| j.succeeded >= 300).await;
     first.cancel();
     let r1 = w1.await.unwrap().unwrap();
     let depths = store.queue_depths().await.unwrap();
@@ -166,8 +148,7 @@ async fn shutdown_midway_releases_leases_and_another_worker_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_registered_with_params_sees_each_jobs_params() {
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(temp_store_path("params")).await.unwrap());
+    let store = common::sqlite_store("worker", "params").await;
     // Multiplies each payload by its job's `factor`.
     let scale = handler_fn(|batch: &Batch<Value>| {
         let out: Vec<ItemOutcome<Value>> = batch

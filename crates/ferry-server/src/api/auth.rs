@@ -1,8 +1,7 @@
 //! API keys: which tenant a request acts for.
 //!
 //! When the service has keys configured ([`AppState::auth_required`] at start, or a key
-//! created while it runs: the store is asked again at most every [`RECHECK`] until one
-//! exists, and from then on keys stay required), every route but `/healthz` and `/readyz`
+//! created while it runs: see [`super::key_watch`]), every route but `/healthz` and `/readyz`
 //! needs a live key, sent as `Authorization: Bearer <key>` or
 //! `X-API-Key: <key>`; a missing key is 401, an unknown or revoked one 401 as well (the two
 //! are told apart in the detail). The key's tenant is put into the request as a [`Tenant`],
@@ -16,57 +15,14 @@
 //! Without keys every request acts for the tenant `""`, and `ferry serve` binds to loopback
 //! only.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{AppState, Problem};
-
-/// How often a service running without keys asks the store whether one was created.
-pub const RECHECK: Duration = Duration::from_secs(2);
-
-/// Whether a key has appeared in the store since the service started without one.
-#[derive(Debug, Clone, Default)]
-pub(super) struct KeyWatch {
-    seen: Arc<AtomicBool>,
-    checked: Arc<Mutex<Option<tokio::time::Instant>>>,
-}
-
-impl KeyWatch {
-    /// `true` once the store holds a live key (checked at most every [`RECHECK`]).
-    async fn required(&self, state: &AppState) -> Result<bool, Problem> {
-        if self.seen.load(Ordering::Acquire) {
-            return Ok(true);
-        }
-        let now = tokio::time::Instant::now();
-        {
-            let Ok(mut checked) = self.checked.lock() else {
-                return Ok(false);
-            };
-            if checked.is_some_and(|at| now.duration_since(at) < RECHECK) {
-                return Ok(false);
-            }
-            *checked = Some(now);
-        }
-        let live = state
-            .store
-            .list_keys(None)
-            .await?
-            .iter()
-            .any(|k| k.revoked_at.is_none());
-        if live {
-            tracing::info!("an API key exists now: every route but health requires one");
-            self.seen.store(true, Ordering::Release);
-        }
-        Ok(live)
-    }
-}
+use super::problem::Problem;
+use super::state::AppState;
 
 /// The tenant a request acts for (`""` on a service without API keys).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -174,7 +130,11 @@ pub(super) async fn authenticate(
     next: Next,
 ) -> Result<Response, Problem> {
     let (mut parts, body) = request.into_parts();
-    let tenant = if state.auth_required || state.key_watch.required(&state).await? {
+    let required = state.auth_required
+        || (state.key_watch)
+            .required(state.store.as_ref(), &state.clock)
+            .await?;
+    let tenant = if required {
         let key = presented_key(&parts).ok_or_else(|| {
             unauthorized(
                 "this service requires an API key: send `Authorization: Bearer <key>` or \

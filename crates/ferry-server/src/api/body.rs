@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use super::{AppState, Problem};
+use super::problem::Problem;
+use super::state::AppState;
 
 /// Like [`axum::Json`], but malformed JSON is 400, well-formed JSON of the wrong shape 422
 /// (naming the field, line and column), a missing JSON content type 415 and a body over

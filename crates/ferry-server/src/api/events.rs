@@ -26,12 +26,14 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use ferry_store::JobId;
 use futures_util::stream::{self, Stream};
-use serde_json::json;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use super::auth::Tenant;
+use super::lookup::find;
 use super::path::IdPath;
-use super::v1::{find, Job};
-use super::{AppState, Problem, Tenant};
+use super::problem::Problem;
+use super::shapes::job::Job;
+use super::state::AppState;
 
 /// How often the feed reads the job from the store.
 const POLL: Duration = Duration::from_millis(200);
@@ -142,13 +144,7 @@ impl Feed {
     /// The final `error` event.
     fn error(&mut self, problem: Problem) -> Event {
         self.ended = true;
-        let body = json!({
-            "type": "about:blank",
-            "title": problem.title,
-            "status": problem.status.as_u16(),
-            "detail": problem.detail,
-        });
-        Event::default().event("error").data(body.to_string())
+        json_event("error", &problem.body())
     }
 }
 

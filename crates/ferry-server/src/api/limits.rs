@@ -1,6 +1,6 @@
 //! Per-tenant request rate limits (governor's keyed GCRA limiter).
 //!
-//! With [`AppState::tenant_rate`] set, each tenant may make that many requests per second,
+//! With `AppState::tenant_rate` set, each tenant may make that many requests per second,
 //! with bursts of the same size; more is 429 with `Retry-After` (whole seconds, at least 1)
 //! and a problem+json body naming the limit. The limit applies to every route behind the
 //! API-key check; health, `/openapi.json` and the dashboard page are not limited. Without
@@ -13,24 +13,39 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
 
-use super::{AppState, Problem, Tenant};
+use super::auth::Tenant;
+use super::clock::ApiClock;
+use super::problem::Problem;
 
 /// A rate limiter per tenant: `per_second` requests a second, bursts of as many.
 #[derive(Debug, Clone)]
 pub struct TenantRate {
     per_second: NonZeroU32,
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    clock: ApiClock,
+    limiter: Arc<RateLimiter<String, HashMapStateStore<String>, ApiClock, NoOpMiddleware<Nanos>>>,
 }
 
 impl TenantRate {
-    /// `per_second` requests a second per tenant.
+    /// `per_second` requests a second per tenant, on the system's clock.
     pub fn new(per_second: NonZeroU32) -> Self {
+        Self::with_clock(per_second, ApiClock::system())
+    }
+
+    /// `per_second` requests a second per tenant, timed by `clock` (a manual one in tests).
+    pub fn with_clock(per_second: NonZeroU32, clock: ApiClock) -> Self {
         TenantRate {
             per_second,
-            limiter: Arc::new(RateLimiter::keyed(Quota::per_second(per_second))),
+            limiter: Arc::new(RateLimiter::hashmap_with_clock(
+                Quota::per_second(per_second),
+                clock.clone(),
+            )),
+            clock,
         }
     }
 
@@ -39,20 +54,20 @@ impl TenantRate {
         self.limiter
             .check_key(&tenant.to_owned())
             .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.clock.now());
                 wait.as_secs_f64().ceil().max(1.0) as u64
             })
     }
 }
 
-/// Middleware (inside the API-key check): applies the tenant's rate limit.
+/// Middleware (inside the API-key check): applies the tenant's rate limit, if any.
 pub(super) async fn limit(
-    State(state): State<AppState>,
+    State(rate): State<Option<TenantRate>>,
     tenant: Tenant,
     request: Request,
     next: Next,
 ) -> Result<Response, Problem> {
-    if let Some(rate) = &state.tenant_rate {
+    if let Some(rate) = &rate {
         if let Err(secs) = rate.check(tenant.as_str()) {
             return Err(Problem {
                 retry_after: Some(secs),
@@ -76,14 +91,19 @@ mod tests {
 
     #[test]
     fn each_tenant_has_its_own_budget() {
-        let rate = TenantRate::new(NonZeroU32::new(2).unwrap());
+        let clock = ApiClock::manual();
+        let rate = TenantRate::with_clock(NonZeroU32::new(2).unwrap(), clock.clone());
         assert!(rate.check("a").is_ok());
         assert!(rate.check("a").is_ok());
         let wait = rate.check("a").unwrap_err();
-        assert!(wait >= 1, "{wait}");
+        assert_eq!(wait, 1, "half a second, rounded up");
         assert!(
             rate.check("b").is_ok(),
             "another tenant is not limited by a"
         );
+        // Half a second later, one more request fits again (2 a second).
+        clock.advance(std::time::Duration::from_millis(500));
+        assert!(rate.check("a").is_ok());
+        assert!(rate.check("a").is_err());
     }
 }

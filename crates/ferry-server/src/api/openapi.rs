@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API, generated with
-//! utoipa from the `/v1` handlers' own annotations (in [`super::v1`], [`super::events`]) and,
-//! for the routes whose handlers live elsewhere (health, `/metrics`, seed 001's
-//! `/api/v1/batch/...`), from placeholder functions here that describe their shapes.
+//! utoipa from the handlers' own annotations ([`super::v1`], [`super::events`],
+//! [`super::batch`], [`super::ops`] and this document's own route) and the shapes they
+//! answer ([`super::shapes`]): what is described is what is sent.
 //!
 //! Decisions:
 //!
@@ -22,12 +22,8 @@
 //!   (not JSON) and 422 (wrong shape or values); with query parameters 400 (does not parse)
 //!   and 422 (out of range); with a path id 400 (does not decode) and 404 (no such job, or
 //!   another tenant's).
-//! - Not described: the seed's WebSocket `ws/{job_id}` (OpenAPI cannot describe one) and the
+//! - Not described: the WebSockets `ws/{job_id}` (OpenAPI cannot describe one) and the
 //!   dashboard page.
-
-#![allow(dead_code)] // The placeholder functions and doc-only shapes are read by the macros.
-
-use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::header;
@@ -42,17 +38,20 @@ use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::Ref;
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::v1;
-use super::AppState;
+use super::problem::ProblemBody;
+use super::state::AppState;
+use super::{batch, events, ops, v1};
 
 /// The route serving the document.
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/openapi.json", get(document))
 }
 
-/// The document, with this service's handlers and limits.
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 async fn document(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -99,7 +98,7 @@ fn document_json(tuning: &Tuning) -> Value {
     if let Some(predict) = schemas.pointer_mut("/PredictRequest/properties") {
         predict["texts"]["maxItems"] = json!(tuning.max_texts);
         predict["texts"]["items"]["maxLength"] = json!(tuning.max_text_chars);
-        // Any non-negative number (the seed's clients send integers), no `double` bound.
+        // Any non-negative number (KubeSentiment's clients send integers), no `double` bound.
         for field in ["timeout_seconds", "max_batch_size"] {
             if let Some(f) = predict[field].as_object_mut() {
                 f.remove("format");
@@ -183,11 +182,12 @@ fn camel_case_links(value: &mut Value) {
                        Errors are `application/problem+json` (RFC 9457).",
     ),
     paths(
-        healthz, readyz, openapi_json, prometheus,
+        ops::healthz, ops::readyz, document, ops::prometheus,
         v1::submit, v1::list, v1::job, v1::cancel, v1::results,
-        super::events::job_events,
+        events::job_events,
         v1::queues, v1::dead_letters, v1::redrive, v1::handlers,
-        seed_predict, seed_status, seed_results, seed_cancel, seed_queue_status, seed_metrics,
+        batch::predict, batch::status, batch::results, batch::cancel, batch::queue_status,
+        batch::metrics,
     ),
     components(schemas(ProblemBody)),
     modifiers(&Security, &Problems),
@@ -196,28 +196,12 @@ fn camel_case_links(value: &mut Value) {
         (name = "jobs", description = "`/v1` jobs: submit, follow, read results, cancel"),
         (name = "queues", description = "`/v1` queue depths"),
         (name = "dead letters", description = "`/v1` dead letters and their redrive"),
-        (name = "seed", description = "Seed 001's sentiment batch API, as the seed specifies it"),
+        (name = "batch", description = "The KubeSentiment-compatible sentiment batch API \
+                                          (`/api/v1/batch/...`)"),
         (name = "ops", description = "Health, readiness, metrics and this document"),
     ),
 )]
 pub(super) struct ApiDoc;
-
-/// An error (RFC 9457), sent as `application/problem+json`.
-#[derive(ToSchema)]
-#[schema(as = Problem)]
-pub(super) struct ProblemBody {
-    /// Always `about:blank`: the status says what kind of problem it is.
-    #[schema(rename = "type", example = "about:blank")]
-    kind: String,
-    /// Short summary of the problem type.
-    #[schema(example = "Not Found")]
-    title: String,
-    /// The HTTP status.
-    #[schema(minimum = 400, maximum = 599, example = 404)]
-    status: u16,
-    /// What exactly was wrong with this request.
-    detail: String,
-}
 
 /// Declares the two ways to present an API key.
 struct Security;
@@ -374,248 +358,6 @@ fn add_problems(op: &mut Operation) {
         }
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Health and operations (handlers in `super`)
-
-/// A health answer.
-#[derive(ToSchema)]
-struct Health {
-    /// `ok` (`/healthz`) or `ready` (`/readyz`).
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", operation_id = "healthz", security(()),
-    responses((status = 200, description = "Alive", body = Health)))]
-fn healthz() {}
-
-/// Readiness: the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "ops", operation_id = "readyz", security(()),
-    responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The store is unreachable", body = ProblemBody,
-         content_type = "application/problem+json",
-         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-    ))]
-fn readyz() {}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi", security(()),
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
-fn openapi_json() {}
-
-/// The engines' metrics in Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics",
-    responses(
-        (status = 200, description = "Prometheus text exposition", content_type = "text/plain",
-         body = String),
-        (status = 404, description = "Metrics are not enabled on this server",
-         body = ProblemBody, content_type = "application/problem+json"),
-    ))]
-fn prometheus() {}
-
-// ---------------------------------------------------------------------------------------
-// Seed 001 (`super::seed`): its routes and JSON shapes
-
-/// A seed job's priority.
-#[derive(ToSchema, serde::Deserialize)]
-#[schema(as = SeedPriority, rename_all = "lowercase")]
-enum SeedPriorityName {
-    High,
-    Medium,
-    Low,
-}
-
-/// A seed job's status.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-enum SeedStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-/// `POST /api/v1/batch/predict`: texts to classify. Unknown fields are 422.
-#[derive(ToSchema, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PredictRequest {
-    /// 1 to 1,000 texts (the service's `max_texts`), each at most 10,000 characters.
-    #[schema(min_items = 1)]
-    texts: Vec<String>,
-    /// Queue priority (default `medium`).
-    priority: Option<SeedPriorityName>,
-    /// Accepted and ignored.
-    #[schema(minimum = 0)]
-    timeout_seconds: Option<f64>,
-    /// Accepted and ignored.
-    #[schema(minimum = 0)]
-    max_batch_size: Option<f64>,
-}
-
-/// The job `predict` created.
-#[derive(ToSchema)]
-struct PredictResponse {
-    job_id: String,
-    status: SeedStatus,
-    total_texts: u64,
-    estimated_completion_seconds: u64,
-    created_at: f64,
-    priority: SeedPriorityName,
-    progress_percentage: f64,
-}
-
-/// A seed job's status.
-#[derive(ToSchema)]
-struct SeedJobStatus {
-    job_id: String,
-    status: SeedStatus,
-    total_texts: u64,
-    /// Texts that ended, succeeded or failed.
-    processed_texts: u64,
-    failed_texts: u64,
-    progress_percentage: f64,
-    created_at: f64,
-    started_at: Option<f64>,
-    completed_at: Option<f64>,
-    estimated_completion_seconds: u64,
-    priority: SeedPriorityName,
-    error: Option<String>,
-}
-
-/// Counts over a seed job's results.
-#[derive(ToSchema)]
-struct SeedSummary {
-    total_texts: u64,
-    successful_predictions: u64,
-    failed_predictions: u64,
-    success_rate: f64,
-    /// Results per label (`POSITIVE`, `NEGATIVE`, `NEUTRAL`, ...).
-    sentiment_distribution: BTreeMap<String, u64>,
-    average_confidence: f64,
-}
-
-/// One page of a seed job's results.
-#[derive(ToSchema)]
-struct SeedResults {
-    job_id: String,
-    /// One per text in order: the model's result, or `{"error": ...}`.
-    results: Vec<Value>,
-    total_results: u64,
-    page: u64,
-    page_size: u64,
-    has_more: bool,
-    summary: SeedSummary,
-}
-
-/// `page` (from 1) and `page_size` (1 to 1,000, default 100).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-struct SeedPaging {
-    /// Page number, from 1 (default 1).
-    #[param(minimum = 1)]
-    page: Option<u64>,
-    /// Results per page, 1 to 1,000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    page_size: Option<u64>,
-}
-
-/// One priority's queue in `queue/status`.
-#[derive(ToSchema)]
-struct SeedQueue {
-    jobs: u64,
-    limit: u64,
-    utilization: f64,
-    queued_texts: u64,
-    processing_texts: u64,
-}
-
-/// `queue/status`: the queues by priority name.
-#[derive(ToSchema)]
-struct SeedQueues {
-    /// Keys `high`, `medium`, `low`.
-    queues: BTreeMap<String, SeedQueue>,
-    total_jobs: u64,
-}
-
-/// The engine counters in `metrics`.
-#[derive(ToSchema)]
-struct SeedEngine {
-    calls: u64,
-    retries: u64,
-    timeouts: u64,
-    items_succeeded: u64,
-    items_dead_lettered: u64,
-    items_cancelled: u64,
-}
-
-/// `metrics`: the tenant's job figures and the service's queues (see `docs/service.md`).
-#[derive(ToSchema)]
-struct SeedMetrics {
-    total_jobs: u64,
-    truncated: bool,
-    active_jobs: u64,
-    jobs_by_status: BTreeMap<String, u64>,
-    jobs_by_priority: BTreeMap<String, u64>,
-    total_texts: u64,
-    processed_texts: u64,
-    successful_texts: u64,
-    failed_texts: u64,
-    success_rate: f64,
-    average_processing_time_seconds: f64,
-    average_queue_wait_seconds: f64,
-    average_end_to_end_seconds: f64,
-    throughput_tps: f64,
-    queue_size: u64,
-    queued_texts: u64,
-    processing_texts: u64,
-    queues: BTreeMap<String, SeedQueue>,
-    engine: Option<SeedEngine>,
-}
-
-/// Submits texts for sentiment analysis.
-#[utoipa::path(post, path = "/api/v1/batch/predict", tag = "seed", operation_id = "seed_predict",
-    request_body = PredictRequest,
-    responses((status = 200, description = "The job was created", body = PredictResponse,
-        links(("SeedStatus" = (operation_id = "seed_status",
-                               parameters(("job_id" = "$response.body#/job_id"))))))))]
-fn seed_predict() {}
-
-/// A seed job's status.
-#[utoipa::path(get, path = "/api/v1/batch/status/{job_id}", tag = "seed",
-    operation_id = "seed_status",
-    params(("job_id" = String, Path, description = "The job's id")),
-    responses((status = 200, description = "The job's status", body = SeedJobStatus)))]
-fn seed_status() {}
-
-/// A seed job's results, paged.
-#[utoipa::path(get, path = "/api/v1/batch/results/{job_id}", tag = "seed",
-    operation_id = "seed_results",
-    params(("job_id" = String, Path, description = "The job's id"), SeedPaging),
-    responses((status = 200, description = "One page of results", body = SeedResults)))]
-fn seed_results() {}
-
-/// Cancels a seed job.
-#[utoipa::path(delete, path = "/api/v1/batch/jobs/{job_id}", tag = "seed",
-    operation_id = "seed_cancel",
-    params(("job_id" = String, Path, description = "The job's id")),
-    responses((status = 200, description = "The job's status after cancelling",
-               body = SeedJobStatus)))]
-fn seed_cancel() {}
-
-/// The queues by priority.
-#[utoipa::path(get, path = "/api/v1/batch/queue/status", tag = "seed",
-    operation_id = "seed_queue_status",
-    responses((status = 200, description = "Queue depths", body = SeedQueues)))]
-fn seed_queue_status() {}
-
-/// Performance metrics.
-#[utoipa::path(get, path = "/api/v1/batch/metrics", tag = "seed", operation_id = "seed_metrics",
-    responses((status = 200, description = "Job, queue and engine figures", body = SeedMetrics)))]
-fn seed_metrics() {}
 
 #[cfg(test)]
 mod tests {

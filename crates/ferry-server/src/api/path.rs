@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use ferry_store::JobId;
 
-use super::Problem;
+use super::problem::Problem;
 
 /// The one `{id}` parameter of a route, a job id; a segment that is not valid UTF-8 after
 /// percent-decoding is 400 problem+json instead of axum's plain-text rejection.

@@ -3,6 +3,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An API error: a status, a short title and a precise detail for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +18,23 @@ pub struct Problem {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// An error (RFC 9457), sent as `application/problem+json`: the body of every [`Problem`]
+/// and of the `error` event that ends an event stream.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     kind: &'static str,
-    title: &'a str,
+    /// Short summary of the problem type.
+    #[schema(example = "Not Found")]
+    title: &'static str,
+    /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599, example = 404)]
     status: u16,
-    detail: &'a str,
+    /// What exactly was wrong with this request.
+    detail: String,
 }
 
 impl Problem {
@@ -56,6 +67,16 @@ impl Problem {
     pub fn log(self, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, status = self.status.as_u16(), "{}", self.title);
         self
+    }
+
+    /// What the client is sent.
+    pub(crate) fn body(&self) -> ProblemBody {
+        ProblemBody {
+            kind: "about:blank",
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+        }
     }
 
     /// 500, logging the cause and telling the client nothing internal.
@@ -94,13 +115,7 @@ impl From<ferry_store::Error> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = Body {
-            kind: "about:blank",
-            title: self.title,
-            status: self.status.as_u16(),
-            detail: &self.detail,
-        };
-        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let json = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

@@ -1,6 +1,7 @@
 //! The `/v1` REST API: jobs of any registered handler, their results, live progress (SSE, in
 //! [`super::events`]), the queues and the dead letters. Every body is JSON, every error
-//! `application/problem+json`; `/openapi.json` describes it all (see [`super::openapi`]).
+//! `application/problem+json`; `/openapi.json` describes it all. The
+//! JSON shapes are in [`super::shapes::job`] and [`super::shapes::request`].
 //!
 //! Decisions:
 //!
@@ -13,7 +14,7 @@
 //!   second item's default key), duplicates are 422 naming them.
 //! - **Validation.** An unknown handler is 422 listing the known ones ([`AppState::handlers`]);
 //!   no items is 422; more than [`AppState::max_items`] is 422 with the limit in the detail
-//!   (422, not 413, as the seed's `predict` answers too many texts: 413 is kept for a body
+//!   (422, not 413, as the batch API's `predict` answers too many texts: 413 is kept for a body
 //!   over [`AppState::max_body_bytes`]); unknown body fields are 422; `params`, when given,
 //!   must be an object (`{}` when omitted).
 //! - **Idempotency.** An `Idempotency-Key` header (1 to 255 visible ASCII characters, else
@@ -39,23 +40,21 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_store::{
-    DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, QueueDepth,
-    ResultRow,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use ferry_store::{NewJob, Priority};
+use serde_json::Value;
 
+use super::auth::Tenant;
+use super::body::JsonBody;
+use super::lookup::{find, no_job};
 use super::path::IdPath;
-use super::{AppState, JsonBody, Problem, Tenant};
+use super::problem::{Problem, ProblemBody};
+use super::shapes::job::{
+    DeadItem, DeadLetterPage, HandlerList, ItemResult, Job, JobPage, Queue, Queues, Redriven,
+    ResultPage,
+};
+use super::shapes::request::{Paging, RedriveRequest, SubmitJob};
+use super::state::AppState;
 
-/// Default page size of every listing.
-const DEFAULT_LIMIT: u64 = 100;
-/// Largest page size of every listing.
-const MAX_LIMIT: u64 = 1000;
-/// Most item ids one redrive takes.
-const MAX_REDRIVE: usize = 10_000;
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Most duplicate keys a 422 names.
@@ -73,519 +72,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/redrive", post(redrive))
         .route("/v1/handlers", get(handlers))
-}
-
-// ---------------------------------------------------------------------------------------
-// Shapes
-
-/// A job's queue priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = Priority)]
-pub(super) enum PriorityName {
-    /// Claimed first: 4/7 of every claim.
-    High,
-    /// 2/7 of every claim; the default.
-    Medium,
-    /// 1/7 of every claim, never starved.
-    Low,
-}
-
-impl From<PriorityName> for Priority {
-    fn from(p: PriorityName) -> Self {
-        match p {
-            PriorityName::High => Priority::High,
-            PriorityName::Medium => Priority::Medium,
-            PriorityName::Low => Priority::Low,
-        }
-    }
-}
-
-impl From<Priority> for PriorityName {
-    fn from(p: Priority) -> Self {
-        match p {
-            Priority::High => PriorityName::High,
-            Priority::Medium => PriorityName::Medium,
-            Priority::Low => PriorityName::Low,
-        }
-    }
-}
-
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = JobStatus)]
-pub(super) enum JobState {
-    /// No item claimed yet.
-    Pending,
-    /// Some item claimed, some not ended.
-    Processing,
-    /// Every item ended and at least one succeeded.
-    Completed,
-    /// Every item was dead-lettered.
-    Failed,
-    /// Cancelled by the client.
-    Cancelled,
-}
-
-impl From<JobStatus> for JobState {
-    fn from(s: JobStatus) -> Self {
-        match s {
-            JobStatus::Pending => JobState::Pending,
-            JobStatus::Processing => JobState::Processing,
-            JobStatus::Completed => JobState::Completed,
-            JobStatus::Failed => JobState::Failed,
-            JobStatus::Cancelled => JobState::Cancelled,
-        }
-    }
-}
-
-/// Where one item stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = ItemStatus)]
-pub(super) enum ItemState {
-    /// Waiting to be claimed (possibly after a failed attempt).
-    Queued,
-    /// Leased to a worker.
-    Processing,
-    /// Its result is recorded.
-    Succeeded,
-    /// Dead-lettered.
-    Failed,
-    /// Its job was cancelled before it ended.
-    Cancelled,
-}
-
-impl From<ItemStatus> for ItemState {
-    fn from(s: ItemStatus) -> Self {
-        match s {
-            ItemStatus::Queued => ItemState::Queued,
-            ItemStatus::Processing => ItemState::Processing,
-            ItemStatus::Succeeded => ItemState::Succeeded,
-            ItemStatus::Failed => ItemState::Failed,
-            ItemStatus::Cancelled => ItemState::Cancelled,
-        }
-    }
-}
-
-/// `POST /v1/jobs`: a job to run.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SubmitJob {
-    /// The handler that processes the items (see `GET /v1/handlers`).
-    #[schema(example = "echo")]
-    handler: String,
-    /// The items, in the order results are reported: each `{"key"?: string, "payload": any}`
-    /// or a bare payload (keyed by its index).
-    #[schema(min_items = 1)]
-    items: Vec<ItemInput>,
-    /// Parameters for the handler (default `{}`).
-    #[serde(default)]
-    params: Option<Map<String, Value>>,
-    /// Queue priority (default `medium`).
-    #[serde(default)]
-    priority: Option<PriorityName>,
-}
-
-/// One item of a submitted job: `{"key"?: string, "payload": any}`, or any other JSON value
-/// as the payload itself (see the module docs).
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub(super) struct ItemInput(Value);
-
-/// The explicit form of an item (documentation only; parsed by [`ItemInput::into_item`]).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub(super) struct KeyedItem {
-    /// Unique within the job (default: the item's index).
-    key: Option<String>,
-    /// What the handler receives.
-    payload: Value,
-}
-
-impl utoipa::PartialSchema for ItemInput {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{AnyOfBuilder, Object, SchemaType};
-        AnyOfBuilder::new()
-            .item(utoipa::openapi::Ref::from_schema_name("KeyedItem"))
-            .item(Object::with_type(SchemaType::AnyValue))
-            .description(Some(
-                "`{\"key\"?: string, \"payload\": any}` (an object with only those members), \
-                 or any other JSON value as the payload itself, keyed by its index",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for ItemInput {
-    fn schemas(
-        schemas: &mut Vec<(
-            String,
-            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
-        )>,
-    ) {
-        schemas.push((
-            "KeyedItem".into(),
-            <KeyedItem as utoipa::PartialSchema>::schema(),
-        ));
-    }
-}
-
-impl ItemInput {
-    /// The item at `index`: its key (the index by default) and payload.
-    fn into_item(self, index: usize) -> Result<NewItem, Problem> {
-        let default_key = || index.to_string();
-        match self.0 {
-            Value::Object(mut map)
-                if map.contains_key("payload")
-                    && map.keys().all(|k| k == "payload" || k == "key") =>
-            {
-                let payload = map.remove("payload").unwrap_or(Value::Null);
-                let key = match map.remove("key") {
-                    None | Some(Value::Null) => default_key(),
-                    Some(Value::String(k)) => k,
-                    Some(other) => {
-                        return Err(Problem::invalid(format!(
-                            "`items[{index}].key` must be a string, not {}",
-                            kind(&other)
-                        )))
-                    }
-                };
-                Ok(NewItem { key, payload })
-            }
-            payload => Ok(NewItem {
-                key: default_key(),
-                payload,
-            }),
-        }
-    }
-}
-
-/// A JSON value's type, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A job's item counts.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(super) struct Counts {
-    /// Items in the job.
-    total: u64,
-    /// Items whose result is recorded.
-    succeeded: u64,
-    /// Items dead-lettered.
-    failed: u64,
-    /// Items cancelled with the job.
-    cancelled: u64,
-}
-
-/// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub(super) struct Job {
-    /// Identifier (a UUID).
-    id: String,
-    /// The handler that processes its items.
-    handler: String,
-    /// Queue priority.
-    priority: PriorityName,
-    /// Where it stands.
-    status: JobState,
-    /// Item counts.
-    counts: Counts,
-    /// Percentage of items that ended (succeeded, failed or cancelled), `0.0` to `100.0`.
-    progress: f64,
-    /// When it was created (seconds since the Unix epoch).
-    created_at: f64,
-    /// When its first item was claimed.
-    started_at: Option<f64>,
-    /// When its last item ended, or when it was cancelled.
-    completed_at: Option<f64>,
-    /// The handler parameters as submitted (`null` for jobs submitted by the seed's
-    /// `predict`).
-    params: Value,
-    /// Why it failed, for a failed job.
-    error: Option<String>,
-}
-
-impl Job {
-    /// Whether the job will not change any more (short of a redrive).
-    pub(super) fn is_finished(&self) -> bool {
-        matches!(
-            self.status,
-            JobState::Completed | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
-
-impl From<&JobRecord> for Job {
-    fn from(j: &JobRecord) -> Self {
-        let ended = j.succeeded + j.failed + j.cancelled;
-        let progress = if j.total == 0 {
-            100.0
-        } else {
-            (ended as f64 * 1000.0 / j.total as f64).round() / 10.0
-        };
-        Job {
-            id: j.id.to_string(),
-            handler: j.handler.clone(),
-            priority: j.priority.into(),
-            status: j.status.into(),
-            counts: Counts {
-                total: j.total,
-                succeeded: j.succeeded,
-                failed: j.failed,
-                cancelled: j.cancelled,
-            },
-            progress,
-            created_at: j.created_at,
-            started_at: j.started_at,
-            completed_at: j.completed_at,
-            params: j.params.clone(),
-            error: j.error.clone(),
-        }
-    }
-}
-
-/// One page of jobs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct JobPage {
-    /// The jobs.
-    items: Vec<Job>,
-    /// The `cursor` of the next page; `null` on the last.
-    next_cursor: Option<i64>,
-}
-
-/// One item of a job with its outcome.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ItemResult {
-    /// The item's identifier (what a redrive takes).
-    item_id: i64,
-    /// The item's key.
-    key: String,
-    /// Where it stands.
-    status: ItemState,
-    /// The handler's result, for a succeeded item.
-    result: Option<Value>,
-    /// The dead-letter reason of a failed item, or why the last attempt of a queued one
-    /// failed.
-    error: Option<String>,
-}
-
-impl From<ResultRow> for ItemResult {
-    fn from(r: ResultRow) -> Self {
-        ItemResult {
-            item_id: r.item_id,
-            key: r.key,
-            status: r.status.into(),
-            result: r.result,
-            error: r.error,
-        }
-    }
-}
-
-/// One page of a job's items, in item order.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ResultPage {
-    /// The job.
-    job_id: String,
-    /// Its items.
-    items: Vec<ItemResult>,
-    /// The `cursor` of the next page; `null` on the last.
-    next_cursor: Option<i64>,
-}
-
-/// One priority's queue.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Queue {
-    /// The priority.
-    priority: PriorityName,
-    /// Jobs pending or processing (every tenant's).
-    unfinished_jobs: u64,
-    /// The most unfinished jobs it holds; submissions beyond are 429.
-    limit: u64,
-    /// Items waiting to be claimed.
-    queued_items: u64,
-    /// Items leased to workers.
-    in_flight_items: u64,
-}
-
-impl From<&QueueDepth> for Queue {
-    fn from(d: &QueueDepth) -> Self {
-        Queue {
-            priority: d.priority.into(),
-            unfinished_jobs: d.unfinished_jobs,
-            limit: d.limit,
-            queued_items: d.queued_items,
-            in_flight_items: d.in_flight_items,
-        }
-    }
-}
-
-/// The queues, high priority first.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Queues {
-    /// One per priority.
-    queues: Vec<Queue>,
-}
-
-/// A dead-lettered item.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct DeadItem {
-    /// The item's identifier (what a redrive takes).
-    item_id: i64,
-    /// Its job.
-    job_id: String,
-    /// Its key.
-    key: String,
-    /// Its payload.
-    payload: Value,
-    /// Why it was dead-lettered.
-    error: String,
-    /// Attempts made.
-    attempts: u32,
-    /// When it was dead-lettered (seconds since the Unix epoch).
-    dead_at: f64,
-}
-
-impl From<DeadLetter> for DeadItem {
-    fn from(d: DeadLetter) -> Self {
-        DeadItem {
-            item_id: d.item_id,
-            job_id: d.job_id.to_string(),
-            key: d.key,
-            payload: d.payload,
-            error: d.error,
-            attempts: d.attempts,
-            dead_at: d.dead_at,
-        }
-    }
-}
-
-/// One page of dead letters, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct DeadLetterPage {
-    /// The dead letters.
-    items: Vec<DeadItem>,
-    /// The `cursor` of the next page; `null` on the last.
-    next_cursor: Option<i64>,
-}
-
-/// `POST /v1/dead-letters/redrive`: dead letters to queue again.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RedriveRequest {
-    /// Item ids from `GET /v1/dead-letters` (1 to 10,000).
-    #[schema(value_type = Vec<i64>, min_items = 1, max_items = 10000)]
-    item_ids: Vec<serde_json::Number>,
-}
-
-impl RedriveRequest {
-    /// The ids as integers: JSON Schema counts `7.0` as the integer 7, and so does this.
-    fn ids(self) -> Result<Vec<i64>, Problem> {
-        if self.item_ids.is_empty() || self.item_ids.len() > MAX_REDRIVE {
-            return Err(Problem::invalid(format!(
-                "`item_ids` holds {} ids; send 1 to {MAX_REDRIVE}",
-                self.item_ids.len()
-            )));
-        }
-        self.item_ids
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                n.as_i64()
-                    .or_else(|| {
-                        n.as_f64()
-                            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                            .map(|f| f as i64)
-                    })
-                    .ok_or_else(|| {
-                        Problem::invalid(format!(
-                            "`item_ids[{i}]` is {n}, not a 64-bit integer item id"
-                        ))
-                    })
-            })
-            .collect()
-    }
-}
-
-/// How many dead letters were queued again.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Redriven {
-    /// Items queued again (ids that are not the tenant's dead letters are skipped).
-    redriven: u64,
-}
-
-/// The handlers jobs may name.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct HandlerList {
-    /// Their names, sorted.
-    handlers: Vec<String>,
-}
-
-/// The headers `POST /v1/jobs` reads.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Documentation only: the handler reads the header itself.
-pub(super) struct SubmitHeaders {
-    /// Makes the submission safe to retry: a second submission with the same key (1 to 255
-    /// visible ASCII characters) returns the first job, with 200 instead of 201.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255)]
-    idempotency_key: Option<String>,
-}
-
-/// `limit` and `cursor` of every listing.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(super) struct Paging {
-    /// Rows per page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
-    /// A previous page's `next_cursor` (omit for the first page).
-    cursor: Option<i64>,
-}
-
-impl Paging {
-    /// The parsed query, or the problem with it.
-    pub(super) fn parse(
-        query: Result<Query<Paging>, QueryRejection>,
-    ) -> Result<(usize, Option<i64>), Problem> {
-        let Query(paging) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-        let limit = paging.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(Problem::invalid(format!(
-                "`limit` is {limit}; it must lie between 1 and {MAX_LIMIT}"
-            )));
-        }
-        Ok((limit as usize, paging.cursor))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers shared with the SSE feed
-
-/// The tenant's job, or 404.
-pub(super) async fn find(
-    state: &AppState,
-    tenant: &Tenant,
-    id: &JobId,
-) -> Result<JobRecord, Problem> {
-    state
-        .store
-        .job(tenant.as_str(), id)
-        .await?
-        .ok_or_else(|| no_job(id))
-}
-
-pub(super) fn no_job(id: &JobId) -> Problem {
-    Problem::not_found(format!("no job `{id}`"))
 }
 
 /// The `Idempotency-Key` header, if any, or 400 when it is malformed.
@@ -676,7 +162,10 @@ fn new_job(
 /// Submits a job.
 #[utoipa::path(
     post, path = "/v1/jobs", tag = "jobs", operation_id = "submit_job",
-    params(SubmitHeaders),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+        description = "Makes the submission safe to retry: a second submission with the same \
+                       key (1 to 255 visible ASCII characters) returns the first job, with 200 \
+                       instead of 201.")),
     request_body = SubmitJob,
     responses(
         (status = 201, description = "The job was created", body = Job,
@@ -690,7 +179,7 @@ fn new_job(
                                       returned as it is", body = Job),
         (status = 422, description = "Unknown handler, no items, too many items (the limit is \
                                       in the detail), duplicate item keys, or a field of the \
-                                      wrong type", body = super::openapi::ProblemBody,
+                                      wrong type", body = ProblemBody,
          content_type = "application/problem+json"),
     ),
 )]
@@ -833,7 +322,7 @@ pub(super) async fn dead_letters(
     responses(
         (status = 200, description = "How many were queued again", body = Redriven),
         (status = 422, description = "No ids, more than 10,000, or a field of the wrong type",
-         body = super::openapi::ProblemBody, content_type = "application/problem+json"),
+         body = ProblemBody, content_type = "application/problem+json"),
     ),
 )]
 pub(super) async fn redrive(
@@ -855,86 +344,4 @@ pub(super) async fn handlers(State(state): State<AppState>) -> Json<HandlerList>
     Json(HandlerList {
         handlers: state.handlers.iter().cloned().collect(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn item(v: Value, i: usize) -> Result<NewItem, Problem> {
-        ItemInput(v).into_item(i)
-    }
-
-    #[test]
-    fn items_are_keyed_objects_or_bare_payloads() {
-        let keyed = item(json!({"key": "a", "payload": [1]}), 3).unwrap();
-        assert_eq!((keyed.key.as_str(), keyed.payload), ("a", json!([1])));
-        let unkeyed = item(json!({"payload": "x"}), 3).unwrap();
-        assert_eq!((unkeyed.key.as_str(), unkeyed.payload), ("3", json!("x")));
-        // Anything else is the payload itself.
-        for bare in [
-            json!("text"),
-            json!(5),
-            json!({"payload": 1, "other": 2}),
-            json!({}),
-        ] {
-            let got = item(bare.clone(), 0).unwrap();
-            assert_eq!((got.key.as_str(), got.payload), ("0", bare));
-        }
-        let bad = item(json!({"key": 7, "payload": 1}), 2).unwrap_err();
-        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(bad.detail.contains("items[2].key"), "{}", bad.detail);
-    }
-
-    #[test]
-    fn paging_defaults_and_bounds() {
-        let parse = |limit, cursor| Paging::parse(Ok(Query(Paging { limit, cursor })));
-        assert_eq!(parse(None, None).unwrap(), (100, None));
-        assert_eq!(parse(Some(1000), Some(-4)).unwrap(), (1000, Some(-4)));
-        for bad in [0, 1001] {
-            assert_eq!(
-                parse(Some(bad), None).unwrap_err().status,
-                StatusCode::UNPROCESSABLE_ENTITY
-            );
-        }
-    }
-
-    #[test]
-    fn redrive_ids_are_integers_however_written() {
-        let req: RedriveRequest =
-            serde_json::from_value(json!({"item_ids": [1, 7.0, -2]})).unwrap();
-        assert_eq!(req.ids().unwrap(), vec![1, 7, -2]);
-        for bad in [json!([1.5]), json!([18446744073709551615u64]), json!([])] {
-            let req: RedriveRequest = serde_json::from_value(json!({ "item_ids": bad })).unwrap();
-            assert_eq!(
-                req.ids().unwrap_err().status,
-                StatusCode::UNPROCESSABLE_ENTITY
-            );
-        }
-    }
-
-    #[test]
-    fn progress_rounds_to_a_tenth() {
-        let record = JobRecord {
-            id: JobId::new(),
-            tenant: String::new(),
-            handler: "echo".into(),
-            params: json!({}),
-            priority: Priority::Low,
-            status: JobStatus::Processing,
-            total: 3,
-            succeeded: 1,
-            failed: 0,
-            cancelled: 0,
-            created_at: 1.0,
-            started_at: Some(2.0),
-            completed_at: None,
-            error: None,
-        };
-        let job = Job::from(&record);
-        assert_eq!(job.progress, 33.3);
-        assert_eq!(job.priority, PriorityName::Low);
-        assert_eq!(job.status, JobState::Processing);
-    }
 }

@@ -1,4 +1,4 @@
-//! WebSockets that follow one job: seed 001's `GET /api/v1/batch/ws/{job_id}` and
+//! WebSockets that follow one job: the batch API's `GET /api/v1/batch/ws/{job_id}` and
 //! `GET /v1/jobs/{id}/ws` (the same feed, each message the `/v1` job object).
 //!
 //! Every text message is the JSON body `GET /api/v1/batch/status/{job_id}` answers (`job_id`,
@@ -24,10 +24,13 @@ use axum::response::Response;
 use ferry_store::{JobId, JobRecord};
 use serde_json::Value;
 
+use super::auth::Tenant;
+use super::lookup::find;
 use super::path::IdPath;
-use super::seed::status_body;
-use super::v1::find;
-use super::{AppState, Problem, Tenant};
+use super::problem::Problem;
+use super::shapes::batch::JobStatusBody;
+use super::shapes::job::Job;
+use super::state::AppState;
 
 /// How often the feed reads the job from the store.
 const POLL: Duration = Duration::from_millis(100);
@@ -35,10 +38,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long the feed waits for the client's close reply after its own close.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// How a feed renders a job: seed 001's status body, or the `/v1` job.
+/// How a feed renders a job: the batch API's status body, or the `/v1` job.
 type Render = fn(&JobRecord) -> Value;
 
-/// Seed 001's WebSocket (see the module docs).
+/// The batch API's WebSocket (see the module docs).
 pub(super) async fn status_feed(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -46,7 +49,10 @@ pub(super) async fn status_feed(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let path = format!("/api/v1/batch/ws/{id}");
-    open(state, tenant, &id, upgrade, &path, status_body).await
+    open(state, tenant, &id, upgrade, &path, |job| {
+        json_value(&JobStatusBody::from(job))
+    })
+    .await
 }
 
 /// `GET /v1/jobs/{id}/ws`: the same feed with the `/v1` job object (as `GET /v1/jobs/{id}`
@@ -58,7 +64,10 @@ pub(super) async fn job_feed(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
     let path = format!("/v1/jobs/{id}/ws");
-    open(state, tenant, &id, upgrade, &path, v1_body).await
+    open(state, tenant, &id, upgrade, &path, |job| {
+        json_value(&Job::from(job))
+    })
+    .await
 }
 
 /// Finds the tenant's job (404 before any upgrade), then upgrades to a feed rendered by
@@ -82,8 +91,9 @@ async fn open(
     Ok(upgrade.on_upgrade(move |socket| feed(socket, state, tenant, job, render)))
 }
 
-fn v1_body(job: &JobRecord) -> Value {
-    serde_json::to_value(super::v1::Job::from(job)).unwrap_or(Value::Null)
+/// `body` as a JSON value (the feed compares it with the previous message).
+fn json_value(body: &impl serde::Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 /// Sends `job`'s status and its changes until it finishes or the client leaves.
