@@ -3,8 +3,8 @@
 //! | what came back | outcome |
 //! |---|---|
 //! | 2xx | the connector reads the body (per-item results, per-alias errors) |
-//! | 429, 503 | `Retry { after: Retry-After }` (pauses every call to the target) |
-//! | 413, 504 | `TooLarge`: split, and the adaptive batch size learns the limit |
+//! | 429, 503 | `Throttled { after: Retry-After }`: no attempt charged; pauses every call to the target, and the engine learns its rate |
+//! | 413, 504 | `TooLarge`: overload when other calls were in flight (concurrency is cut, the batch re-sent), else split and the adaptive batch size learns the limit |
 //! | other 5xx | `Retry`; after `split_after` failures the engine splits the batch |
 //! | other 4xx | `Fatal` with the body's message |
 //! | connection refused / DNS / TLS before sending | `Retry` (nothing reached the target) |
@@ -62,7 +62,7 @@ pub fn status_outcome<R>(
     let reason = format!("HTTP {}: {}", status.as_u16(), body_message(body));
     Some(match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
-            BatchOutcome::retry(retry_after(headers), reason)
+            BatchOutcome::throttled(retry_after(headers), reason)
         }
         StatusCode::PAYLOAD_TOO_LARGE | StatusCode::GATEWAY_TIMEOUT => {
             BatchOutcome::too_large(reason)
@@ -172,8 +172,14 @@ mod tests {
         let o: Option<BatchOutcome<()>> = status_outcome(StatusCode::OK, &headers(None), "");
         assert!(o.is_none());
         match status_outcome::<()>(StatusCode::TOO_MANY_REQUESTS, &headers(Some("7")), "{}") {
-            Some(BatchOutcome::Retry { after, .. }) => {
+            Some(BatchOutcome::Throttled { after, .. }) => {
                 assert_eq!(after, Some(Duration::from_secs(7)))
+            }
+            other => panic!("{other:?}"),
+        }
+        match status_outcome::<()>(StatusCode::SERVICE_UNAVAILABLE, &headers(Some("0.12")), "") {
+            Some(BatchOutcome::Throttled { after, .. }) => {
+                assert_eq!(after, Some(Duration::from_millis(120)))
             }
             other => panic!("{other:?}"),
         }

@@ -167,7 +167,7 @@ async fn per_item_results_with_an_error_element_fail_that_item() {
 }
 
 #[tokio::test]
-async fn status_codes_map_to_retry_and_fatal() {
+async fn status_codes_map_to_throttled_retry_and_fatal() {
     let (url, _requests) = serve(vec![
         Reply(429, &[("retry-after", "2")], "slow down"),
         Reply(500, &[], "oops"),
@@ -176,7 +176,7 @@ async fn status_codes_map_to_retry_and_fatal() {
     .await;
     let h = handler(url);
     match h.call(&batch(orders(2))).await {
-        BatchOutcome::Retry { after, .. } => assert_eq!(after, Some(Duration::from_secs(2))),
+        BatchOutcome::Throttled { after, .. } => assert_eq!(after, Some(Duration::from_secs(2))),
         other => panic!("429: {other:?}"),
     }
     assert!(matches!(

@@ -146,12 +146,9 @@ impl<T> Buffer<T> {
         }
         self.len -= items.len();
         self.bytes -= bytes;
-        Some(Batch {
-            items,
-            level_failures: 0,
-            bytes,
-            probe: false,
-        })
+        let mut batch = Batch::from_items(items);
+        batch.bytes = bytes;
+        Some(batch)
     }
 
     /// Removes every waiting item (shutdown).

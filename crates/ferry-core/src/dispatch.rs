@@ -4,7 +4,10 @@
 //! Rate limits use `governor` (GCRA) on a clock read from tokio's, so they obey tokio's paused
 //! clock in tests like everything else; the engine asks with `check`, never sleeps inside the
 //! limiter, and waits on its own timer. A [`Throttle`] is shared (`Arc`) by every engine that
-//! talks to the same target: a `Retry-After` from one batch pauses all of them.
+//! talks to the same target: a `Retry-After` from one batch pauses all of them, and the rate
+//! learned from the target's refusals ([`RateController`]) paces all of them: after a pause
+//! the waiting calls leave one by one, `1 / rate` apart, not all at the instant the gate
+//! opens.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::adaptive::ConcurrencyConfig;
+use crate::adaptive::{ConcurrencyConfig, RateConfig, RateController};
 use crate::error::Error;
 use crate::split::SplitStrategy;
 
@@ -64,6 +67,13 @@ pub struct DispatchConfig {
     /// A fixed pause between the starts of two calls, like the monday.com board-update
     /// job's "100 ms between batches" (default none). Prefer `rate.requests_per_sec`.
     pub pause: Option<Duration>,
+    /// How long the run may keep items that the target keeps asking to wait (429s, budget
+    /// errors, overload): past it, such items are dead-lettered instead of sent again
+    /// (default none: back-pressure costs time, never an item).
+    pub deadline: Option<Duration>,
+    /// Learn the target's request rate from its rate-limit answers and pace calls at it
+    /// (default on; see [`RateController`]).
+    pub learn_rate: bool,
 }
 
 impl Default for DispatchConfig {
@@ -74,6 +84,8 @@ impl Default for DispatchConfig {
             timeout: Duration::from_secs(30),
             split: SplitStrategy::default(),
             pause: None,
+            deadline: None,
+            learn_rate: true,
         }
     }
 }
@@ -109,13 +121,33 @@ impl Clock for TokioClock {
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
-/// Rate limiters and the `Retry-After` gate for one target, shareable between engines.
+/// Rate limits, the `Retry-After` gate and the learned rate for one target, shareable
+/// between engines.
 #[derive(Debug)]
 pub struct Throttle {
     clock: TokioClock,
     requests: Option<Limiter>,
     items: Option<(Limiter, u32)>,
     gate: Mutex<Option<Instant>>,
+    learned: Option<Mutex<Learned>>,
+}
+
+/// The learned rate and the pacer that enforces it (rebuilt when the rate changes).
+#[derive(Debug)]
+struct Learned {
+    controller: RateController,
+    pacer: Option<Limiter>,
+}
+
+impl Learned {
+    fn rebuild(&mut self, clock: TokioClock) {
+        self.pacer = self.controller.rate().map(|rate| {
+            let period = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
+            RateLimiter::direct_with_clock(quota, clock)
+        });
+    }
 }
 
 impl Throttle {
@@ -142,7 +174,47 @@ impl Throttle {
             requests,
             items,
             gate: Mutex::new(None),
+            learned: None,
         })
+    }
+
+    /// A throttle for `limits` that also learns the target's request rate from its
+    /// rate-limit answers and paces calls at it (see [`RateController`]).
+    pub fn learning(limits: RateLimits, max_batch: usize, config: RateConfig) -> Arc<Self> {
+        let mut throttle = Arc::into_inner(Self::new(limits, max_batch))
+            .unwrap_or_else(|| unreachable!("a new Arc has one owner"));
+        throttle.learned = Some(Mutex::new(Learned {
+            controller: RateController::new(config),
+            pacer: None,
+        }));
+        Arc::new(throttle)
+    }
+
+    /// The learned rate in calls per second, if the target ever limited it.
+    pub fn learned_rate(&self) -> Option<f64> {
+        let learned = self.learned.as_ref()?;
+        let learned = learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned.controller.rate()
+    }
+
+    /// The target accepted a call.
+    pub(crate) fn accepted(&self, now: Instant) {
+        if let Some(learned) = &self.learned {
+            let mut learned = learned.lock().unwrap_or_else(|e| e.into_inner());
+            if learned.controller.on_accepted(now) {
+                learned.rebuild(self.clock);
+            }
+        }
+    }
+
+    /// The target refused a call sent at `sent_at` for its rate.
+    pub(crate) fn limited(&self, sent_at: Instant, now: Instant) {
+        if let Some(learned) = &self.learned {
+            let mut learned = learned.lock().unwrap_or_else(|e| e.into_inner());
+            if learned.controller.on_limited(sent_at, now) {
+                learned.rebuild(self.clock);
+            }
+        }
     }
 
     /// An unlimited throttle (only the `Retry-After` gate is active).
@@ -179,6 +251,15 @@ impl Throttle {
                 Ok(Err(not_until)) => return Err(now + not_until.wait_time_from(clock_now)),
                 // Cannot happen: n is clamped to the burst.
                 Err(_) => {}
+            }
+        }
+        if let Some(learned) = &self.learned {
+            let learned = learned.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pacer) = &learned.pacer {
+                // Checked before the configured request limit spends a token.
+                if let Err(not_until) = pacer.check() {
+                    return Err(now + not_until.wait_time_from(clock_now));
+                }
             }
         }
         if let Some(limiter) = &self.requests {

@@ -187,6 +187,10 @@ pub struct Batch<T> {
     pub(crate) bytes: usize,
     /// Whether this batch carries the batch-size controller's probe size.
     pub(crate) probe: bool,
+    /// Calls in flight when this batch's last call left, itself included.
+    pub(crate) sent_with: usize,
+    /// Times it came back uncharged (throttled, or a crowded timeout): grows its wait.
+    pub(crate) requeues: u32,
 }
 
 impl<T> Batch<T> {
@@ -205,6 +209,8 @@ impl<T> Batch<T> {
             level_failures: 0,
             bytes,
             probe: false,
+            sent_with: 0,
+            requeues: 0,
         }
     }
 

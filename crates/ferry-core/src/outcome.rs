@@ -21,13 +21,26 @@ pub enum BatchOutcome<R> {
     /// A handler that returns fewer outcomes than items has those extra items dead-lettered
     /// with an error saying so (a handler bug must not lose items).
     Done(Vec<ItemOutcome<R>>),
-    /// The whole batch failed for a reason that may pass: 429, 5xx, connection loss.
+    /// The whole batch failed for a reason that may pass: a 5xx, a lost connection. (A 429
+    /// or 503 is the target asking for time: [`Throttled`](Self::Throttled).)
     /// `after` is the server's `Retry-After` hint; when present it pauses every dispatch to
     /// this target (the shared gate), not only this batch.
     Retry {
         /// Server-provided delay before any further request.
         after: Option<Duration>,
         /// Human-readable reason, kept in dead letters.
+        reason: String,
+    },
+    /// The target asked for time: a 429, a 503, a rate-limit or exhausted-budget error inside
+    /// a 200 body. Back-pressure is not failure: the batch goes back whole after `after`
+    /// (which also pauses every dispatch to this target, the shared gate), no item is charged
+    /// an attempt, and none is ever dead-lettered for it (unless `dispatch.deadline` passes).
+    /// The engine also learns the target's sustainable request rate from these answers and
+    /// paces calls at it (see [`RateController`](crate::adaptive::RateController)).
+    Throttled {
+        /// When to come back: the server's `Retry-After` (or `retry_in_seconds`), if it said.
+        after: Option<Duration>,
+        /// Human-readable reason.
         reason: String,
     },
     /// One of the batch's items breaks it without being named (a batch-level error, a
@@ -59,6 +72,15 @@ impl<R> BatchOutcome<R> {
     /// Retry the batch, optionally after a server-given delay.
     pub fn retry(after: Option<Duration>, reason: impl Into<String>) -> Self {
         BatchOutcome::Retry {
+            after,
+            reason: reason.into(),
+        }
+    }
+
+    /// The target asked for time (429, 503, a rate-limit error in the body): come back after
+    /// `after`, at no cost to the items.
+    pub fn throttled(after: Option<Duration>, reason: impl Into<String>) -> Self {
+        BatchOutcome::Throttled {
             after,
             reason: reason.into(),
         }

@@ -5,17 +5,33 @@
 //!
 //! The rules, by how the call ended ("cancelling" means the run is being cancelled):
 //!
-//! | call ended with          | items                                              | gate            | concurrency signal | batch size       |
-//! |--------------------------|----------------------------------------------------|-----------------|--------------------|------------------|
-//! | `Done`                   | each by its own outcome (table below)              | –               | `Ok` if comparable, else `Neutral` | success |
-//! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned |
-//! | `Split`                  | cancelling: cancel; several items: split; one: dead-letter | –       | `Neutral`          | too large if probe |
-//! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        |
-//! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   |
-//! | `Fatal`                  | dead-letter (even when cancelling)                 | –               | `Neutral`          | probe returned   |
-//! | per-attempt timeout      | several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        |
-//! | abandoned at shutdown    | cancel                                             | –               | `Neutral`          | probe returned   |
+//! | call ended with          | items                                              | gate            | concurrency signal | batch size       | rate      |
+//! |--------------------------|----------------------------------------------------|-----------------|--------------------|------------------|-----------|
+//! | `Done`                   | each by its own outcome (table below)              | –               | `Ok` if comparable, else `Neutral` | success | accepted |
+//! | `Throttled { after }`    | cancelling: cancel; past the deadline: dead-letter; else requeue whole, uncharged | closed for `after` | `Neutral` | probe returned | limited |
+//! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned | accepted |
+//! | `Split`                  | cancelling: cancel; several items: split; one: dead-letter | –       | `Neutral`          | too large if probe | accepted |
+//! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Backpressure`     | nothing          | accepted  |
+//! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        | accepted  |
+//! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   | –         |
+//! | `Fatal`                  | dead-letter (even when cancelling)                 | –               | `Neutral`          | probe returned   | accepted  |
+//! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Backpressure`     | nothing          | –         |
+//! | per-attempt timeout      | several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        | –         |
+//! | abandoned at shutdown    | cancel                                             | –               | `Neutral`          | probe returned   | –         |
 //!
+//! *Back-pressure is not failure.* A `Throttled` call (429, 503, a rate-limit or budget error
+//! in a 200 body) is the target asking for time: its items go back whole and uncharged, so
+//! no item is ever dead-lettered for it, only delayed (bounded by `dispatch.deadline` when
+//! one is set), and the target's rate is learned from it.
+//!
+//! *Queueing is not size.* A gateway timeout (504) or a per-attempt timeout of a call that
+//! left while other calls were in flight, with an adaptive concurrency limit that can still
+//! come down (*crowded*), is first read as overload: the limit is cut (`Backpressure`) and
+//! the batch goes back whole and uncharged. Only a timeout of a call that was alone, or at
+//! the lowest limit, or of a probe, says the batch is too large: then it is split and the
+//! batch size learns. Past the deadline a crowded timeout is read as size again, so the
+//! deadline always ends the run.
+
 //! Item outcomes inside a `Done`: `Ok` succeeds, `Fatal` and a missing outcome dead-letter,
 //! `Retry` charges the item one failure and retries it (with the other retried items of the
 //! call, after a backoff) unless it is out of attempts (dead-letter) or the run is being
@@ -39,6 +55,11 @@ use crate::retry::RetryPolicy;
 pub(crate) enum CallEnd {
     /// The handler returned per-item outcomes.
     Done,
+    /// The target asked for time; `after` is its `Retry-After`.
+    Throttled {
+        /// The server's delay before any further request.
+        after: Option<Duration>,
+    },
     /// The handler asked to retry the whole batch; `after` is the server's `Retry-After`.
     Retry {
         /// The server's delay before any further request.
@@ -72,6 +93,11 @@ pub(crate) struct BatchState {
     pub(crate) comparable: bool,
     /// Whether the run is being cancelled.
     pub(crate) cancelling: bool,
+    /// Whether other calls were in flight when this one left and the concurrency limit can
+    /// still come down: a timeout may then be queueing at the target rather than size.
+    pub(crate) crowded: bool,
+    /// Whether `dispatch.deadline` has passed.
+    pub(crate) past_deadline: bool,
 }
 
 /// What happens to the batch's items.
@@ -83,6 +109,12 @@ pub(crate) enum Action {
     /// batch after a backoff of at least `after`.
     Retry {
         /// The floor of the backoff (the server's `Retry-After`).
+        after: Option<Duration>,
+    },
+    /// Send the batch again, whole, after at least `after`, charging nobody: the target asked
+    /// for time or was overloaded.
+    Requeue {
+        /// The floor of the wait (the server's `Retry-After`).
         after: Option<Duration>,
     },
     /// Split the batch into smaller ones that go out before anything else, charging one
@@ -110,6 +142,17 @@ pub(crate) enum SizeFeedback {
     TooLarge,
 }
 
+/// What the learned request rate hears about the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateFeedback {
+    /// Nothing (the call never got an answer).
+    Nothing,
+    /// The target accepted the call (whatever became of its items).
+    Accepted,
+    /// The target refused the call for its rate.
+    Limited,
+}
+
 /// The decision for one finished call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Decision {
@@ -121,6 +164,8 @@ pub(crate) struct Decision {
     pub(crate) signal: Signal,
     /// What the batch-size controller is told.
     pub(crate) size: SizeFeedback,
+    /// What the learned request rate is told.
+    pub(crate) rate: RateFeedback,
 }
 
 /// How one item inside a `Done` call ended.
@@ -168,6 +213,7 @@ impl OutcomePolicy {
     /// Decides what becomes of a batch whose call ended with `end`.
     pub(crate) fn on_call(&self, end: CallEnd, batch: BatchState) -> Decision {
         let several = batch.len > 1;
+        let overload = batch.crowded && !batch.probe && !batch.cancelling && !batch.past_deadline;
         let (action, signal) = match end {
             CallEnd::Done => {
                 let signal = if batch.comparable {
@@ -177,7 +223,20 @@ impl OutcomePolicy {
                 };
                 (Action::PerItem, signal)
             }
+            CallEnd::Throttled { after } => {
+                let action = if batch.cancelling {
+                    Action::Cancel
+                } else if batch.past_deadline {
+                    Action::DeadLetter
+                } else {
+                    Action::Requeue { after }
+                };
+                (action, Signal::Neutral)
+            }
             CallEnd::Retry { after } => (self.retry_whole(batch, after), Signal::Backpressure),
+            CallEnd::TooLarge | CallEnd::TimedOut if overload => {
+                (Action::Requeue { after: None }, Signal::Backpressure)
+            }
             CallEnd::Split | CallEnd::TooLarge | CallEnd::Panicked => {
                 (split_or_dead_letter(batch), Signal::Neutral)
             }
@@ -188,6 +247,7 @@ impl OutcomePolicy {
         };
         let size = match end {
             CallEnd::Done => SizeFeedback::Success,
+            CallEnd::TooLarge | CallEnd::TimedOut if overload => SizeFeedback::Nothing,
             CallEnd::TooLarge | CallEnd::TimedOut => SizeFeedback::TooLarge,
             // A `Split` of a probe says the size is too large; of an ordinary batch (a size
             // that went through before) it far more likely says a poison item is inside.
@@ -197,14 +257,24 @@ impl OutcomePolicy {
             _ => SizeFeedback::Nothing,
         };
         let pause = match end {
-            CallEnd::Retry { after } => after,
+            CallEnd::Retry { after } | CallEnd::Throttled { after } => after,
             _ => None,
+        };
+        let rate = match end {
+            CallEnd::Throttled { .. } => RateFeedback::Limited,
+            CallEnd::Done
+            | CallEnd::Retry { .. }
+            | CallEnd::Split
+            | CallEnd::TooLarge
+            | CallEnd::Fatal => RateFeedback::Accepted,
+            CallEnd::Panicked | CallEnd::TimedOut | CallEnd::Abandoned => RateFeedback::Nothing,
         };
         Decision {
             action,
             pause,
             signal,
             size,
+            rate,
         }
     }
 
@@ -280,7 +350,7 @@ mod tests {
     }
 
     /// A batch of `len` items with `level` earlier whole-batch failures; flags: p = probe,
-    /// c = comparable, x = cancelling.
+    /// c = comparable, x = cancelling, q = crowded, d = past the deadline.
     fn batch(len: usize, level: u32, flags: &str) -> BatchState {
         BatchState {
             len,
@@ -288,6 +358,8 @@ mod tests {
             probe: flags.contains('p'),
             comparable: flags.contains('c'),
             cancelling: flags.contains('x'),
+            crowded: flags.contains('q'),
+            past_deadline: flags.contains('d'),
         }
     }
 
@@ -350,19 +422,65 @@ mod tests {
             (E::TimedOut, batch(1, 9, ""), Retry { after: None }, None, Bp, S::TooLarge),
             (E::TimedOut, batch(10, 0, "x"), Cancel, None, Bp, S::TooLarge),
             (E::TimedOut, batch(1, 0, "x"), Cancel, None, Bp, S::TooLarge),
+            // Throttled: back whole and uncharged, never split, never a probe's fault; the gate
+            // closes; only the deadline dead-letters (the target asked for time, nothing else).
+            (E::Throttled { after: AFTER }, batch(10, 0, "c"), Requeue { after: AFTER }, AFTER, Neutral, S::Nothing),
+            (E::Throttled { after: None }, batch(10, 9, ""), Requeue { after: None }, None, Neutral, S::Nothing),
+            (E::Throttled { after: AFTER }, batch(1, 99, "q"), Requeue { after: AFTER }, AFTER, Neutral, S::Nothing),
+            (E::Throttled { after: AFTER }, batch(10, 0, "p"), Requeue { after: AFTER }, AFTER, Neutral, S::ReturnProbe),
+            (E::Throttled { after: AFTER }, batch(10, 0, "x"), Cancel, AFTER, Neutral, S::Nothing),
+            (E::Throttled { after: AFTER }, batch(10, 0, "d"), DeadLetter, AFTER, Neutral, S::Nothing),
+            // Crowded timeouts are overload: concurrency is cut, the batch goes back whole.
+            (E::TooLarge, batch(10, 0, "cq"), Requeue { after: None }, None, Bp, S::Nothing),
+            (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Bp, S::Nothing),
+            (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Bp, S::Nothing),
+            // ... unless it was a probe, the run is cancelling, or the deadline passed: size.
+            (E::TooLarge, batch(10, 0, "pq"), split, None, Neutral, S::TooLarge),
+            (E::TimedOut, batch(10, 0, "pq"), split, None, Bp, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "qx"), Cancel, None, Neutral, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "qd"), split, None, Neutral, S::TooLarge),
+            (E::TimedOut, batch(10, 0, "qd"), split, None, Bp, S::TooLarge),
             // Abandoned at shutdown: cancelled.
             (E::Abandoned, batch(10, 0, "x"), Cancel, None, Neutral, S::Nothing),
             (E::Abandoned, batch(10, 0, "px"), Cancel, None, Neutral, S::ReturnProbe),
         ];
         let p = policy();
         for (i, &(end, state, action, pause, signal, size)) in table.iter().enumerate() {
-            let want = Decision {
-                action,
-                pause,
-                signal,
-                size,
-            };
-            assert_eq!(p.on_call(end, state), want, "row {i}: {end:?} on {state:?}");
+            let got = p.on_call(end, state);
+            assert_eq!(
+                (got.action, got.pause, got.signal, got.size),
+                (action, pause, signal, size),
+                "row {i}: {end:?} on {state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rate_hears_answers_and_refusals() {
+        use CallEnd as E;
+        use RateFeedback::*;
+        let p = policy();
+        #[rustfmt::skip]
+        let table = [
+            (E::Throttled { after: AFTER }, Limited),
+            (E::Throttled { after: None }, Limited),
+            (E::Done, Accepted),
+            (E::Retry { after: None }, Accepted),
+            (E::Split, Accepted),
+            (E::TooLarge, Accepted),
+            (E::Fatal, Accepted),
+            (E::TimedOut, Nothing),
+            (E::Panicked, Nothing),
+            (E::Abandoned, Nothing),
+        ];
+        for (end, want) in table {
+            for flags in ["", "q", "x", "d", "p"] {
+                assert_eq!(
+                    p.on_call(end, batch(5, 0, flags)).rate,
+                    want,
+                    "{end:?} {flags}"
+                );
+            }
         }
     }
 

@@ -213,7 +213,7 @@ impl SimulatedApi {
 }
 
 /// A Ferry handler for the simulator: maps its replies onto the engine's outcomes the way
-/// an HTTP connector would (429 -> retry after, 504 -> too large, 400 naming no item -> split).
+/// an HTTP connector would (429 -> throttled, 504 -> too large, 400 naming no item -> split).
 #[derive(Debug, Clone)]
 pub struct SimulatedApiHandler(pub SimulatedApi);
 
@@ -224,7 +224,7 @@ impl Handler<u64, ()> for SimulatedApiHandler {
             match self.0.request(&keys).await {
                 SimulatedReply::Ok => BatchOutcome::success(batch.len()),
                 SimulatedReply::TooManyRequests { retry_after } => {
-                    BatchOutcome::retry(Some(retry_after), "429 Too Many Requests")
+                    BatchOutcome::throttled(Some(retry_after), "429 Too Many Requests")
                 }
                 SimulatedReply::GatewayTimeout => BatchOutcome::too_large("504 Gateway Timeout"),
                 SimulatedReply::BadRequest => {
@@ -376,7 +376,7 @@ mod tests {
         );
         assert!(matches!(
             handler.call(&batch(&[1])).await,
-            BatchOutcome::Retry { after: Some(after), .. } if after == ms(880)
+            BatchOutcome::Throttled { after: Some(after), .. } if after == ms(880)
         ));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(matches!(

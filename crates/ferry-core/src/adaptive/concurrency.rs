@@ -171,6 +171,11 @@ impl ConcurrencyController {
         self.limit
     }
 
+    /// The lowest limit it may reach.
+    pub fn min(&self) -> usize {
+        self.config.min
+    }
+
     /// The no-load RTT baseline for the current batch size, measured or predicted.
     pub fn baseline(&self) -> Option<Duration> {
         self.baseline_secs().map(Duration::from_secs_f64)

@@ -34,6 +34,9 @@ impl<R> CallOutcome<R> {
             CallOutcome::Handler(BatchOutcome::Retry { after, .. }) => {
                 CallEnd::Retry { after: *after }
             }
+            CallOutcome::Handler(BatchOutcome::Throttled { after, .. }) => {
+                CallEnd::Throttled { after: *after }
+            }
             CallOutcome::Handler(BatchOutcome::Split { .. }) => CallEnd::Split,
             CallOutcome::Handler(BatchOutcome::TooLarge { .. }) => CallEnd::TooLarge,
             CallOutcome::Handler(BatchOutcome::Fatal { .. }) => CallEnd::Fatal,
@@ -49,6 +52,7 @@ impl<R> CallOutcome<R> {
             CallOutcome::Handler(BatchOutcome::Done(results)) => Ok(results),
             CallOutcome::Handler(
                 BatchOutcome::Retry { reason, .. }
+                | BatchOutcome::Throttled { reason, .. }
                 | BatchOutcome::Split { reason }
                 | BatchOutcome::TooLarge { reason }
                 | BatchOutcome::Fatal { reason },

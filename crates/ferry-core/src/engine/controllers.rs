@@ -40,6 +40,14 @@ impl Limit {
         }
     }
 
+    /// Whether the limit can still come down: it is adaptive and above its minimum.
+    pub(super) fn can_decrease(&self) -> bool {
+        match self {
+            Limit::Fixed(_) => false,
+            Limit::Adaptive(c) => c.limit() > c.min(),
+        }
+    }
+
     /// A call started; `in_flight` calls are out now.
     pub(super) fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
         if let Limit::Adaptive(c) = self {

@@ -42,7 +42,9 @@ use crate::error::Error;
 use crate::item::{Batch, Item, Priority};
 use crate::ledger::Ledger;
 use crate::outcome::{Handler, ItemOutcome};
-use crate::policy::{self, Action, BatchState, CallEnd, ItemAction, ItemEnd, OutcomePolicy};
+use crate::policy::{
+    self, Action, BatchState, CallEnd, ItemAction, ItemEnd, OutcomePolicy, RateFeedback,
+};
 use crate::profile::StageProfile;
 use crate::progress::Progress;
 
@@ -82,6 +84,8 @@ pub(super) struct Core<T, R, H> {
     last_was_probe: bool,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
+    /// When `dispatch.deadline` passes, if one is set.
+    deadline: Option<Instant>,
 }
 
 impl<T, R, H> Core<T, R, H>
@@ -136,6 +140,7 @@ where
             rng,
             cancelling: false,
             last_was_probe: false,
+            deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
         }
     }
@@ -311,12 +316,9 @@ where
                 break;
             };
             if let Err(at) = self.throttle.acquire(batch.len(), now) {
-                if batch.probe {
-                    // Not sent: it goes back as an ordinary batch and the probe is returned.
-                    self.size.cancel_probe();
-                }
-                let mut batch = batch;
-                batch.probe = false;
+                // Not sent yet: it waits at the front, a probe still (under a paced rate
+                // nearly every cut batch waits a moment; returning the probe each time would
+                // mean no probe ever leaves).
                 self.ready.push_front(batch);
                 wake = earliest(wake, at);
                 break;
@@ -362,6 +364,7 @@ where
         if let Some(pause) = self.cfg.dispatch.pause {
             self.next_start = Some(now + pause);
         }
+        batch.sent_with = self.calls.len() + 1;
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -402,10 +405,18 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
+            crowded: batch.sent_with > 1 && self.limit.can_decrease(),
+            past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
         if let Some(after) = decision.pause {
             self.throttle.pause_until(now + after);
+        }
+        let sent_at = now.checked_sub(latency).unwrap_or(now);
+        match decision.rate {
+            RateFeedback::Nothing => {}
+            RateFeedback::Accepted => self.throttle.accepted(now),
+            RateFeedback::Limited => self.throttle.limited(sent_at, now),
         }
         self.size.learn(decision.size, n, latency, probe);
         // The policy answers `PerItem` for exactly the calls that returned per-item results.
@@ -417,6 +428,7 @@ where
         match decision.action {
             Action::PerItem => self.settle_items(batch, results, &mut out, now),
             Action::Retry { after } => self.retry(batch, after, &reason, &mut out, now),
+            Action::Requeue { after } => self.requeue(batch, after, &mut out, now),
             Action::Split { charge } => self.split(batch, charge, &mut out),
             Action::DeadLetter => out.dead_all(batch.into_items(), &reason),
             Action::Cancel => out.cancelled.extend(batch.into_items()),
@@ -511,6 +523,22 @@ where
         self.backoffs.schedule(again, now + delay);
     }
 
+    /// Sends `batch` again, whole and uncharged, after at least `after`: the target asked for
+    /// time or was overloaded. Without `after` the wait grows with each requeue (jittered,
+    /// from the retry policy's base, at most 16 times it).
+    fn requeue(
+        &mut self,
+        mut batch: Batch<T>,
+        after: Option<Duration>,
+        out: &mut Outcomes<T, R>,
+        now: Instant,
+    ) {
+        batch.requeues += 1;
+        let delay = policy::backoff(&self.cfg.retry, batch.requeues.min(5), after, &mut self.rng);
+        out.retries += 1;
+        self.backoffs.schedule(batch, now + delay);
+    }
+
     /// Splits `batch` (charging a failure first if asked); the parts leave before anything
     /// else that waits.
     fn split(&mut self, mut batch: Batch<T>, charge: bool, out: &mut Outcomes<T, R>) {
@@ -596,6 +624,7 @@ where
             dispatch: self.profile.report(now),
             final_concurrency: self.limit.get(),
             final_batch_size: self.size.get(),
+            learned_rate: self.throttle.learned_rate(),
             peak_concurrency: self.peak_calls,
             dead_letters: self.dead_sink.describe(),
             elapsed,

@@ -14,6 +14,7 @@ use super::config::EngineConfig;
 use super::core::Core;
 use super::report::Report;
 use super::settled::Settled;
+use crate::adaptive::RateConfig;
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::dispatch::Throttle;
 use crate::error::Error;
@@ -145,9 +146,14 @@ where
             }
             None => (None, None),
         };
-        let throttle = self
-            .throttle
-            .unwrap_or_else(|| Throttle::new(self.config.dispatch.rate, self.config.max_items()));
+        let throttle = self.throttle.unwrap_or_else(|| {
+            let (rate, max) = (self.config.dispatch.rate, self.config.max_items());
+            if self.config.dispatch.learn_rate {
+                Throttle::learning(rate, max, RateConfig::default())
+            } else {
+                Throttle::new(rate, max)
+            }
+        });
         let core = Core::new(
             self.config,
             self.handler,

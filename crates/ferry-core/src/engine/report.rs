@@ -24,6 +24,9 @@ pub struct Report {
     pub final_concurrency: usize,
     /// The batch size the controller settled on (or the fixed one).
     pub final_batch_size: usize,
+    /// The request rate (calls per second) learned from the target's rate-limit answers,
+    /// if it ever gave one.
+    pub learned_rate: Option<f64>,
     /// The largest number of calls that were in flight at once.
     pub peak_concurrency: usize,
     /// Where dead letters went.
@@ -48,11 +51,15 @@ impl fmt::Display for Report {
             "batch latency: p50 {:.1?}  p95 {:.1?}  p99 {:.1?}",
             self.dispatch.p50, self.dispatch.p95, self.dispatch.p99
         )?;
-        writeln!(
+        write!(
             f,
             "settled on: concurrency {} (peak {}), batch size {}",
             self.final_concurrency, self.peak_concurrency, self.final_batch_size
         )?;
+        match self.learned_rate {
+            Some(rate) => writeln!(f, ", rate {rate:.2} calls/s (learned from rate limits)")?,
+            None => writeln!(f)?,
+        }
         writeln!(
             f,
             "retries: {}, splits: {}, timeouts: {}",

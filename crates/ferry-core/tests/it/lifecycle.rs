@@ -217,7 +217,7 @@ async fn retry_after_pauses_every_engine_sharing_the_throttle() {
         let first = a429.fetch_add(1, Ordering::SeqCst) == 0;
         Box::pin(async move {
             if first {
-                BatchOutcome::retry(Some(Duration::from_secs(10)), "429")
+                BatchOutcome::throttled(Some(Duration::from_secs(10)), "429")
             } else {
                 BatchOutcome::success(n)
             }
