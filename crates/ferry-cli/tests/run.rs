@@ -185,10 +185,17 @@ fn dry_run_prints_requests_and_masks_the_token() {
         &[
             ("DATABASE_URL", db.to_str().unwrap()),
             ("MONDAY_API_TOKEN", "s3cret"),
+            // Nothing listens there: the board's column types cannot be asked.
+            ("MONDAY_API_URL", "http://127.0.0.1:9/v2"),
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{err}");
+    assert!(
+        stdout.contains("column types of board 8709134353: not known (")
+            && stdout.contains("values are shown as evaluated"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("a1: change_multiple_column_values(item_id: 2, board_id: 8709134353"),
         "{stdout}"
