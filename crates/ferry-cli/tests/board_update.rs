@@ -186,7 +186,11 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         assert!(s.applies >= 1);
         // Shaped for the board's date and country columns.
         assert_eq!(s.values["date4"], json!({ "date": date }), "row {id}");
-        assert_eq!(s.values["country"]["countryCode"], json!(country), "row {id}");
+        assert_eq!(
+            s.values["country"]["countryCode"],
+            json!(country),
+            "row {id}"
+        );
     }
     // Each poison row dead-lettered alone, with the API's message.
     let dead = dead_letters(&f.dir.join("board_update.dead.jsonl"));
@@ -356,7 +360,10 @@ async fn countries_by_name_and_code_applied_an_unknown_one_dead_lettered_with_th
     assert_eq!(date(1), json!({"date": "2025-01-02"}));
     assert_eq!(date(2), json!({"date": "2025-01-03"}));
     assert_eq!(date(5), json!({"date": "2025-02-05"}));
-    assert!(!stats.items.contains_key(&3), "the unknown country was sent");
+    assert!(
+        !stats.items.contains_key(&3),
+        "the unknown country was sent"
+    );
     let dead = dead_letters(&f.dir.join("board_update.dead.jsonl"));
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["key"], "3");
@@ -387,7 +394,10 @@ async fn dry_run_shows_each_mapped_column_with_its_type_and_the_shaped_values() 
         "{log}"
     );
     // The unknown country is named before anything is sent; a dry run sends nothing.
-    assert!(log.contains("1 cannot be rendered") && log.contains("Atlantis"), "{log}");
+    assert!(
+        log.contains("1 cannot be rendered") && log.contains("Atlantis"),
+        "{log}"
+    );
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert_eq!(sim.stats().mutations_applied, 0);
 }
@@ -395,7 +405,11 @@ async fn dry_run_shows_each_mapped_column_with_its_type_and_the_shaped_values() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mapped_column_missing_from_the_board_stops_the_run_before_sending() {
     let f = fixture_rows("no-column", country_rows()).await;
-    std::fs::write(&f.job, SEED.replace("\"date4\" = \"fob_date\"", "\"date9\" = \"fob_date\"")).unwrap();
+    std::fs::write(
+        &f.job,
+        SEED.replace("\"date4\" = \"fob_date\"", "\"date9\" = \"fob_date\""),
+    )
+    .unwrap();
     let sim = checking_sim().await;
     let out = tokio::task::spawn_blocking({
         let mut cmd = ferry(&f, &sim, &["--execute"]);
@@ -406,7 +420,9 @@ async fn a_mapped_column_missing_from_the_board_stops_the_run_before_sending() {
     let log = text(&out);
     assert_eq!(out.status.code(), Some(1), "{log}");
     assert!(
-        log.contains("board 8709134353: cannot read its column types: the board has no column `date9`"),
+        log.contains(
+            "board 8709134353: cannot read its column types: the board has no column `date9`"
+        ),
         "{log}"
     );
     assert_eq!(sim.stats().mutations_applied, 0);

@@ -165,7 +165,11 @@ fn seconds_in_message(lower: &str) -> Option<Duration> {
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(rest.len());
             let unit = rest[end..].trim_start();
-            if !unit.starts_with("second") && !unit.starts_with("sec") && unit != "s" && !unit.starts_with("s ") {
+            if !unit.starts_with("second")
+                && !unit.starts_with("sec")
+                && unit != "s"
+                && !unit.starts_with("s ")
+            {
                 return None;
             }
             seconds(&serde_json::Value::String(rest[..end].to_owned()))
@@ -333,7 +337,10 @@ mod tests {
             (Some(" 0.12 "), Some(Duration::from_millis(120))),
             (Some("0"), Some(Duration::ZERO)),
             (Some("99999"), Some(Duration::from_secs(3600))),
-            (Some("Wed, 21 Oct 2015 07:28:30 GMT"), Some(Duration::from_secs(30))),
+            (
+                Some("Wed, 21 Oct 2015 07:28:30 GMT"),
+                Some(Duration::from_secs(30)),
+            ),
             (Some("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO)),
             (Some("-3"), None),
             (Some("soon"), None),
@@ -342,7 +349,10 @@ mod tests {
         for (header, want) in table {
             assert_eq!(retry_after_at(&headers(header), now), want, "{header:?}");
         }
-        assert_eq!(retry_after(&headers(Some("2"))), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after(&headers(Some("2"))),
+            Some(Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -296,7 +296,12 @@ impl GraphqlHandler {
         if !out.is_empty() {
             out.push('\n');
         }
-        out.push_str(&format!("POST {}\n{}\n{}", self.url, headers.join("\n"), body));
+        out.push_str(&format!(
+            "POST {}\n{}\n{}",
+            self.url,
+            headers.join("\n"),
+            body
+        ));
         for e in errors {
             out.push_str("\nnot rendered: ");
             out.push_str(&e);
@@ -340,7 +345,10 @@ impl GraphqlHandler {
         if !any_data {
             if let Some(after) = classify::body_backpressure(&body) {
                 // Nothing was applied: the API asks for time, the batch is not at fault.
-                return BatchOutcome::retry(after, format!("GraphQL back-pressure: {}", classify::body_message(&text)));
+                return BatchOutcome::retry(
+                    after,
+                    format!("GraphQL back-pressure: {}", classify::body_message(&text)),
+                );
             }
         }
         let mut alias_errors: HashMap<usize, String> = HashMap::new();

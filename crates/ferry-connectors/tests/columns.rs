@@ -72,7 +72,10 @@ async fn applies_shaped(column: &str, cases: &[(Value, Value)]) {
     let stats = sim.stats();
     assert_eq!(stats.value_rejected, 0, "the simulator refused a value");
     for (i, ((input, want), outcome)) in cases.iter().zip(&outcomes).enumerate() {
-        assert!(matches!(outcome, ItemOutcome::Ok(_)), "{input}: {outcome:?}");
+        assert!(
+            matches!(outcome, ItemOutcome::Ok(_)),
+            "{input}: {outcome:?}"
+        );
         let applied = &stats.items[&(100 + i as u64)].values[column];
         assert_eq!(applied, want, "{column} from {input}");
     }
@@ -101,7 +104,12 @@ async fn country_by_name_and_by_code_applied_an_unknown_one_is_the_items_error()
     let outcomes = send(
         &sim,
         "country",
-        &[json!("Germany"), json!("de"), json!("Atlantis"), json!("VN")],
+        &[
+            json!("Germany"),
+            json!("de"),
+            json!("Atlantis"),
+            json!("VN"),
+        ],
     )
     .await;
     let stats = sim.stats();
@@ -118,7 +126,10 @@ async fn country_by_name_and_by_code_applied_an_unknown_one_is_the_items_error()
         applied(103),
         &json!({"countryCode": "VN", "countryName": "Vietnam"})
     );
-    assert!(!stats.items.contains_key(&102), "the unknown country was sent");
+    assert!(
+        !stats.items.contains_key(&102),
+        "the unknown country was sent"
+    );
     match &outcomes[2] {
         ItemOutcome::Fatal(reason) => assert_eq!(
             reason,
@@ -210,11 +221,7 @@ async fn null_values_leave_the_column_out() {
     let sim = checking_sim().await;
     let mut h = GraphqlHandler::new(config(sim.url(), &["date4", "country"])).unwrap();
     h.ask_board().await.unwrap();
-    let item = Item::new(
-        "100",
-        0,
-        json!({"id": 100, "date4": null, "country": "US"}),
-    );
+    let item = Item::new("100", 0, json!({"id": 100, "date4": null, "country": "US"}));
     let outcome = h.call(&Batch::new(vec![item])).await;
     assert!(matches!(outcome, BatchOutcome::Done(ref o) if matches!(o[0], ItemOutcome::Ok(_))));
     let values = &sim.stats().items[&100].values;
@@ -251,7 +258,11 @@ async fn a_column_not_on_the_board_is_an_error_before_sending() {
         "{e}"
     );
     assert_eq!(sim.stats().mutations_applied, 0);
-    assert!(h.describe_columns().contains("not known"), "{}", h.describe_columns());
+    assert!(
+        h.describe_columns().contains("not known"),
+        "{}",
+        h.describe_columns()
+    );
 }
 
 /// Answers every connection with `body` (status 200), forever.
@@ -279,10 +290,7 @@ async fn a_board_that_is_not_found_is_a_clear_error() {
     let mut h = GraphqlHandler::new(config(url, &["date4"])).unwrap();
     let e = h.ask_board().await.unwrap_err();
     assert!(matches!(e, Error::Board { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains("board 8709134353 not found"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("board 8709134353 not found"), "{e}");
 }
 
 #[tokio::test]
@@ -290,11 +298,19 @@ async fn an_unauthorized_board_query_is_a_clear_error() {
     let sim = checking_sim().await;
     let mut cfg = config(sim.url(), &["date4"]);
     cfg.headers = vec![("Authorization".into(), String::new())];
-    let e = GraphqlHandler::new(cfg).unwrap().ask_board().await.unwrap_err();
+    let e = GraphqlHandler::new(cfg)
+        .unwrap()
+        .ask_board()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no API token"), "{e}");
     let mut cfg = config(sim.url(), &["date4"]);
     cfg.headers = vec![];
-    let e = GraphqlHandler::new(cfg).unwrap().ask_board().await.unwrap_err();
+    let e = GraphqlHandler::new(cfg)
+        .unwrap()
+        .ask_board()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("HTTP 401: Not Authenticated"), "{e}");
 }
 

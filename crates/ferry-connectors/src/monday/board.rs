@@ -141,7 +141,11 @@ async fn ask(
     if matches!(status.as_u16(), 429 | 503) {
         return Ok(Answer::Busy(
             after,
-            format!("HTTP {}: {}", status.as_u16(), classify::body_message(&text)),
+            format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                classify::body_message(&text)
+            ),
         ));
     }
     if !status.is_success() {

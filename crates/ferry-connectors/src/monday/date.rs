@@ -61,7 +61,11 @@ pub(crate) fn parse(text: &str) -> Result<String, String> {
         }
     }
     let numeric: Vec<&str> = s.split(['.', '/', '-']).collect();
-    if numeric.len() == 3 && numeric.iter().all(|p| p.bytes().all(|c| c.is_ascii_digit())) {
+    if numeric.len() == 3
+        && numeric
+            .iter()
+            .all(|p| p.bytes().all(|c| c.is_ascii_digit()))
+    {
         let n: Vec<u32> = numeric.iter().filter_map(|p| p.parse().ok()).collect();
         if n.len() == 3 && numeric[0].len() == 4 {
             return ymd(i64::from(n[0]), n[1], n[2]);
@@ -86,10 +90,7 @@ pub(crate) fn parse(text: &str) -> Result<String, String> {
 /// digits, one day (an ordinal suffix allowed), and optionally a weekday.
 fn with_month_name(s: &str) -> Option<Result<String, String>> {
     let (mut year, mut month, mut day) = (None, None, None);
-    for token in s
-        .split([' ', ',', '-', '/', '.'])
-        .filter(|t| !t.is_empty())
-    {
+    for token in s.split([' ', ',', '-', '/', '.']).filter(|t| !t.is_empty()) {
         let lower = token.to_ascii_lowercase();
         let named = |names: &[&str]| {
             names

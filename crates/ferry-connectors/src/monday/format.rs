@@ -42,7 +42,9 @@ pub(crate) fn format(kind: &str, value: &Value) -> Result<Option<Value>, String>
             Value::String(t.trim().to_owned())
         }
         "text" | "name" => Value::String(text.ok_or("expected text")?),
-        "long_text" => json!({ "text": text.filter(|_| !value.is_boolean()).ok_or("expected text")? }),
+        "long_text" => {
+            json!({ "text": text.filter(|_| !value.is_boolean()).ok_or("expected text")? })
+        }
         "email" => {
             let address = value
                 .as_str()
