@@ -6,7 +6,7 @@
 //! | `2024-03-05T10:00:00Z`, `2024-03-05 10:00:00`, `2024-03-05T23:30:00-05:00` | the date as written, before the time (no time-zone conversion) |
 //! | `05.03.2024` | day, month, year (the European dotted form) |
 //! | `5 March 2024`, `5 Mar 2024`, `March 5, 2024`, `Tue, 5 Mar 2024`, `5th March 2024`, `05-Mar-2024` | English month names or their first three letters, any case |
-//! | a JSON number | a Unix timestamp in seconds (milliseconds when its magnitude is 10^11 or more, i.e. past the year 5138 in seconds), as a UTC date |
+//! | a JSON number | an eight-digit integer that is a real date (`20240305`) is that date; any other number a Unix timestamp in seconds (milliseconds when its magnitude is 10^11 or more, i.e. past the year 5138 in seconds), as a UTC date |
 //!
 //! `05/03/2024` is refused: it is the 5th of March in Europe and the 3rd of May in the
 //! United States, and guessing would set wrong dates silently (select `YYYY-MM-DD`).
@@ -127,9 +127,21 @@ fn with_month_name(s: &str) -> Option<Result<String, String>> {
     }
 }
 
+/// `YYYY-MM-DD` from a number: an integer of eight digits that is a real `YYYYMMDD` date
+/// (as some databases store dates) is that date; otherwise a Unix timestamp in seconds, or
+/// milliseconds when its magnitude is 10^11 or more, as a UTC date.
+pub(crate) fn from_number(t: f64) -> Result<String, String> {
+    if t.fract() == 0.0 && (10_000_101.0..=99_991_231.0).contains(&t) {
+        if let Ok(day) = parse(&format!("{t:.0}")) {
+            return Ok(day);
+        }
+    }
+    from_timestamp(t)
+}
+
 /// `YYYY-MM-DD` (UTC) from a Unix timestamp in seconds, or milliseconds when its magnitude
 /// is 10^11 or more.
-pub(crate) fn from_timestamp(t: f64) -> Result<String, String> {
+fn from_timestamp(t: f64) -> Result<String, String> {
     if !t.is_finite() {
         return Err(format!("{t} is not a timestamp"));
     }
@@ -232,11 +244,13 @@ mod tests {
             (1_709_683_199.9, Ok("2024-03-05")),
             (951_782_400.0, Ok("2000-02-29")),
             (-86_400.0, Ok("1969-12-31")),
+            (20_240_305.0, Ok("2024-03-05")),
+            (20_241_305.0, Ok("1970-08-23")),
             (f64::NAN, Err("not a timestamp")),
             (1e300, Err("year")),
         ];
         for (input, want) in table {
-            match (from_timestamp(input), want) {
+            match (from_number(input), want) {
                 (Ok(got), Ok(w)) => assert_eq!(got, w, "{input}"),
                 (Err(e), Err(w)) => assert!(e.contains(w), "{input}: {e}"),
                 (got, w) => panic!("{input}: got {got:?}, want {w:?}"),

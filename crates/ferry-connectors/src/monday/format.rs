@@ -20,7 +20,7 @@ pub(crate) fn format(kind: &str, value: &Value) -> Result<Option<Value>, String>
     let shaped = match kind {
         "date" => {
             let day = match value {
-                Value::Number(n) => date::from_timestamp(n.as_f64().unwrap_or(f64::NAN)),
+                Value::Number(n) => date::from_number(n.as_f64().unwrap_or(f64::NAN)),
                 Value::String(s) => date::parse(s),
                 _ => Err("expected a date or a Unix timestamp".to_owned()),
             }?;
@@ -109,6 +109,7 @@ mod tests {
                 json!({"date": "2024-03-05"}),
             ),
             ("date", json!(1_709_632_800), json!({"date": "2024-03-05"})),
+            ("date", json!(20_240_305), json!({"date": "2024-03-05"})),
             (
                 "country",
                 json!("DE"),

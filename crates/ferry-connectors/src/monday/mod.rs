@@ -24,8 +24,9 @@
 //! Dates: `2024-03-05`, `2024/03/05`, `2024.03.05`, `20240305`; ISO 8601 timestamps
 //! (`2024-03-05T10:00:00Z`, `2024-03-05 10:00:00`: the date as written, no time-zone
 //! conversion); `05.03.2024` (day first); English month names (`5 March 2024`,
-//! `March 5, 2024`, `Tue, 05-Mar-2024`); a JSON number is a Unix timestamp in seconds
-//! (milliseconds from 10^11 on), taken as a UTC date. `05/03/2024` is refused as ambiguous
+//! `March 5, 2024`, `Tue, 05-Mar-2024`); a JSON number is a date if it is an eight-digit
+//! `YYYYMMDD` one, else a Unix timestamp in seconds (milliseconds from 10^11 on), taken as a
+//! UTC date. `05/03/2024` is refused as ambiguous
 //! (day or month first?) rather than guessed.
 
 pub mod board;
