@@ -143,19 +143,15 @@ impl GraphqlHandler {
         classify::preflight(&url).await
     }
 
-    /// Asks the board (if the handler has one) for its columns' types, once: later calls do
-    /// nothing. Every mapped column must be on the board. On an error the handler keeps
-    /// sending values as evaluated (a dry run shows why); a run stops before sending.
+    /// Asks the board (if the handler has one) for its columns' types; once that succeeded,
+    /// later calls do nothing. Every mapped column must be on the board. After an error the
+    /// handler sends values as evaluated ([`describe_columns`](Self::describe_columns) says
+    /// why): a dry run goes on, a run stops before sending anything.
     pub async fn ask_board(&mut self) -> Result<(), Error> {
         let Board::Unknown(board_id, _) = &self.board else {
             return Ok(());
         };
         let board_id = board_id.clone();
-        let fail = |message: String| Error::Board {
-            url: self.url.clone(),
-            board_id: board_id.clone(),
-            message,
-        };
         let empty_token = self
             .headers
             .get(reqwest::header::AUTHORIZATION)
@@ -185,7 +181,11 @@ impl GraphqlHandler {
                 Ok(())
             }
             Err(message) => {
-                let e = fail(message);
+                let e = Error::Board {
+                    url: self.url.clone(),
+                    board_id: board_id.clone(),
+                    message,
+                };
                 self.board = Board::Unknown(board_id, Some(e.to_string()));
                 Err(e)
             }

@@ -352,3 +352,23 @@ async fn an_exhausted_complexity_budget_is_back_pressure() {
     }
     assert_eq!(sim.stats().budget_exhausted, 1);
 }
+
+#[tokio::test]
+async fn a_rate_limit_in_a_200_body_is_back_pressure_not_a_split() {
+    // monday.com's older error format: top-level fields, the wait in `error_data`.
+    let url = canned(
+        r#"{"error_message":"Rate limit exceeded","error_code":"RATE_LIMIT_EXCEEDED","error_data":{"retry_in_seconds":2},"status_code":429}"#,
+    )
+    .await;
+    let mut cfg = config(url, &["text"]);
+    cfg.board_id = None;
+    let h = GraphqlHandler::new(cfg).unwrap();
+    let batch = Batch::new(vec![Item::new("1", 0, json!({"id": 1, "text": "x"}))]);
+    match h.call(&batch).await {
+        BatchOutcome::Retry { after, reason } => {
+            assert_eq!(after, Some(Duration::from_secs(2)));
+            assert!(reason.contains("Rate limit exceeded"), "{reason}");
+        }
+        other => panic!("read as {other:?}"),
+    }
+}
