@@ -1,7 +1,7 @@
 //! monday.com column values: the board's column types, asked once per run ([`board`]), and
 //! each value shaped the way a column of its type takes it ([`format_value`]). The GraphQL
 //! handler uses them when its job names a board
-//! ([`GraphqlConfig::board_id`](crate::graphql::GraphqlConfig::board_id)); without one,
+//! (`GraphqlConfig::board_id`); without one,
 //! values are sent as they are evaluated.
 //!
 //! | column type | from | sent |
