@@ -4,7 +4,8 @@
     python3 make_data.py planning.db 5000 [--poison 5]
 
 Every row needs an update; with --poison K, K rows carry the value INVALID in
-country_of_origin, which the simulator rejects (a GraphQL error naming the alias).
+country_of_origin, which is no ISO 3166 country: Ferry dead-letters those rows (naming the
+column and the value) and sends the others.
 """
 import argparse
 import random

@@ -31,26 +31,40 @@ impl Drop for Fixture {
 }
 
 async fn fixture(name: &str, n: u64, poison_every: u64) -> Fixture {
+    let countries = ["US", "CN", "VN", "IN", "MX"];
+    let mut poison = HashSet::new();
+    let rows = (0..n)
+        .map(|i| {
+            let id = 5_000_000 + i;
+            let date = format!("2025-{:02}-{:02}", 1 + i % 12, 1 + i % 28);
+            // Antarctica: a country the formatter accepts and the simulator's poison.
+            let country = if poison_every > 0 && i % poison_every == poison_every / 2 {
+                poison.insert(id);
+                POISON.to_owned()
+            } else {
+                countries[(i % 5) as usize].to_owned()
+            };
+            (id, date, country)
+        })
+        .collect();
+    let mut f = fixture_rows(name, rows).await;
+    f.poison = poison;
+    f
+}
+
+/// The poison country of [`fixture`]: a valid code (Antarctica), rejected by the simulator.
+const POISON: &str = "AQ";
+
+/// A planning database holding `rows` (id, fob_date, country) and the board-update job.
+async fn fixture_rows(name: &str, rows: Vec<(u64, String, String)>) -> Fixture {
     let dir = std::env::temp_dir().join(format!("ferry-board-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("planning.db");
-    let countries = ["US", "CN", "VN", "IN", "MX"];
-    let mut rows = HashMap::new();
-    let mut poison = HashSet::new();
-    let mut table = Vec::new();
-    for i in 0..n {
-        let id = 5_000_000 + i;
-        let date = format!("2025-{:02}-{:02}", 1 + i % 12, 1 + i % 28);
-        let country = if poison_every > 0 && i % poison_every == poison_every / 2 {
-            poison.insert(id);
-            "INVALID".to_owned()
-        } else {
-            countries[(i % 5) as usize].to_owned()
-        };
-        table.push((id as i64, date.clone(), country.clone()));
-        rows.insert(id, (date, country));
-    }
+    let table: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|(id, d, c)| (*id as i64, d.clone(), c.clone()))
+        .collect();
     planning_db(&db, &table);
     let job = dir.join("board_update.toml");
     std::fs::write(&job, BOARD_UPDATE_TOML).unwrap();
@@ -58,8 +72,8 @@ async fn fixture(name: &str, n: u64, poison_every: u64) -> Fixture {
         dir,
         db,
         job,
-        rows,
-        poison,
+        rows: rows.into_iter().map(|(id, d, c)| (id, (d, c))).collect(),
+        poison: HashSet::new(),
     }
 }
 
@@ -119,7 +133,7 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         error_rate: 0.02,
         drop_rate: 0.01,
         seed: 7,
-        poison_value: "INVALID".into(),
+        poison_value: POISON.into(),
         ..SimConfig::default()
     })
     .await
@@ -158,8 +172,13 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         }
         let s = applied.unwrap_or_else(|| panic!("row {id} lost"));
         assert!(s.applies >= 1);
-        assert_eq!(s.values.get("date4"), Some(&json!(date)), "row {id}");
-        assert_eq!(s.values.get("country"), Some(&json!(country)), "row {id}");
+        // Shaped for the board's date and country columns.
+        assert_eq!(s.values["date4"], json!({ "date": date }), "row {id}");
+        assert_eq!(
+            s.values["country"]["countryCode"],
+            json!(country),
+            "row {id}"
+        );
     }
     // Each poison row dead-lettered alone, with the API's message.
     let dead = dead_letters(&f.dir.join("board_update.dead.jsonl"));
@@ -169,7 +188,7 @@ async fn faults_on_5000_rows_5_poison_nothing_lost() {
         .collect();
     assert_eq!(dead_keys, f.poison);
     for d in &dead {
-        assert_eq!(d["error"], "invalid value for column country: INVALID");
+        assert_eq!(d["error"], "invalid value for column country: AQ");
     }
     // Repeated applies come only from dropped connections, and the report counts them.
     let ambiguous = number_after(
@@ -276,4 +295,123 @@ async fn killed_midway_and_resumed_sends_nothing_confirmed_twice() {
         before.mutations_applied,
         confirmed.len()
     );
+}
+
+/// The rows of the column-formatting tests: countries by name, by code, and one unknown.
+fn country_rows() -> Vec<(u64, String, String)> {
+    [
+        (1, "2025-01-02", "Germany"),
+        (2, "2025-01-03T08:00:00Z", "de"),
+        (3, "4 February 2025", "Atlantis"),
+        (4, "2025-02-05", "viet nam"),
+        (5, "05.02.2025", "US"),
+    ]
+    .into_iter()
+    .map(|(id, d, c)| (id, d.to_owned(), c.to_owned()))
+    .collect()
+}
+
+/// A simulator that refuses values not shaped for their column, as monday.com does.
+async fn checking_sim() -> Simulator {
+    ferry_sim::spawn(SimConfig {
+        check_values: true,
+        poison_value: String::new(),
+        rate_limit: 1000,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countries_by_name_and_code_applied_an_unknown_one_dead_lettered_with_the_reason() {
+    let f = fixture_rows("countries", country_rows()).await;
+    let sim = checking_sim().await;
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = ferry(&f, &sim, &["--execute"]);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(3), "one dead letter:\n{log}");
+    let stats = sim.stats();
+    assert_eq!(stats.column_queries, 1, "the board is asked once per run");
+    assert_eq!(stats.value_rejected, 0, "every value sent was shaped right");
+    let country = |id: u64| stats.items[&id].values["country"].clone();
+    let date = |id: u64| stats.items[&id].values["date4"].clone();
+    let germany = json!({"countryCode": "DE", "countryName": "Germany"});
+    assert_eq!(country(1), germany, "by name");
+    assert_eq!(country(2), germany, "by code");
+    assert_eq!(country(4)["countryCode"], "VN");
+    assert_eq!(country(5)["countryCode"], "US");
+    assert_eq!(date(1), json!({"date": "2025-01-02"}));
+    assert_eq!(date(2), json!({"date": "2025-01-03"}));
+    assert_eq!(date(5), json!({"date": "2025-02-05"}));
+    assert!(
+        !stats.items.contains_key(&3),
+        "the unknown country was sent"
+    );
+    let dead = dead_letters(&f.dir.join("board_update.dead.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["key"], "3");
+    assert_eq!(
+        dead[0]["error"],
+        "column `country` (country) of item `3`: cannot send \"Atlantis\": not an ISO 3166 country code or English country name"
+    );
+    assert!(log.contains("4 succeeded, 1 dead-lettered"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_each_mapped_column_with_its_type_and_the_shaped_values() {
+    let f = fixture_rows("dry-columns", country_rows()).await;
+    let sim = checking_sim().await;
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = ferry(&f, &sim, &["--dry_run"]);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let log = text(&out);
+    assert!(
+        log.contains("column types of board 8709134353 (asked once for this run):\n  date4: date (FOB Date)\n  country: country (Country)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(r#"{\\\"countryCode\\\":\\\"DE\\\",\\\"countryName\\\":\\\"Germany\\\"}"#),
+        "{log}"
+    );
+    // The unknown country is named before anything is sent; a dry run sends nothing.
+    assert!(
+        log.contains("1 cannot be rendered") && log.contains("Atlantis"),
+        "{log}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert_eq!(sim.stats().mutations_applied, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapped_column_missing_from_the_board_stops_the_run_before_sending() {
+    let f = fixture_rows("no-column", country_rows()).await;
+    std::fs::write(
+        &f.job,
+        BOARD_UPDATE_TOML.replace("\"date4\" = \"fob_date\"", "\"date9\" = \"fob_date\""),
+    )
+    .unwrap();
+    let sim = checking_sim().await;
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = ferry(&f, &sim, &["--execute"]);
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(
+            "board 8709134353: cannot read its column types: the board has no column `date9`"
+        ),
+        "{log}"
+    );
+    assert_eq!(sim.stats().mutations_applied, 0);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -103,6 +103,9 @@ fn planning_db(d: &Dir, rows: &[(i64, &str, &str)]) -> PathBuf {
 /// A loopback listener standing in for monday.com: it counts the connections made to it
 /// and answers each with a 500, so a run that should send nothing and does is caught (and
 /// fails fast rather than waiting for a reply).
+/// A stand-in for monday.com that answers every request with a 500 and counts the requests
+/// that carry a mutation (a dry run may ask the board for its column types, a read, but must
+/// never send a change).
 fn counting_listener() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v2", listener.local_addr().unwrap());
@@ -111,7 +114,19 @@ fn counting_listener() -> (String, Arc<AtomicUsize>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&request).contains("mutation") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+            }
             let _ = stream.write_all(
                 b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
             );
@@ -210,11 +225,16 @@ fn dry_run_prints_requests_and_masks_the_token() {
     assert_eq!(
         hits.load(Ordering::SeqCst),
         0,
-        "a dry run connected to the API at {monday}"
+        "a dry run sent a mutation to the API at {monday}"
     );
     assert!(
         !stdout.contains("s3cret") && !err.contains("s3cret"),
         "the token is shown:\n{stdout}\n{err}"
+    );
+    assert!(
+        stdout.contains("column types of board 8709134353: not known (")
+            && stdout.contains("values are shown as evaluated"),
+        "{stdout}"
     );
     assert!(
         stdout.contains("a1: change_multiple_column_values(item_id: 2, board_id: 8709134353"),

@@ -2,7 +2,7 @@
 //!
 //! | what came back | outcome |
 //! |---|---|
-//! | 2xx | the connector reads the body (per-item results, per-alias errors) |
+//! | 2xx | the connector reads the body (per-item results, per-alias errors); a rate-limit or complexity-budget error inside it is back-pressure ([`body_backpressure`]): `Throttled` |
 //! | 429, 503 | `Throttled { after: Retry-After }`: no attempt charged; pauses every call to the target, and the engine learns its rate |
 //! | 413, 504 | `TooLarge`: overload when other calls were in flight (concurrency is cut, the batch re-sent), else split and the adaptive batch size learns the limit |
 //! | other 5xx | `Retry`; after `split_after` failures the engine splits the batch |
@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ferry_core::BatchOutcome;
 use reqwest::StatusCode;
@@ -37,17 +37,143 @@ impl CallCounters {
     }
 }
 
-/// Parses a `Retry-After` header: delay-seconds (fractions accepted). HTTP dates are not
-/// honoured (they need a trusted clock); such a header yields `None` and the engine's own
-/// backoff applies.
+/// Parses a `Retry-After` header: delay-seconds (fractions accepted, e.g. `0.12`) or an
+/// HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`, the time left until then by this machine's
+/// clock; a date in the past is no wait). Waits are capped at an hour; anything else yields
+/// `None` and the engine's own backoff applies.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, SystemTime::now())
+}
+
+/// [`retry_after`] with the clock read as `now`.
+pub fn retry_after_at(headers: &reqwest::header::HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    let secs: f64 = value.parse().ok()?;
+    let wait = match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs.min(3600.0)),
+        Ok(_) => return None,
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(3600)))
+}
+
+/// Error codes of rate limits and exhausted budgets that monday.com (and GraphQL APIs like
+/// it) send inside `200` bodies, compared without case and underscores.
+const BACKPRESSURE_CODES: [&str; 7] = [
+    "COMPLEXITYBUDGETEXHAUSTED",
+    "COMPLEXITYEXCEPTION",
+    "RATELIMITEXCEEDED",
+    "IPRATELIMITEXCEEDED",
+    "MAXCONCURRENCYEXCEEDED",
+    "CONCURRENCYLIMITEXCEEDED",
+    "FIELDLIMITEXCEEDED",
+];
+
+/// Whether a `200` GraphQL body says "slow down" rather than "this failed": `None` if not,
+/// `Some(wait)` if so, with the wait the body names (`None` inside when it names none).
+///
+/// Recognised, in `errors[]` (objects or plain strings) and in the top-level
+/// `error_code`/`error_message` of monday.com's older format:
+/// * a code in `extensions.code` or `error_code` such as `COMPLEXITY_BUDGET_EXHAUSTED`,
+///   `ComplexityException`, `RATE_LIMIT_EXCEEDED`, `maxConcurrencyExceeded`,
+///   `FIELD_LIMIT_EXCEEDED` (case and underscores ignored);
+/// * `status_code: 429` in `extensions` or at the top level;
+/// * a message holding "complexity budget exhausted" or "rate limit exceeded" (any case).
+///
+/// The wait is the first of `retry_in_seconds` (in `extensions`, `extensions.error_data`,
+/// `error_data` or at the top level; a number or a string holding one) and "reset in N
+/// seconds" / "retry in N seconds" in a message. A daily limit (`DAILY_LIMIT_EXCEEDED`) is
+/// not back-pressure: it lasts until midnight UTC.
+pub fn body_backpressure(body: &serde_json::Value) -> Option<Option<Duration>> {
+    use serde_json::Value;
+    let errors: Vec<&Value> = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|e| e.iter().collect())
+        .unwrap_or_default();
+    let mut places: Vec<&Value> = errors.clone();
+    if body.get("error_code").is_some() || body.get("error_message").is_some() {
+        places.push(body);
+    }
+    let mut found = false;
+    let mut wait = None;
+    for place in places {
+        let ext = place.get("extensions").unwrap_or(&Value::Null);
+        let message = place
+            .as_str()
+            .or_else(|| place.get("message").and_then(Value::as_str))
+            .or_else(|| place.get("error_message").and_then(Value::as_str))
+            .unwrap_or_default();
+        let code = ext
+            .get("code")
+            .or_else(|| place.get("error_code"))
+            .and_then(Value::as_str)
+            .map(|c| c.replace('_', "").to_ascii_uppercase());
+        let lower = message.to_ascii_lowercase();
+        let status_429 = [ext.get("status_code"), place.get("status_code")]
+            .into_iter()
+            .flatten()
+            .any(|s| s.as_u64() == Some(429));
+        let this = code.is_some_and(|c| BACKPRESSURE_CODES.contains(&c.as_str()))
+            || status_429
+            || lower.contains("complexity budget exhausted")
+            || lower.contains("rate limit exceeded");
+        if !this {
+            continue;
+        }
+        found = true;
+        if wait.is_none() {
+            wait = [
+                ext.get("retry_in_seconds"),
+                ext.pointer("/error_data/retry_in_seconds"),
+                place.pointer("/error_data/retry_in_seconds"),
+                place.get("retry_in_seconds"),
+                body.get("retry_in_seconds"),
+            ]
+            .into_iter()
+            .flatten()
+            .find_map(seconds)
+            .or_else(|| seconds_in_message(&lower));
+        }
+    }
+    found.then_some(wait)
+}
+
+/// A non-negative number of seconds (a JSON number or a string holding one), capped at an
+/// hour.
+fn seconds(v: &serde_json::Value) -> Option<Duration> {
+    let secs = v
+        .as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// `N` in "... reset in N seconds" or "... retry in N seconds" (lower-cased message).
+fn seconds_in_message(lower: &str) -> Option<Duration> {
+    ["reset in ", "retry in ", "try again in "]
+        .iter()
+        .find_map(|marker| {
+            let at = lower.find(marker)? + marker.len();
+            let rest = &lower[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let unit = rest[end..].trim_start();
+            if !unit.starts_with("second")
+                && !unit.starts_with("sec")
+                && unit != "s"
+                && !unit.starts_with("s ")
+            {
+                return None;
+            }
+            seconds(&serde_json::Value::String(rest[..end].to_owned()))
+        })
 }
 
 /// The outcome of a non-2xx status; `None` for 2xx (the connector reads the body).
@@ -143,7 +269,8 @@ pub async fn preflight(url: &reqwest::Url) -> Result<(), crate::Error> {
     })
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
@@ -209,16 +336,95 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let table: [(Option<&str>, Option<Duration>); 10] = [
+            (Some("7"), Some(Duration::from_secs(7))),
+            (Some("1.5"), Some(Duration::from_millis(1500))),
+            (Some(" 0.12 "), Some(Duration::from_millis(120))),
+            (Some("0"), Some(Duration::ZERO)),
+            (Some("99999"), Some(Duration::from_secs(3600))),
+            (
+                Some("Wed, 21 Oct 2015 07:28:30 GMT"),
+                Some(Duration::from_secs(30)),
+            ),
+            (Some("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO)),
+            (Some("-3"), None),
+            (Some("soon"), None),
+            (None, None),
+        ];
+        for (header, want) in table {
+            assert_eq!(retry_after_at(&headers(header), now), want, "{header:?}");
+        }
         assert_eq!(
-            retry_after(&headers(Some("1.5"))),
-            Some(Duration::from_millis(1500))
+            retry_after(&headers(Some("2"))),
+            Some(Duration::from_secs(2))
         );
-        assert_eq!(
-            retry_after(&headers(Some("Wed, 21 Oct 2015 07:28:00 GMT"))),
-            None
-        );
-        assert_eq!(retry_after(&headers(Some("-3"))), None);
-        assert_eq!(retry_after(&headers(None)), None);
+    }
+
+    #[test]
+    fn backpressure_in_200_bodies() {
+        use serde_json::json;
+        let s = Duration::from_secs;
+        let table = [
+            // monday.com since 2025-01: the complexity budget.
+            (
+                json!({"errors": [{"message": "Complexity budget exhausted, query cost 240 budget remaining 20 out of 10000 reset in 7 seconds",
+                    "extensions": {"code": "COMPLEXITY_BUDGET_EXHAUSTED", "retry_in_seconds": 34}}]}),
+                Some(Some(s(34))),
+            ),
+            // The same without `retry_in_seconds`: the message says when.
+            (
+                json!({"errors": [{"message": "Complexity budget exhausted ... reset in 34 seconds"}]}),
+                Some(Some(s(34))),
+            ),
+            (
+                json!({"errors": [{"message": "Rate limit exceeded", "extensions": {"code": "RATE_LIMIT_EXCEEDED", "retry_in_seconds": 0.5}}]}),
+                Some(Some(Duration::from_millis(500))),
+            ),
+            (
+                json!({"errors": [{"message": "Rate Limit Exceeded"}]}),
+                Some(None),
+            ),
+            (
+                json!({"errors": [{"message": "slow down", "extensions": {"code": "maxConcurrencyExceeded", "retry_in_seconds": "3"}}]}),
+                Some(Some(s(3))),
+            ),
+            (
+                json!({"errors": [{"message": "x", "extensions": {"status_code": 429}}]}),
+                Some(None),
+            ),
+            // monday.com's older format: top-level fields, errors as strings.
+            (
+                json!({"error_code": "ComplexityException", "status_code": 429,
+                    "error_message": "Complexity budget exhausted, query cost 30001 budget remaining 19986 out of 1000000 reset in 3 seconds",
+                    "errors": ["Complexity budget exhausted, query cost 30001 budget remaining 19986 out of 1000000 reset in 3 seconds"]}),
+                Some(Some(s(3))),
+            ),
+            (
+                json!({"error_message": "Concurrency limit exceeded for the field", "error_code": "FIELD_LIMIT_EXCEEDED",
+                    "error_data": {"retry_in_seconds": 15}, "status_code": 429}),
+                Some(Some(s(15))),
+            ),
+            // Not back-pressure.
+            (json!({"data": {"a0": {"id": "1"}}}), None),
+            (
+                json!({"errors": [{"message": "invalid value for column country: INVALID", "path": ["a1"]}]}),
+                None,
+            ),
+            (
+                json!({"errors": [{"message": "Daily limit exceeded", "extensions": {"code": "DAILY_LIMIT_EXCEEDED"}}]}),
+                None,
+            ),
+            (
+                json!({"errors": [{"message": "Max complexity exceeded", "extensions": {"code": "maxComplexityExceeded"}}]}),
+                None,
+            ),
+            (json!({"errors": "nonsense"}), None),
+            (json!("text"), None),
+        ];
+        for (body, want) in table {
+            assert_eq!(body_backpressure(&body), want, "{body}");
+        }
     }
 
     #[test]

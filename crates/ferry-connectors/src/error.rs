@@ -81,6 +81,30 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A value cannot be shaped for its board column's type (that item's error).
+    #[error("column `{column}` ({kind}) of item `{key}`: cannot send {value}: {message}")]
+    ColumnValue {
+        /// The item.
+        key: String,
+        /// The board column id, e.g. `country`.
+        column: String,
+        /// The column's type, e.g. `country`.
+        kind: String,
+        /// The value, as JSON.
+        value: String,
+        /// What was expected.
+        message: String,
+    },
+    /// A board's columns could not be read (before any item is sent).
+    #[error("{url}: board {board_id}: cannot read its column types: {message}")]
+    Board {
+        /// The endpoint.
+        url: String,
+        /// The board.
+        board_id: String,
+        /// Why.
+        message: String,
+    },
     /// An HTTP request could not be built or the target is unreachable.
     #[error("{url}: {message}")]
     Http {

@@ -8,10 +8,17 @@
 //! `key`, `index`, `columns` and the job's variables. A row that cannot be rendered is
 //! dead-lettered with the template error; the rest of the batch still goes.
 //!
+//! With a [`board_id`](GraphqlConfig::board_id) (the monday.com board-update format sets
+//! it), the handler asks the board for its columns' types once per run
+//! ([`GraphqlHandler::ask_board`]) and shapes each `columns` value for its column's type
+//! ([`crate::monday`]): a value that cannot be shaped is that item's error, naming the column
+//! and the value; a `null` or blank value leaves the column out.
+//!
 //! Responses: per-alias `errors[].path[0]` -> that item fatal with the API's message; aliases
-//! with data -> succeeded (the data is the result); a response with errors naming no alias
-//! and no data -> `Split` (something in the batch broke it); status codes and transport
-//! errors as in [`crate::classify`].
+//! with data -> succeeded (the data is the result); a rate-limit or complexity-budget error
+//! in the body ([`classify::body_backpressure`]) with no data -> `Retry` after the wait it
+//! names; other errors naming no alias with no data -> `Split` (something in the batch broke
+//! it); status codes and transport errors as in [`crate::classify`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +30,7 @@ use serde_json::{json, Map, Value};
 
 use crate::classify::{self, CallCounters};
 use crate::error::Error;
+use crate::monday::{self, BoardColumn};
 use crate::template::Templates;
 
 const MUTATION: &str = "handler.mutation";
@@ -41,6 +49,20 @@ pub struct GraphqlConfig {
     pub columns: Vec<(String, String)>,
     /// Job-level variables available to the templates (e.g. `board_id`).
     pub vars: Map<String, Value>,
+    /// The monday.com board whose column types shape the `columns` values
+    /// ([`GraphqlHandler::ask_board`]); `None`: values are sent as they are evaluated.
+    pub board_id: Option<String>,
+}
+
+/// What the handler knows of its board's columns.
+#[derive(Debug, Clone)]
+enum Board {
+    /// No board: values are sent as evaluated.
+    None,
+    /// A board whose columns were not asked for (yet, or the question failed: the message).
+    Unknown(String, Option<String>),
+    /// Mapped column id -> its column on the board.
+    Known(String, HashMap<String, BoardColumn>),
 }
 
 /// Sends batches as aliased GraphQL mutations.
@@ -53,6 +75,7 @@ pub struct GraphqlHandler {
     templates: Templates,
     columns: Vec<(String, String)>,
     vars: Map<String, Value>,
+    board: Board,
     counters: Arc<CallCounters>,
 }
 
@@ -103,6 +126,10 @@ impl GraphqlHandler {
             templates,
             columns: config.columns,
             vars: config.vars,
+            board: match config.board_id {
+                Some(id) => Board::Unknown(id, None),
+                None => Board::None,
+            },
             counters: CallCounters::shared(),
         })
     }
@@ -114,6 +141,76 @@ impl GraphqlHandler {
             message: e.to_string(),
         })?;
         classify::preflight(&url).await
+    }
+
+    /// Asks the board (if the handler has one) for its columns' types; once that succeeded,
+    /// later calls do nothing. Every mapped column must be on the board. After an error the
+    /// handler sends values as evaluated ([`describe_columns`](Self::describe_columns) says
+    /// why): a dry run goes on, a run stops before sending anything.
+    pub async fn ask_board(&mut self) -> Result<(), Error> {
+        let Board::Unknown(board_id, _) = &self.board else {
+            return Ok(());
+        };
+        let board_id = board_id.clone();
+        let empty_token = self
+            .headers
+            .get(reqwest::header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes().trim_ascii().is_empty());
+        let asked = if empty_token {
+            Err("no API token (the Authorization header is empty)".to_owned())
+        } else {
+            monday::fetch_columns(&self.client, &self.url, &self.headers, &board_id).await
+        };
+        let result = asked.and_then(|all| {
+            let mut mapped = HashMap::new();
+            for (name, _) in &self.columns {
+                let Some(column) = all.iter().find(|c| &c.id == name) else {
+                    let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+                    return Err(format!(
+                        "the board has no column `{name}` (its columns: {})",
+                        ids.join(", ")
+                    ));
+                };
+                mapped.insert(name.clone(), column.clone());
+            }
+            Ok(mapped)
+        });
+        match result {
+            Ok(mapped) => {
+                self.board = Board::Known(board_id, mapped);
+                Ok(())
+            }
+            Err(message) => {
+                let e = Error::Board {
+                    url: self.url.clone(),
+                    board_id: board_id.clone(),
+                    message,
+                };
+                self.board = Board::Unknown(board_id, Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// What the handler knows of its board, one line per mapped column (`date4: date (FOB
+    /// Date)`); empty without a board.
+    pub fn describe_columns(&self) -> String {
+        match &self.board {
+            Board::None => String::new(),
+            Board::Unknown(id, why) => format!(
+                "column types of board {id}: not known ({}); values are shown as evaluated",
+                why.as_deref().unwrap_or("not asked")
+            ),
+            Board::Known(id, mapped) => {
+                let mut out = format!("column types of board {id} (asked once for this run):");
+                for (name, _) in &self.columns {
+                    if let Some(c) = mapped.get(name) {
+                        out.push_str(&format!("\n  {name}: {} ({})", c.kind, c.title));
+                    }
+                }
+                out
+            }
+        }
     }
 
     /// The handler's counters (ambiguous failures).
@@ -137,7 +234,25 @@ impl GraphqlHandler {
                 key: Some(key.clone()),
                 message: e.to_string(),
             })?;
-            columns.insert(name.clone(), value);
+            let kind = match &self.board {
+                Board::Known(_, mapped) => mapped.get(name).map(|c| c.kind.as_str()),
+                _ => None,
+            };
+            let value = match kind {
+                None => Some(value),
+                Some(kind) => {
+                    monday::format_value(kind, &value).map_err(|message| Error::ColumnValue {
+                        key: key.clone(),
+                        column: name.clone(),
+                        kind: kind.to_owned(),
+                        value: value.to_string(),
+                        message,
+                    })?
+                }
+            };
+            if let Some(value) = value {
+                columns.insert(name.clone(), value);
+            }
         }
         let mut ctx = self.vars.clone();
         ctx.insert("key".into(), Value::String(key.clone()));
@@ -177,7 +292,16 @@ impl GraphqlHandler {
             .map(|h| format!("{h}: ***"))
             .collect();
         let body = serde_json::to_string_pretty(&Self::request_body(&fields)).unwrap_or_default();
-        let mut out = format!("POST {}\n{}\n{}", self.url, headers.join("\n"), body);
+        let mut out = self.describe_columns();
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "POST {}\n{}\n{}",
+            self.url,
+            headers.join("\n"),
+            body
+        ));
         for e in errors {
             out.push_str("\nnot rendered: ");
             out.push_str(&e);
@@ -217,6 +341,16 @@ impl GraphqlHandler {
             Err(e) => return BatchOutcome::retry(None, format!("invalid JSON in response: {e}")),
         };
         let data = body.get("data").and_then(Value::as_object);
+        let any_data = data.is_some_and(|d| d.values().any(|v| !v.is_null()));
+        if !any_data {
+            if let Some(after) = classify::body_backpressure(&body) {
+                // Nothing was applied: the API asks for time, the batch is not at fault.
+                return BatchOutcome::throttled(
+                    after,
+                    format!("GraphQL back-pressure: {}", classify::body_message(&text)),
+                );
+            }
+        }
         let mut alias_errors: HashMap<usize, String> = HashMap::new();
         let mut batch_errors = Vec::new();
         for err in body
@@ -241,7 +375,6 @@ impl GraphqlHandler {
                 None => batch_errors.push(message),
             }
         }
-        let any_data = data.is_some_and(|d| d.values().any(|v| !v.is_null()));
         if !batch_errors.is_empty() && !any_data && alias_errors.is_empty() {
             return BatchOutcome::split(format!(
                 "GraphQL error naming no alias: {}",
@@ -286,6 +419,7 @@ mod tests {
             mutation: "change_multiple_column_values(item_id: {{ item.id }}, board_id: {{ board_id }}, column_values: {{ columns | graphql_string }}) { id }".into(),
             columns: vec![("date4".into(), "item.fob_date".into()), ("country".into(), "item.country".into())],
             vars: serde_json::from_value(json!({"board_id": 42})).unwrap(),
+            board_id: None,
         })
         .unwrap()
     }

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod graphql;
 pub mod http;
 pub mod job;
+pub mod monday;
 pub mod sink;
 pub mod source;
 pub mod template;

@@ -88,8 +88,13 @@ pub(super) fn board_update_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     if token.is_none() && !r.dry_run {
         r.err("metadata", r.section_line("metadata"), "environment variable `MONDAY_API_TOKEN` is not set (needed to execute; --dry-run works without it)");
     }
+    let board_id = board_id?;
+    let board_text = match &board_id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     let mut vars = Map::new();
-    vars.insert("board_id".into(), board_id?);
+    vars.insert("board_id".into(), board_id);
     vars.insert(
         "item_id_column".into(),
         Value::String(item_id_column.clone()),
@@ -100,6 +105,7 @@ pub(super) fn board_update_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         mutation: MONDAY_MUTATION.to_owned(),
         columns: mapping,
         vars,
+        board_id: Some(board_text),
     });
     Some(JobConfig {
         name,

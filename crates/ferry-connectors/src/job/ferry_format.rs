@@ -109,6 +109,10 @@ fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerS
             let mutation = r.required_string("handler.mutation");
             let headers = r.string_table("handler.headers");
             let columns = r.string_table("handler.columns");
+            let board_id = r.leaf("handler.board_id").map(|l| match l.value.to_json() {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
             url.zip(mutation).map(|(url, mutation)| {
                 HandlerSpec::Graphql(GraphqlConfig {
                     url,
@@ -116,6 +120,7 @@ fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerS
                     mutation,
                     columns,
                     vars,
+                    board_id,
                 })
             })
         }

@@ -176,7 +176,15 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
     };
     let mut out = DryRun::default();
     let graphql = match &job.handler {
-        HandlerSpec::Graphql(cfg) => Some(GraphqlHandler::new(cfg.clone())?),
+        HandlerSpec::Graphql(cfg) => {
+            let mut h = GraphqlHandler::new(cfg.clone())?;
+            // A dry run shows why the column types are unknown (`describe_columns`) and
+            // renders the values as evaluated, rather than failing: it must work offline.
+            if let Err(e) = h.ask_board().await {
+                tracing::warn!(error = %e, "dry run without the board's column types");
+            }
+            Some(h)
+        }
         _ => None,
     };
     let http = match &job.handler {
@@ -278,8 +286,9 @@ where
     let mut stream = open_source(&job.source).await?;
     let (handler, counters) = match &job.handler {
         HandlerSpec::Graphql(cfg) => {
-            let h = GraphqlHandler::new(cfg.clone())?;
+            let mut h = GraphqlHandler::new(cfg.clone())?;
             h.preflight().await?;
+            h.ask_board().await?;
             let c = h.counters();
             (JobHandler::Graphql(Box::new(h)), c)
         }

@@ -94,13 +94,6 @@ impl Size {
         }
     }
 
-    /// A probe was not sent after all.
-    pub(super) fn cancel_probe(&mut self) {
-        if let Size::Adaptive(c) = self {
-            c.cancel_probe();
-        }
-    }
-
     /// What a call of `n` items that took `latency` says about the size.
     pub(super) fn learn(
         &mut self,
