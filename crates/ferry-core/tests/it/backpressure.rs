@@ -1,0 +1,147 @@
+//! Back-pressure is not failure: against a token-bucket API of random rate and burst, whose
+//! `429`s carry a `Retry-After` rounded in any of the ways real gateways round it (exact
+//! fractional seconds, whole seconds up, whole seconds down — often `0` — or none at all),
+//! the engine, told nothing, never dead-letters an item the API would accept, and every item
+//! is applied exactly once. On tokio's paused clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_core::{Batch, BatchOutcome, BoxFuture, Engine, EngineConfig, Handler, Item};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+/// How the API rounds the time to its next token into `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+enum Rounding {
+    /// Fractional seconds, as computed (`0.12`).
+    Exact,
+    /// Whole seconds, rounded up (`1`).
+    Up,
+    /// Whole seconds, rounded down (often `0`).
+    Down,
+    /// No `Retry-After` at all.
+    Absent,
+}
+
+/// A token-bucket API: a call takes a token or is refused with 429 at once; an admitted
+/// call takes `latency` and applies every item of its batch.
+struct BucketApi {
+    rate: f64,
+    burst: f64,
+    latency: Duration,
+    rounding: Rounding,
+    state: Mutex<BucketState>,
+}
+
+struct BucketState {
+    tokens: f64,
+    at: Instant,
+    applied: HashMap<u64, u32>,
+    refused: u64,
+}
+
+impl BucketApi {
+    fn take(&self) -> Result<(), Option<Duration>> {
+        let mut s = self.state.lock().unwrap();
+        let now = Instant::now();
+        let dt = now.saturating_duration_since(s.at).as_secs_f64();
+        s.tokens = (s.tokens + dt * self.rate).min(self.burst);
+        s.at = now;
+        if s.tokens >= 1.0 {
+            s.tokens -= 1.0;
+            return Ok(());
+        }
+        s.refused += 1;
+        let wait = (1.0 - s.tokens) / self.rate;
+        Err(match self.rounding {
+            Rounding::Exact => Some(Duration::from_secs_f64(wait)),
+            Rounding::Up => Some(Duration::from_secs_f64(wait.ceil())),
+            Rounding::Down => Some(Duration::from_secs_f64(wait.floor())),
+            Rounding::Absent => None,
+        })
+    }
+}
+
+/// The engine's handle on the shared API.
+struct BucketHandler(Arc<BucketApi>);
+
+impl Handler<u64, ()> for BucketHandler {
+    fn call<'a>(&'a self, batch: &'a Batch<u64>) -> BoxFuture<'a, BatchOutcome<()>> {
+        Box::pin(async move {
+            if let Err(after) = self.0.take() {
+                return BatchOutcome::throttled(after, "HTTP 429: Rate limit exceeded");
+            }
+            tokio::time::sleep(self.0.latency).await;
+            let mut s = self.0.state.lock().unwrap();
+            for item in batch.items() {
+                *s.applied.entry(*item.payload()).or_default() += 1;
+            }
+            BatchOutcome::success(batch.len())
+        })
+    }
+}
+
+fn rounding() -> impl Strategy<Value = Rounding> {
+    prop_oneof![
+        Just(Rounding::Exact),
+        Just(Rounding::Up),
+        Just(Rounding::Down),
+        Just(Rounding::Absent),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn a_token_bucket_never_costs_an_item(
+        rate in 0.5f64..40.0,
+        burst in 1u32..6,
+        latency_ms in 5u64..400,
+        rounding in rounding(),
+        items in 50u64..400,
+        seed: u64,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (report, api) = rt.block_on(async move {
+            let api = Arc::new(BucketApi {
+                rate,
+                burst: f64::from(burst),
+                latency: Duration::from_millis(latency_ms),
+                rounding,
+                state: Mutex::new(BucketState {
+                    tokens: f64::from(burst),
+                    at: Instant::now(),
+                    applied: HashMap::new(),
+                    refused: 0,
+                }),
+            });
+            let mut config = EngineConfig::standard();
+            config.seed = Some(seed);
+            let report = Engine::new(config, BucketHandler(Arc::clone(&api)))
+                .unwrap()
+                .run_iter((0..items).map(|i| Item::new(i, i, i)))
+                .await
+                .unwrap();
+            (report, api)
+        });
+        let s = api.state.lock().unwrap();
+        prop_assert_eq!(report.progress.dead_lettered, 0, "{}", report);
+        prop_assert_eq!(report.progress.succeeded, items);
+        prop_assert_eq!(s.applied.len() as u64, items);
+        prop_assert!(s.applied.values().all(|&n| n == 1), "an item applied twice");
+        // The learned pace keeps refusals to a small share of what the API accepted (the
+        // first burst and each probe upward cost a refusal or two).
+        let accepted = report.progress.calls - s.refused;
+        prop_assert!(
+            s.refused <= accepted / 2 + 20,
+            "{} refused against {} accepted: {}", s.refused, accepted, report
+        );
+    }
+}
