@@ -1,10 +1,11 @@
 //! Gathering items into batches: this module owns the waiting items until a batch leaves.
 //!
 //! `Buffer` (internal) holds waiting items in one FIFO per priority and cuts batches
-//! most-urgent-first; it answers "should a batch leave now?" against a [`FlushPolicy`] and
-//! "when must one leave at the latest?". The engine drives a `Buffer` from its event loop and
-//! cuts a batch only when a dispatch slot is free, so an urgent item always boards the next
-//! departure and never queues behind batches of normal items. [`Batcher`] wraps the same
+//! highest-priority-first ([`Priority::DESCENDING`]: high, medium, low); it answers "should a
+//! batch leave now?" against a [`FlushPolicy`] and "when must one leave at the latest?". The
+//! engine drives a `Buffer` from its event loop and cuts a batch only when a dispatch slot is
+//! free, so a high-priority item always boards the next departure and never queues behind
+//! batches of medium or low items. [`Batcher`] wraps the same
 //! buffer as a stream adapter for code that wants plain `Stream<Item> -> Stream<Batch>`.
 
 use std::collections::VecDeque;
@@ -123,7 +124,7 @@ impl<T> Buffer<T> {
     }
 
     /// Cuts a batch of at most `max_items` items and `max_bytes` bytes (at least one item),
-    /// most urgent first, oldest first within a priority. Empty buffer: `None`.
+    /// highest priority first, oldest first within a priority. Empty buffer: `None`.
     pub(crate) fn cut(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
         if self.is_empty() {
             return None;
@@ -268,19 +269,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn urgent_items_board_first() {
+    async fn high_items_board_first_and_low_items_last() {
         let mut b = Buffer::new();
         let now = Instant::now();
+        b.push(Item::new(50u64, 50, 50).with_priority(Priority::Low), now);
         for i in 0..5u64 {
             b.push(Item::new(i, i, i), now);
         }
-        b.push(
-            Item::new(99u64, 99, 99).with_priority(Priority::Urgent),
-            now,
-        );
+        b.push(Item::new(99u64, 99, 99).with_priority(Priority::High), now);
         let batch = b.cut(2, usize::MAX).unwrap();
         assert_eq!(batch.payloads().copied().collect::<Vec<_>>(), vec![99, 0]);
-        assert_eq!(b.len(), 4);
+        assert_eq!(b.len(), 5);
+        let rest = b.cut(10, usize::MAX).unwrap();
+        assert_eq!(
+            rest.payloads().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 50]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -289,16 +293,16 @@ mod tests {
         let mut b = Buffer::new();
         let t0 = Instant::now();
         b.push(Item::new(1u64, 1, ()), t0);
-        assert_eq!(b.deadline(&p), Some(t0 + p.wait_for(Priority::Normal)));
+        assert_eq!(b.deadline(&p), Some(t0 + p.wait_for(Priority::Medium)));
         tokio::time::advance(Duration::from_millis(100)).await;
         let t1 = Instant::now();
-        b.push(Item::new(2u64, 2, ()).with_priority(Priority::Urgent), t1);
-        assert_eq!(b.deadline(&p), Some(t1 + p.wait_for(Priority::Urgent)));
+        b.push(Item::new(2u64, 2, ()).with_priority(Priority::High), t1);
+        assert_eq!(b.deadline(&p), Some(t1 + p.wait_for(Priority::High)));
         assert_eq!(b.trigger(t1, 100, &p, 0, false), None);
-        let late = t1 + p.wait_for(Priority::Urgent);
+        let late = t1 + p.wait_for(Priority::High);
         assert_eq!(
             b.trigger(late, 100, &p, 0, false),
-            Some(FlushReason::MaxWait(Priority::Urgent))
+            Some(FlushReason::MaxWait(Priority::High))
         );
     }
 
@@ -338,7 +342,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(batch.len(), 3);
-        assert_eq!(start.elapsed(), p.wait_for(Priority::Normal));
+        assert_eq!(start.elapsed(), p.wait_for(Priority::Medium));
         drop(tx);
     }
 }

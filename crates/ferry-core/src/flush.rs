@@ -5,6 +5,11 @@
 //! the oldest waiting item of any priority reaching that priority's `max_wait`. End of input
 //! and shutdown drain whatever is left. Over the hard memory limit the engine stops taking
 //! items, so producers wait: back-pressure, never a drop.
+//!
+//! Waits follow [`Priority`] by meaning: `high` leaves soonest (default 20 ms, the old
+//! `urgent`), `medium` is the default item's wait (1 s, the old `normal`), `low` waits
+//! longest (5 s). The invariant is `high ≤ medium ≤ low`; in a job file the keys are
+//! `batch.max_wait_high`, `batch.max_wait` (medium) and `batch.max_wait_low`.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -47,15 +52,16 @@ pub struct FlushPolicy {
 }
 
 impl Default for FlushPolicy {
-    /// 500 items, 4 MiB, max wait normal 1 s / high 200 ms / urgent 20 ms,
+    /// 500 items, 4 MiB, max wait high 20 ms / medium 1 s / low 5 s,
     /// memory high watermark 192 MiB, hard limit 256 MiB.
     fn default() -> Self {
         FlushPolicy {
             max_items: NonZeroUsize::new(500).unwrap_or(NonZeroUsize::MIN),
             max_bytes: NonZeroUsize::new(4 << 20).unwrap_or(NonZeroUsize::MIN),
+            // Indexed by `Priority::index`: low, medium, high.
             max_wait: [
+                Duration::from_secs(5),
                 Duration::from_secs(1),
-                Duration::from_millis(200),
                 Duration::from_millis(20),
             ],
             memory: MemoryLimits {
@@ -85,7 +91,7 @@ impl FlushPolicy {
     }
 
     /// Longest an item of `priority` waits for its batch to fill while a dispatch slot is
-    /// free (defaults: normal 1 s, high 200 ms, urgent 20 ms).
+    /// free (defaults: high 20 ms, medium 1 s, low 5 s).
     pub fn max_wait(mut self, priority: Priority, wait: Duration) -> Self {
         self.max_wait[priority.index()] = wait;
         self
@@ -112,20 +118,20 @@ impl FlushPolicy {
         self.memory
     }
 
-    /// Checks the invariants: urgent waits ≤ high ≤ normal, watermark ≤ hard limit,
+    /// Checks the invariants: high waits ≤ medium ≤ low, watermark ≤ hard limit,
     /// and the hard limit leaves room for at least one full batch.
     pub fn validate(&self) -> Result<(), Error> {
-        let [normal, high, urgent] = self.max_wait;
-        if urgent > high {
-            return Err(Error::config(
-                "batch.max_wait_urgent",
-                format!("must not exceed max_wait_high ({high:?}), got {urgent:?}"),
-            ));
-        }
-        if high > normal {
+        let [low, medium, high] = self.max_wait;
+        if high > medium {
             return Err(Error::config(
                 "batch.max_wait_high",
-                format!("must not exceed max_wait_normal ({normal:?}), got {high:?}"),
+                format!("must not exceed batch.max_wait ({medium:?}), got {high:?}"),
+            ));
+        }
+        if medium > low {
+            return Err(Error::config(
+                "batch.max_wait_low",
+                format!("must not be less than batch.max_wait ({medium:?}), got {low:?}"),
             ));
         }
         if self.memory.high_watermark > self.memory.hard_limit {
@@ -157,12 +163,28 @@ mod tests {
     }
 
     #[test]
+    fn default_waits_follow_priority() {
+        let p = FlushPolicy::default();
+        assert_eq!(p.wait_for(Priority::High), Duration::from_millis(20));
+        assert_eq!(p.wait_for(Priority::Medium), Duration::from_secs(1));
+        assert_eq!(p.wait_for(Priority::Low), Duration::from_secs(5));
+    }
+
+    #[test]
     fn inverted_waits_name_their_key() {
-        let p = FlushPolicy::default().max_wait(Priority::Urgent, Duration::from_secs(5));
+        let p = FlushPolicy::default().max_wait(Priority::High, Duration::from_secs(2));
         assert!(matches!(
             p.validate(),
             Err(Error::InvalidConfig {
-                key: "batch.max_wait_urgent",
+                key: "batch.max_wait_high",
+                ..
+            })
+        ));
+        let p = FlushPolicy::default().max_wait(Priority::Low, Duration::from_millis(500));
+        assert!(matches!(
+            p.validate(),
+            Err(Error::InvalidConfig {
+                key: "batch.max_wait_low",
                 ..
             })
         ));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::error::Error;
+
 /// A stable identity for an item: used for idempotency, resume and de-duplication.
 ///
 /// Cheap to clone (a shared string).
@@ -54,37 +56,80 @@ impl From<u64> for Key {
     }
 }
 
-/// How urgently an item must leave. Higher priorities board first and have shorter
-/// maximum waits (see [`FlushPolicy`](crate::FlushPolicy)).
+/// How soon an item must leave, and the one priority vocabulary of the whole project: the
+/// engine orders items by it, the job store queues jobs by it, and the service's API
+/// speaks it (`"low"`, `"medium"`, `"high"`).
+///
+/// The derived order makes `High` the greatest (`Low < Medium < High`); higher priorities
+/// board first and have shorter maximum waits (see [`FlushPolicy`](crate::FlushPolicy)):
+///
+/// | priority | boards | default `max_wait` | old name |
+/// |---|---|---|---|
+/// | `High` | first; read even while the buffer is full | 20 ms | `urgent` |
+/// | `Medium` (default) | after `High` | 1 s | `normal` (the old default) |
+/// | `Low` | last | 5 s | (none) |
+///
+/// The rule for the rename: names map by meaning, not by position. The old default
+/// (`normal`) is `Medium` and keeps its wait; the old top level (`urgent`) is `High`. The
+/// old middle level (`high`, 200 ms) has no counterpart: it reads as `High`. Serde accepts
+/// the old names `"normal"` and `"urgent"` as aliases, so files written before the rename
+/// (dead-letter files, job files) still read; it always writes the new names.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// Boards after every other priority and waits longest.
+    Low = 0,
     /// The default.
     #[default]
-    Normal = 0,
-    /// Boards before normal items.
-    High = 1,
+    #[serde(alias = "normal")]
+    Medium = 1,
     /// Boards before everything else and never waits behind lower priorities.
-    Urgent = 2,
+    #[serde(alias = "urgent")]
+    High = 2,
 }
 
 impl Priority {
-    /// All priorities, most urgent first: the order in which items board a batch.
-    pub const DESCENDING: [Priority; 3] = [Priority::Urgent, Priority::High, Priority::Normal];
+    /// All priorities, highest first: the order in which items board a batch.
+    pub const DESCENDING: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
 
-    /// Index into per-priority arrays (`Normal` = 0).
+    /// Index into per-priority arrays (`Low` = 0, `Medium` = 1, `High` = 2).
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// The priority's lowercase name.
+    /// The priority's lowercase name (`"low"`, `"medium"`, `"high"`).
     pub fn as_str(self) -> &'static str {
         match self {
-            Priority::Normal => "normal",
+            Priority::Low => "low",
+            Priority::Medium => "medium",
             Priority::High => "high",
-            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the lowercase names and, like serde, the old aliases `normal` (= `Medium`) and
+/// `urgent` (= `High`). Any other name is [`Error::InvalidConfig`] with the key `priority`
+/// and a message listing the names.
+impl std::str::FromStr for Priority {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Priority::Low),
+            "medium" | "normal" => Ok(Priority::Medium),
+            "high" | "urgent" => Ok(Priority::High),
+            other => Err(Error::config(
+                "priority",
+                format!("unknown priority `{other}`: expected one of `high`, `medium`, `low`"),
+            )),
         }
     }
 }
@@ -106,14 +151,14 @@ pub struct Item<T> {
 }
 
 impl<T> Item<T> {
-    /// A normal-priority item whose byte size is the size of `T` in memory. Use
+    /// A medium-priority item whose byte size is the size of `T` in memory. Use
     /// [`with_bytes`](Self::with_bytes) when the payload owns heap data that should count
     /// toward memory limits and `max_bytes`.
     pub fn new(key: impl Into<Key>, index: u64, payload: T) -> Self {
         Item {
             key: key.into(),
             index,
-            priority: Priority::Normal,
+            priority: Priority::Medium,
             bytes: std::mem::size_of::<T>().max(1),
             payload,
             accepted_at: None,
@@ -122,7 +167,7 @@ impl<T> Item<T> {
         }
     }
 
-    /// Sets the priority (default [`Priority::Normal`]).
+    /// Sets the priority (default [`Priority::Medium`]).
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
         self
@@ -214,7 +259,7 @@ impl<T> Batch<T> {
         }
     }
 
-    /// The items, in boarding order (most urgent first).
+    /// The items, in boarding order (highest priority first).
     pub fn items(&self) -> &[Item<T>] {
         &self.items
     }
@@ -258,10 +303,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn priorities_order_urgent_highest() {
-        assert!(Priority::Urgent > Priority::High);
-        assert!(Priority::High > Priority::Normal);
-        assert_eq!(Priority::DESCENDING[0], Priority::Urgent);
+    fn priorities_order_high_greatest() {
+        assert!(Priority::High > Priority::Medium);
+        assert!(Priority::Medium > Priority::Low);
+        assert_eq!(Priority::default(), Priority::Medium);
+        assert_eq!(
+            Priority::DESCENDING,
+            [Priority::High, Priority::Medium, Priority::Low]
+        );
+        let mut sorted = Priority::DESCENDING;
+        sorted.sort();
+        assert_eq!(sorted, [Priority::Low, Priority::Medium, Priority::High]);
+        assert_eq!(sorted.map(Priority::index), [0, 1, 2]);
+    }
+
+    /// Every spelling, how serde and `FromStr` read it, and what is written back.
+    #[test]
+    fn priority_names_and_aliases() {
+        let table = [
+            ("low", Some(Priority::Low)),
+            ("medium", Some(Priority::Medium)),
+            ("high", Some(Priority::High)),
+            ("normal", Some(Priority::Medium)),
+            ("urgent", Some(Priority::High)),
+            ("High", None),
+            ("critical", None),
+            ("", None),
+        ];
+        for (name, want) in table {
+            let json = format!("\"{name}\"");
+            let read: Option<Priority> = serde_json::from_str(&json).ok();
+            assert_eq!(read, want, "serde {name:?}");
+            assert_eq!(name.parse::<Priority>().ok(), want, "FromStr {name:?}");
+        }
+        for p in Priority::DESCENDING {
+            let written = serde_json::to_string(&p).unwrap();
+            assert_eq!(written, format!("\"{}\"", p.as_str()));
+            assert_eq!(p.to_string(), p.as_str());
+            assert_eq!(p.as_str().parse::<Priority>().ok(), Some(p));
+        }
+        let err = "critical".parse::<Priority>().unwrap_err().to_string();
+        assert!(err.contains("critical") && err.contains("medium"), "{err}");
     }
 
     #[test]

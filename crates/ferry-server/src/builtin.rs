@@ -14,17 +14,19 @@ impl Handlers {
     /// The built-in handlers: `sentiment` (the VADER model, behind a result cache keyed by
     /// the text's hash: 1 hour, 100,000 texts, as KubeSentiment's `cache_ttl_seconds =
     /// 3600`) and `echo` (the no-op handler: each item's payload is its result). Claims
-    /// already arrive in batches, so the engine waits at most 2 ms (high 1 ms, urgent
-    /// 0.5 ms) for a batch to fill: a small job is not held back (with 10 ms, one client's
-    /// 100-text jobs took 19.5 ms submit-to-done instead of 7.5 ms; under load batches fill
-    /// first and the wait does not matter). Loads the model's lexicon before it returns.
+    /// already arrive in batches, so the engine waits at most 2 ms (high jobs' items 1 ms)
+    /// for a batch to fill: a small job is not held back (with 10 ms, one client's 100-text
+    /// jobs took 19.5 ms submit-to-done instead of 7.5 ms; under load batches fill first and
+    /// the wait does not matter). Low jobs' items also wait 2 ms: the claim already batched
+    /// them and rationed them to 1/7, so a longer wait would only add latency; they board
+    /// after medium and high items. Loads the model's lexicon before it returns.
     pub fn builtin() -> Handlers {
         ferry_models::sentiment::preload();
         let mut config = EngineConfig::standard();
         config.flush = FlushPolicy::new()
-            .max_wait(Priority::Normal, Duration::from_millis(2))
             .max_wait(Priority::High, Duration::from_millis(1))
-            .max_wait(Priority::Urgent, Duration::from_micros(500));
+            .max_wait(Priority::Medium, Duration::from_millis(2))
+            .max_wait(Priority::Low, Duration::from_millis(2));
         Handlers::new()
             .register(
                 "sentiment",

@@ -313,13 +313,10 @@ impl Worker {
         } else {
             item.payload
         };
-        // High-priority jobs' items board a batch before the others already waiting.
-        let priority = match item.priority {
-            ferry_store::Priority::High => ferry_core::Priority::High,
-            _ => ferry_core::Priority::Normal,
-        };
+        // The job's priority is the item's: high items board before the others waiting,
+        // low ones after.
         lane.intake
-            .push(Item::new(id.to_string(), id.max(0) as u64, payload).with_priority(priority))
+            .push(Item::new(id.to_string(), id.max(0) as u64, payload).with_priority(item.priority))
             .await?;
         Ok(())
     }

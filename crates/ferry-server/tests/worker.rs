@@ -185,3 +185,44 @@ async fn a_handler_registered_with_params_sees_each_jobs_params() {
     shutdown.cancel();
     worker.await.unwrap().unwrap();
 }
+
+/// A job's priority is its items' priority in the engine: each item's result is the name of
+/// the priority the handler saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_keep_their_jobs_priority_in_the_engine() {
+    let store = common::sqlite_store("worker", "priority").await;
+    let mut jobs = Vec::new();
+    for p in Priority::DESCENDING {
+        let created = store
+            .create_job(NewJob {
+                priority: p,
+                ..job(5)
+            })
+            .await
+            .unwrap();
+        jobs.push((p, created.id));
+    }
+    let seen = handler_fn(|batch: &Batch<Value>| {
+        let out = batch
+            .items()
+            .iter()
+            .map(|i| ItemOutcome::Ok(json!(i.priority().as_str())))
+            .collect();
+        Box::pin(async move { BatchOutcome::Done(out) })
+    });
+    let handlers = Handlers::new().register("double", seen, EngineConfig::standard());
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(
+        Worker::new(Arc::clone(&store), handlers, WorkerOptions::default()).run(shutdown.clone()),
+    );
+    for (p, id) in &jobs {
+        assert_eq!(wait_done(&store, id).await.status, JobStatus::Completed);
+        let results = all_results(&store, id).await;
+        assert_eq!(results.len(), 5);
+        for r in results {
+            assert_eq!(r.result, Some(json!(p.as_str())), "{p} job");
+        }
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}

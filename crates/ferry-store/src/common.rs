@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::error::{json, sql, Error};
 use crate::types::{
-    hex, ApiKey, DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewJob, Page, Priority,
+    from_db_index, hex, ApiKey, DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewJob, Page,
     ResultRow,
 };
 
@@ -202,7 +202,7 @@ where
         tenant: get(row, 1, W)?,
         handler: get(row, 2, W)?,
         params: json(&params, "job parameters")?,
-        priority: Priority::from_index(priority).ok_or_else(|| Error::Corrupt {
+        priority: from_db_index(priority).ok_or_else(|| Error::Corrupt {
             message: format!("job {id} has priority {priority}"),
         })?,
         status: JobStatus::parse(&status).ok_or_else(|| Error::Corrupt {
@@ -338,7 +338,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::NewItem;
+    use crate::types::{NewItem, Priority};
     use serde_json::json;
 
     #[test]

@@ -5,7 +5,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::types::Priority;
+use crate::types::{db_index, Priority};
 
 /// Options shared by both backends.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ impl StoreOptions {
     /// it is refused with [`Error::QueueFull`](crate::Error::QueueFull). Default: high 100,
     /// medium 500, low 1000 (the seed's limits).
     pub fn queue_limit(mut self, priority: Priority, limit: NonZeroUsize) -> Self {
-        self.queue_limits[priority.index()] = limit;
+        self.queue_limits[db_index(priority)] = limit;
         self
     }
 
@@ -53,7 +53,7 @@ impl StoreOptions {
     }
 
     pub(crate) fn limit(&self, priority: Priority) -> u64 {
-        self.queue_limits[priority.index()].get() as u64
+        self.queue_limits[db_index(priority)].get() as u64
     }
 }
 
@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn defaults_are_the_seeds_limits() {
         let o = StoreOptions::new();
-        assert_eq!(Priority::ALL.map(|p| o.limit(p)), [100, 500, 1000]);
+        assert_eq!(Priority::DESCENDING.map(|p| o.limit(p)), [100, 500, 1000]);
         assert_eq!(o.max_connections.get(), 10);
         let o = o.queue_limit(Priority::Low, NonZeroUsize::new(7).unwrap());
         assert_eq!(o.limit(Priority::Low), 7);

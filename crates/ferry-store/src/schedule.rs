@@ -13,7 +13,7 @@
 
 use rand::Rng;
 
-use crate::types::Priority;
+use crate::types::{db_index, Priority};
 
 /// The weights, high to low.
 pub(crate) const WEIGHTS: [usize; 3] = [4, 2, 1];
@@ -21,7 +21,7 @@ pub(crate) const WEIGHTS: [usize; 3] = [4, 2, 1];
 /// The most items one claim returns; larger limits are clamped.
 pub(crate) const MAX_CLAIM: usize = 10_000;
 
-/// The per-priority shares of a claim of `limit` items (index: [`Priority::index`]).
+/// The per-priority shares of a claim of `limit` items, high first (index: `db_index`).
 pub(crate) fn shares(limit: usize, rng: &mut impl Rng) -> [usize; 3] {
     let total: usize = WEIGHTS.iter().sum();
     let limit = limit.min(MAX_CLAIM);
@@ -60,20 +60,20 @@ impl Plan {
     /// The first pass: how many to ask of each priority.
     pub(crate) fn first_pass(&self) -> [(Priority, usize); 3] {
         let s = shares(self.limit, &mut rand::thread_rng());
-        Priority::ALL.map(|p| (p, s[p.index()]))
+        Priority::DESCENDING.map(|p| (p, s[db_index(p)]))
     }
 
     /// Records that asking `p` for `asked` items gave `got`.
     pub(crate) fn record(&mut self, p: Priority, asked: usize, got: usize) {
         self.taken += got;
         if got < asked {
-            self.dry[p.index()] = true;
+            self.dry[db_index(p)] = true;
         }
     }
 
     /// For the fill pass: how many more to ask of `p` (0: skip it).
     pub(crate) fn fill(&self, p: Priority) -> usize {
-        if self.dry[p.index()] {
+        if self.dry[db_index(p)] {
             0
         } else {
             self.limit - self.taken

@@ -78,55 +78,28 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A job's priority, as in the seed's API (`"high"`, `"medium"`, `"low"`).
+/// A job's priority: the one [`ferry_core::Priority`] (`"high"`, `"medium"`, `"low"`;
+/// default medium). High jobs get 4/7 of every claim, medium 2/7, low 1/7, so low is never
+/// starved (see the crate docs' priority rule); a claimed item keeps its job's priority all
+/// the way into the engine.
+pub use ferry_core::Priority;
+
+/// The store's encoding of a [`Priority`], in the database and in its per-priority arrays:
+/// `High` = 0, `Medium` = 1, `Low` = 2 (highest first, like [`Priority::DESCENDING`]).
 ///
-/// Distinct from [`ferry_core::Priority`], which orders items inside one running batch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Claimed first: 4/7 of every claim.
-    High,
-    /// 2/7 of every claim. The default.
-    #[default]
-    Medium,
-    /// 1/7 of every claim, so it is never starved.
-    Low,
-}
-
-impl Priority {
-    /// All priorities, highest first.
-    pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
-
-    /// Index into per-priority arrays (`High` = 0); also the value stored in the database.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-
-    pub(crate) fn from_index(i: i64) -> Option<Self> {
-        match i {
-            0 => Some(Priority::High),
-            1 => Some(Priority::Medium),
-            2 => Some(Priority::Low),
-            _ => None,
-        }
+/// It is deliberately not [`Priority::index`] (which counts from `Low`): this is the
+/// encoding the store has always written, so existing databases read the same.
+pub(crate) fn db_index(p: Priority) -> usize {
+    match p {
+        Priority::High => 0,
+        Priority::Medium => 1,
+        Priority::Low => 2,
     }
 }
 
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The priority stored as `i` (see [`db_index`]); `None` for a value no store writes.
+pub(crate) fn from_db_index(i: i64) -> Option<Priority> {
+    Priority::DESCENDING.get(usize::try_from(i).ok()?).copied()
 }
 
 /// Where a job stands. Derived from its items, never set by a client except by cancelling:
@@ -437,8 +410,25 @@ mod tests {
             serde_json::to_string(&JobStatus::Cancelled).unwrap(),
             "\"cancelled\""
         );
-        for p in Priority::ALL {
-            assert_eq!(Priority::from_index(p.index() as i64), Some(p));
+    }
+
+    /// The database encoding is the one the store wrote before the priority types were
+    /// unified: high 0, medium 1, low 2; nothing else decodes.
+    #[test]
+    fn database_encoding_is_unchanged() {
+        let table = [
+            (Priority::High, 0),
+            (Priority::Medium, 1),
+            (Priority::Low, 2),
+        ];
+        for (p, stored) in table {
+            assert_eq!(db_index(p), stored);
+            assert_eq!(from_db_index(stored as i64), Some(p));
         }
+        for p in Priority::DESCENDING {
+            assert_eq!(Priority::DESCENDING[db_index(p)], p);
+        }
+        assert_eq!(from_db_index(-1), None);
+        assert_eq!(from_db_index(3), None);
     }
 }

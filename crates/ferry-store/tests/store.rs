@@ -39,6 +39,7 @@ store_tests!(
     idempotency_key,
     queue_full,
     claim_follows_priority_rule,
+    priority_encoding_is_stable,
     concurrent_claims_hand_out_each_item_once,
     complete_is_exactly_once,
     lease_expiry_and_rescue,

@@ -193,6 +193,36 @@ fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerS
     }
 }
 
+/// The per-priority waits (see [`Priority`]): `batch.max_wait` is the default (medium)
+/// item's, `batch.max_wait_high` and `batch.max_wait_low` the others'. `batch.max_wait_low`
+/// left out waits at least as long as `batch.max_wait`, so raising `max_wait` alone stays
+/// valid. `batch.max_wait_urgent`, the old top level's key, is still read as a deprecated
+/// alias of `batch.max_wait_high`; giving both is an error.
+fn read_waits(r: &mut Reader<'_>, mut flush: FlushPolicy) -> FlushPolicy {
+    let high = r.duration("batch.max_wait_high");
+    let urgent = r.duration("batch.max_wait_urgent");
+    if high.is_some() && urgent.is_some() {
+        let line = r.line_of("batch.max_wait_urgent");
+        r.err(
+            "batch.max_wait_urgent",
+            line,
+            "the deprecated name of batch.max_wait_high: set only batch.max_wait_high",
+        );
+    }
+    if let Some(d) = high.or(urgent) {
+        flush = flush.max_wait(Priority::High, d);
+    }
+    if let Some(d) = r.duration("batch.max_wait") {
+        flush = flush.max_wait(Priority::Medium, d);
+    }
+    let low = r.duration("batch.max_wait_low").unwrap_or_else(|| {
+        flush
+            .wait_for(Priority::Low)
+            .max(flush.wait_for(Priority::Medium))
+    });
+    flush.max_wait(Priority::Low, low)
+}
+
 fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     let mut flush: FlushPolicy = engine.flush.clone();
     if let Some(n) = r.positive("batch.max_items").and_then(NonZeroUsize::new) {
@@ -201,16 +231,7 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     if let Some(n) = r.positive("batch.max_bytes").and_then(NonZeroUsize::new) {
         flush = flush.max_bytes(n);
     }
-    for (key, p) in [
-        ("batch.max_wait", Priority::Normal),
-        ("batch.max_wait_high", Priority::High),
-        ("batch.max_wait_urgent", Priority::Urgent),
-    ] {
-        if let Some(d) = r.duration(key) {
-            flush = flush.max_wait(p, d);
-        }
-    }
-    engine.flush = flush;
+    engine.flush = read_waits(r, flush);
     let adaptive = r.boolean("batch.adaptive").unwrap_or(true);
     let min = r.positive("batch.min_items");
     let initial = r.positive("batch.initial_items");
@@ -314,5 +335,68 @@ fn read_retry(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     }
     if let Some(s) = split_after {
         engine.retry = engine.retry.clone().split_after(s as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::job::file::JobFile;
+
+    /// The waits a `[batch]` text sets, or the keys of its errors.
+    fn waits(text: &str) -> Result<[Duration; 3], Vec<String>> {
+        let file = JobFile::parse(Path::new("/jobs/w.toml"), text).unwrap();
+        let env = |_: &str| None;
+        let mut r = Reader::new(&file, &env, false);
+        let flush = read_waits(&mut r, FlushPolicy::default());
+        if !r.errors.is_empty() {
+            return Err(r.errors.iter().map(ToString::to_string).collect());
+        }
+        Ok(Priority::DESCENDING.map(|p| flush.wait_for(p)))
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Waits listed high, medium, low.
+    #[test]
+    fn waits_by_priority_with_the_deprecated_urgent_key() {
+        let table: [(&str, [Duration; 3]); 6] = [
+            ("", [ms(20), ms(1000), ms(5000)]),
+            (
+                "[batch]\nmax_wait_high = \"5ms\"\nmax_wait = \"50ms\"\nmax_wait_low = \"90ms\"\n",
+                [ms(5), ms(50), ms(90)],
+            ),
+            // The old top level's key still sets the high wait.
+            (
+                "[batch]\nmax_wait_urgent = \"7ms\"\n",
+                [ms(7), ms(1000), ms(5000)],
+            ),
+            // Raising max_wait alone raises low with it, so the file stays valid.
+            (
+                "[batch]\nmax_wait = \"10s\"\n",
+                [ms(20), ms(10_000), ms(10_000)],
+            ),
+            ("[batch]\nmax_wait = \"2s\"\n", [ms(20), ms(2000), ms(5000)]),
+            (
+                "[batch]\nmax_wait = \"2s\"\nmax_wait_low = \"1s\"\n",
+                [ms(20), ms(2000), ms(1000)],
+            ),
+        ];
+        for (text, want) in table {
+            assert_eq!(waits(text), Ok(want), "{text}");
+        }
+        let both = "[batch]\nmax_wait_high = \"5ms\"\nmax_wait_urgent = \"7ms\"\n";
+        let errs = waits(both).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains(":3: `batch.max_wait_urgent`")
+                && errs[0].contains("set only batch.max_wait_high"),
+            "{errs:?}"
+        );
     }
 }

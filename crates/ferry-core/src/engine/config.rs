@@ -74,7 +74,7 @@ impl EngineConfig {
         c.flush = FlushPolicy::new()
             .max_items(NonZeroUsize::new(2000).unwrap_or(NonZeroUsize::MIN))
             .max_bytes(NonZeroUsize::new(64 << 20).unwrap_or(NonZeroUsize::MIN))
-            .max_wait(Priority::Normal, Duration::from_secs(5))
+            .max_wait(Priority::Medium, Duration::from_secs(5))
             .memory(MemoryLimits {
                 high_watermark: 768 << 20,
                 hard_limit: 1 << 30,

@@ -171,7 +171,7 @@ where
         self.intake_open[p.index()]
             && !self.cancelling
             && self.held_bytes < self.cfg.flush.memory_limits().hard_limit
-            && (p == Priority::Urgent || self.buffer.len() < self.buffer_cap)
+            && (p == Priority::High || self.buffer.len() < self.buffer_cap)
     }
 
     pub(super) async fn run(mut self) -> Result<Report, Error> {
@@ -190,14 +190,14 @@ where
                 break;
             }
             let has_wake = wake.is_some();
-            let (read_u, read_h, read_n) = (
-                self.may_read(Priority::Urgent),
+            let (read_h, read_m, read_l) = (
                 self.may_read(Priority::High),
-                self.may_read(Priority::Normal),
+                self.may_read(Priority::Medium),
+                self.may_read(Priority::Low),
             );
             let calls_pending = !self.calls.is_empty();
             let cancelling = self.cancelling;
-            let [rx_n, rx_h, rx_u] = &mut self.intake;
+            let [rx_l, rx_m, rx_h] = &mut self.intake;
             if let Some(at) = wake {
                 if sleep.deadline() != at {
                     sleep.as_mut().reset(at);
@@ -221,9 +221,9 @@ where
                         Err(e) => return Err(Error::Task(e.to_string())),
                     }
                 }
-                item = rx_u.recv(), if read_u => self.take(Priority::Urgent, item),
                 item = rx_h.recv(), if read_h => self.take(Priority::High, item),
-                item = rx_n.recv(), if read_n => self.take(Priority::Normal, item),
+                item = rx_m.recv(), if read_m => self.take(Priority::Medium, item),
+                item = rx_l.recv(), if read_l => self.take(Priority::Low, item),
                 _ = &mut sleep, if has_wake => {}
                 _ = tick.tick() => self.on_tick(),
             }

@@ -219,9 +219,9 @@ impl<T> Clone for Intake<T> {
 }
 
 impl<T> Intake<T> {
-    /// Hands an item to the engine, waiting while it is full (back-pressure). Urgent items
-    /// have a channel of their own, so they never queue behind normal ones. Fails only when
-    /// the engine has stopped (cancelled or failed).
+    /// Hands an item to the engine, waiting while it is full (back-pressure). Each priority
+    /// has a channel of its own, so high items never queue behind medium or low ones. Fails
+    /// only when the engine has stopped (cancelled or failed).
     pub async fn push(&self, mut item: Item<T>) -> Result<(), Error> {
         item.accepted_at = Some(Instant::now());
         self.tx[item.priority().index()]

@@ -120,7 +120,8 @@ async fn end_of_input_drains_everything() {
     let mut c = EngineConfig::standard();
     c.flush = FlushPolicy::new()
         .max_items(NonZeroUsize::new(100).unwrap())
-        .max_wait(ferry_core::Priority::Normal, Duration::from_secs(3600));
+        .max_wait(ferry_core::Priority::Medium, Duration::from_secs(3600))
+        .max_wait(ferry_core::Priority::Low, Duration::from_secs(3600));
     let report = Engine::new(c, slow_handler(10))
         .unwrap()
         .run_iter((0..250u64).map(|i| Item::new(i, i, i)))

@@ -37,7 +37,7 @@ enum PoisonMode {
 
 #[derive(Debug, Clone)]
 struct Scenario {
-    /// (gap before arrival in ms, priority 0..3)
+    /// (gap before arrival in ms, priority index 0..3: low, medium, high)
     arrivals: Vec<(u64, u8)>,
     poison: HashSet<u64>,
     poison_mode: PoisonMode,
@@ -257,7 +257,7 @@ fn run_scenario(s: Scenario) -> Result<(), TestCaseError> {
         });
         let intake = running.intake();
         let mut pushed_at = HashMap::new();
-        let priorities = [Priority::Normal, Priority::High, Priority::Urgent];
+        let priorities = [Priority::Low, Priority::Medium, Priority::High];
         for (i, (gap, p)) in s.arrivals.iter().enumerate() {
             tokio::time::sleep(Duration::from_millis(*gap)).await;
             let priority = priorities[*p as usize];
@@ -354,9 +354,9 @@ proptest! {
         rt.block_on(async move {
             let flush = FlushPolicy::new()
                 .max_items(NonZeroUsize::new(64).unwrap())
-                .max_wait(Priority::Normal, Duration::from_millis(500))
-                .max_wait(Priority::High, Duration::from_millis(100))
-                .max_wait(Priority::Urgent, Duration::from_millis(10));
+                .max_wait(Priority::Low, Duration::from_millis(500))
+                .max_wait(Priority::Medium, Duration::from_millis(100))
+                .max_wait(Priority::High, Duration::from_millis(10));
             let mut c = EngineConfig::standard();
             c.seed = Some(seed);
             c.flush = flush.clone();
@@ -379,7 +379,7 @@ proptest! {
             });
             let running = Engine::new(c, handler).unwrap().start();
             let intake = running.intake();
-            let priorities = [Priority::Normal, Priority::High, Priority::Urgent];
+            let priorities = [Priority::Low, Priority::Medium, Priority::High];
             let mut pushed = Vec::new();
             for (i, (gap, p)) in arrivals.iter().enumerate() {
                 tokio::time::sleep(Duration::from_millis(*gap)).await;

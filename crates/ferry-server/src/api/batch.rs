@@ -118,7 +118,7 @@ pub(super) async fn predict(
             state.max_text_chars
         )));
     }
-    let priority = req.priority.map_or(Priority::Medium, Priority::from);
+    let priority = req.priority.unwrap_or_default();
     let job = state
         .store
         .create_job(NewJob {
@@ -405,7 +405,7 @@ impl JobFigures {
             .iter()
             .map(|s| (s.as_str().to_owned(), 0))
             .collect(),
-            by_priority: Priority::ALL
+            by_priority: Priority::DESCENDING
                 .iter()
                 .map(|p| (p.as_str().to_owned(), 0))
                 .collect(),

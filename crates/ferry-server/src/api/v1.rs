@@ -40,7 +40,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_store::{NewJob, Priority};
+use ferry_store::NewJob;
 use serde_json::Value;
 
 use super::auth::Tenant;
@@ -150,7 +150,7 @@ fn new_job(
         tenant: tenant.0,
         handler: req.handler,
         params: Value::Object(req.params.unwrap_or_default()),
-        priority: req.priority.map_or(Priority::Medium, Priority::from),
+        priority: req.priority.unwrap_or_default(),
         items,
         idempotency_key,
     })

@@ -13,7 +13,9 @@ use crate::common::{
 };
 use crate::error::{sql, Error};
 use crate::options::StoreOptions;
-use crate::types::{ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth, ResultRow};
+use crate::types::{
+    db_index, ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth, ResultRow,
+};
 
 /// The job columns [`job_from_row`] decodes, in its order.
 const JOB_COLUMNS: &str = "id, tenant, handler, CAST(params AS TEXT), priority, status, total, \
@@ -290,7 +292,7 @@ where
         .fetch_all(pool)
         .await
         .map_err(sql(W))?;
-        let mut depths = Priority::ALL.map(|p| QueueDepth {
+        let mut depths = Priority::DESCENDING.map(|p| QueueDepth {
             priority: p,
             unfinished_jobs: 0,
             limit: options.limit(p),
@@ -396,7 +398,7 @@ where
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE priority = $1 AND status IN ('pending', 'processing')",
         )
-        .bind(priority.index() as i64)
+        .bind(db_index(priority) as i64)
         .fetch_one(conn)
         .await
         .map_err(sql("creating a job"))
@@ -408,7 +410,7 @@ where
         since: f64,
     ) -> Result<i64, Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE priority = $1 AND completed_at >= $2")
-            .bind(priority.index() as i64)
+            .bind(db_index(priority) as i64)
             .bind(since)
             .fetch_one(conn)
             .await

@@ -30,7 +30,10 @@ pub(super) async fn claim<B: LeaseStatements>(
     // The first pass asks each priority for its share; the fill pass (`None`) then asks
     // each, highest first, for whatever is still missing.
     let first = plan.first_pass().map(|(p, share)| (p, Some(share)));
-    for (p, share) in first.into_iter().chain(Priority::ALL.map(|p| (p, None))) {
+    for (p, share) in first
+        .into_iter()
+        .chain(Priority::DESCENDING.map(|p| (p, None)))
+    {
         let n = share.unwrap_or_else(|| plan.fill(p));
         if n > 0 {
             let got = b.take(&mut tx, worker, until, p, n, now).await?;
@@ -69,7 +72,8 @@ pub(super) async fn claim<B: LeaseStatements>(
             attempts: r.attempts.clamp(0, u32::MAX as i64) as u32,
         });
     }
-    claimed.sort_by_key(|c| (c.priority, c.item_id));
+    // Highest priority first (`Priority` orders `High` greatest).
+    claimed.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.item_id));
     tracing::debug!(worker, claimed = claimed.len(), "claimed items");
     Ok(claimed)
 }

@@ -8,7 +8,7 @@ use crate::backend::JobStatements;
 use crate::error::{sql, Error};
 use crate::postgres::migrations::LOCK_CLASS;
 use crate::postgres::store::{PgStore, PgTx};
-use crate::types::{JobId, JobRecord, NewJob, Priority};
+use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
 
 /// Bytes per `COPY` message.
 const COPY_CHUNK: usize = 1 << 20;
@@ -17,7 +17,7 @@ impl JobStatements for PgStore {
     async fn lock_queue(&self, tx: &mut PgTx, priority: Priority) -> Result<(), Error> {
         sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
             .bind(LOCK_CLASS)
-            .bind(priority.index() as i32)
+            .bind(db_index(priority) as i32)
             .execute(&mut **tx)
             .await
             .map_err(sql("creating a job"))?;
@@ -40,7 +40,7 @@ impl JobStatements for PgStore {
         .bind(&job.tenant)
         .bind(&job.handler)
         .bind(job.params.to_string())
-        .bind(job.priority.index() as i64)
+        .bind(db_index(job.priority) as i64)
         .bind(record.status.as_str())
         .bind(&job.idempotency_key)
         .bind(record.total as i64)
@@ -158,7 +158,7 @@ impl JobStatements for PgStore {
 /// The `COPY ... FROM STDIN` text-format rows for a job's items.
 fn copy_rows(id: &JobId, job: &NewJob, now: f64) -> Vec<u8> {
     let mut out = String::new();
-    let priority = job.priority.index();
+    let priority = db_index(job.priority);
     for item in &job.items {
         copy_escape(&mut out, id.as_str());
         out.push('\t');

@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
 use crate::postgres::store::{PgStore, PgTx};
-use crate::types::Priority;
+use crate::types::{db_index, Priority};
 
 /// Decodes `(id, job_id)` rows.
 fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
@@ -45,7 +45,7 @@ impl LeaseStatements for PgStore {
         )
         .bind(worker)
         .bind(until)
-        .bind(priority.index() as i64)
+        .bind(db_index(priority) as i64)
         .bind(now)
         .bind(n as i64)
         .fetch_all(&mut **tx)

@@ -8,7 +8,7 @@ use crate::backend::JobStatements;
 use crate::error::{sql, Error};
 use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
 use crate::sqlite::store::{SqliteStore, SqliteTx};
-use crate::types::{JobId, JobRecord, NewJob, Priority};
+use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
 
 impl JobStatements for SqliteStore {
     async fn lock_queue(&self, _tx: &mut SqliteTx, _priority: Priority) -> Result<(), Error> {
@@ -30,7 +30,7 @@ impl JobStatements for SqliteStore {
         .bind(&job.tenant)
         .bind(&job.handler)
         .bind(job.params.to_string())
-        .bind(job.priority.index() as i64)
+        .bind(db_index(job.priority) as i64)
         .bind(record.status.as_str())
         .bind(&job.idempotency_key)
         .bind(record.total as i64)
@@ -58,7 +58,7 @@ impl JobStatements for SqliteStore {
             let mut query = sqlx::query(&q)
                 .persistent(false)
                 .bind(id.as_str())
-                .bind(job.priority.index() as i64)
+                .bind(db_index(job.priority) as i64)
                 .bind(now);
             for item in items {
                 query = query.bind(&item.key).bind(item.payload.to_string());

@@ -9,7 +9,7 @@ use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
 use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
 use crate::sqlite::store::{SqliteStore, SqliteTx};
-use crate::types::Priority;
+use crate::types::{db_index, Priority};
 
 /// Decodes `(id, job_id)` rows.
 fn id_and_job(rows: &[SqliteRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
@@ -42,7 +42,7 @@ impl LeaseStatements for SqliteStore {
         )
         .bind(worker)
         .bind(until)
-        .bind(priority.index() as i64)
+        .bind(db_index(priority) as i64)
         .bind(now)
         .bind(n as i64)
         .fetch_all(&mut **tx)

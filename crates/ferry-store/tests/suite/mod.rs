@@ -265,6 +265,25 @@ pub(crate) async fn queue_full(fx: &Fixture) {
     s.create_job(new_job("t", Priority::High, 1)).await.unwrap();
 }
 
+/// The stored encoding predates the one priority type: high 0, medium 1, low 2, in jobs and
+/// items alike. A database written before the change must read the same.
+pub(crate) async fn priority_encoding_is_stable(fx: &Fixture) {
+    let s = &fx.store;
+    for (p, stored) in [
+        (Priority::High, 0),
+        (Priority::Medium, 1),
+        (Priority::Low, 2),
+    ] {
+        let job = s.create_job(new_job("t", p, 2)).await.unwrap();
+        let id = job.id.as_str();
+        let sql = format!("SELECT MIN(priority) FROM jobs WHERE id = '{id}'");
+        assert_eq!(fx.raw.scalar(&sql).await, stored, "{p} job");
+        let sql = format!("SELECT MAX(priority) FROM items WHERE job_id = '{id}'");
+        assert_eq!(fx.raw.scalar(&sql).await, stored, "{p} items");
+        assert_eq!(s.job("t", &job.id).await.unwrap().unwrap().priority, p);
+    }
+}
+
 pub(crate) async fn claim_follows_priority_rule(fx: &Fixture) {
     let s = &fx.store;
     let low = s.create_job(new_job("t", Priority::Low, 20)).await.unwrap();
@@ -278,10 +297,10 @@ pub(crate) async fn claim_follows_priority_rule(fx: &Fixture) {
         .unwrap();
 
     let c = s.claim("w", 7, LEASE).await.unwrap();
-    let counts = Priority::ALL.map(|p| count(&c, p));
+    let counts = Priority::DESCENDING.map(|p| count(&c, p));
     assert_eq!(counts, [4, 2, 1], "4:2:1 shares");
     let mut sorted = c.clone();
-    sorted.sort_by_key(|c| (c.priority, c.item_id));
+    sorted.sort_by_key(|c| (std::cmp::Reverse(c.priority), c.item_id));
     assert_eq!(c, sorted, "claims come back by priority, then item id");
     assert!(c.iter().all(|c| c.attempts == 1));
     // Oldest first within a priority: the first items of each job.
@@ -293,16 +312,16 @@ pub(crate) async fn claim_follows_priority_rule(fx: &Fixture) {
     assert_eq!(high_keys, ["k00000", "k00001", "k00002", "k00003"]);
 
     let c = s.claim("w", 14, LEASE).await.unwrap();
-    assert_eq!(Priority::ALL.map(|p| count(&c, p)), [8, 4, 2]);
+    assert_eq!(Priority::DESCENDING.map(|p| count(&c, p)), [8, 4, 2]);
 
     // Left: high 8, medium 14, low 17. Shares of 28 are 16/8/4; high runs dry at 8, its
     // unused share goes to medium (the rest of it, 6) and then low.
     let c = s.claim("w", 28, LEASE).await.unwrap();
-    assert_eq!(Priority::ALL.map(|p| count(&c, p)), [8, 14, 6]);
+    assert_eq!(Priority::DESCENDING.map(|p| count(&c, p)), [8, 14, 6]);
 
     // Only low is left: a claim takes it all, whatever the shares.
     let c = s.claim("w", 50, LEASE).await.unwrap();
-    assert_eq!(Priority::ALL.map(|p| count(&c, p)), [0, 0, 11]);
+    assert_eq!(Priority::DESCENDING.map(|p| count(&c, p)), [0, 0, 11]);
     assert!(s.claim("w", 5, LEASE).await.unwrap().is_empty());
 
     for id in [&low.id, &medium.id, &high.id] {
@@ -847,7 +866,7 @@ pub(crate) async fn queue_depths_count_jobs_and_items(fx: &Fixture) {
     let d = s.queue_depths().await.unwrap();
     assert_eq!(
         d.iter().map(|d| d.priority).collect::<Vec<_>>(),
-        Priority::ALL
+        Priority::DESCENDING
     );
     assert_eq!(
         d.iter().map(|d| d.unfinished_jobs).collect::<Vec<_>>(),

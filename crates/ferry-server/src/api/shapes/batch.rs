@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::job::{progress, JobState, PriorityName};
+use super::job::{api_priority, progress, JobState, PrioritySchema};
 
 /// Texts per second assumed for `estimated_completion_seconds`.
 const ESTIMATED_RATE: f64 = 5000.0;
@@ -29,8 +29,9 @@ pub(crate) struct PredictRequest {
     #[schema(min_items = 1)]
     pub(crate) texts: Vec<String>,
     /// Queue priority (default `medium`).
-    #[serde(default)]
-    pub(crate) priority: Option<PriorityName>,
+    #[serde(default, deserialize_with = "api_priority")]
+    #[schema(value_type = Option<PrioritySchema>)]
+    pub(crate) priority: Option<Priority>,
     /// Accepted as any non-negative number (JSON Schema's integers include `3.0`); ignored.
     #[serde(default)]
     #[schema(minimum = 0)]
@@ -55,7 +56,8 @@ pub(crate) struct PredictResponse {
     /// When it was created (seconds since the Unix epoch).
     created_at: f64,
     /// Queue priority.
-    priority: PriorityName,
+    #[schema(value_type = PrioritySchema)]
+    priority: Priority,
     /// Percentage of texts that ended.
     progress_percentage: f64,
 }
@@ -68,7 +70,7 @@ impl From<&JobRecord> for PredictResponse {
             total_texts: job.total,
             estimated_completion_seconds: estimate(job.total),
             created_at: job.created_at,
-            priority: job.priority.into(),
+            priority: job.priority,
             progress_percentage: progress(job),
         }
     }
@@ -99,7 +101,8 @@ pub(crate) struct JobStatusBody {
     /// Seconds it is expected to take (5,000 texts a second, at least 1).
     estimated_completion_seconds: u64,
     /// Queue priority.
-    priority: PriorityName,
+    #[schema(value_type = PrioritySchema)]
+    priority: Priority,
     /// Why it failed, for a failed job.
     error: Option<String>,
 }
@@ -117,7 +120,7 @@ impl From<&JobRecord> for JobStatusBody {
             started_at: job.started_at,
             completed_at: job.completed_at,
             estimated_completion_seconds: estimate(job.total),
-            priority: job.priority.into(),
+            priority: job.priority,
             error: job.error.clone(),
         }
     }

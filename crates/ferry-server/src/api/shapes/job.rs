@@ -2,40 +2,52 @@
 //! carry. One set of types, serialized by the handlers and described by `/openapi.json`.
 
 use ferry_store::{DeadLetter, ItemStatus, JobRecord, JobStatus, Priority, QueueDepth, ResultRow};
+use std::borrow::Cow;
+
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
-/// A job's queue priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[schema(as = Priority)]
-pub(crate) enum PriorityName {
-    /// Claimed first: 4/7 of every claim.
-    High,
-    /// 2/7 of every claim; the default.
-    Medium,
-    /// 1/7 of every claim, never starved.
-    Low,
-}
+/// How `/openapi.json` describes [`Priority`] (utoipa cannot derive a schema for another
+/// crate's type): the component `Priority`, a string enum of its names, highest first.
+/// Priority fields point here with `#[schema(value_type = PrioritySchema)]`.
+pub(crate) enum PrioritySchema {}
 
-impl From<PriorityName> for Priority {
-    fn from(p: PriorityName) -> Self {
-        match p {
-            PriorityName::High => Priority::High,
-            PriorityName::Medium => Priority::Medium,
-            PriorityName::Low => Priority::Low,
-        }
+impl PartialSchema for PrioritySchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A job's queue priority."))
+            .enum_values(Some(Priority::DESCENDING.map(Priority::as_str)))
+            .into()
     }
 }
 
-impl From<Priority> for PriorityName {
-    fn from(p: Priority) -> Self {
-        match p {
-            Priority::High => PriorityName::High,
-            Priority::Medium => PriorityName::Medium,
-            Priority::Low => PriorityName::Low,
-        }
+impl ToSchema for PrioritySchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Priority")
+    }
+}
+
+/// Reads a request's optional `priority`, accepting only the names the API documents.
+/// [`Priority`]'s own serde also reads the engine's old names `normal` and `urgent` (for
+/// files written before the rename); the API never accepted them, and still refuses them.
+pub(crate) fn api_priority<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    match Priority::DESCENDING
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    {
+        Some(p) => Ok(Some(p)),
+        None => Err(de::Error::unknown_variant(
+            &name,
+            &["high", "medium", "low"],
+        )),
     }
 }
 
@@ -118,7 +130,8 @@ pub(crate) struct Job {
     /// The handler that processes its items.
     handler: String,
     /// Queue priority.
-    priority: PriorityName,
+    #[schema(value_type = PrioritySchema)]
+    priority: Priority,
     /// Where it stands.
     status: JobState,
     /// Item counts.
@@ -164,7 +177,7 @@ impl From<&JobRecord> for Job {
         Job {
             id: j.id.to_string(),
             handler: j.handler.clone(),
-            priority: j.priority.into(),
+            priority: j.priority,
             status: j.status.into(),
             counts: Counts {
                 total: j.total,
@@ -234,7 +247,8 @@ pub(crate) struct ResultPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Queue {
     /// The priority.
-    priority: PriorityName,
+    #[schema(value_type = PrioritySchema)]
+    priority: Priority,
     /// Jobs pending or processing (every tenant's).
     unfinished_jobs: u64,
     /// The most unfinished jobs it holds; submissions beyond are 429.
@@ -248,7 +262,7 @@ pub(crate) struct Queue {
 impl From<&QueueDepth> for Queue {
     fn from(d: &QueueDepth) -> Self {
         Queue {
-            priority: d.priority.into(),
+            priority: d.priority,
             unfinished_jobs: d.unfinished_jobs,
             limit: d.limit,
             queued_items: d.queued_items,
@@ -326,6 +340,45 @@ mod tests {
     use ferry_store::JobId;
     use serde_json::json;
 
+    /// `/openapi.json`'s `Priority` component is the enum it always was.
+    #[test]
+    fn priority_schema_is_the_api_enum() {
+        let schema = serde_json::to_value(PrioritySchema::schema()).unwrap();
+        assert_eq!(schema["type"], json!("string"));
+        assert_eq!(schema["enum"], json!(["high", "medium", "low"]));
+        assert_eq!(PrioritySchema::name(), "Priority");
+    }
+
+    /// Requests take the three names only; the engine's old aliases stay refused.
+    #[test]
+    fn requests_take_only_the_documented_names() {
+        #[derive(Debug, Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "api_priority")]
+            priority: Option<Priority>,
+        }
+        let read = |text: &str| serde_json::from_str::<Body>(text).map(|b| b.priority);
+        let table = [
+            (r#"{}"#, Some(None)),
+            (r#"{"priority": null}"#, Some(None)),
+            (r#"{"priority": "high"}"#, Some(Some(Priority::High))),
+            (r#"{"priority": "medium"}"#, Some(Some(Priority::Medium))),
+            (r#"{"priority": "low"}"#, Some(Some(Priority::Low))),
+            (r#"{"priority": "urgent"}"#, None),
+            (r#"{"priority": "normal"}"#, None),
+            (r#"{"priority": "HIGH"}"#, None),
+            (r#"{"priority": 1}"#, None),
+        ];
+        for (text, want) in table {
+            assert_eq!(read(text).ok(), want, "{text}");
+        }
+        let err = read(r#"{"priority": "urgent"}"#).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `urgent`, expected one of `high`, `medium`, `low`"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn progress_rounds_to_a_tenth() {
         let record = JobRecord {
@@ -346,7 +399,7 @@ mod tests {
         };
         let job = Job::from(&record);
         assert_eq!(job.progress, 33.3);
-        assert_eq!(job.priority, PriorityName::Low);
+        assert_eq!(job.priority, Priority::Low);
         assert_eq!(job.status, JobState::Processing);
     }
 }

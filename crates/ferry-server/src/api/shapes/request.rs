@@ -3,12 +3,12 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
-use ferry_store::NewItem;
+use ferry_store::{NewItem, Priority};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::job::PriorityName;
+use super::job::{api_priority, PrioritySchema};
 use crate::api::problem::Problem;
 
 /// Default page size of every listing.
@@ -33,8 +33,9 @@ pub(crate) struct SubmitJob {
     #[serde(default)]
     pub(crate) params: Option<Map<String, Value>>,
     /// Queue priority (default `medium`).
-    #[serde(default)]
-    pub(crate) priority: Option<PriorityName>,
+    #[serde(default, deserialize_with = "api_priority")]
+    #[schema(value_type = Option<PrioritySchema>)]
+    pub(crate) priority: Option<Priority>,
 }
 
 /// One item of a submitted job: `{"key"?: string, "payload": any}`, or any other JSON value
