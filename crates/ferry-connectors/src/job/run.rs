@@ -3,10 +3,19 @@
 //! Reading stops at the first bad record (its error names file and line); whatever was
 //! already accepted is still finished and checkpointed, so a `--resume` after fixing the
 //! data picks up exactly where the run stopped.
+//!
+//! Interruption (Ctrl-C in the CLI) is the caller's [`RunOptions::shutdown`] token: reading
+//! stops, the engine cancels what waits and gives calls in flight the engine's
+//! `shutdown_grace` ([`DEFAULT_SHUTDOWN_GRACE`] for job files), and every batch the target
+//! confirmed is in the checkpoint before `run` returns. The checkpoint is written per settled
+//! batch as the run goes, so even a process that exits at once loses at most the batches in
+//! flight (and any settled batch the writer had not committed yet): `--resume` re-sends
+//! those, never a batch it recorded.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ferry_core::{
     Batch, BatchOutcome, BoxFuture, Engine, Handler, Item, JsonlDeadLetters, Progress, Report,
@@ -16,6 +25,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, Status};
 use super::spec::{HandlerSpec, JobConfig, SourceSpec};
@@ -38,7 +48,15 @@ pub struct RunOptions {
     pub restart: bool,
     /// How many requests a dry run prints (default 3 when 0).
     pub show_requests: usize,
+    /// Cancelled to interrupt the run (Ctrl-C): no new item is read, what waits is
+    /// cancelled, calls in flight get the engine's `shutdown_grace`, the checkpoint keeps
+    /// every confirmed item. Default: never cancelled.
+    pub shutdown: CancellationToken,
 }
+
+/// How long calls in flight may finish after an interruption when the job file does not say
+/// (`dispatch.shutdown_grace`): 10 s.
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What a dry run found.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +85,9 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
     /// The error that stopped reading the source early, if any.
     pub source_error: Option<String>,
+    /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
+    /// and the items never read were not confirmed, and `--resume` sends them.
+    pub interrupted: bool,
 }
 
 /// The job's handler.
@@ -305,6 +326,7 @@ where
     };
     let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
+        .cancellation(opts.shutdown.clone())
         .emit_settled(64);
     if let Some(n) = count_source(&job.source).await {
         // Keys the checkpoint already holds are skipped, not sent.
@@ -342,7 +364,13 @@ where
     let intake = running.intake();
     let mut skipped = 0u64;
     let mut source_error = None;
-    while let Some(next) = stream.next().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = opts.shutdown.cancelled() => break,
+            next = stream.next() => next,
+        };
+        let Some(next) = next else { break };
         match next {
             Ok(item) => {
                 if done.contains(item.key().as_str()) {
@@ -374,5 +402,6 @@ where
         ambiguous: counters.ambiguous(),
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
+        interrupted: opts.shutdown.is_cancelled(),
     })
 }
