@@ -405,3 +405,98 @@ where
         interrupted: opts.shutdown.is_cancelled(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{load, LoadOptions};
+
+    /// A job of `n` JSON Lines items written, one batch of 10 at a time every 20 ms, to
+    /// `out.jsonl`: slow enough to be interrupted mid-run.
+    fn slow_job(dir: &std::path::Path, n: u64) -> JobConfig {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let items: String = (0..n).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+        std::fs::write(dir.join("in.jsonl"), items).unwrap();
+        let job = dir.join("job.toml");
+        std::fs::write(
+            &job,
+            "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\nkey = \"id\"\n\n\
+             [handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n\n\
+             [batch]\nmax_items = 10\nadaptive = false\n\n\
+             [dispatch]\nconcurrency = 1\npause = \"20ms\"\nshutdown_grace = \"5s\"\n",
+        )
+        .unwrap();
+        load(&job, &LoadOptions::default()).unwrap()
+    }
+
+    fn written_keys(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("out.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].to_string())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interrupted_run_checkpoints_what_was_confirmed_and_resume_sends_the_rest() {
+        let dir = std::env::temp_dir().join(format!("ferry-run-interrupt-{}", std::process::id()));
+        let job = slow_job(&dir, 1000);
+        assert_eq!(job.engine.shutdown_grace, Duration::from_secs(5));
+        let opts = RunOptions::default();
+        let shutdown = opts.shutdown.clone();
+        // Interrupt as soon as the first batch is confirmed.
+        let summary = run(&job, &opts, |mut progress| async move {
+            while progress.changed().await.is_ok() {
+                if progress.borrow().succeeded > 0 {
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let p = &summary.report.progress;
+        assert!(summary.interrupted);
+        assert!(p.succeeded > 0 && p.succeeded < 1000, "{p:?}");
+        assert_eq!(p.total, Some(1000));
+        // What waited in the engine was cancelled, not sent.
+        assert!(p.cancelled > 0, "{p:?}");
+        // Every item written is confirmed and recorded: the call in flight was given its
+        // grace, not abandoned.
+        let recorded = Checkpoint::open(&job.checkpoint.clone().unwrap())
+            .await
+            .unwrap()
+            .settled_keys()
+            .await
+            .unwrap();
+        assert_eq!(recorded.len() as u64, p.succeeded);
+        assert_eq!(written_keys(&dir).len() as u64, p.succeeded);
+
+        let resumed = RunOptions {
+            resume: true,
+            ..RunOptions::default()
+        };
+        let summary = run(&job, &resumed, |_| async {}).await.unwrap();
+        assert!(!summary.interrupted);
+        assert_eq!(summary.skipped, recorded.len() as u64);
+        let keys = written_keys(&dir);
+        let unique: HashSet<&String> = keys.iter().collect();
+        assert_eq!((keys.len(), unique.len()), (1000, 1000), "each item once");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ferry_jobs_default_to_a_10s_grace() {
+        let dir = std::env::temp_dir().join(format!("ferry-run-grace-{}", std::process::id()));
+        let job = slow_job(&dir, 1);
+        std::fs::write(
+            &job.path,
+            "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n",
+        )
+        .unwrap();
+        let job = load(&job.path, &LoadOptions::default()).unwrap();
+        assert_eq!(job.engine.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
