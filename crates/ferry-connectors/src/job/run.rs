@@ -445,10 +445,12 @@ mod tests {
         assert_eq!(job.engine.shutdown_grace, Duration::from_secs(5));
         let opts = RunOptions::default();
         let shutdown = opts.shutdown.clone();
-        // Interrupt as soon as the first batch is confirmed.
+        // Interrupt once a batch is confirmed and more items wait in the engine than a call
+        // holds.
         let summary = run(&job, &opts, |mut progress| async move {
             while progress.changed().await.is_ok() {
-                if progress.borrow().succeeded > 0 {
+                let p = progress.borrow().clone();
+                if p.succeeded > 0 && p.accepted >= p.succeeded + 50 {
                     shutdown.cancel();
                     return;
                 }
