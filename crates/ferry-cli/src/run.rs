@@ -36,8 +36,8 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 3)]
     show: usize,
     /// After Ctrl-C or SIGTERM, how long calls in flight may finish before they are
-    /// abandoned (default: the job file's `dispatch.shutdown_grace`, else 10s). The run then
-    /// prints its report and exits 130; a second Ctrl-C exits at once.
+    /// abandoned (default: `dispatch.shutdown_grace` in a Ferry job file, else 10s). The run
+    /// then prints its report and exits 130; a second Ctrl-C exits at once.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     grace: Option<Duration>,
 }

@@ -349,3 +349,26 @@ async fn sigint_stops_the_demo_with_its_report_and_130() {
     assert!(succeeded > 0 && succeeded < ITEMS, "{stdout}");
     assert_eq!(succeeded + dead + not_sent, ITEMS, "{stdout}");
 }
+
+#[test]
+fn help_lists_the_exit_codes() {
+    for args in [&["--help"][..], &["run", "--help"], &["demo", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for code in ["0 ", "1 ", "2 ", "3 ", "130 "] {
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(code)),
+                "`ferry {}` does not list exit code {code}:\n{help}",
+                args.join(" ")
+            );
+        }
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--grace <DURATION>"));
+}
