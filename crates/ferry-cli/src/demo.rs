@@ -52,6 +52,9 @@ pub(crate) struct DemoArgs {
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Exit> {
+    // First, so that a Ctrl-C at any point from here on ends the demo with its report.
+    let shutdown = CancellationToken::new();
+    interrupt::on_signals(shutdown.clone(), args.grace)?;
     let mut config = EngineConfig::preset(&args.preset).with_context(|| {
         format!(
             "unknown preset `{}` (expected standard, high_throughput or low_memory)",
@@ -91,8 +94,6 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Exit> {
     );
     // Start from an empty dead-letter file so the report describes this run only.
     let _ = std::fs::remove_file(&args.dead_letters);
-    let shutdown = CancellationToken::new();
-    interrupt::on_signals(shutdown.clone(), args.grace)?;
     let running = ferry_core::Engine::new(config, SimulatedApiHandler(api.clone()))?
         .dead_letters(JsonlDeadLetters::new(&args.dead_letters))
         .cancellation(shutdown.clone())
