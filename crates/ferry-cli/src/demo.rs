@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use ferry_core::testing::{SimulatedApi, SimulatedApiConfig, SimulatedApiHandler};
-use ferry_core::{EngineConfig, Item, JsonlDeadLetters, Report};
+use ferry_core::{EngineConfig, Item, JsonlDeadLetters};
+use tokio_util::sync::CancellationToken;
+
+use crate::interrupt::{self, Exit};
 
 /// Options of `ferry demo`.
 #[derive(Debug, Args)]
@@ -42,9 +45,16 @@ pub(crate) struct DemoArgs {
     /// Where dead letters go (JSON Lines).
     #[arg(long, default_value = "ferry-demo-dead-letters.jsonl")]
     dead_letters: PathBuf,
+    /// After Ctrl-C or SIGTERM, how long calls in flight may finish before they are
+    /// abandoned; the demo then prints its report and exits 130.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    grace: Duration,
 }
 
-pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Exit> {
+    // First, so that a Ctrl-C at any point from here on ends the demo with its report.
+    let shutdown = CancellationToken::new();
+    interrupt::on_signals(shutdown.clone(), args.grace)?;
     let mut config = EngineConfig::preset(&args.preset).with_context(|| {
         format!(
             "unknown preset `{}` (expected standard, high_throughput or low_memory)",
@@ -62,6 +72,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
         }
     }
     config.dispatch.timeout = Duration::from_secs(10);
+    config.shutdown_grace = args.grace;
     let sim = SimulatedApiConfig {
         slots: args.slots.max(1),
         base: Duration::from_millis(args.base_ms),
@@ -85,12 +96,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
     let _ = std::fs::remove_file(&args.dead_letters);
     let running = ferry_core::Engine::new(config, SimulatedApiHandler(api.clone()))?
         .dead_letters(JsonlDeadLetters::new(&args.dead_letters))
+        .cancellation(shutdown.clone())
         .total(args.items)
         .start();
     let bar = crate::progress::spawn(running.progress(), args.items);
     let intake = running.intake();
     for i in 0..args.items {
-        intake.push(Item::new(i, i, i)).await?;
+        // The engine closes its intake when `shutdown` is cancelled: the push fails then.
+        if shutdown.is_cancelled() || intake.push(Item::new(i, i, i)).await.is_err() {
+            break;
+        }
     }
     drop(intake);
     let report = running.finish().await?;
@@ -106,5 +121,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<Report> {
         stats.rejected_400,
         100.0 * report.items_per_sec / sim.ceiling()
     );
-    Ok(report)
+    let interrupted = shutdown.is_cancelled();
+    if interrupted {
+        interrupt::print_summary(&report);
+    }
+    Ok(Exit::of(&report, interrupted))
 }

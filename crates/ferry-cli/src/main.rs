@@ -2,6 +2,7 @@
 //! exit codes; everything else lives in the library crates.
 
 mod demo;
+mod interrupt;
 mod keys;
 mod progress;
 mod run;
@@ -11,11 +12,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::interrupt::Exit;
+
+/// Shown at the end of `ferry --help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every item succeeded (or nothing to do)
+  1    error (the message says what)
+  2    bad usage (unknown flag, missing argument)
+  3    some items were dead-lettered (see the dead-letter file)
+  130  interrupted by Ctrl-C or SIGTERM (`ferry run ... --resume` continues)";
+
 /// Ferry moves many items through slow, rate-limited, failure-prone targets as fast as they
 /// allow: in batches, with adaptive concurrency and batch size, retries, splits and dead
 /// letters, and no lost or duplicated item.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, long_about = None)]
+#[command(name = "ferry", version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     /// Log filter (e.g. `info`, `ferry_core=debug`); also read from RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
@@ -28,10 +40,13 @@ struct Cli {
 enum Command {
     /// Run a job against a built-in simulated API (slots, per-item cost, a hidden size limit,
     /// a rate limit, poison items) and print the end report. Ferry is told none of the
-    /// simulator's settings; watch it find them.
+    /// simulator's settings; watch it find them. Ctrl-C stops it with a report (exit 130).
+    #[command(after_help = EXIT_CODES)]
     Demo(demo::DemoArgs),
     /// Run a job file: read the source, send batches through the handler, checkpoint each
     /// item's outcome (resumable with --resume), write dead letters, print the end report.
+    /// Ctrl-C stops it gracefully (report, checkpoint, exit 130; see --grace).
+    #[command(after_help = EXIT_CODES)]
     Run(run::RunArgs),
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
@@ -46,7 +61,7 @@ enum Command {
 }
 
 /// Exit codes: 0 all items succeeded, 1 error, 2 bad usage (clap), 3 some items were
-/// dead-lettered.
+/// dead-lettered, 130 interrupted (Ctrl-C or SIGTERM).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -68,17 +83,16 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await.map(Some),
+            Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
-            Command::Validate(args) => run::validate(args).map(|()| None),
-            Command::Serve(args) => serve::serve(args).await.map(|()| None),
-            Command::Worker(args) => serve::worker(args).await.map(|()| None),
-            Command::Keys(args) => keys::run(args).await.map(|()| None),
+            Command::Validate(args) => run::validate(args).map(|()| Exit::Ok),
+            Command::Serve(args) => serve::serve(args).await.map(|()| Exit::Ok),
+            Command::Worker(args) => serve::worker(args).await.map(|()| Exit::Ok),
+            Command::Keys(args) => keys::run(args).await.map(|()| Exit::Ok),
         }
     });
     match result {
-        Ok(Some(report)) if report.progress.dead_lettered > 0 => ExitCode::from(3),
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(exit) => exit.code(),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -1,10 +1,13 @@
 //! `ferry run` and `ferry validate`: job files.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use ferry_connectors::job::{self, LoadOptions, RunOptions};
-use ferry_core::Report;
+use tokio_util::sync::CancellationToken;
+
+use crate::interrupt::{self, Exit};
 
 /// Options of `ferry run`.
 #[derive(Debug, Args)]
@@ -32,6 +35,11 @@ pub(crate) struct RunArgs {
     /// Print this many rendered requests in a dry run.
     #[arg(long, default_value_t = 3)]
     show: usize,
+    /// After Ctrl-C or SIGTERM, how long calls in flight may finish before they are
+    /// abandoned (default: `dispatch.shutdown_grace` in a Ferry job file, else 10s). The run
+    /// then prints its report and exits 130; a second Ctrl-C exits at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    grace: Option<Duration>,
 }
 
 /// Options of `ferry validate`.
@@ -44,19 +52,23 @@ pub(crate) struct ValidateArgs {
     sets: Vec<String>,
 }
 
-pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Option<Report>> {
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let opts = LoadOptions {
         sets: args.sets,
         max_concurrent: args.max_concurrent,
         dry_run: args.dry_run,
         env: None,
     };
-    let job = job::load(&args.job, &opts)?;
+    let mut job = job::load(&args.job, &opts)?;
+    if let Some(grace) = args.grace {
+        job.engine.shutdown_grace = grace;
+    }
     let run_opts = RunOptions {
         dry_run: args.dry_run,
         resume: args.resume,
         restart: args.restart,
         show_requests: args.show,
+        shutdown: CancellationToken::new(),
     };
     if args.dry_run {
         let dry = job::dry_run(&job, &run_opts).await?;
@@ -75,8 +87,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Option<Report>> {
             "{} items cannot be rendered",
             dry.unrenderable_count
         );
-        return Ok(None);
+        return Ok(Exit::Ok);
     }
+    interrupt::on_signals(run_opts.shutdown.clone(), job.engine.shutdown_grace)?;
     let summary = job::run(&job, &run_opts, |progress| {
         crate::progress::follow(progress, None)
     })
@@ -95,10 +108,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Option<Report>> {
     if let Some(c) = &summary.checkpoint {
         println!("checkpoint: {}", c.display());
     }
-    if let Some(e) = &summary.source_error {
+    if summary.interrupted {
+        interrupt::print_summary(&summary.report);
+        if summary.checkpoint.is_some() {
+            println!("run again with --resume to send only the items not confirmed");
+        }
+    } else if let Some(e) = &summary.source_error {
         anyhow::bail!("reading the source stopped early: {e}\n(the items before it were processed; fix the data and run again with --resume)");
     }
-    Ok(Some(summary.report))
+    Ok(Exit::of(&summary.report, summary.interrupted))
 }
 
 pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {

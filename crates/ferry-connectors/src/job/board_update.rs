@@ -11,6 +11,7 @@ use ferry_core::{BatchSizing, EngineConfig, SplitStrategy};
 use serde_json::{Map, Value};
 
 use super::reader::Reader;
+use super::run::DEFAULT_SHUTDOWN_GRACE;
 use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
 use crate::graphql::GraphqlConfig;
 use crate::source::KeyBy;
@@ -60,6 +61,7 @@ pub(super) fn board_update_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     let mut engine = EngineConfig::standard();
     engine.name = name.clone();
     engine.dispatch.split = SplitStrategy::ladder(&[15, 5, 1]).unwrap_or_default();
+    engine.shutdown_grace = DEFAULT_SHUTDOWN_GRACE;
     if let Some(n) = r
         .positive("validation.max_batch_size")
         .and_then(NonZeroUsize::new)

@@ -5,7 +5,9 @@
 //! with `synchronous = NORMAL`: durable against a killed process (the point of a checkpoint),
 //! not against power loss. A key is recorded only after the target confirmed it, so a crash
 //! between the target's answer and the write can re-send that one batch; that window is the
-//! only source of a repeat.
+//! only source of a repeat. So an interrupted run that exits at once (a second Ctrl-C, a
+//! kill) re-sends at most the batches that were in flight; a graceful stop (the first Ctrl-C)
+//! records those too before it exits, and its resume repeats nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::file::Val;
 use super::reader::Reader;
+use super::run::DEFAULT_SHUTDOWN_GRACE;
 use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
 use crate::graphql::GraphqlConfig;
 
@@ -44,6 +45,10 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     read_batch(r, &mut engine);
     read_dispatch(r, &mut engine);
     read_retry(r, &mut engine);
+    // Not `read_dispatch`: how long an interrupted run waits is not about dispatching.
+    engine.shutdown_grace = r
+        .duration("dispatch.shutdown_grace")
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
     let dead_letters = r
         .path("dead_letters.path")
         .unwrap_or_else(|| r.beside_job("dead.jsonl"));

@@ -3,10 +3,19 @@
 //! Reading stops at the first bad record (its error names file and line); whatever was
 //! already accepted is still finished and checkpointed, so a `--resume` after fixing the
 //! data picks up exactly where the run stopped.
+//!
+//! Interruption (Ctrl-C in the CLI) is the caller's [`RunOptions::shutdown`] token: reading
+//! stops, the engine cancels what waits and gives calls in flight the engine's
+//! `shutdown_grace` ([`DEFAULT_SHUTDOWN_GRACE`] for job files), and every batch the target
+//! confirmed is in the checkpoint before `run` returns. The checkpoint is written per settled
+//! batch as the run goes, so even a process that exits at once loses at most the batches in
+//! flight (and any settled batch the writer had not committed yet): `--resume` re-sends
+//! those, never a batch it recorded.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ferry_core::{
     Batch, BatchOutcome, BoxFuture, Engine, Handler, Item, JsonlDeadLetters, Progress, Report,
@@ -16,6 +25,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, Status};
 use super::spec::{HandlerSpec, JobConfig, SourceSpec};
@@ -38,7 +48,15 @@ pub struct RunOptions {
     pub restart: bool,
     /// How many requests a dry run prints (default 3 when 0).
     pub show_requests: usize,
+    /// Cancelled to interrupt the run (Ctrl-C): no new item is read, what waits is
+    /// cancelled, calls in flight get the engine's `shutdown_grace`, the checkpoint keeps
+    /// every confirmed item. Default: never cancelled.
+    pub shutdown: CancellationToken,
 }
+
+/// How long calls in flight may finish after an interruption when the job file does not say
+/// (`dispatch.shutdown_grace`): 10 s.
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What a dry run found.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +85,9 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
     /// The error that stopped reading the source early, if any.
     pub source_error: Option<String>,
+    /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
+    /// and the items never read were not confirmed, and `--resume` sends them.
+    pub interrupted: bool,
 }
 
 /// The job's handler.
@@ -314,6 +335,7 @@ where
     };
     let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
+        .cancellation(opts.shutdown.clone())
         .emit_settled(64);
     if let Some(n) = count_source(&job.source).await {
         // Keys the checkpoint already holds are skipped, not sent.
@@ -351,7 +373,13 @@ where
     let intake = running.intake();
     let mut skipped = 0u64;
     let mut source_error = None;
-    while let Some(next) = stream.next().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = opts.shutdown.cancelled() => break,
+            next = stream.next() => next,
+        };
+        let Some(next) = next else { break };
         match next {
             Ok(item) => {
                 if done.contains(item.key().as_str()) {
@@ -383,5 +411,103 @@ where
         ambiguous: counters.ambiguous(),
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
+        interrupted: opts.shutdown.is_cancelled(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{load, LoadOptions};
+
+    /// A job of `n` JSON Lines items written, one batch of 10 at a time every 20 ms, to
+    /// `out.jsonl`: slow enough to be interrupted mid-run.
+    fn slow_job(dir: &std::path::Path, n: u64) -> JobConfig {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let items: String = (0..n).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+        std::fs::write(dir.join("in.jsonl"), items).unwrap();
+        let job = dir.join("job.toml");
+        std::fs::write(
+            &job,
+            "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\nkey = \"id\"\n\n\
+             [handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n\n\
+             [batch]\nmax_items = 10\nadaptive = false\n\n\
+             [dispatch]\nconcurrency = 1\npause = \"20ms\"\nshutdown_grace = \"5s\"\n",
+        )
+        .unwrap();
+        load(&job, &LoadOptions::default()).unwrap()
+    }
+
+    fn written_keys(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("out.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].to_string())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interrupted_run_checkpoints_what_was_confirmed_and_resume_sends_the_rest() {
+        let dir = std::env::temp_dir().join(format!("ferry-run-interrupt-{}", std::process::id()));
+        let job = slow_job(&dir, 1000);
+        assert_eq!(job.engine.shutdown_grace, Duration::from_secs(5));
+        let opts = RunOptions::default();
+        let shutdown = opts.shutdown.clone();
+        // Interrupt once a batch is confirmed and more items wait in the engine than a call
+        // holds.
+        let summary = run(&job, &opts, |mut progress| async move {
+            while progress.changed().await.is_ok() {
+                let p = progress.borrow().clone();
+                if p.succeeded > 0 && p.accepted >= p.succeeded + 50 {
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let p = &summary.report.progress;
+        assert!(summary.interrupted);
+        assert!(p.succeeded > 0 && p.succeeded < 1000, "{p:?}");
+        assert_eq!(p.total, Some(1000));
+        // What waited in the engine was cancelled, not sent.
+        assert!(p.cancelled > 0, "{p:?}");
+        // Every item written is confirmed and recorded: the call in flight was given its
+        // grace, not abandoned.
+        let recorded = Checkpoint::open(&job.checkpoint.clone().unwrap())
+            .await
+            .unwrap()
+            .settled_keys()
+            .await
+            .unwrap();
+        assert_eq!(recorded.len() as u64, p.succeeded);
+        assert_eq!(written_keys(&dir).len() as u64, p.succeeded);
+
+        let resumed = RunOptions {
+            resume: true,
+            ..RunOptions::default()
+        };
+        let summary = run(&job, &resumed, |_| async {}).await.unwrap();
+        assert!(!summary.interrupted);
+        assert_eq!(summary.skipped, recorded.len() as u64);
+        let keys = written_keys(&dir);
+        let unique: HashSet<&String> = keys.iter().collect();
+        assert_eq!((keys.len(), unique.len()), (1000, 1000), "each item once");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ferry_jobs_default_to_a_10s_grace() {
+        let dir = std::env::temp_dir().join(format!("ferry-run-grace-{}", std::process::id()));
+        let job = slow_job(&dir, 1);
+        std::fs::write(
+            &job.path,
+            "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n",
+        )
+        .unwrap();
+        let job = load(&job.path, &LoadOptions::default()).unwrap();
+        assert_eq!(job.engine.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
