@@ -15,7 +15,7 @@
 //! Without keys every request acts for the tenant `""`, and `ferry serve` binds to loopback
 //! only.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -23,30 +23,7 @@ use axum::response::Response;
 
 use super::problem::Problem;
 use super::state::AppState;
-
-/// The tenant a request acts for (`""` on a service without API keys).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Tenant(pub String);
-
-impl Tenant {
-    /// The tenant's name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Tenant {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // The middleware always inserts one; a route outside it acts for the open tenant.
-        Ok(parts
-            .extensions
-            .get::<Tenant>()
-            .cloned()
-            .unwrap_or_default())
-    }
-}
+use super::tenant::Tenant;
 
 /// The key a request presents, if any.
 fn presented_key(parts: &Parts) -> Option<String> {

@@ -47,7 +47,7 @@ use axum::{Json, Router};
 use ferry_store::{JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
 use serde_json::{json, Value};
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::body::JsonBody;
 use super::lookup::{find, no_job};
 use super::path::IdPath;

@@ -28,7 +28,7 @@ use ferry_store::JobId;
 use futures_util::stream::{self, Stream};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::lookup::find;
 use super::path::IdPath;
 use super::problem::Problem;

@@ -19,7 +19,7 @@ use governor::nanos::Nanos;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::clock::ApiClock;
 use super::problem::Problem;
 

@@ -3,7 +3,7 @@
 
 use ferry_store::{JobId, JobRecord};
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::problem::Problem;
 use super::state::AppState;
 

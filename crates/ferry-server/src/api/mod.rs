@@ -30,10 +30,11 @@ mod problem;
 mod router;
 mod shapes;
 mod state;
+mod tenant;
 mod v1;
 mod ws;
 
-pub use auth::Tenant;
+pub use tenant::Tenant;
 pub use body::JsonBody;
 pub use clock::ApiClock;
 pub use key_watch::RECHECK;

@@ -43,7 +43,7 @@ use axum::{Json, Router};
 use ferry_store::NewJob;
 use serde_json::Value;
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::body::JsonBody;
 use super::lookup::{find, no_job};
 use super::path::IdPath;

@@ -24,7 +24,7 @@ use axum::response::Response;
 use ferry_store::{JobId, JobRecord};
 use serde_json::Value;
 
-use super::auth::Tenant;
+use super::tenant::Tenant;
 use super::lookup::find;
 use super::path::IdPath;
 use super::problem::Problem;
