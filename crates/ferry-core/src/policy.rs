@@ -11,11 +11,11 @@
 //! | `Throttled { after }`    | cancelling: cancel; past the deadline: dead-letter; else requeue whole, uncharged | closed for `after` | `Neutral` | probe returned | limited |
 //! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned | accepted |
 //! | `Split`                  | cancelling: cancel; several items: split; one: dead-letter | –       | `Neutral`          | too large if probe | accepted |
-//! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Backpressure`     | nothing          | accepted  |
+//! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Overload`         | nothing          | accepted  |
 //! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        | accepted  |
 //! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   | –         |
 //! | `Fatal`                  | dead-letter (even when cancelling)                 | –               | `Neutral`          | probe returned   | accepted  |
-//! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Backpressure`     | nothing          | –         |
+//! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Overload`         | nothing          | –         |
 //! | per-attempt timeout      | several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        | –         |
 //! | abandoned at shutdown    | cancel                                             | –               | `Neutral`          | probe returned   | –         |
 //!
@@ -26,7 +26,7 @@
 //!
 //! *Queueing is not size.* A gateway timeout (504) or a per-attempt timeout of a call that
 //! left while other calls were in flight, with an adaptive concurrency limit that can still
-//! come down (*crowded*), is first read as overload: the limit is cut (`Backpressure`) and
+//! come down (*crowded*), is first read as overload: the limit is cut (`Overload`) and
 //! the batch goes back whole and uncharged. Only a timeout of a call that was alone, or at
 //! the lowest limit, or of a probe, says the batch is too large: then it is split and the
 //! batch size learns. Past the deadline a crowded timeout is read as size again, so the
@@ -235,7 +235,7 @@ impl OutcomePolicy {
             }
             CallEnd::Retry { after } => (self.retry_whole(batch, after), Signal::Backpressure),
             CallEnd::TooLarge | CallEnd::TimedOut if overload => {
-                (Action::Requeue { after: None }, Signal::Backpressure)
+                (Action::Requeue { after: None }, Signal::Overload)
             }
             CallEnd::Split | CallEnd::TooLarge | CallEnd::Panicked => {
                 (split_or_dead_letter(batch), Signal::Neutral)
@@ -377,7 +377,7 @@ mod tests {
     fn every_call_outcome_row() {
         use Action::*;
         use CallEnd as E;
-        use Signal::{Backpressure as Bp, Neutral, Ok};
+        use Signal::{Backpressure as Bp, Neutral, Ok, Overload};
         use SizeFeedback as S;
         let split = Split { charge: false };
         let charge_split = Split { charge: true };
@@ -431,9 +431,9 @@ mod tests {
             (E::Throttled { after: AFTER }, batch(10, 0, "x"), Cancel, AFTER, Neutral, S::Nothing),
             (E::Throttled { after: AFTER }, batch(10, 0, "d"), DeadLetter, AFTER, Neutral, S::Nothing),
             // Crowded timeouts are overload: concurrency is cut, the batch goes back whole.
-            (E::TooLarge, batch(10, 0, "cq"), Requeue { after: None }, None, Bp, S::Nothing),
-            (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Bp, S::Nothing),
-            (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Bp, S::Nothing),
+            (E::TooLarge, batch(10, 0, "cq"), Requeue { after: None }, None, Overload, S::Nothing),
+            (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Overload, S::Nothing),
+            (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Overload, S::Nothing),
             // ... unless it was a probe, the run is cancelling, or the deadline passed: size.
             (E::TooLarge, batch(10, 0, "pq"), split, None, Neutral, S::TooLarge),
             (E::TimedOut, batch(10, 0, "pq"), split, None, Bp, S::TooLarge),

@@ -55,13 +55,21 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 
+/// Clean windows just under an overload ceiling before the ceiling is tried again (it
+/// doubles after each re-probe that overloads).
+const REPROBE_AFTER: u32 = 32;
+
 /// What a finished call says about the target's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     /// A comparable call completed (successfully or with item-level errors).
     Ok,
-    /// The target pushed back: 429, 503 and other 5xx, timeouts, dropped connections.
+    /// The target pushed back: 5xx, timeouts, dropped connections.
     Backpressure,
+    /// A call timed out (a gateway's 504, the per-attempt timeout) while other calls were in
+    /// flight: the target queues calls and gives up on the queued ones. The limit at which
+    /// that happened becomes a ceiling (see the module docs).
+    Overload,
     /// The call says nothing about load (a probe, a split part, a poison item); ignored.
     Neutral,
 }
@@ -145,6 +153,13 @@ pub struct ConcurrencyController {
     window_reached: bool,
     slow_start: bool,
     settling: bool,
+    /// The lowest limit at which calls timed out in a queue, if any.
+    ceiling: Option<usize>,
+    /// Clean windows just under the ceiling before it is tried again, and how many so far.
+    reprobe_after: u32,
+    clean_under_ceiling: u32,
+    /// When the last overload cut the limit.
+    overloaded_at: Option<Instant>,
 }
 
 impl ConcurrencyController {
@@ -163,7 +178,16 @@ impl ConcurrencyController {
             window_backpressure: false,
             window_reached: false,
             settling: false,
+            ceiling: None,
+            reprobe_after: REPROBE_AFTER,
+            clean_under_ceiling: 0,
+            overloaded_at: None,
         }
+    }
+
+    /// The learned overload ceiling, if calls ever timed out in the target's queue.
+    pub fn ceiling(&self) -> Option<usize> {
+        self.ceiling
     }
 
     /// The current limit.
@@ -224,6 +248,28 @@ impl ConcurrencyController {
         }
     }
 
+    /// `wanted`, held just under the overload ceiling, except for one re-probe of the
+    /// ceiling itself after `reprobe_after` clean windows there.
+    fn under_ceiling(&mut self, wanted: usize) -> usize {
+        let Some(ceiling) = self.ceiling else {
+            return wanted;
+        };
+        if wanted < ceiling {
+            return wanted;
+        }
+        self.clean_under_ceiling += 1;
+        if self.clean_under_ceiling > self.reprobe_after {
+            // The ceiling went through a whole window without a queued timeout: it moved.
+            if self.limit >= ceiling {
+                self.ceiling = Some(ceiling + 1);
+                self.clean_under_ceiling = 0;
+                return ceiling;
+            }
+            return ceiling;
+        }
+        ceiling - 1
+    }
+
     /// Tells the controller how many calls are in flight right after a dispatch.
     pub fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
         if self.window_start.is_none() {
@@ -239,6 +285,15 @@ impl ConcurrencyController {
         match signal {
             Signal::Neutral => return,
             Signal::Backpressure => self.window_backpressure = true,
+            Signal::Overload => {
+                // Once per round trip: calls sent before the last cut say nothing new.
+                let sent = now.checked_sub(rtt).unwrap_or(now);
+                if self.overloaded_at.is_none_or(|at| sent >= at) {
+                    self.on_overload(now);
+                    self.overloaded_at = Some(now);
+                }
+                return;
+            }
             Signal::Ok => {
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
@@ -249,6 +304,32 @@ impl ConcurrencyController {
         if now.duration_since(start).as_secs_f64() >= window_len {
             self.end_window(now);
         }
+    }
+
+    /// A queued call timed out: the current limit is too many for the target. It becomes
+    /// the ceiling (or lowers it), the limit drops just under it at once, and slow start
+    /// ends. A re-probe of the ceiling that overloads again doubles the wait before the next.
+    fn on_overload(&mut self, now: Instant) {
+        self.slow_start = false;
+        let at = self.limit;
+        let reprobed = self.ceiling.is_some_and(|c| at >= c);
+        if reprobed {
+            self.reprobe_after = self.reprobe_after.saturating_mul(2);
+        }
+        let ceiling = self
+            .ceiling
+            .map_or(at, |c| c.min(at))
+            .max(self.config.min + 1);
+        self.ceiling = Some(ceiling);
+        self.limit = (ceiling - 1).max(self.config.min);
+        self.clean_under_ceiling = 0;
+        // The calls now finishing left under the old limit: let the new one settle.
+        self.settling = true;
+        self.window_start = Some(now);
+        self.window_sum = 0.0;
+        self.window_count = 0;
+        self.window_backpressure = false;
+        self.window_reached = false;
     }
 
     fn end_window(&mut self, now: Instant) {
@@ -289,7 +370,7 @@ impl ConcurrencyController {
                 } else {
                     self.limit + 1
                 };
-                self.limit = grown.min(self.config.max);
+                self.limit = self.under_ceiling(grown.min(self.config.max));
             } else {
                 self.slow_start = false;
             }

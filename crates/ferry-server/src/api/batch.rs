@@ -47,7 +47,6 @@ use axum::{Json, Router};
 use ferry_store::{JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
 use serde_json::{json, Value};
 
-use super::tenant::Tenant;
 use super::body::JsonBody;
 use super::lookup::{find, no_job};
 use super::path::IdPath;
@@ -57,6 +56,7 @@ use super::shapes::batch::{
     PredictRequest, PredictResponse, QueuesByPriority,
 };
 use super::state::AppState;
+use super::tenant::Tenant;
 
 /// Most of a tenant's jobs `metrics` reads (its newest).
 const METRICS_MAX_JOBS: usize = 10_000;

@@ -28,12 +28,12 @@ use ferry_store::JobId;
 use futures_util::stream::{self, Stream};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::tenant::Tenant;
 use super::lookup::find;
 use super::path::IdPath;
 use super::problem::Problem;
 use super::shapes::job::Job;
 use super::state::AppState;
+use super::tenant::Tenant;
 
 /// How often the feed reads the job from the store.
 const POLL: Duration = Duration::from_millis(200);

@@ -19,9 +19,9 @@ use governor::nanos::Nanos;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::tenant::Tenant;
 use super::clock::ApiClock;
 use super::problem::Problem;
+use super::tenant::Tenant;
 
 /// A rate limiter per tenant: `per_second` requests a second, bursts of as many.
 #[derive(Debug, Clone)]

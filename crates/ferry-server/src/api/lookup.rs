@@ -3,9 +3,9 @@
 
 use ferry_store::{JobId, JobRecord};
 
-use super::tenant::Tenant;
 use super::problem::Problem;
 use super::state::AppState;
+use super::tenant::Tenant;
 
 /// The tenant's job, or 404.
 pub(super) async fn find(

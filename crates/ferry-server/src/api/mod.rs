@@ -34,7 +34,6 @@ mod tenant;
 mod v1;
 mod ws;
 
-pub use tenant::Tenant;
 pub use body::JsonBody;
 pub use clock::ApiClock;
 pub use key_watch::RECHECK;
@@ -42,3 +41,4 @@ pub use limits::TenantRate;
 pub use problem::Problem;
 pub use router::app;
 pub use state::AppState;
+pub use tenant::Tenant;

@@ -31,4 +31,3 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
             .unwrap_or_default())
     }
 }
-

@@ -43,7 +43,6 @@ use axum::{Json, Router};
 use ferry_store::NewJob;
 use serde_json::Value;
 
-use super::tenant::Tenant;
 use super::body::JsonBody;
 use super::lookup::{find, no_job};
 use super::path::IdPath;
@@ -54,6 +53,7 @@ use super::shapes::job::{
 };
 use super::shapes::request::{Paging, RedriveRequest, SubmitJob};
 use super::state::AppState;
+use super::tenant::Tenant;
 
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;

@@ -24,13 +24,13 @@ use axum::response::Response;
 use ferry_store::{JobId, JobRecord};
 use serde_json::Value;
 
-use super::tenant::Tenant;
 use super::lookup::find;
 use super::path::IdPath;
 use super::problem::Problem;
 use super::shapes::batch::JobStatusBody;
 use super::shapes::job::Job;
 use super::state::AppState;
+use super::tenant::Tenant;
 
 /// How often the feed reads the job from the store.
 const POLL: Duration = Duration::from_millis(100);
