@@ -145,7 +145,11 @@ impl Learned {
             let period = Duration::from_secs_f64(1.0 / rate.max(1e-3));
             let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
                 .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX));
-            RateLimiter::direct_with_clock(quota, clock)
+            let pacer = RateLimiter::direct_with_clock(quota, clock);
+            // A fresh limiter holds one token; spend it, so the first call after a change
+            // of rate leaves one period later, not at once (a refusal must not buy a send).
+            let _ = pacer.check();
+            pacer
         });
     }
 }

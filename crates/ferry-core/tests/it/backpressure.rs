@@ -5,10 +5,13 @@
 //! is applied exactly once. On tokio's paused clock.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ferry_core::{Batch, BatchOutcome, BoxFuture, Engine, EngineConfig, Handler, Item};
+use ferry_core::{
+    Batch, BatchOutcome, BoxFuture, Engine, EngineConfig, FlushPolicy, Handler, Item,
+};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -135,6 +138,8 @@ proptest! {
                 }),
             });
             let mut config = EngineConfig::standard();
+            // Small batches, so that a run makes enough calls for the pace to matter.
+            config.flush = FlushPolicy::new().max_items(NonZeroUsize::new(10).unwrap());
             config.seed = Some(seed);
             let report = Engine::new(config, BucketHandler(Arc::clone(&api)))
                 .unwrap()
