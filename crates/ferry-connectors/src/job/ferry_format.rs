@@ -293,6 +293,12 @@ fn read_dispatch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     if let Some(p) = r.duration("dispatch.pause") {
         engine.dispatch.pause = Some(p);
     }
+    if let Some(d) = r.duration("dispatch.deadline") {
+        engine.dispatch.deadline = Some(d);
+    }
+    if let Some(learn) = r.boolean("dispatch.learn_rate") {
+        engine.dispatch.learn_rate = learn;
+    }
     if let Some(leaf) = r.leaf("dispatch.split") {
         let strategy = match &leaf.value {
             Val::Str(s) if s == "bisect" => Ok(SplitStrategy::Bisect),

@@ -162,3 +162,44 @@ proptest! {
         );
     }
 }
+
+/// An API that only ever answers 429: without a deadline the engine would wait for ever
+/// (back-pressure costs time, never an item); with `dispatch.deadline` the items are
+/// dead-lettered once it passes, with the API's reason, and not before.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_a_wait_that_never_ends() {
+    use ferry_core::{handler_fn, MemoryDeadLetters};
+    let handler = handler_fn(|_batch: &Batch<u64>| {
+        Box::pin(async {
+            BatchOutcome::<()>::throttled(Some(Duration::from_millis(300)), "HTTP 429: slow down")
+        })
+    });
+    let mut config = EngineConfig::standard();
+    config.dispatch.deadline = Some(Duration::from_secs(5));
+    let dead = MemoryDeadLetters::new();
+    let start = Instant::now();
+    let run = Engine::new(config, handler)
+        .unwrap()
+        .dead_letters(dead.clone())
+        .run_iter((0..20u64).map(|i| Item::new(i, i, i)));
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the deadline did not end the run")
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(report.progress.dead_lettered, 20, "{report}");
+    assert!(
+        took >= Duration::from_secs(5),
+        "ended after {took:?}, before the deadline"
+    );
+    assert!(took < Duration::from_secs(7), "ended {took:?} after start");
+    let letters = dead.snapshot();
+    assert!(
+        letters
+            .iter()
+            .all(|d| d.error.contains("HTTP 429: slow down")),
+        "{letters:?}"
+    );
+    // Each was sent again after the first refusal: it waited, it was not given up.
+    assert!(letters.iter().all(|d| d.attempts >= 2), "{letters:?}");
+}
