@@ -1,0 +1,137 @@
+"""Ferry for Python's benchmarks (BENCHMARKS.md, "Ferry for Python"): every figure against a
+baseline measured in the same run.
+
+    python crates/ferry-py/benches/bench.py overhead [--items 1000000]
+    python crates/ferry-py/benches/bench.py io --sim target/release/ferry-sim [--items 40000]
+
+``overhead``: N no-op items through the engine from Python (``push_many``, and ``push`` one at
+a time), against a plain Python loop that calls the same handler on fixed-size batches.
+``io``: the httpx enrichment example's handler against ``ferry-sim`` with 20 ms calls; the
+share of the simulator's own ceiling that Ferry reaches, learning included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+import ferry
+
+
+def noop(batch):
+    return None
+
+
+def plain_loop(payloads, size):
+    batch = []
+    for p in payloads:
+        batch.append(p)
+        if len(batch) == size:
+            noop(batch)
+            batch = []
+    if batch:
+        noop(batch)
+
+
+def overhead(args) -> None:
+    n, size = args.items, args.batch
+    payloads = list(range(n))
+    settings = dict(max_items=size, adaptive_batch_size=False, concurrency=args.concurrency)
+    rows = []
+    for rep in range(args.repeat):
+        t = time.perf_counter()
+        plain_loop(payloads, size)
+        base = time.perf_counter() - t
+
+        t = time.perf_counter()
+        report = ferry.run(noop, payloads, "high_throughput", **settings)
+        many = time.perf_counter() - t
+        assert report.succeeded == n
+
+        engine = ferry.Engine(noop, "high_throughput", **settings)
+        push = engine.push
+        t = time.perf_counter()
+        for p in payloads:
+            push(p)
+        report = engine.finish()
+        one = time.perf_counter() - t
+        assert report.succeeded == n
+        rows.append((base, many, one))
+        print(f"run {rep + 1}: plain loop {base:.3f} s, ferry push_many {many:.3f} s, ferry push {one:.3f} s")
+    base, many, one = sorted(rows, key=lambda r: r[1])[len(rows) // 2]
+    ns = lambda s: s / n * 1e9  # noqa: E731
+    print(f"\n{n:,} no-op items, batches of {size}, median of {args.repeat} runs (by push_many):")
+    print(f"| plain Python loop (baseline) | {base:.3f} s | {ns(base):.0f} ns/item | 1.00x |")
+    print(f"| Ferry, push_many | {many:.3f} s | {ns(many):.0f} ns/item | {many / base:.2f}x |")
+    print(f"| Ferry, push one at a time | {one:.3f} s | {ns(one):.0f} ns/item | {one / base:.2f}x |")
+
+
+def io_bound(args) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    from http_enrichment import Enricher, rows  # noqa: E402
+
+    import httpx
+
+    cmd = [
+        args.sim, "--listen", "127.0.0.1:0", "--slots", str(args.slots), "--per-request-ms", "20",
+        "--per-mutation-ms", str(args.per_item_ms), "--request-timeout-ms", str(args.timeout_ms),
+        "--rate-limit", "0",
+    ]
+    sim = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        addr = None
+        for line in sim.stdout:
+            m = re.search(r"(127\.0\.0\.1:\d+)", line)
+            if m:
+                addr = m.group(1)
+                break
+        assert addr, "ferry-sim printed no address"
+        base = f"http://{addr}"
+        for _ in range(100):
+            try:
+                httpx.get(base + "/stats")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        ceiling = httpx.get(base + "/stats").json()["profile"]["ceiling_items_per_s"]
+        settings = dict(max_concurrency=args.max_concurrency)
+        if args.max_items:
+            settings["max_items"] = args.max_items
+        report = ferry.run(Enricher(base + "/v2"), rows(args.items), **settings)
+        stats = httpx.get(base + "/stats").json()
+        print(report)
+        print(f"\nsimulator: {args.slots} slots, 20 ms + {args.per_item_ms} ms per item, timeout {args.timeout_ms} ms")
+        print(f"ceiling {ceiling:.0f} items/s; Ferry {report.items_per_sec:.0f} items/s = {report.items_per_sec / ceiling:.1%}")
+        print(f"simulator stats: {{k: v for k, v in stats.items() if k != 'profile'}} = "
+              f"{ {k: v for k, v in stats.items() if k != 'profile'} }")
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("overhead")
+    o.add_argument("--items", type=int, default=1_000_000)
+    o.add_argument("--batch", type=int, default=1000)
+    o.add_argument("--concurrency", type=int, default=4)
+    o.add_argument("--repeat", type=int, default=3)
+    i = sub.add_parser("io")
+    i.add_argument("--sim", default="target/release/ferry-sim")
+    i.add_argument("--items", type=int, default=40_000)
+    i.add_argument("--slots", type=int, default=8)
+    i.add_argument("--per-item-ms", type=float, default=0.2)
+    i.add_argument("--timeout-ms", type=float, default=30.0)
+    i.add_argument("--max-items", type=int, default=None)
+    i.add_argument("--max-concurrency", type=int, default=64)
+    args = ap.parse_args()
+    overhead(args) if args.cmd == "overhead" else io_bound(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+//! # ferry-py
+//!
+//! Ferry for Python: the native module `ferry._ferry` behind the Python package `ferry`
+//! (`python/ferry/`). It owns the bridge, and nothing of the engine: a Python callable becomes
+//! a [`ferry_core::Handler`] (`handler`), keyword settings become an
+//! [`EngineConfig`](ferry_core::EngineConfig) (`settings`), a running engine is driven from
+//! Python threads or an asyncio loop (`engine`), job files run in-process through
+//! `ferry-connectors` (`job`), and progress and reports become Python dicts (`convert`).
+//!
+//! Python callbacks are called with the GIL held and nothing else held; Rust work (the
+//! engine's event loop, waiting on back-pressure, waiting for the end of a run) runs with the
+//! GIL released. A Python exception that crosses into Rust becomes an outcome value, never a
+//! panic.
+//!
+//! The thin typed layer (`Engine`, `Report`, `Retry`/`Split`/`Fatal`, the seed-style
+//! `BatchStateManager`) is Python, in `python/ferry/`; its stubs are `_ferry.pyi`.
+
+mod convert;
+mod engine;
+mod handler;
+mod job;
+mod settings;
+
+use pyo3::prelude::*;
+
+/// Python priorities (`0` normal, `1` high, `2` urgent: the feed buffer's levels) as the
+/// engine's [`Priority`](ferry_core::Priority). The one place that maps them.
+pub(crate) fn priority_from_py(level: i64) -> PyResult<ferry_core::Priority> {
+    use ferry_core::Priority;
+    match level {
+        0 => Ok(Priority::Normal),
+        1 => Ok(Priority::High),
+        2 => Ok(Priority::Urgent),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "priority must be 0 (normal), 1 (high) or 2 (urgent), got {other}"
+        ))),
+    }
+}
+
+/// The native module `ferry._ferry`.
+#[pymodule]
+fn _ferry(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<engine::NativeEngine>()?;
+    m.add_class::<handler::Notify>()?;
+    m.add_function(wrap_pyfunction!(job::run_job, m)?)?;
+    m.add_function(wrap_pyfunction!(settings::setting_names, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
