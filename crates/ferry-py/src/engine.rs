@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::convert;
 use crate::handler::{Payload, PyHandler};
@@ -38,6 +39,7 @@ pub(crate) struct NativeEngine {
     handle: tokio::runtime::Handle,
     intake: Mutex<Option<Intake<Payload>>>,
     running: Mutex<Option<Running<Payload, ()>>>,
+    cancel: CancellationToken,
     progress: watch::Receiver<ferry_core::Progress>,
     done: Arc<(Mutex<Outcome>, Condvar)>,
     dead: MemoryDeadLetters<Payload>,
@@ -156,6 +158,7 @@ impl NativeEngine {
             runtime: Mutex::new(Some(runtime)),
             intake: Mutex::new(Some(running.intake())),
             progress: running.progress(),
+            cancel: running.cancellation(),
             running: Mutex::new(Some(running)),
             done: Arc::new((Mutex::new(None), Condvar::new())),
             dead,
@@ -295,11 +298,7 @@ impl NativeEngine {
     /// Cancels the run: intake stops, waiting items are cancelled, in-flight calls get the
     /// shutdown grace.
     fn cancel(&self) {
-        if let Ok(r) = self.running.lock() {
-            if let Some(r) = r.as_ref() {
-                r.cancel();
-            }
-        }
+        self.cancel.cancel();
         // Closing also starts the drain when cancel comes before close.
         self.close();
     }
@@ -348,11 +347,7 @@ impl NativeEngine {
 
 impl Drop for NativeEngine {
     fn drop(&mut self) {
-        if let Ok(r) = self.running.lock() {
-            if let Some(r) = r.as_ref() {
-                r.cancel();
-            }
-        }
+        self.cancel.cancel();
         // Blocking threads may wait for the GIL that the dropping thread holds: never wait
         // for them here.
         if let Some(rt) = self.runtime.lock().ok().and_then(|mut r| r.take()) {

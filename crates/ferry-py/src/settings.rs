@@ -97,10 +97,23 @@ pub(crate) fn build(preset: &str, settings: Option<&Bound<'_, PyDict>>) -> PyRes
         split_after: None,
     };
     let mut memory = c.flush.memory_limits();
+    let mut explicit = Vec::new();
     if let Some(settings) = settings {
         for (k, v) in settings.iter() {
             let key: String = k.extract()?;
             apply(&mut c, &mut memory, &mut retry, &key, &v)?;
+            explicit.push(key);
+        }
+    }
+    // A shorter `max_wait` alone lowers the higher priorities' waits with it (they must not
+    // wait longer than normal items); waits given explicitly are left to validation.
+    for (p, key, above) in [
+        (Priority::High, "max_wait_high", Priority::Normal),
+        (Priority::Urgent, "max_wait_urgent", Priority::High),
+    ] {
+        if !explicit.iter().any(|k| k == key) {
+            let wait = c.flush.wait_for(p).min(c.flush.wait_for(above));
+            c.flush = c.flush.clone().max_wait(p, wait);
         }
     }
     c.flush = c.flush.clone().memory(memory);

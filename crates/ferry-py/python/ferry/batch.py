@@ -269,12 +269,12 @@ class BatchStateManager:
         return report.succeeded
 
     def _reason(self, batch: List[QueuedEntry], now: float) -> str:
-        if self._draining is not None:
-            return self._draining
         engine = self._engine
         size = engine.progress().batch_size if engine is not None else self.config.size_threshold
         if len(batch) >= max(1, size):
             return "size"
+        if self._draining is not None:
+            return self._draining
         held = sum(self._pending)
         if held >= self.config.max_buffer_size * self.config.memory_pressure_threshold:
             return "memory"
