@@ -1,12 +1,13 @@
 //! A running engine driven from Python: this module owns the engine's tokio runtime (one per
-//! engine, its blocking pool sized to the concurrency cap for sync handlers), the intake
-//! Python pushes into, and the hand-over of the end report.
+//! engine; sync handlers run on the handler threads of `pool`, sized to the concurrency
+//! cap), the intake Python pushes into, and the hand-over of the end report.
 //!
 //! Pushing holds the GIL only while an item is built and offered; when the engine is full
 //! (back-pressure) the GIL is released while the push waits, in slices, so Ctrl-C is seen.
 //! `wait` blocks with the GIL released. An asyncio producer uses `push_nowait` and, when
 //! that fails, `push_later`, whose completion is posted back onto its loop.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::convert;
 use crate::handler::{Payload, PyHandler};
+use crate::pool::Pool;
 use crate::priority_from_py;
 use crate::settings;
 
@@ -43,6 +45,7 @@ pub(crate) struct NativeEngine {
     progress: watch::Receiver<ferry_core::Progress>,
     done: Arc<(Mutex<Outcome>, Condvar)>,
     dead: MemoryDeadLetters<Payload>,
+    pool: Option<Arc<Pool>>,
     next_index: AtomicU64,
     default_bytes: usize,
     started: Instant,
@@ -54,7 +57,9 @@ impl NativeEngine {
             .lock()
             .ok()
             .and_then(|i| i.clone())
-            .ok_or_else(|| PyRuntimeError::new_err("the engine is finished and takes no more items"))
+            .ok_or_else(|| {
+                PyRuntimeError::new_err("the engine is finished and takes no more items")
+            })
     }
 
     fn item(
@@ -90,23 +95,58 @@ impl NativeEngine {
             .with_bytes(bytes))
     }
 
-    /// Hands `item` over, waiting without the GIL while the engine is full.
-    fn push_item(&self, py: Python<'_>, intake: &Intake<Payload>, item: Item<Payload>) -> PyResult<()> {
-        let item = match intake.try_push(item) {
-            Ok(()) => return Ok(()),
-            Err(item) => item,
-        };
-        loop {
-            let again = item.clone();
-            let pushed = py.allow_threads(|| {
-                self.handle
-                    .block_on(async { tokio::time::timeout(SLICE, intake.push(again)).await })
+    /// Hands `items` over in order, waiting without the GIL while the engine is full; the
+    /// GIL is taken back only to look for Ctrl-C after a slice without progress.
+    fn send(
+        &self,
+        py: Python<'_>,
+        intake: &Intake<Payload>,
+        mut items: VecDeque<Item<Payload>>,
+    ) -> PyResult<()> {
+        while !items.is_empty() {
+            let (left, failed) = py.allow_threads(|| {
+                let mut items = items;
+                while let Some(item) = items.pop_front() {
+                    if let Err(item) = intake.try_push(item) {
+                        items.push_front(item);
+                        break;
+                    }
+                }
+                if items.is_empty() {
+                    return (items, None);
+                }
+                self.handle.block_on(async move {
+                    while let Some(item) = items.pop_front() {
+                        match tokio::time::timeout(SLICE, intake.push(item.clone())).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return (items, Some(e.to_string())),
+                            Err(_elapsed) => {
+                                items.push_front(item);
+                                return (items, None);
+                            }
+                        }
+                    }
+                    (items, None)
+                })
             });
-            match pushed {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => return Err(PyRuntimeError::new_err(e.to_string())),
-                Err(_elapsed) => py.check_signals()?,
+            if let Some(e) = failed {
+                return Err(PyRuntimeError::new_err(e));
             }
+            items = left;
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+}
+
+/// How long the end of a run waits for idle handler threads to leave Python.
+const THREADS_GRACE: Duration = Duration::from_secs(2);
+
+impl NativeEngine {
+    /// Shuts the handler threads once the run is over, so none is left inside Python.
+    fn release_threads(&self, py: Python<'_>) {
+        if let Some(pool) = &self.pool {
+            py.allow_threads(|| pool.shutdown(THREADS_GRACE));
         }
     }
 }
@@ -131,12 +171,14 @@ impl NativeEngine {
         let cap = config.dispatch.concurrency.cap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .max_blocking_threads(cap.max(1))
             .thread_name("ferry-engine")
             .enable_all()
             .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the engine's runtime: {e}")))?;
-        let handler = PyHandler::new(py, handler, event_loop)?;
+            .map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot start the engine's runtime: {e}"))
+            })?;
+        let handler = PyHandler::new(py, handler, event_loop, cap)?;
+        let pool = handler.pool();
         let mut engine =
             Engine::new(config, handler).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // Kept in memory: the Python layer returns them in the report (and writes the
@@ -162,6 +204,7 @@ impl NativeEngine {
             running: Mutex::new(Some(running)),
             done: Arc::new((Mutex::new(None), Condvar::new())),
             dead,
+            pool,
             next_index: AtomicU64::new(0),
             default_bytes: default_item_bytes.max(1),
             started: Instant::now(),
@@ -180,41 +223,35 @@ impl NativeEngine {
     ) -> PyResult<()> {
         let intake = self.intake()?;
         let item = self.item(payload, key, priority, size)?;
-        self.push_item(py, &intake, item)
+        match intake.try_push(item) {
+            Ok(()) => Ok(()),
+            Err(item) => self.send(py, &intake, VecDeque::from([item])),
+        }
     }
 
     /// Pushes every payload of an iterable (keys are their positions); returns how many.
     #[pyo3(signature = (payloads, priority = 0))]
-    fn push_many(&self, py: Python<'_>, payloads: &Bound<'_, PyAny>, priority: i64) -> PyResult<u64> {
+    fn push_many(
+        &self,
+        py: Python<'_>,
+        payloads: &Bound<'_, PyAny>,
+        priority: i64,
+    ) -> PyResult<u64> {
         let intake = self.intake()?;
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut chunk = VecDeque::with_capacity(CHUNK);
         let mut n = 0u64;
         let mut iter = payloads.try_iter()?;
         loop {
             chunk.clear();
             for p in iter.by_ref().take(CHUNK) {
-                chunk.push(self.item(&p?, None, priority, None)?);
+                chunk.push_back(self.item(&p?, None, priority, None)?);
             }
             if chunk.is_empty() {
                 return Ok(n);
             }
             n += chunk.len() as u64;
-            // Offer the chunk without the GIL, so handlers can run meanwhile.
-            let rest = py.allow_threads(|| {
-                let mut rest = Vec::new();
-                let mut items = chunk.drain(..);
-                for item in items.by_ref() {
-                    if let Err(item) = intake.try_push(item) {
-                        rest.push(item);
-                        break;
-                    }
-                }
-                rest.extend(items);
-                rest
-            });
-            for item in rest {
-                self.push_item(py, &intake, item)?;
-            }
+            // Handed over without the GIL, so handlers can run meanwhile.
+            self.send(py, &intake, std::mem::take(&mut chunk))?;
             py.check_signals()?;
         }
     }
@@ -280,19 +317,27 @@ impl NativeEngine {
     fn wait(&self, py: Python<'_>, timeout: f64) -> bool {
         let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::ZERO);
         let done = Arc::clone(&self.done);
-        py.allow_threads(move || {
+        let ended = py.allow_threads(move || {
             let (slot, cv) = &*done;
             let Ok(guard) = slot.lock() else { return true };
             match cv.wait_timeout_while(guard, timeout, |s| s.is_none()) {
                 Ok((g, _)) => g.is_some(),
                 Err(_) => true,
             }
-        })
+        });
+        if ended {
+            self.release_threads(py);
+        }
+        ended
     }
 
     /// Whether the run has ended.
-    fn is_done(&self) -> bool {
-        self.done.0.lock().map(|s| s.is_some()).unwrap_or(true)
+    fn is_done(&self, py: Python<'_>) -> bool {
+        let ended = self.done.0.lock().map(|s| s.is_some()).unwrap_or(true);
+        if ended {
+            self.release_threads(py);
+        }
+        ended
     }
 
     /// Cancels the run: intake stops, waiting items are cancelled, in-flight calls get the
@@ -348,6 +393,9 @@ impl NativeEngine {
 impl Drop for NativeEngine {
     fn drop(&mut self) {
         self.cancel.cancel();
+        if let Some(pool) = self.pool.take() {
+            Python::with_gil(|py| py.allow_threads(|| pool.shutdown(THREADS_GRACE)));
+        }
         // Blocking threads may wait for the GIL that the dropping thread holds: never wait
         // for them here.
         if let Some(rt) = self.runtime.lock().ok().and_then(|mut r| r.take()) {

@@ -2,8 +2,8 @@
 //! how what comes back (a list of results, `None`, or an exception) becomes a
 //! [`BatchOutcome`].
 //!
-//! A plain callable runs on the engine runtime's blocking pool, which the engine sizes to its
-//! concurrency cap, so a handler that blocks (sleeps, waits on a socket) holds one pool
+//! A plain callable runs on the handler threads (`pool`), at most the engine's concurrency
+//! cap of them, so a handler that blocks (sleeps, waits on a socket) holds one pool
 //! thread and never the engine's timers. An `async def` handler runs on the caller's asyncio
 //! loop (`asyncio.run_coroutine_threadsafe`); its completion wakes the engine through
 //! [`Notify`]. Either way the GIL is taken only to build the payload list, call, and read the
@@ -24,6 +24,8 @@ use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyList, PyType};
 use tokio::sync::oneshot;
+
+use crate::pool::Pool;
 
 /// A payload: a Python object shared without the GIL (cloning an `Arc` needs none).
 pub(crate) type Payload = Arc<Py<PyAny>>;
@@ -55,8 +57,8 @@ fn classes(py: Python<'_>) -> PyResult<&Classes> {
 
 /// How the callable is run.
 pub(crate) enum Mode {
-    /// On the blocking pool.
-    Sync,
+    /// On the handler threads.
+    Sync(Arc<Pool>),
     /// On this asyncio loop, via `asyncio.run_coroutine_threadsafe`.
     Async {
         /// The caller's event loop.
@@ -73,15 +75,25 @@ pub(crate) struct PyHandler {
 }
 
 impl PyHandler {
-    /// Wraps `func`; with `event_loop`, `func` is an `async def` run on that loop.
+    /// The handler threads of a sync handler (the engine shuts them when the run is over).
+    pub(crate) fn pool(&self) -> Option<Arc<Pool>> {
+        match &*self.mode {
+            Mode::Sync(pool) => Some(Arc::clone(pool)),
+            Mode::Async { .. } => None,
+        }
+    }
+
+    /// Wraps `func`; with `event_loop`, `func` is an `async def` run on that loop, else it
+    /// runs on at most `threads` handler threads.
     pub(crate) fn new(
         py: Python<'_>,
         func: Py<PyAny>,
         event_loop: Option<Py<PyAny>>,
+        threads: usize,
     ) -> PyResult<Self> {
         classes(py)?;
         let mode = match event_loop {
-            None => Mode::Sync,
+            None => Mode::Sync(Arc::new(Pool::new(threads))),
             Some(event_loop) => Mode::Async {
                 event_loop,
                 submit: py
@@ -237,7 +249,12 @@ async fn call_async(
     let submitted = Python::with_gil(|py| -> PyResult<Py<PyAny>> {
         let coro = func.bind(py).call1((payload_list(py, &payloads)?,))?;
         let fut = submit.bind(py).call1((coro, event_loop.bind(py)))?;
-        let notify = Py::new(py, Notify { tx: Mutex::new(Some(tx)) })?;
+        let notify = Py::new(
+            py,
+            Notify {
+                tx: Mutex::new(Some(tx)),
+            },
+        )?;
         fut.call_method1("add_done_callback", (notify,))?;
         Ok(fut.unbind())
     });
@@ -267,12 +284,14 @@ impl Handler<Payload, ()> for PyHandler {
         let payloads: Vec<Payload> = batch.payloads().cloned().collect();
         let func = Arc::clone(&self.func);
         match &*self.mode {
-            Mode::Sync => Box::pin(async move {
-                match tokio::task::spawn_blocking(move || call_sync(&func, &payloads)).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => BatchOutcome::split(format!("handler thread failed: {e}")),
-                }
-            }),
+            Mode::Sync(pool) => {
+                let done = pool.run(move || call_sync(&func, &payloads));
+                Box::pin(async move {
+                    done.await.unwrap_or_else(|_| {
+                        BatchOutcome::retry(None, "the handler thread ended before the call did")
+                    })
+                })
+            }
             Mode::Async { .. } => Box::pin(call_async(func, Arc::clone(&self.mode), payloads)),
         }
     }

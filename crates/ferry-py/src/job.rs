@@ -29,7 +29,10 @@ fn summary_dict<'py>(py: Python<'py>, s: &RunSummary) -> PyResult<Bound<'py, PyD
     let d = convert::report(py, &s.report)?;
     d.set_item("skipped", s.skipped)?;
     d.set_item("ambiguous", s.ambiguous)?;
-    d.set_item("checkpoint", s.checkpoint.as_ref().map(|p| p.display().to_string()))?;
+    d.set_item(
+        "checkpoint",
+        s.checkpoint.as_ref().map(|p| p.display().to_string()),
+    )?;
     d.set_item("source_error", &s.source_error)?;
     Ok(d)
 }

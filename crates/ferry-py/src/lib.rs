@@ -5,7 +5,7 @@
 //! a [`ferry_core::Handler`] (`handler`), keyword settings become an
 //! [`EngineConfig`](ferry_core::EngineConfig) (`settings`), a running engine is driven from
 //! Python threads or an asyncio loop (`engine`), job files run in-process through
-//! `ferry-connectors` (`job`), and progress and reports become Python dicts (`convert`).
+//! `ferry-connectors` (`job`), sync handlers run on threads of their own (`pool`), and progress and reports become Python dicts (`convert`).
 //!
 //! Python callbacks are called with the GIL held and nothing else held; Rust work (the
 //! engine's event loop, waiting on back-pressure, waiting for the end of a run) runs with the
@@ -19,6 +19,7 @@ mod convert;
 mod engine;
 mod handler;
 mod job;
+mod pool;
 mod settings;
 
 use pyo3::prelude::*;

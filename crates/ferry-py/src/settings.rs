@@ -17,31 +17,76 @@ use pyo3::types::PyDict;
 /// Every setting `Engine(handler, **settings)` takes, with its unit and meaning.
 const SETTINGS: &[(&str, &str)] = &[
     ("name", "str: a name for logs and metric labels"),
-    ("max_items", "int: most items in one batch (the cap of the adaptive size)"),
+    (
+        "max_items",
+        "int: most items in one batch (the cap of the adaptive size)",
+    ),
     ("max_bytes", "int: most bytes in one batch"),
-    ("max_wait", "float s: longest a normal item waits for its batch"),
-    ("max_wait_high", "float s: longest a high-priority item waits"),
+    (
+        "max_wait",
+        "float s: longest a normal item waits for its batch",
+    ),
+    (
+        "max_wait_high",
+        "float s: longest a high-priority item waits",
+    ),
     ("max_wait_urgent", "float s: longest an urgent item waits"),
-    ("memory_high_watermark", "int bytes: over this, batches leave early (memory pressure)"),
+    (
+        "memory_high_watermark",
+        "int bytes: over this, batches leave early (memory pressure)",
+    ),
     ("memory_hard_limit", "int bytes: at this, producers wait"),
-    ("adaptive_batch_size", "bool: learn the batch size toward target_latency"),
+    (
+        "adaptive_batch_size",
+        "bool: learn the batch size toward target_latency",
+    ),
     ("batch_size", "int: the starting batch size (adaptive)"),
     ("min_batch_size", "int: the smallest adaptive batch size"),
-    ("target_latency", "float s: the batch latency the adaptive size aims for"),
-    ("concurrency", "int: a fixed number of calls in flight (default adaptive)"),
-    ("max_concurrency", "int: the cap of the adaptive concurrency"),
-    ("initial_concurrency", "int: where the adaptive concurrency starts"),
+    (
+        "target_latency",
+        "float s: the batch latency the adaptive size aims for",
+    ),
+    (
+        "concurrency",
+        "int: a fixed number of calls in flight (default adaptive)",
+    ),
+    (
+        "max_concurrency",
+        "int: the cap of the adaptive concurrency",
+    ),
+    (
+        "initial_concurrency",
+        "int: where the adaptive concurrency starts",
+    ),
     ("requests_per_sec", "int: handler calls per second"),
     ("items_per_sec", "int: items per second"),
     ("timeout", "float s: per-attempt timeout"),
-    ("split_ladder", "list[int]: split sizes such as [15, 5, 1] (default bisection)"),
-    ("pause", "float s: a fixed pause between the starts of two calls"),
-    ("max_attempts", "int: failures an item may take before it is dead-lettered"),
+    (
+        "split_ladder",
+        "list[int]: split sizes such as [15, 5, 1] (default bisection)",
+    ),
+    (
+        "pause",
+        "float s: a fixed pause between the starts of two calls",
+    ),
+    (
+        "max_attempts",
+        "int: failures an item may take before it is dead-lettered",
+    ),
     ("backoff_base", "float s: first retry backoff"),
     ("backoff_max", "float s: longest retry backoff"),
-    ("split_after", "int: whole-batch failures before a batch is split"),
-    ("shutdown_grace", "float s: how long in-flight calls may finish after cancel"),
-    ("progress_interval", "float s: how often progress is refreshed"),
+    (
+        "split_after",
+        "int: whole-batch failures before a batch is split",
+    ),
+    (
+        "shutdown_grace",
+        "float s: how long in-flight calls may finish after cancel",
+    ),
+    (
+        "progress_interval",
+        "float s: how often progress is refreshed",
+    ),
     ("seed", "int: seed of the backoff jitter"),
 ];
 
@@ -56,12 +101,16 @@ fn bad(key: &str, message: impl std::fmt::Display) -> PyErr {
 }
 
 fn seconds(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
-    let s: f64 = v.extract().map_err(|_| bad(key, "expects seconds (a number)"))?;
+    let s: f64 = v
+        .extract()
+        .map_err(|_| bad(key, "expects seconds (a number)"))?;
     Duration::try_from_secs_f64(s).map_err(|_| bad(key, format!("{s} is not a valid duration")))
 }
 
 fn count(key: &str, v: &Bound<'_, PyAny>) -> PyResult<NonZeroUsize> {
-    let n: usize = v.extract().map_err(|_| bad(key, "expects a positive int"))?;
+    let n: usize = v
+        .extract()
+        .map_err(|_| bad(key, "expects a positive int"))?;
     NonZeroUsize::new(n).ok_or_else(|| bad(key, "must be at least 1"))
 }
 
@@ -69,7 +118,9 @@ fn rate(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Option<NonZeroU32>> {
     if v.is_none() {
         return Ok(None);
     }
-    let n: u32 = v.extract().map_err(|_| bad(key, "expects a positive int or None"))?;
+    let n: u32 = v
+        .extract()
+        .map_err(|_| bad(key, "expects a positive int or None"))?;
     NonZeroU32::new(n)
         .map(Some)
         .ok_or_else(|| bad(key, "must be at least 1 (None for no limit)"))
@@ -167,9 +218,7 @@ fn apply(
         "max_bytes" => c.flush = c.flush.clone().max_bytes(count(key, v)?),
         "max_wait" => c.flush = c.flush.clone().max_wait(Priority::Normal, seconds(key, v)?),
         "max_wait_high" => c.flush = c.flush.clone().max_wait(Priority::High, seconds(key, v)?),
-        "max_wait_urgent" => {
-            c.flush = c.flush.clone().max_wait(Priority::Urgent, seconds(key, v)?)
-        }
+        "max_wait_urgent" => c.flush = c.flush.clone().max_wait(Priority::Urgent, seconds(key, v)?),
         "memory_high_watermark" => memory.high_watermark = count(key, v)?.get(),
         "memory_hard_limit" => memory.hard_limit = count(key, v)?.get(),
         "adaptive_batch_size" => {
@@ -214,8 +263,11 @@ fn apply(
             }
         }
         "max_attempts" => {
-            let n: u32 = v.extract().map_err(|_| bad(key, "expects a positive int"))?;
-            retry.max_attempts = Some(NonZeroU32::new(n).ok_or_else(|| bad(key, "must be at least 1"))?);
+            let n: u32 = v
+                .extract()
+                .map_err(|_| bad(key, "expects a positive int"))?;
+            retry.max_attempts =
+                Some(NonZeroU32::new(n).ok_or_else(|| bad(key, "must be at least 1"))?);
         }
         "backoff_base" => retry.base = Some(seconds(key, v)?),
         "backoff_max" => retry.max = Some(seconds(key, v)?),
@@ -224,7 +276,11 @@ fn apply(
         }
         "shutdown_grace" => c.shutdown_grace = seconds(key, v)?,
         "progress_interval" => c.progress_interval = seconds(key, v)?,
-        "seed" => c.seed = v.extract().map_err(|_| bad(key, "expects an int or None"))?,
+        "seed" => {
+            c.seed = v
+                .extract()
+                .map_err(|_| bad(key, "expects an int or None"))?
+        }
         other => {
             let known: Vec<&str> = SETTINGS.iter().map(|(n, _)| *n).collect();
             return Err(PyTypeError::new_err(format!(

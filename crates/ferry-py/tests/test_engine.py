@@ -353,3 +353,19 @@ def test_dead_letters_file(tmp_path):
     report = engine.finish()
     assert report.dead_lettered == 1 and report.dead_letter_sink == str(path)
     assert '"error": "nope"' in path.read_text()
+
+
+def test_sync_handlers_run_on_at_most_cap_threads_that_keep_their_thread_locals():
+    local, made, threads = threading.local(), [], set()
+
+    def handler(batch):
+        if not hasattr(local, "client"):
+            local.client = object()  # an HTTP client or a connection, made once per thread
+            made.append(threading.get_ident())
+        threads.add(threading.get_ident())
+        time.sleep(0.002)
+        return None
+
+    report = ferry.run(handler, range(2000), concurrency=3, max_items=5, adaptive_batch_size=False, max_wait=0.001, **FAST)
+    assert report.succeeded == 2000 and report.calls >= 400
+    assert len(threads) <= 3 and len(made) == len(threads)
