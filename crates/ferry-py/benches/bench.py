@@ -16,6 +16,7 @@ simulated API (20 ms calls on 8 slots, a hidden size limit), so no HTTP client s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -30,33 +31,39 @@ def noop(batch):
     return None
 
 
-def plain_loop(payloads, size):
+def serialize(batch):
+    """A handler with a little work per item (what an HTTP or queue sink does first)."""
+    return [json.dumps({"id": p, "v": "x"}) for p in batch]
+
+
+def plain_loop(payloads, size, handler):
     batch = []
     for p in payloads:
         batch.append(p)
         if len(batch) == size:
-            noop(batch)
+            handler(batch)
             batch = []
     if batch:
-        noop(batch)
+        handler(batch)
 
 
 def overhead(args) -> None:
     n, size = args.items, args.batch
+    handler = serialize if args.handler == "serialize" else noop
     payloads = list(range(n))
     settings = dict(max_items=size, adaptive_batch_size=False, concurrency=args.concurrency)
     rows = []
     for rep in range(args.repeat):
         t = time.perf_counter()
-        plain_loop(payloads, size)
+        plain_loop(payloads, size, handler)
         base = time.perf_counter() - t
 
         t = time.perf_counter()
-        report = ferry.run(noop, payloads, "high_throughput", **settings)
+        report = ferry.run(handler, payloads, "high_throughput", **settings)
         many = time.perf_counter() - t
         assert report.succeeded == n
 
-        engine = ferry.Engine(noop, "high_throughput", **settings)
+        engine = ferry.Engine(handler, "high_throughput", **settings)
         push = engine.push
         t = time.perf_counter()
         for p in payloads:
@@ -68,7 +75,7 @@ def overhead(args) -> None:
         print(f"run {rep + 1}: plain loop {base:.3f} s, ferry push_many {many:.3f} s, ferry push {one:.3f} s")
     base, many, one = sorted(rows, key=lambda r: r[1])[len(rows) // 2]
     ns = lambda s: s / n * 1e9  # noqa: E731
-    print(f"\n{n:,} no-op items, batches of {size}, median of {args.repeat} runs (by push_many):")
+    print(f"\n{n:,} items, {args.handler} handler, batches of {size}, median of {args.repeat} runs (by push_many):")
     print(f"| plain Python loop (baseline) | {base:.3f} s | {ns(base):.0f} ns/item | 1.00x |")
     print(f"| Ferry, push_many | {many:.3f} s | {ns(many):.0f} ns/item | {many / base:.2f}x |")
     print(f"| Ferry, push one at a time | {one:.3f} s | {ns(one):.0f} ns/item | {one / base:.2f}x |")
@@ -176,6 +183,7 @@ def main() -> None:
     o.add_argument("--batch", type=int, default=1000)
     o.add_argument("--concurrency", type=int, default=4)
     o.add_argument("--repeat", type=int, default=3)
+    o.add_argument("--handler", choices=["noop", "serialize"], default="noop")
     i = sub.add_parser("io")
     i.add_argument("--sim", default="target/release/ferry-sim")
     i.add_argument("--items", type=int, default=200_000)

@@ -166,6 +166,10 @@ def test_priorities_board_first():
         engine.push(f"high-{i}", priority=1)
     for i in range(3):
         engine.push(f"urgent-{i}", priority=2)
+    # Release the gate once the engine holds all of them (not just its intake channels).
+    deadline = time.monotonic() + 5
+    while engine.progress().accepted < 37 and time.monotonic() < deadline:
+        time.sleep(0.005)
     release.set()
     report = engine.finish()
     assert report.succeeded == 37
@@ -173,7 +177,7 @@ def test_priorities_board_first():
     assert after_gate[:6] == [f"urgent-{i}" for i in range(3)] + [f"high-{i}" for i in range(3)]
 
 
-@pytest.mark.parametrize("priority,wait", [(0, 0.6), (1, 0.3), (2, 0.1)])
+@pytest.mark.parametrize("priority,wait", [(0, 1.2), (1, 0.6), (2, 0.2)])
 def test_max_wait_is_held_per_priority(priority, wait):
     arrived = []
 
@@ -181,7 +185,7 @@ def test_max_wait_is_held_per_priority(priority, wait):
         arrived.append(time.monotonic())
         return None
 
-    engine = ferry.Engine(handler, max_items=1000, adaptive_batch_size=False, max_wait=0.6, max_wait_high=0.3, max_wait_urgent=0.1, **FAST)
+    engine = ferry.Engine(handler, max_items=1000, adaptive_batch_size=False, max_wait=1.2, max_wait_high=0.6, max_wait_urgent=0.2, **FAST)
     pushed = time.monotonic()
     engine.push("x", priority=priority)
     deadline = time.monotonic() + 5
@@ -189,7 +193,8 @@ def test_max_wait_is_held_per_priority(priority, wait):
         time.sleep(0.005)
     engine.finish()
     waited = arrived[0] - pushed
-    assert wait * 0.9 <= waited < wait + 0.25, waited
+    # Held for its own priority's wait, and not for the next priority's.
+    assert wait * 0.9 <= waited < wait + 0.35, waited
 
 
 def test_memory_pressure_sends_a_batch_before_it_is_full_or_due():
@@ -234,10 +239,16 @@ def test_ctrl_c_cancels_drains_and_reraises():
         time.sleep(0.05)
         return None
 
-    engine = ferry.Engine(handler, concurrency=2, max_items=10, adaptive_batch_size=False, **FAST)
+    ticks = []
+
+    def on_progress(p):
+        # Ctrl-C arrives while finish() waits for the run (the signal, as the terminal sends it).
+        ticks.append(p)
+        if len(ticks) == 5:
+            _thread.interrupt_main()
+
+    engine = ferry.Engine(handler, concurrency=2, max_items=10, adaptive_batch_size=False, on_progress=on_progress, **FAST)
     engine.push_many(range(2000))
-    timer = threading.Timer(0.2, _thread.interrupt_main)
-    timer.start()
     with pytest.raises(KeyboardInterrupt):
         engine.finish()
     report = engine.report
