@@ -23,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::convert;
 use crate::handler::{Payload, PyHandler};
 use crate::pool::Pool;
-use crate::priority_from_py;
-use crate::settings;
+use crate::settings::{self, priority_from_py};
 
 /// Items `push_many` converts with the GIL held before it hands them over without it.
 const CHUNK: usize = 2048;

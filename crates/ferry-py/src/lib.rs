@@ -24,20 +24,6 @@ mod settings;
 
 use pyo3::prelude::*;
 
-/// Python priorities (`0` normal, `1` high, `2` urgent: the feed buffer's levels) as the
-/// engine's [`Priority`](ferry_core::Priority). The one place that maps them.
-pub(crate) fn priority_from_py(level: i64) -> PyResult<ferry_core::Priority> {
-    use ferry_core::Priority;
-    match level {
-        0 => Ok(Priority::Normal),
-        1 => Ok(Priority::High),
-        2 => Ok(Priority::Urgent),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "priority must be 0 (normal), 1 (high) or 2 (urgent), got {other}"
-        ))),
-    }
-}
-
 /// The native module `ferry._ferry`.
 #[pymodule]
 fn _ferry(m: &Bound<'_, PyModule>) -> PyResult<()> {

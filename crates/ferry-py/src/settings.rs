@@ -1,7 +1,8 @@
 //! Keyword settings -> [`EngineConfig`]: this module owns the names Python uses for the
 //! engine's settings (one per field of `EngineConfig` a user sets), their units (seconds as
-//! floats, bytes and counts as ints) and the error that names a bad key. A preset is applied
-//! first, then each setting; the engine's own `validate` runs when the engine is built.
+//! floats, bytes and counts as ints), the error that names a bad key, and the mapping of
+//! Python's priority levels. A preset is applied first, then each setting; the engine's own
+//! `validate` runs when the engine is built.
 
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
@@ -89,6 +90,19 @@ const SETTINGS: &[(&str, &str)] = &[
     ),
     ("seed", "int: seed of the backoff jitter"),
 ];
+
+/// Python priorities (`0` normal, `1` high, `2` urgent: the feed buffer's levels) as the
+/// engine's [`Priority`](ferry_core::Priority). The one place that maps them.
+pub(crate) fn priority_from_py(level: i64) -> PyResult<ferry_core::Priority> {
+    match level {
+        0 => Ok(Priority::Normal),
+        1 => Ok(Priority::High),
+        2 => Ok(Priority::Urgent),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "priority must be 0 (normal), 1 (high) or 2 (urgent), got {other}"
+        ))),
+    }
+}
 
 /// The names and meanings of every setting, for `ferry.Engine` docs and errors.
 #[pyfunction]

@@ -309,10 +309,11 @@ class BatchStateManager:
                 self.flush_callback(batch)
             else:
                 self.flush_callback(batch, reason)
-        except BaseException:
+        except BaseException as e:
             with self._lock:
                 self._errors += 1
-            logger.warning("flush callback failed for %d entries (reason=%s)", len(batch), reason, exc_info=True)
+            logger.warning("flush callback failed for %d entries (reason=%s): %r", len(batch), reason, e)
+            logger.debug("flush callback traceback", exc_info=True)
             raise
         finally:
             ms = (time.monotonic() - started) * 1000.0
