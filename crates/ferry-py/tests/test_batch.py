@@ -285,3 +285,30 @@ def test_queue_entry_waits_when_the_buffer_is_full():
         m.queue_entry(i, "s", str(i))
     assert time.monotonic() - t0 >= 0.4, "queue_entry never waited for room"
     assert m.flush() == 200
+
+
+def test_concurrent_producers_and_flushes_lose_nothing():
+    seen = []
+    lock = threading.Lock()
+
+    def cb(batch):
+        with lock:
+            seen.extend(e.uuid for e in batch)
+
+    m = BatchStateManager(cb, BatchProcessingConfig(size_threshold=7, time_threshold_seconds=0.05))
+
+    def produce(t):
+        for i in range(300):
+            m.queue_entry(i, "s", f"{t}-{i}", priority=i % 3)
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        m.flush()
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    m.shutdown()
+    assert sorted(seen) == sorted(f"{t}-{i}" for t in range(4) for i in range(300))
+    assert m.get_detailed_stats()["performance"]["total_entries_processed"] == 1200

@@ -222,6 +222,9 @@ class BatchStateManager:
         self.flush_callback = flush_callback
         self._arity = _arity(flush_callback) if flush_callback is not None else 0
         self._lock = threading.Lock()
+        # Serializes producers with flush/shutdown, so no entry is pushed into an engine that
+        # is being drained.
+        self._feed = threading.Lock()
         self._engine: Optional[Engine] = None
         self._draining: Optional[str] = None
         self._pending = [0, 0, 0]
@@ -252,15 +255,16 @@ class BatchStateManager:
         return self._engine
 
     def _drain(self, reason: str) -> int:
-        engine = self._engine
-        if engine is None:
-            return 0
-        self._draining = reason
-        try:
-            report = engine.finish()
-        finally:
-            self._draining = None
-            self._engine = None
+        with self._feed:
+            engine = self._engine
+            if engine is None:
+                return 0
+            self._draining = reason
+            try:
+                report = engine.finish()
+            finally:
+                self._draining = None
+                self._engine = None
         with self._lock:
             self._dead += report.dead_lettered
             self._retries += report.retries
@@ -341,7 +345,8 @@ class BatchStateManager:
             if self._first_queued is None:
                 self._first_queued = now
         try:
-            self._start().push(e, key=e.uuid, priority=priority, size=1)
+            with self._feed:
+                self._start().push(e, key=e.uuid, priority=priority, size=1)
         except BaseException:
             with self._lock:
                 self._pending[priority] -= 1
