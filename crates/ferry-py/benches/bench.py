@@ -186,7 +186,7 @@ def main() -> None:
     o.add_argument("--handler", choices=["noop", "serialize"], default="noop")
     i = sub.add_parser("io")
     i.add_argument("--sim", default="target/release/ferry-sim")
-    i.add_argument("--items", type=int, default=200_000)
+    i.add_argument("--items", type=int, default=400_000)
     i.add_argument("--slots", type=int, default=4)
     i.add_argument("--per-item-ms", type=float, default=0.02)
     i.add_argument("--timeout-ms", type=float, default=22.0)
