@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::convert;
 use crate::handler::{Payload, PyHandler};
 use crate::pool::Pool;
-use crate::settings::{self, priority_from_py};
+use crate::settings::{self, priority_from_py, priority_to_py};
 
 /// Items `push_many` converts with the GIL held before it hands them over without it.
 const CHUNK: usize = 2048;
@@ -374,7 +374,7 @@ impl NativeEngine {
             let d = PyDict::new(py);
             d.set_item("key", l.item.key().as_str())?;
             d.set_item("index", l.item.index())?;
-            d.set_item("priority", l.item.priority().index())?;
+            d.set_item("priority", priority_to_py(l.item.priority()))?;
             d.set_item("payload", l.item.payload().bind(py))?;
             d.set_item("error", &l.error)?;
             d.set_item("attempts", l.attempts)?;

@@ -91,17 +91,26 @@ const SETTINGS: &[(&str, &str)] = &[
     ("seed", "int: seed of the backoff jitter"),
 ];
 
-/// Python priorities (`0` normal, `1` high, `2` urgent: the feed buffer's levels) as the
-/// engine's [`Priority`](ferry_core::Priority). The one place that maps them.
-pub(crate) fn priority_from_py(level: i64) -> PyResult<ferry_core::Priority> {
-    match level {
-        0 => Ok(Priority::Normal),
-        1 => Ok(Priority::High),
-        2 => Ok(Priority::Urgent),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "priority must be 0 (normal), 1 (high) or 2 (urgent), got {other}"
-        ))),
-    }
+/// Python's priority levels, lowest first: `0` normal, `1` high, `2` urgent (the feed
+/// buffer's levels), as the engine's priorities. The one place that names the engine's
+/// priority variants: a rename in `ferry-core` changes this line only.
+const LEVELS: [Priority; 3] = [Priority::Normal, Priority::High, Priority::Urgent];
+
+/// A Python priority level as the engine's [`Priority`].
+pub(crate) fn priority_from_py(level: i64) -> PyResult<Priority> {
+    usize::try_from(level)
+        .ok()
+        .and_then(|i| LEVELS.get(i).copied())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "priority must be 0 (normal), 1 (high) or 2 (urgent), got {level}"
+            ))
+        })
+}
+
+/// The engine's [`Priority`] as a Python priority level.
+pub(crate) fn priority_to_py(p: Priority) -> usize {
+    LEVELS.iter().position(|l| *l == p).unwrap_or(0)
 }
 
 /// The names and meanings of every setting, for `ferry.Engine` docs and errors.
@@ -173,8 +182,8 @@ pub(crate) fn build(preset: &str, settings: Option<&Bound<'_, PyDict>>) -> PyRes
     // A shorter `max_wait` alone lowers the higher priorities' waits with it (they must not
     // wait longer than normal items); waits given explicitly are left to validation.
     for (p, key, above) in [
-        (Priority::High, "max_wait_high", Priority::Normal),
-        (Priority::Urgent, "max_wait_urgent", Priority::High),
+        (LEVELS[1], "max_wait_high", LEVELS[0]),
+        (LEVELS[2], "max_wait_urgent", LEVELS[1]),
     ] {
         if !explicit.iter().any(|k| k == key) {
             let wait = c.flush.wait_for(p).min(c.flush.wait_for(above));
@@ -230,9 +239,9 @@ fn apply(
         "name" => c.name = v.extract().map_err(|_| bad(key, "expects a str"))?,
         "max_items" => c.flush = c.flush.clone().max_items(count(key, v)?),
         "max_bytes" => c.flush = c.flush.clone().max_bytes(count(key, v)?),
-        "max_wait" => c.flush = c.flush.clone().max_wait(Priority::Normal, seconds(key, v)?),
-        "max_wait_high" => c.flush = c.flush.clone().max_wait(Priority::High, seconds(key, v)?),
-        "max_wait_urgent" => c.flush = c.flush.clone().max_wait(Priority::Urgent, seconds(key, v)?),
+        "max_wait" => c.flush = c.flush.clone().max_wait(LEVELS[0], seconds(key, v)?),
+        "max_wait_high" => c.flush = c.flush.clone().max_wait(LEVELS[1], seconds(key, v)?),
+        "max_wait_urgent" => c.flush = c.flush.clone().max_wait(LEVELS[2], seconds(key, v)?),
         "memory_high_watermark" => memory.high_watermark = count(key, v)?.get(),
         "memory_hard_limit" => memory.hard_limit = count(key, v)?.get(),
         "adaptive_batch_size" => {
