@@ -360,9 +360,11 @@ def test_rate_limit_is_applied():
 def test_dead_letters_file(tmp_path):
     path = tmp_path / "dead.jsonl"
     engine = ferry.Engine(lambda b: [ferry.Fatal("nope") for _ in b], dead_letters=str(path), **FAST)
-    engine.push({"id": 1})
+    engine.push({"id": 1}, key="row-1", priority=2)
     report = engine.finish()
     assert report.dead_lettered == 1 and report.dead_letter_sink == str(path)
+    d = report.dead_letters[0]
+    assert (d.key, d.priority, d.payload, d.attempts) == ("row-1", 2, {"id": 1}, 1)
     assert '"error": "nope"' in path.read_text()
 
 
