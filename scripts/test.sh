@@ -28,3 +28,4 @@ fi
 bash scripts/py-env.sh >/dev/null
 
 cargo test --workspace "$@"
+bash scripts/py-package.sh --dev   # Ferry for Python: wheel -> fresh venv -> pytest

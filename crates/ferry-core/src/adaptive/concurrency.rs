@@ -160,6 +160,8 @@ pub struct ConcurrencyController {
     clean_under_ceiling: u32,
     /// When the last overload cut the limit.
     overloaded_at: Option<Instant>,
+    /// When recent comparable calls finished well (for the capacity an overload reveals).
+    recent_ok: std::collections::VecDeque<Instant>,
 }
 
 impl ConcurrencyController {
@@ -182,6 +184,7 @@ impl ConcurrencyController {
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
             overloaded_at: None,
+            recent_ok: std::collections::VecDeque::new(),
         }
     }
 
@@ -258,13 +261,17 @@ impl ConcurrencyController {
             return wanted;
         }
         self.clean_under_ceiling += 1;
-        if self.clean_under_ceiling > self.reprobe_after {
-            // The ceiling went through a whole window without a queued timeout: it moved.
-            if self.limit >= ceiling {
+        if self.limit >= ceiling {
+            // Re-probing the ceiling: two clean windows there (the probe's own calls came
+            // back, not only older ones) mean it moved.
+            if self.clean_under_ceiling >= 2 {
                 self.ceiling = Some(ceiling + 1);
                 self.clean_under_ceiling = 0;
-                return ceiling;
             }
+            return ceiling;
+        }
+        if self.clean_under_ceiling > self.reprobe_after {
+            self.clean_under_ceiling = 0;
             return ceiling;
         }
         ceiling - 1
@@ -289,12 +296,16 @@ impl ConcurrencyController {
                 // Once per round trip: calls sent before the last cut say nothing new.
                 let sent = now.checked_sub(rtt).unwrap_or(now);
                 if self.overloaded_at.is_none_or(|at| sent >= at) {
-                    self.on_overload(now);
+                    self.on_overload(rtt, now);
                     self.overloaded_at = Some(now);
                 }
                 return;
             }
             Signal::Ok => {
+                self.recent_ok.push_back(now);
+                while self.recent_ok.len() > 4 * self.config.max.max(1) {
+                    self.recent_ok.pop_front();
+                }
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
             }
@@ -306,11 +317,13 @@ impl ConcurrencyController {
         }
     }
 
-    /// A queued call timed out: the current limit is too many for the target. It becomes
-    /// the ceiling (or lowers it), the limit drops just under it at once, and slow start
-    /// ends. A re-probe of the ceiling that overloads again doubles the wait before the next.
-    fn on_overload(&mut self, now: Instant) {
-        self.slow_start = false;
+    /// A queued call timed out after `rtt`: the current limit is too many for the target.
+    /// The calls that finished well during that call's life are what the target served
+    /// meanwhile, its capacity: the limit drops to it at once (or, with no such call, is cut
+    /// like any back-pressure), and the limit at which the target overloaded becomes the
+    /// ceiling (or lowers it). Slow start ends. A re-probe of the ceiling that overloads
+    /// again doubles the wait before the next one.
+    fn on_overload(&mut self, rtt: Duration, now: Instant) {
         let at = self.limit;
         let reprobed = self.ceiling.is_some_and(|c| at >= c);
         if reprobed {
@@ -321,7 +334,15 @@ impl ConcurrencyController {
             .map_or(at, |c| c.min(at))
             .max(self.config.min + 1);
         self.ceiling = Some(ceiling);
-        self.limit = (ceiling - 1).max(self.config.min);
+        let since = now.checked_sub(rtt).unwrap_or(now);
+        let served = self.recent_ok.iter().filter(|t| **t >= since).count();
+        let cut = if served > 0 {
+            served
+        } else {
+            ((at as f64) * self.config.decrease_ratio).floor() as usize
+        };
+        self.slow_start = false;
+        self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;
         // The calls now finishing left under the old limit: let the new one settle.
         self.settling = true;
@@ -522,5 +543,51 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A gateway with `slots` slots whose queued calls time out: with `c` calls in flight,
+    /// `slots` finish in `service` and the rest come back as overload at the timeout.
+    async fn drive_gateway(
+        c: &mut ConcurrencyController,
+        slots: usize,
+        rounds: usize,
+    ) -> Vec<usize> {
+        let service = Duration::from_millis(1400);
+        let timeout = Duration::from_millis(1500);
+        let mut limits = Vec::new();
+        for _ in 0..rounds {
+            let l = c.limit();
+            c.on_dispatch(l, Instant::now());
+            tokio::time::advance(service).await;
+            for _ in 0..l.min(slots) {
+                c.on_response(service, Signal::Ok, Instant::now());
+            }
+            if l > slots {
+                tokio::time::advance(timeout - service).await;
+                for _ in slots..l {
+                    c.on_response(timeout, Signal::Overload, Instant::now());
+                }
+            }
+            limits.push(c.limit());
+        }
+        limits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gateway_that_times_out_queued_calls_is_held_at_its_slots() {
+        for slots in [3, 8, 13] {
+            let mut c = ctl(32);
+            let limits = drive_gateway(&mut c, slots, 200).await;
+            let over = limits.iter().filter(|&&l| l > slots).count();
+            // Found within a few round trips, then held at the slots: a re-probe of the
+            // ceiling now and then (the interval doubles each time it overloads again).
+            assert_eq!(c.limit(), slots, "{slots} slots: {limits:?}");
+            assert!(over <= 8, "{slots} slots: {over} rounds over: {limits:?}");
+            let first_at_slots = limits
+                .iter()
+                .position(|&l| l == slots)
+                .unwrap_or(usize::MAX);
+            assert!(first_at_slots <= 20, "{slots} slots: {limits:?}");
+        }
     }
 }

@@ -1,0 +1,404 @@
+//! A running engine driven from Python: this module owns the engine's tokio runtime (one per
+//! engine; sync handlers run on the handler threads of `pool`, sized to the concurrency
+//! cap), the intake Python pushes into, and the hand-over of the end report.
+//!
+//! Pushing holds the GIL only while an item is built and offered; when the engine is full
+//! (back-pressure) the GIL is released while the push waits, in slices, so Ctrl-C is seen.
+//! `wait` blocks with the GIL released. An asyncio producer uses `push_nowait` and, when
+//! that fails, `push_later`, whose completion is posted back onto its loop.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry_core::{Engine, Intake, Item, MemoryDeadLetters, Report, Running};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::convert;
+use crate::handler::{Payload, PyHandler};
+use crate::pool::Pool;
+use crate::settings::{self, priority_from_py, priority_to_py};
+
+/// Items `push_many` converts with the GIL held before it hands them over without it.
+const CHUNK: usize = 2048;
+/// How long a blocked push waits before it looks for Ctrl-C.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// The run's end, set once by the task that finishes the engine.
+type Outcome = Option<Result<Report, String>>;
+
+/// The native engine behind `ferry.Engine`.
+#[pyclass(module = "ferry._ferry", frozen)]
+pub(crate) struct NativeEngine {
+    runtime: Mutex<Option<Runtime>>,
+    handle: tokio::runtime::Handle,
+    intake: Mutex<Option<Intake<Payload>>>,
+    running: Mutex<Option<Running<Payload, ()>>>,
+    cancel: CancellationToken,
+    progress: watch::Receiver<ferry_core::Progress>,
+    done: Arc<(Mutex<Outcome>, Condvar)>,
+    dead: MemoryDeadLetters<Payload>,
+    pool: Option<Arc<Pool>>,
+    next_index: AtomicU64,
+    default_bytes: usize,
+    started: Instant,
+}
+
+impl NativeEngine {
+    fn intake(&self) -> PyResult<Intake<Payload>> {
+        self.intake
+            .lock()
+            .ok()
+            .and_then(|i| i.clone())
+            .ok_or_else(|| {
+                PyRuntimeError::new_err("the engine is finished and takes no more items")
+            })
+    }
+
+    fn item(
+        &self,
+        payload: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+        priority: i64,
+        size: Option<usize>,
+    ) -> PyResult<Item<Payload>> {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let key: ferry_core::Key = match key {
+            None => index.into(),
+            Some(k) if k.is_none() => index.into(),
+            Some(k) => match k.downcast::<PyString>() {
+                Ok(s) => s.to_cow()?.as_ref().into(),
+                Err(_) => k.str()?.to_cow()?.as_ref().into(),
+            },
+        };
+        let bytes = match size {
+            Some(n) => n,
+            None => {
+                if let Ok(s) = payload.downcast::<PyString>() {
+                    s.len().unwrap_or(self.default_bytes)
+                } else if let Ok(b) = payload.downcast::<PyBytes>() {
+                    b.as_bytes().len()
+                } else {
+                    self.default_bytes
+                }
+            }
+        };
+        Ok(Item::new(key, index, Arc::new(payload.clone().unbind()))
+            .with_priority(priority_from_py(priority)?)
+            .with_bytes(bytes))
+    }
+
+    /// Hands `items` over in order, waiting without the GIL while the engine is full; the
+    /// GIL is taken back only to look for Ctrl-C after a slice without progress.
+    fn send(
+        &self,
+        py: Python<'_>,
+        intake: &Intake<Payload>,
+        mut items: VecDeque<Item<Payload>>,
+    ) -> PyResult<()> {
+        while !items.is_empty() {
+            let (left, failed) = py.allow_threads(|| {
+                let mut items = items;
+                while let Some(item) = items.pop_front() {
+                    if let Err(item) = intake.try_push(item) {
+                        items.push_front(item);
+                        break;
+                    }
+                }
+                if items.is_empty() {
+                    return (items, None);
+                }
+                self.handle.block_on(async move {
+                    while let Some(item) = items.pop_front() {
+                        match tokio::time::timeout(SLICE, intake.push(item.clone())).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return (items, Some(e.to_string())),
+                            Err(_elapsed) => {
+                                items.push_front(item);
+                                return (items, None);
+                            }
+                        }
+                    }
+                    (items, None)
+                })
+            });
+            if let Some(e) = failed {
+                return Err(PyRuntimeError::new_err(e));
+            }
+            items = left;
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+}
+
+/// How long the end of a run waits for idle handler threads to leave Python.
+const THREADS_GRACE: Duration = Duration::from_secs(2);
+
+impl NativeEngine {
+    /// Shuts the handler threads once the run is over, so none is left inside Python.
+    fn release_threads(&self, py: Python<'_>) {
+        if let Some(pool) = &self.pool {
+            py.allow_threads(|| pool.shutdown(THREADS_GRACE));
+        }
+    }
+}
+
+#[pymethods]
+impl NativeEngine {
+    /// Builds and starts an engine around `handler` (run on `event_loop` when given).
+    #[new]
+    #[pyo3(signature = (handler, preset = "standard", settings = None, event_loop = None, total = None, intake_capacity = None, default_item_bytes = 64))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        handler: Py<PyAny>,
+        preset: &str,
+        settings: Option<&Bound<'_, PyDict>>,
+        event_loop: Option<Py<PyAny>>,
+        total: Option<u64>,
+        intake_capacity: Option<usize>,
+        default_item_bytes: usize,
+    ) -> PyResult<Self> {
+        let config = settings::build(preset, settings)?;
+        let cap = config.dispatch.concurrency.cap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ferry-engine")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                PyRuntimeError::new_err(format!("cannot start the engine's runtime: {e}"))
+            })?;
+        let handler = PyHandler::new(py, handler, event_loop, cap)?;
+        let pool = handler.pool();
+        let mut engine =
+            Engine::new(config, handler).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Kept in memory: the Python layer returns them in the report (and writes the
+        // JSON Lines file a user asked for, since only Python can encode the payloads).
+        let dead = MemoryDeadLetters::new();
+        engine = engine.dead_letters(dead.clone());
+        if let Some(t) = total {
+            engine = engine.total(t);
+        }
+        if let Some(n) = intake_capacity {
+            engine = engine.intake_capacity(n);
+        }
+        let running = {
+            let _entered = runtime.enter();
+            engine.start()
+        };
+        Ok(NativeEngine {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            intake: Mutex::new(Some(running.intake())),
+            progress: running.progress(),
+            cancel: running.cancellation(),
+            running: Mutex::new(Some(running)),
+            done: Arc::new((Mutex::new(None), Condvar::new())),
+            dead,
+            pool,
+            next_index: AtomicU64::new(0),
+            default_bytes: default_item_bytes.max(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// Pushes one payload, blocking (GIL released) while the engine is full.
+    #[pyo3(signature = (payload, key = None, priority = 0, size = None))]
+    fn push(
+        &self,
+        py: Python<'_>,
+        payload: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+        priority: i64,
+        size: Option<usize>,
+    ) -> PyResult<()> {
+        let intake = self.intake()?;
+        let item = self.item(payload, key, priority, size)?;
+        match intake.try_push(item) {
+            Ok(()) => Ok(()),
+            Err(item) => self.send(py, &intake, VecDeque::from([item])),
+        }
+    }
+
+    /// Pushes every payload of an iterable (keys are their positions); returns how many.
+    #[pyo3(signature = (payloads, priority = 0))]
+    fn push_many(
+        &self,
+        py: Python<'_>,
+        payloads: &Bound<'_, PyAny>,
+        priority: i64,
+    ) -> PyResult<u64> {
+        let intake = self.intake()?;
+        let mut chunk = VecDeque::with_capacity(CHUNK);
+        let mut n = 0u64;
+        let mut iter = payloads.try_iter()?;
+        loop {
+            chunk.clear();
+            for p in iter.by_ref().take(CHUNK) {
+                chunk.push_back(self.item(&p?, None, priority, None)?);
+            }
+            if chunk.is_empty() {
+                return Ok(n);
+            }
+            n += chunk.len() as u64;
+            // Handed over without the GIL, so handlers can run meanwhile.
+            self.send(py, &intake, std::mem::take(&mut chunk))?;
+            py.check_signals()?;
+        }
+    }
+
+    /// Offers one payload without waiting; `False` when the engine is full.
+    #[pyo3(signature = (payload, key = None, priority = 0, size = None))]
+    fn push_nowait(
+        &self,
+        payload: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+        priority: i64,
+        size: Option<usize>,
+    ) -> PyResult<bool> {
+        let intake = self.intake()?;
+        let item = self.item(payload, key, priority, size)?;
+        Ok(intake.try_push(item).is_ok())
+    }
+
+    /// Pushes one payload in the background; when it is taken, `event_loop` runs
+    /// `callback(None)` (or `callback(message)` if the engine stopped).
+    #[pyo3(signature = (payload, key, priority, size, event_loop, callback))]
+    #[allow(clippy::too_many_arguments)]
+    fn push_later(
+        &self,
+        payload: &Bound<'_, PyAny>,
+        key: Option<&Bound<'_, PyAny>>,
+        priority: i64,
+        size: Option<usize>,
+        event_loop: Py<PyAny>,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        let intake = self.intake()?;
+        let item = self.item(payload, key, priority, size)?;
+        self.handle.spawn(async move {
+            let result = intake.push(item).await.err().map(|e| e.to_string());
+            Python::with_gil(|py| {
+                let _ = event_loop.call_method1(py, "call_soon_threadsafe", (callback, result));
+            });
+        });
+        Ok(())
+    }
+
+    /// Ends intake: the engine drains what it holds, then the report is ready.
+    fn close(&self) {
+        if let Ok(mut i) = self.intake.lock() {
+            i.take();
+        }
+        let Some(running) = self.running.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        let done = Arc::clone(&self.done);
+        self.handle.spawn(async move {
+            let result = running.finish().await.map_err(|e| e.to_string());
+            let (slot, cv) = &*done;
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(result);
+            }
+            cv.notify_all();
+        });
+    }
+
+    /// Waits up to `timeout` seconds (GIL released) for the end of the run; whether it ended.
+    fn wait(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::ZERO);
+        let done = Arc::clone(&self.done);
+        let ended = py.allow_threads(move || {
+            let (slot, cv) = &*done;
+            let Ok(guard) = slot.lock() else { return true };
+            match cv.wait_timeout_while(guard, timeout, |s| s.is_none()) {
+                Ok((g, _)) => g.is_some(),
+                Err(_) => true,
+            }
+        });
+        if ended {
+            self.release_threads(py);
+        }
+        ended
+    }
+
+    /// Whether the run has ended.
+    fn is_done(&self, py: Python<'_>) -> bool {
+        let ended = self.done.0.lock().map(|s| s.is_some()).unwrap_or(true);
+        if ended {
+            self.release_threads(py);
+        }
+        ended
+    }
+
+    /// Cancels the run: intake stops, waiting items are cancelled, in-flight calls get the
+    /// shutdown grace.
+    fn cancel(&self) {
+        self.cancel.cancel();
+        // Closing also starts the drain when cancel comes before close.
+        self.close();
+    }
+
+    /// The latest progress snapshot.
+    fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.progress.borrow().clone();
+        convert::progress(py, &p)
+    }
+
+    /// The end report (after `wait` returned `True`).
+    fn report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let slot = self
+            .done
+            .0
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the engine's state is poisoned"))?;
+        match slot.as_ref() {
+            Some(Ok(r)) => convert::report(py, r),
+            Some(Err(e)) => Err(PyRuntimeError::new_err(format!("the engine failed: {e}"))),
+            None => Err(PyRuntimeError::new_err("the run has not ended yet")),
+        }
+    }
+
+    /// The dead letters: dicts of key, index, priority, payload, error, attempts.
+    fn dead_letters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for l in self.dead.snapshot() {
+            let d = PyDict::new(py);
+            d.set_item("key", l.item.key().as_str())?;
+            d.set_item("index", l.item.index())?;
+            d.set_item("priority", priority_to_py(l.item.priority()))?;
+            d.set_item("payload", l.item.payload().bind(py))?;
+            d.set_item("error", &l.error)?;
+            d.set_item("attempts", l.attempts)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Seconds since the engine started (a monotonic clock for the Python layer).
+    fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for NativeEngine {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(pool) = self.pool.take() {
+            Python::with_gil(|py| py.allow_threads(|| pool.shutdown(THREADS_GRACE)));
+        }
+        // Blocking threads may wait for the GIL that the dropping thread holds: never wait
+        // for them here.
+        if let Some(rt) = self.runtime.lock().ok().and_then(|mut r| r.take()) {
+            rt.shutdown_background();
+        }
+    }
+}
