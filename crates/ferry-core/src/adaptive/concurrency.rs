@@ -277,6 +277,15 @@ impl ConcurrencyController {
         ceiling - 1
     }
 
+    /// Records a call the target served (it answered with per-item outcomes), comparable or
+    /// not: what an overload compares against.
+    pub fn on_served(&mut self, now: Instant) {
+        self.recent_ok.push_back(now);
+        while self.recent_ok.len() > 4 * self.config.max.max(1) {
+            self.recent_ok.pop_front();
+        }
+    }
+
     /// Tells the controller how many calls are in flight right after a dispatch.
     pub fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
         if self.window_start.is_none() {
@@ -302,10 +311,6 @@ impl ConcurrencyController {
                 return;
             }
             Signal::Ok => {
-                self.recent_ok.push_back(now);
-                while self.recent_ok.len() > 4 * self.config.max.max(1) {
-                    self.recent_ok.pop_front();
-                }
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
             }
@@ -560,6 +565,7 @@ mod tests {
             c.on_dispatch(l, Instant::now());
             tokio::time::advance(service).await;
             for _ in 0..l.min(slots) {
+                c.on_served(Instant::now());
                 c.on_response(service, Signal::Ok, Instant::now());
             }
             if l > slots {

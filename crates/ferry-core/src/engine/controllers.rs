@@ -48,6 +48,13 @@ impl Limit {
         }
     }
 
+    /// The target served a call (per-item outcomes came back).
+    pub(super) fn on_served(&mut self, now: Instant) {
+        if let Limit::Adaptive(c) = self {
+            c.on_served(now);
+        }
+    }
+
     /// A call started; `in_flight` calls are out now.
     pub(super) fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
         if let Limit::Adaptive(c) = self {

@@ -434,6 +434,9 @@ where
             Action::Cancel => out.cancelled.extend(batch.into_items()),
         }
         let size = self.size.get();
+        if end == CallEnd::Done {
+            self.limit.on_served(now);
+        }
         self.limit.on_response(latency, decision.signal, now, size);
         self.record(out, now).await
     }
