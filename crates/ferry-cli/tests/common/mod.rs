@@ -274,21 +274,17 @@ pub fn until_completed(mut status: impl FnMut() -> Value) -> Value {
 
 /// The planning database the monday.com board-update job reads: `rows` of
 /// (`monday_item_id`, `fob_date`, `country_of_origin`), each needing an update. Written by
-/// Python's standard `sqlite3` module (as `examples/board-update/make_data.py` does), so
-/// the CLI's tests need no database crate.
+/// the example's own data generator (`examples/board-update/make_data.py --rows-json -`),
+/// so the CLI's tests hold no SQL and need no database crate.
 pub fn planning_db(path: &Path, rows: &[(i64, String, String)]) {
-    const SCRIPT: &str = r#"
-import json, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute("CREATE TABLE planning_board_updates (monday_item_id INTEGER PRIMARY KEY, fob_date TEXT, country_of_origin TEXT, needs_update INTEGER)")
-db.executemany("INSERT INTO planning_board_updates VALUES (?, ?, ?, 1)", json.load(sys.stdin))
-db.commit()
-"#;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/board-update/make_data.py");
     let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
+        .arg(script)
         .arg(path)
+        .args(["--rows-json", "-"])
         .stdin(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("python3 is needed to write the planning database: {e}"));
     let rows = serde_json::to_vec(rows).unwrap();
