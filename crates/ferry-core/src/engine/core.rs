@@ -334,7 +334,10 @@ where
         let max_bytes = self.cfg.flush.max_bytes.get();
         // With a single slot, every other call is an ordinary one, so that the concurrency
         // controller always has comparable calls to learn from.
-        let may_probe = self.limit.get() > 1 || !std::mem::take(&mut self.last_was_probe);
+        // Once input has ended, the size learned by a probe could serve only the tail, while
+        // a probe over a hidden limit holds a slot until its timeout: no probes then.
+        let may_probe = !self.input_closed()
+            && (self.limit.get() > 1 || !std::mem::take(&mut self.last_was_probe));
         if let (Size::Adaptive(c), true) = (&mut self.size, may_probe) {
             if let Some(want) = c.wanted_probe() {
                 if self.buffer.len() >= want {
@@ -405,7 +408,9 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
-            crowded: batch.sent_with > 1 && self.limit.can_decrease(),
+            // Overload only for batches no larger than the confirmed size: a larger one (a
+            // probe sent back after a 429) that times out says the size is too large.
+            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= self.size.get(),
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
