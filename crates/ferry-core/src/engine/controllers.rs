@@ -115,6 +115,7 @@ impl Size {
                 SizeFeedback::ReturnProbe => c.cancel_probe(),
                 SizeFeedback::Success => c.on_success(n, latency, probe),
                 SizeFeedback::TooLarge => c.on_too_large(n, probe),
+                SizeFeedback::Overload => c.on_overload(latency),
             }
         }
     }

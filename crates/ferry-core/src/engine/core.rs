@@ -368,6 +368,7 @@ where
             self.next_start = Some(now + pause);
         }
         batch.sent_with = self.calls.len() + 1;
+        batch.sent_size = self.size.get();
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -408,9 +409,10 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
-            // Overload only for batches no larger than the confirmed size: a larger one (a
-            // probe sent back after a 429) that times out says the size is too large.
-            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= self.size.get(),
+            // Overload only for batches no larger than the confirmed size when they left: a
+            // larger one (a probe sent back after a 429) that times out says the size is too
+            // large. (The size when it left: an overload may have shrunk it since.)
+            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= batch.sent_size,
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
@@ -443,6 +445,12 @@ where
             self.limit.on_served(now);
         }
         self.limit.on_response(latency, decision.signal, now, size);
+        tracing::debug!(
+            engine = %self.cfg.name, ?end, items = n, probe, crowded = state.crowded,
+            latency_ms = latency.as_millis() as u64, signal = ?decision.signal,
+            limit = self.limit.get(), size, in_flight = self.calls.len(),
+            "call finished"
+        );
         self.record(out, now).await
     }
 
