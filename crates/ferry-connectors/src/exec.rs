@@ -40,8 +40,9 @@
 //! stdout. A child should exit when its stdin closes (the handler was dropped, or the
 //! process running it died).
 //!
-//! Helpers that speak this protocol, with examples: `python/ferry_exec.py` (`serve(handler)`,
-//! no dependencies) and `node/ferry_exec.js`; `docs/job-file.md` documents them.
+//! Helpers that speak this protocol, one file each with no dependencies and an example each,
+//! are in `examples/exec-handlers`: `ferry_exec.py` (`serve(handler)`) and `ferry_exec.js`;
+//! `docs/job-file.md` documents them.
 //!
 //! A minimal Python child:
 //!
