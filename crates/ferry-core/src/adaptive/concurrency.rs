@@ -30,7 +30,10 @@
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
 //!   target showed meanwhile and the limit that overloaded becomes a *ceiling*, held just
 //!   under and re-probed after 8 clean windows (doubling after each re-probe that overloads
-//!   again, up to 128).
+//!   again, up to 128). Below half the limit that overloaded, the limit grows back per
+//!   completed call as in slow start (TCP's `ssthresh`), then by one per window. The engine
+//!   also counts each call that timed out this way as still holding a slot at the target
+//!   for one no-load round trip (a gateway's 504 does not stop the work behind it).
 //! * The queue at the target is estimated as in TCP Vegas and Netflix's `VegasLimit`:
 //!   `queue = limit × (1 − baseline / window_mean)`, the calls waiting rather than being
 //!   served. One or two waiting calls keep every slot of the target busy (a slot that
@@ -161,6 +164,8 @@ pub struct ConcurrencyController {
     slow_start: bool,
     /// Whether the limit was in use (calls in flight reached it) since slow start last grew.
     reached: bool,
+    /// After an overload, the limit grows as in slow start up to here (TCP's `ssthresh`).
+    regrow_to: usize,
     settling: bool,
     /// The lowest limit at which calls timed out in a queue, if any.
     ceiling: Option<usize>,
@@ -190,6 +195,7 @@ impl ConcurrencyController {
             window_reached: false,
             settling: false,
             reached: false,
+            regrow_to: 0,
             ceiling: None,
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
@@ -327,7 +333,8 @@ impl ConcurrencyController {
                 // Slow start grows per completed call (as TCP grows its window per ACK):
                 // one more for each call that came back while the limit was in use, which
                 // doubles the limit every round trip without waiting for a window's end.
-                if self.slow_start && self.reached && self.limit < self.config.max {
+                let regrowing = self.limit < self.regrow_to;
+                if (self.slow_start || regrowing) && self.reached && self.limit < self.config.max {
                     self.limit = self.under_ceiling(self.limit + 1);
                     self.reached = false;
                 }
@@ -377,6 +384,9 @@ impl ConcurrencyController {
             (at / 2, ceiling)
         };
         self.ceiling = Some(ceiling);
+        // Back to half the limit that overloaded as fast as slow start would (the cut may
+        // read a target still busy with abandoned calls as a small one), then by one.
+        self.regrow_to = at / 2;
         self.slow_start = false;
         self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;

@@ -40,6 +40,14 @@ impl Limit {
         }
     }
 
+    /// The no-load round trip of a call of the current batch size, when adaptive and known.
+    pub(super) fn baseline(&self) -> Option<Duration> {
+        match self {
+            Limit::Fixed(_) => None,
+            Limit::Adaptive(c) => c.baseline(),
+        }
+    }
+
     /// Whether the limit can still come down: it is adaptive and above its minimum.
     pub(super) fn can_decrease(&self) -> bool {
         match self {
