@@ -7,14 +7,18 @@
 
 mod board_update;
 mod checkpoint;
+mod copy_format;
 mod ferry_format;
 mod file;
+mod handlers;
 mod load;
 mod reader;
 mod run;
+mod sources;
 mod spec;
+mod xml_format;
 
 pub use checkpoint::{Checkpoint, Status};
 pub use load::{load, EnvLookup, LoadOptions};
 pub use run::{dry_run, run, DryRun, RunOptions, RunSummary};
-pub use spec::{HandlerSpec, JobConfig, JobFormat, SourceSpec};
+pub use spec::{HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};
