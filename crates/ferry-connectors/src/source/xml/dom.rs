@@ -88,6 +88,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Element, String> {
                 }
             }
             Event::Text(t) => {
+                utf8(&t, "text")?;
                 let text = t
                     .unescape()
                     .map_err(|e| format!("bad text or entity reference: {e}"))?;

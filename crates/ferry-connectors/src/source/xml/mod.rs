@@ -14,6 +14,8 @@
 //! records after it go on. An I/O error ends the stream.
 
 mod dom;
+#[cfg(test)]
+mod fuzz;
 mod mapping;
 mod split;
 
