@@ -141,3 +141,66 @@ fn read_lists(r: &mut Reader<'_>) -> Vec<(String, Field)> {
     out.sort_by_key(|(order, _, _)| *order);
     out.into_iter().map(|(_, n, f)| (n, f)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path as FsPath;
+
+    use super::super::file::JobFile;
+    use super::super::load::{validate, LoadOptions};
+    use super::super::spec::SourceSpec;
+    use crate::source::xml::Cast;
+
+    fn check(text: &str) -> Result<super::super::spec::JobConfig, String> {
+        let file = JobFile::parse(FsPath::new("/jobs/x.toml"), text).unwrap();
+        let env = |_: &str| Some("postgres://h/db".to_owned());
+        let opts = LoadOptions {
+            env: Some(&env),
+            ..Default::default()
+        };
+        validate(&file, &opts).map_err(|e| e.to_string())
+    }
+
+    const HANDLER: &str = "[handler]\ntype = \"postgres_copy\"\nurl = \"${DB}\"\ntable = \"orders\"\ncolumns_list = [\"id\"]\nkey = \"id\"\n[handler.children.lines]\ntable = \"lines\"\ncolumns_list = [\"sku\"]\nparent_key = \"order_id\"\nposition = \"n\"\n";
+
+    #[test]
+    fn an_xml_source_and_a_copy_sink_load() {
+        let text = format!("[source]\ntype = \"xml\"\npath = \"d/*.xml.gz\"\nrecord = \"order\"\nkey = \"id\"\n[source.columns]\nid = \"@id as integer\"\n[source.lists.lines]\npath = \"items/item\"\ncolumns.sku = \"@sku\"\n{HANDLER}");
+        let job = check(&text).unwrap();
+        let SourceSpec::Xml { config, .. } = &job.source else {
+            panic!("{:?}", job.source)
+        };
+        assert_eq!(
+            config.input,
+            crate::source::XmlInput::Files("/jobs/d/*.xml.gz".into())
+        );
+        assert_eq!(config.mapping.columns.len(), 2);
+        assert!(matches!(
+            config.mapping.columns[0].1,
+            crate::source::xml::Field::Value(_, Cast::Integer)
+        ));
+        let super::super::spec::HandlerSpec::PgCopy(c) = &job.handler else {
+            panic!()
+        };
+        assert_eq!(c.children[0].position.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn mapping_errors_name_file_line_and_key() {
+        let text = format!("[source]\ntype = \"xml\"\npath = \"a.xml\"\nrecord = \"order\"\n[source.columns]\nid = \"@id as money\"\nname = \"a//b\"\nn = 5\n[source.lists.lines]\ncolumns.sku = \"@sku\"\n{HANDLER}");
+        let err = check(&text).unwrap_err();
+        assert!(err.contains("/jobs/x.toml:6: `source.columns.id`: `money` is not a type; expected text, integer"), "{err}");
+        assert!(
+            err.contains("/jobs/x.toml:7: `source.columns.name`: `a//b`: `` is not an element"),
+            "{err}"
+        );
+        assert!(
+            err.contains("/jobs/x.toml:8: `source.columns.n`: expected a path string"),
+            "{err}"
+        );
+        assert!(
+            err.contains("/jobs/x.toml:10: `source.lists.lines.path`: missing required key"),
+            "{err}"
+        );
+    }
+}
