@@ -114,6 +114,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         "ambiguous failures (request sent, no complete answer; a retry may repeat an apply): {}",
         summary.ambiguous
     );
+    if let Some(p) = &summary.source_profile {
+        println!("{p}");
+    }
     for w in &summary.warnings {
         println!("warning: {w}");
     }

@@ -92,6 +92,8 @@ pub struct RunSummary {
     pub bad_records: u64,
     /// Warnings about the mapping (a path that matched nothing in any record).
     pub warnings: Vec<String>,
+    /// The source's own stages, busy and idle, and the bottleneck (XML sources).
+    pub source_profile: Option<String>,
     /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
     /// and the items never read were not confirmed, and `--resume` sends them.
     pub interrupted: bool,
@@ -288,7 +290,8 @@ where
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
         bad_records: bad.count(),
-        warnings: xml_stats.map(|s| s.warnings()).unwrap_or_default(),
+        warnings: xml_stats.as_ref().map(|s| s.warnings()).unwrap_or_default(),
+        source_profile: xml_stats.map(|s| s.profile()),
         interrupted: opts.shutdown.is_cancelled(),
     })
 }

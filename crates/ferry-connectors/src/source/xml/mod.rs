@@ -70,6 +70,21 @@ pub struct XmlStats {
     columns: Vec<(String, String)>,
     records: AtomicU64,
     hits: Vec<AtomicU64>,
+    started: std::time::Instant,
+    workers: AtomicU64,
+    /// Nanoseconds: parsers working (summed over workers), the reader waiting for room
+    /// ahead of the parsers, the hand-off waiting for parsed chunks and for the sink.
+    parse_busy: AtomicU64,
+    read_blocked: AtomicU64,
+    wait_parse: AtomicU64,
+    wait_sink: AtomicU64,
+    finished_ns: AtomicU64,
+}
+
+/// Adds the time since `since` to `counter`.
+fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
+    let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    counter.fetch_add(ns, Ordering::Relaxed);
 }
 
 impl XmlStats {
@@ -87,7 +102,46 @@ impl XmlStats {
                 .collect(),
             records: AtomicU64::new(0),
             hits: mapping.columns.iter().map(|_| AtomicU64::new(0)).collect(),
+            started: std::time::Instant::now(),
+            workers: AtomicU64::new(1),
+            parse_busy: AtomicU64::new(0),
+            read_blocked: AtomicU64::new(0),
+            wait_parse: AtomicU64::new(0),
+            wait_sink: AtomicU64::new(0),
+            finished_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The source's stages, busy and idle, and which one held the others back: one line
+    /// for the end report.
+    pub fn profile(&self) -> String {
+        let ns = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let wall = match self.finished_ns.load(Ordering::Relaxed) {
+            0 => self.started.elapsed().as_nanos() as f64,
+            n => n as f64,
+        }
+        .max(1.0);
+        let workers = ns(&self.workers).max(1.0);
+        let share = |c: &AtomicU64| 100.0 * ns(c) / wall;
+        let parse_busy = 100.0 * ns(&self.parse_busy) / (wall * workers);
+        let (wait_parse, wait_sink) = (share(&self.wait_parse), share(&self.wait_sink));
+        let bottleneck = if wait_sink >= 50.0 {
+            "the sink (parsing waited on it)"
+        } else if parse_busy >= 80.0 || wait_parse >= 50.0 {
+            "parsing (the sink waited on it)"
+        } else {
+            "reading the input"
+        };
+        format!(
+            "xml source: {} records in {:.2}s; reader waited on parsers {:.0}%; {} parsers busy {:.0}%; hand-off to the engine waited on parsers {:.0}%, on the engine/sink {:.0}%; bottleneck: {bottleneck}",
+            self.records(),
+            wall / 1e9,
+            share(&self.read_blocked),
+            workers,
+            parse_busy,
+            wait_parse,
+            wait_sink,
+        )
     }
 
     /// Records mapped so far.
@@ -158,6 +212,7 @@ pub async fn xml(config: &XmlConfig, key: KeyBy) -> Result<(ItemStream, Arc<XmlS
             std::io::Error::other("the XML reader stopped before the end of its input"),
         )
     });
+    stats.workers.store(workers as u64, Ordering::Relaxed);
     let (order_tx, order_rx) = std_mpsc::sync_channel::<Slot>(workers * 2);
     let job = Arc::new(Job {
         record: config.record.clone(),
@@ -169,8 +224,11 @@ pub async fn xml(config: &XmlConfig, key: KeyBy) -> Result<(ItemStream, Arc<XmlS
         read(input, &job, &pool, &order_tx)
     })
     .map_err(|e| io_error("the XML reader", e))?;
-    spawn_blocking("ferry-xml-collect", move || collect(order_rx, tx))
-        .map_err(|e| io_error("the XML collector", e))?;
+    let collect_stats = Arc::clone(&stats);
+    spawn_blocking("ferry-xml-collect", move || {
+        collect(order_rx, tx, &collect_stats)
+    })
+    .map_err(|e| io_error("the XML collector", e))?;
     Ok((stream, stats))
 }
 
@@ -267,10 +325,15 @@ impl Cutter<'_> {
         let (res_tx, res_rx) = std_mpsc::sync_channel(1);
         let job = Arc::clone(self.job);
         self.pool.spawn(move || {
+            let started = std::time::Instant::now();
             let items = raws.into_iter().map(|r| job.item(r)).collect();
+            add_elapsed(&job.stats.parse_busy, started);
             let _ = res_tx.send(items);
         });
-        self.order.send(Slot::Chunk(res_rx)).is_ok()
+        let started = std::time::Instant::now();
+        let sent = self.order.send(Slot::Chunk(res_rx)).is_ok();
+        add_elapsed(&self.job.stats.read_blocked, started);
+        sent
     }
 
     /// Adds a record; `false` when the consumer is gone.
@@ -391,25 +454,37 @@ fn read(
 }
 
 /// The collector thread: results in document order into the source's stream.
-fn collect(order: std_mpsc::Receiver<Slot>, tx: Sender) {
-    for slot in order {
+fn collect(order: std_mpsc::Receiver<Slot>, tx: Sender, stats: &XmlStats) {
+    let mark_end = || {
+        let ns = u64::try_from(stats.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        stats.finished_ns.store(ns, Ordering::Relaxed);
+    };
+    loop {
+        let started = std::time::Instant::now();
+        let Ok(slot) = order.recv() else { return };
         match slot {
             Slot::Chunk(results) => {
                 // A worker that panicked drops its sender: the stream then ends with the
                 // "stopped before the end" error.
-                let Ok(items) = results.recv() else { return };
+                let items = results.recv();
+                add_elapsed(&stats.wait_parse, started);
+                let Ok(items) = items else { return };
+                let started = std::time::Instant::now();
                 for item in items {
                     if !tx.send_blocking(item) {
                         return;
                     }
                 }
+                add_elapsed(&stats.wait_sink, started);
             }
             Slot::Fail(e) => {
+                mark_end();
                 tx.send_blocking(Err(e));
                 tx.finish_blocking();
                 return;
             }
             Slot::Done => {
+                mark_end();
                 tx.finish_blocking();
                 return;
             }
