@@ -83,9 +83,11 @@ fn field(r: &mut Reader<'_>, key: &str, leaf: &Leaf) -> Option<Field> {
 
 /// `[source.lists.NAME]`: `path` (the repeated element) and `columns.*` (paths relative to
 /// it); each list is one column holding an array of objects.
+/// A list being read: its place in the file, line, path and columns.
+type ListParts = (usize, Option<Path>, Vec<(String, Field)>, usize);
+
 fn read_lists(r: &mut Reader<'_>) -> Vec<(String, Field)> {
-    let mut lists: BTreeMap<String, (usize, Option<Path>, Vec<(String, Field)>, usize)> =
-        BTreeMap::new();
+    let mut lists: BTreeMap<String, ListParts> = BTreeMap::new();
     for (sub, leaf) in r.table("source.lists") {
         let key = format!("source.lists.{sub}");
         let order = lists.len();
