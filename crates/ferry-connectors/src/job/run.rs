@@ -283,6 +283,9 @@ where
         Err(e) => return Err(Error::Engine(ferry_core::Error::Task(e.to_string()))),
     }
     let _ = progress_task.await;
+    let source_profile = xml_stats
+        .as_ref()
+        .map(|s| s.profile(&report.dispatch, report.final_batch_size));
     Ok(RunSummary {
         report,
         skipped,
@@ -290,8 +293,8 @@ where
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
         bad_records: bad.count(),
-        warnings: xml_stats.as_ref().map(|s| s.warnings()).unwrap_or_default(),
-        source_profile: xml_stats.map(|s| s.profile()),
+        warnings: xml_stats.map(|s| s.warnings()).unwrap_or_default(),
+        source_profile,
         interrupted: opts.shutdown.is_cancelled(),
     })
 }

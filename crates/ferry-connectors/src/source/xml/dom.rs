@@ -88,10 +88,10 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Element, String> {
                 }
             }
             Event::Text(t) => {
-                utf8(&t, "text")?;
-                let text = t
-                    .unescape()
-                    .map_err(|e| format!("bad text or entity reference: {e}"))?;
+                let text = t.unescape().map_err(|e| match utf8(&t, "text") {
+                    Err(not_utf8) => not_utf8,
+                    Ok(_) => format!("bad text or entity reference: {e}"),
+                })?;
                 match stack.last_mut() {
                     Some(open) => open.text.push_str(&text),
                     None if text.trim().is_empty() => {}

@@ -205,26 +205,41 @@ impl Path {
 
     /// The elements the steps reach from `root`, in document order.
     fn elements<'e>(&self, root: &'e Element) -> Vec<&'e Element> {
-        let mut at = vec![root];
-        for step in &self.steps {
-            at = at
-                .into_iter()
-                .flat_map(|e| e.children.iter().filter(|c| &c.name == step))
-                .collect();
-        }
-        at
+        let mut out = Vec::new();
+        visit(root, &self.steps, &mut |e| out.push(e));
+        out
     }
 
-    /// The values the path reaches: element texts, or attribute values.
-    fn values<'e>(&self, root: &'e Element) -> Vec<&'e str> {
-        let elements = self.elements(root);
-        match &self.attr {
-            None => elements.into_iter().map(|e| e.text.as_str()).collect(),
-            Some(a) => elements
-                .into_iter()
-                .filter_map(|e| e.attrs.iter().find(|(k, _)| k == a))
-                .map(|(_, v)| v.as_str())
-                .collect(),
+    /// How many values the path reaches (element texts, or attribute values) and the first.
+    fn first_value<'e>(&self, root: &'e Element) -> (usize, Option<&'e str>) {
+        let (mut n, mut first) = (0, None);
+        visit(root, &self.steps, &mut |e| {
+            let value = match &self.attr {
+                None => Some(e.text.as_str()),
+                Some(a) => e
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k == a)
+                    .map(|(_, v)| v.as_str()),
+            };
+            if let Some(v) = value {
+                n += 1;
+                first = first.or(Some(v));
+            }
+        });
+        (n, first)
+    }
+}
+
+/// Calls `f` on each element `steps` reach from `el`, in document order (no allocation:
+/// this runs for every column of every record).
+fn visit<'e>(el: &'e Element, steps: &[String], f: &mut impl FnMut(&'e Element)) {
+    match steps.split_first() {
+        None => f(el),
+        Some((step, rest)) => {
+            for child in el.children.iter().filter(|c| &c.name == step) {
+                visit(child, rest, f);
+            }
         }
     }
 }
@@ -287,22 +302,21 @@ impl Field {
     fn map(&self, column: &str, el: &Element, hits: &mut bool) -> Result<Value, String> {
         match self {
             Field::Value(path, cast) => {
-                let values = path.values(el);
-                match values.as_slice() {
-                    [] => Ok(Value::Null),
-                    [one] => {
+                match path.first_value(el) {
+                    (0, _) | (_, None) => Ok(Value::Null),
+                    (1, Some(one)) => {
                         *hits = true;
                         cast.apply(one).map_err(|e| format!("column `{column}`: {e}"))
                     }
-                    more => Err(format!(
-                        "column `{column}`: `{}` matches {} elements; map repeated elements with a list",
+                    (n, _) => Err(format!(
+                        "column `{column}`: `{}` matches {n} elements; map repeated elements with a list",
                         path.text,
-                        more.len()
                     )),
                 }
             }
             Field::Count(path) => {
-                let n = path.elements(el).len();
+                let mut n = 0usize;
+                visit(el, &path.steps, &mut |_| n += 1);
                 *hits |= n > 0;
                 Ok(Value::from(n))
             }

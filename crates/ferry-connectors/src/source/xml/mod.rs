@@ -112,9 +112,12 @@ impl XmlStats {
         }
     }
 
-    /// The source's stages, busy and idle, and which one held the others back: one line
-    /// for the end report.
-    pub fn profile(&self) -> String {
+    /// The source's stages, busy and idle, and which stage held the others back, given
+    /// the sink's profile (`sink`, from the engine's report) and the batch size: one line
+    /// for the end report. The sink is the bottleneck when it was busy nearly all the time
+    /// (90%) with at least half a batch of items waiting for it on average (the next batch
+    /// was ready whenever a call ended); otherwise the stage the others waited on.
+    pub fn profile(&self, sink: &ferry_core::StageReport, batch: usize) -> String {
         let ns = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
         let wall = match self.finished_ns.load(Ordering::Relaxed) {
             0 => self.started.elapsed().as_nanos() as f64,
@@ -125,12 +128,17 @@ impl XmlStats {
         let share = |c: &AtomicU64| 100.0 * ns(c) / wall;
         let parse_busy = 100.0 * ns(&self.parse_busy) / (wall * workers);
         let (wait_parse, wait_sink) = (share(&self.wait_parse), share(&self.wait_sink));
-        let bottleneck = if wait_sink >= 50.0 {
-            "the sink (parsing waited on it)"
+        let sink_bound = sink.busy_share >= 0.9 && 2.0 * sink.mean_queue_depth >= batch as f64;
+        let bottleneck = if sink_bound || wait_sink >= 50.0 {
+            format!(
+                "the sink (busy {:.0}%, a mean of {:.0} items waiting for it)",
+                sink.busy_share * 100.0,
+                sink.mean_queue_depth
+            )
         } else if parse_busy >= 80.0 || wait_parse >= 50.0 {
-            "parsing (the sink waited on it)"
+            "parsing (the sink waited on it)".to_owned()
         } else {
-            "reading the input"
+            "reading the input".to_owned()
         };
         format!(
             "xml source: {} records in {:.2}s; reader waited on parsers {:.0}%; {} parsers busy {:.0}%; hand-off to the engine waited on parsers {:.0}%, on the engine/sink {:.0}%; bottleneck: {bottleneck}",
