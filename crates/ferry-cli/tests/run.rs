@@ -304,3 +304,23 @@ fn a_bad_record_is_dead_lettered_unless_on_error_is_stop() {
     let written = std::fs::read_to_string(d.0.join("out.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 1);
 }
+
+/// `ferry validate` names file, line and key of each bad path or type in an XML mapping.
+#[test]
+fn validate_names_the_line_and_key_of_a_bad_xml_mapping() {
+    let d = Dir::new("xml-mapping");
+    let job = d.write(
+        "job.toml",
+        "[source]\ntype = \"xml\"\npath = \"orders.xml\"\nrecord = \"order\"\n\n[source.columns]\nid = \"@id as money\"\nname = \"customer//name\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n",
+    );
+    let (out, err) = ferry(&["validate"], &job, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("job.toml:7: `source.columns.id`: `money` is not a type; expected text, integer, decimal, date, timestamp or boolean"),
+        "{err}"
+    );
+    assert!(
+        err.contains("job.toml:8: `source.columns.name`: `customer//name`: `` is not an element or attribute name"),
+        "{err}"
+    );
+}
