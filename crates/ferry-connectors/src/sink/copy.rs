@@ -256,7 +256,9 @@ impl CopySink {
             )
         };
         let mut tx = self.pool.begin().await?;
-        let mut ddl = String::new();
+        // The temporary tables outlive the transaction (their rows do not): created once
+        // per connection, quietly after that.
+        let mut ddl = String::from("SET LOCAL client_min_messages = warning;");
         let p = &self.config.table;
         let _ = write!(
             ddl,

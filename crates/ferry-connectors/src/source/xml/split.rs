@@ -166,14 +166,14 @@ impl<R: BufRead> Splitter<R> {
                     match &mut self.open {
                         Some((_, depth)) => *depth += 1,
                         None => {
-                            let start = consumed - (e.len() as u64 + 2);
+                            let start = consumed.saturating_sub(e.len() as u64 + 2);
                             self.open = Some((start, 1));
                         }
                     }
                 }
                 Ok(Event::Empty(e)) if e.local_name().as_ref() == self.record => {
                     if self.open.is_none() {
-                        let start = consumed - (e.len() as u64 + 3);
+                        let start = consumed.saturating_sub(e.len() as u64 + 3);
                         return Ok(Some(self.cut(start, consumed)));
                     }
                 }
