@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::file::Val;
 use super::reader::Reader;
 use super::run::DEFAULT_SHUTDOWN_GRACE;
-use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
+use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};
 use crate::graphql::GraphqlConfig;
 
 /// Reads a job in Ferry's format.
@@ -35,6 +35,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     engine.name = name.clone();
 
     let source = read_source(r);
+    let on_error = read_on_error(r);
     let vars = read_vars(r);
     let handler = read_handler(r, vars);
 
@@ -57,6 +58,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         name,
         path: r.file.path.clone(),
         source: source?,
+        on_error,
         handler: handler?,
         engine,
         dead_letters,
@@ -92,8 +94,9 @@ fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
             url.zip(query)
                 .map(|(url, query)| SourceSpec::Sql { url, query, key })
         }
+        Some("xml") => super::xml_format::read_xml_source(r),
         Some(other) => {
-            r.unknown_type("source", other, "csv, jsonl or sql");
+            r.unknown_type("source", other, "csv, jsonl, sql or xml");
             None
         }
         None => {
@@ -125,6 +128,23 @@ pub(super) fn fit_engine_to_handler(
                 engine,
                 e.workers.max(1).min(engine.dispatch.concurrency.cap()),
             );
+        }
+    }
+}
+
+/// Reads `source.on_error`: `"dead_letter"` (the default) or `"stop"`.
+fn read_on_error(r: &mut Reader<'_>) -> OnError {
+    match r.string("source.on_error").as_deref() {
+        None | Some("dead_letter") => OnError::DeadLetter,
+        Some("stop") => OnError::Stop,
+        Some(other) => {
+            let line = r.line_of("source.on_error");
+            r.err(
+                "source.on_error",
+                line,
+                format!("unknown value `{other}`; expected \"dead_letter\" or \"stop\""),
+            );
+            OnError::DeadLetter
         }
     }
 }
@@ -214,13 +234,18 @@ pub(super) fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Opti
                 })
             })
         }
+        Some("postgres_copy") => super::copy_format::read_copy_handler(r),
         Some("jsonl") => r
             .required_string("handler.path")
             .map(|p| HandlerSpec::Jsonl {
                 path: r.relative(&p),
             }),
         Some(other) => {
-            r.unknown_type("handler", other, "graphql, http, exec, sql or jsonl");
+            r.unknown_type(
+                "handler",
+                other,
+                "graphql, http, exec, sql, postgres_copy or jsonl",
+            );
             None
         }
         None => {

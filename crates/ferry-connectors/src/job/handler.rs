@@ -8,17 +8,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler};
+use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler, Item};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::spec::HandlerSpec;
+use super::spec::{HandlerSpec, JobConfig};
 use crate::classify::CallCounters;
 use crate::error::Error;
 use crate::exec::ExecHandler;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
-use crate::sink::SqlSink;
+use crate::sink::{CopySink, SqlSink};
 
 /// A running handler of any kind a spec names.
 pub struct SpecHandler {
@@ -31,6 +31,7 @@ enum Kind {
     Http(Box<HttpHandler>),
     Exec(ExecHandler),
     Sql(SqlSink),
+    PgCopy(CopySink),
     Jsonl(JsonlSink),
 }
 
@@ -41,6 +42,7 @@ impl std::fmt::Debug for SpecHandler {
             Kind::Http(_) => "http",
             Kind::Exec(_) => "exec",
             Kind::Sql(_) => "sql",
+            Kind::PgCopy(_) => "postgres_copy",
             Kind::Jsonl(_) => "jsonl",
         };
         f.debug_struct("SpecHandler").field("kind", &kind).finish()
@@ -74,6 +76,10 @@ impl SpecHandler {
                 Kind::Sql(SqlSink::open(cfg.clone()).await?),
                 CallCounters::shared(),
             ),
+            HandlerSpec::PgCopy(cfg) => (
+                Kind::PgCopy(CopySink::open(cfg.clone()).await?),
+                CallCounters::shared(),
+            ),
             HandlerSpec::Jsonl { path } => (
                 Kind::Jsonl(JsonlSink::open(path.clone()).await?),
                 CallCounters::shared(),
@@ -96,6 +102,7 @@ impl Handler<Value, Value> for SpecHandler {
             Kind::Http(h) => h.call(batch),
             Kind::Exec(h) => h.call(batch),
             Kind::Sql(h) => h.call(batch),
+            Kind::PgCopy(h) => h.call(batch),
             Kind::Jsonl(h) => h.call(batch),
         }
     }
@@ -144,5 +151,45 @@ impl Handler<Value, Value> for JsonlSink {
                 Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.path.display())),
             }
         })
+    }
+}
+
+/// How a dry run describes the request a batch of `items` would make.
+pub(super) fn describe(
+    job: &JobConfig,
+    graphql: Option<&GraphqlHandler>,
+    http: Option<&HttpHandler>,
+    items: &[Item<Value>],
+) -> String {
+    match &job.handler {
+        HandlerSpec::Graphql(_) => graphql
+            .map(|h| h.describe_request(items))
+            .unwrap_or_default(),
+        HandlerSpec::Http(_) => http.map(|h| h.describe_request(items)).unwrap_or_default(),
+        HandlerSpec::Exec(cfg) => format!(
+            "{} {} <<< {}",
+            cfg.program,
+            cfg.args.join(" "),
+            ExecHandler::request_line(items)
+        ),
+        HandlerSpec::Sql(cfg) => format!(
+            "insert {} rows into {} ({})",
+            items.len(),
+            cfg.table,
+            cfg.columns.join(", ")
+        ),
+        HandlerSpec::PgCopy(cfg) => format!(
+            "COPY {} rows into {} ({}){}",
+            items.len(),
+            cfg.table,
+            cfg.columns.join(", "),
+            cfg.children
+                .iter()
+                .map(|c| format!(", their `{}` lists into {}", c.field, c.table))
+                .collect::<String>()
+        ),
+        HandlerSpec::Jsonl { path } => {
+            format!("append {} lines to {}", items.len(), path.display())
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 mod board_update;
 mod checkpoint;
+mod copy_format;
 mod ferry_format;
 mod file;
 mod handler;
@@ -16,11 +17,13 @@ mod load;
 mod reader;
 mod run;
 mod service;
+mod sources;
 mod spec;
+mod xml_format;
 
 pub use checkpoint::{Checkpoint, Status};
 pub use handler::SpecHandler;
 pub use load::{load, EnvLookup, LoadOptions};
 pub use run::{dry_run, run, DryRun, RunOptions, RunSummary};
 pub use service::{load_service_handlers, ServiceHandler};
-pub use spec::{HandlerSpec, JobConfig, JobFormat, SourceSpec};
+pub use spec::{HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};
