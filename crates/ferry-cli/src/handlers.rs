@@ -45,6 +45,7 @@ fn kind(spec: &HandlerSpec) -> &'static str {
         HandlerSpec::Http(_) => "http",
         HandlerSpec::Exec(_) => "exec",
         HandlerSpec::Sql(_) => "sql",
+        HandlerSpec::PgCopy(_) => "postgres_copy",
         HandlerSpec::Jsonl { .. } => "jsonl",
     }
 }
