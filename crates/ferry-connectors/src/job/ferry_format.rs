@@ -298,6 +298,7 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     let min = r.positive("batch.min_items");
     let initial = r.positive("batch.initial_items");
     let target = r.duration("batch.target_latency");
+    let headroom = r.share("batch.headroom");
     engine.sizing = if adaptive {
         let mut c = match &engine.sizing {
             BatchSizing::Adaptive(c) => c.clone(),
@@ -310,6 +311,9 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
         c.initial = initial.unwrap_or(c.initial).max(c.min);
         if let Some(t) = target {
             c.target_latency = t;
+        }
+        if let Some(h) = headroom {
+            c.headroom = h;
         }
         BatchSizing::Adaptive(c)
     } else {

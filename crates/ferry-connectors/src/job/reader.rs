@@ -218,6 +218,26 @@ impl<'a> Reader<'a> {
         self.int(key, 1).map(|i| i as usize)
     }
 
+    /// An optional share: a number in `(0, 1]`.
+    pub(super) fn share(&mut self, key: &str) -> Option<f64> {
+        let leaf = self.leaf(key)?;
+        let f = match leaf.value {
+            Val::Float(f) => f,
+            Val::Int(i) => i as f64,
+            ref other => {
+                let t = other.type_name();
+                self.err(key, leaf.line, format!("expected a number, found {t}"));
+                return None;
+            }
+        };
+        if f > 0.0 && f <= 1.0 {
+            Some(f)
+        } else {
+            self.err(key, leaf.line, format!("must lie in (0, 1], got {f}"));
+            None
+        }
+    }
+
     /// An optional boolean.
     pub(super) fn boolean(&mut self, key: &str) -> Option<bool> {
         let leaf = self.leaf(key)?;
