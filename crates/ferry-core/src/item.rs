@@ -237,6 +237,9 @@ pub struct Batch<T> {
     /// The confirmed batch size when this batch's last call left: a batch no larger was not
     /// testing the size.
     pub(crate) sent_size: usize,
+    /// Whether calls that timed out queued at the target were still counted as holding a
+    /// slot there when this batch's last call left.
+    pub(crate) sent_behind: bool,
     /// Times it came back uncharged (throttled, or a crowded timeout): grows its wait.
     pub(crate) requeues: u32,
 }
@@ -259,6 +262,7 @@ impl<T> Batch<T> {
             probe: false,
             sent_with: 0,
             sent_size: 0,
+            sent_behind: false,
             requeues: 0,
         }
     }

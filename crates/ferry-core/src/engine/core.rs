@@ -376,8 +376,9 @@ where
         if let Some(pause) = self.cfg.dispatch.pause {
             self.next_start = Some(now + pause);
         }
-        batch.sent_with = self.calls.len() + 1;
+        batch.sent_with = self.calls.len() + 1 + self.phantoms.len();
         batch.sent_size = self.size.get();
+        batch.sent_behind = !self.phantoms.is_empty();
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -421,7 +422,11 @@ where
             // Overload only for batches no larger than the confirmed size when they left: a
             // larger one (a probe sent back after a 429) that times out says the size is too
             // large. (The size when it left: an overload may have shrunk it since.)
-            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= batch.sent_size,
+            // At the lowest limit a timeout is size, unless the call queued behind calls that
+            // timed out before it (whose work the target was still doing).
+            crowded: batch.sent_with > 1
+                && (self.limit.can_decrease() || batch.sent_behind)
+                && n <= batch.sent_size,
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
