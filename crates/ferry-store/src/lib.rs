@@ -62,6 +62,7 @@ mod backend;
 mod clock;
 mod common;
 mod error;
+mod fair;
 mod open;
 mod ops;
 mod options;

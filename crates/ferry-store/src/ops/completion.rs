@@ -88,7 +88,7 @@ pub(super) async fn fail<B: LeaseStatements>(
             cancelled: 1,
             ..Delta::default()
         };
-        (FailOutcome::Cancelled, Some(delta))
+        (FailOutcome::Cancelled, delta)
     } else if dead {
         b.end_items(&mut tx, &[item_id], "dead", Some(error))
             .await?;
@@ -98,16 +98,18 @@ pub(super) async fn fail<B: LeaseStatements>(
             failed: 1,
             ..Delta::default()
         };
-        (FailOutcome::DeadLettered, Some(delta))
+        (FailOutcome::DeadLettered, delta)
     } else {
         let at = now + retry_after.map_or(0.0, secs);
         B::DB::retry_later(&mut tx, item_id, at, error).await?;
         b.notify(&mut tx).await?;
-        (FailOutcome::Retrying, None)
+        let delta = Delta {
+            queued: 1,
+            ..Delta::default()
+        };
+        (FailOutcome::Retrying, delta)
     };
-    if let Some(delta) = delta {
-        B::DB::adjust(&mut tx, &item.job, delta, now).await?;
-    }
+    B::DB::adjust(&mut tx, &item.job, delta, now).await?;
     b.commit(tx, W).await?;
     Ok(outcome)
 }

@@ -1,6 +1,7 @@
 //! The store test suite, written once against `Arc<dyn Store>` and run on every backend by
 //! `store_tests!` in `tests/store.rs`.
 
+mod fairness;
 mod fixture;
 
 use std::collections::BTreeMap;
@@ -13,12 +14,13 @@ use ferry_store::{
 };
 use serde_json::{json, Value};
 
+pub(crate) use fairness::*;
 pub(crate) use fixture::Fixture;
 use fixture::{HIGH_LIMIT, T0};
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(super) const LEASE: Duration = Duration::from_secs(30);
 
-fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
+pub(super) fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
     NewJob {
         tenant: tenant.to_owned(),
         handler: "sentiment".to_owned(),
@@ -1014,4 +1016,5 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     assert!(depths
         .iter()
         .all(|d| d.queued_items == 0 && d.in_flight_items == 0 && d.unfinished_jobs == 0));
+    assert_eq!(fx.miscounted_jobs().await, 0, "per-job queued counters drifted");
 }
