@@ -250,7 +250,10 @@ async fn submissions_over_a_tenants_queued_quota_get_429() {
     let b = api.key("b").await;
     let predict = "/api/v1/batch/predict";
     let three = json!({"texts": ["one", "two", "three"]});
-    assert_eq!(api.post(predict, Some(&a), &three).await.status, StatusCode::OK);
+    assert_eq!(
+        api.post(predict, Some(&a), &three).await.status,
+        StatusCode::OK
+    );
     let refused = api.post(predict, Some(&a), &three).await;
     assert_eq!(refused.headers["retry-after"], "60", "nothing claimed yet");
     let d = refused.problem(StatusCode::TOO_MANY_REQUESTS);
@@ -261,7 +264,10 @@ async fn submissions_over_a_tenants_queued_quota_get_429() {
     api.post("/v1/jobs", Some(&a), &job)
         .await
         .problem(StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(api.post(predict, Some(&b), &three).await.status, StatusCode::OK);
+    assert_eq!(
+        api.post(predict, Some(&b), &three).await.status,
+        StatusCode::OK
+    );
     // A job larger than the quota could never fit: 422, not 429.
     let six = json!({"texts": ["1", "2", "3", "4", "5", "6"]});
     let d = api

@@ -61,7 +61,11 @@ pub(crate) fn deal(lanes: &[Lane], n: usize, allowance: &BTreeMap<String, u64>) 
     let mut tenants: Vec<(i64, &str, u64, Heap)> = by_tenant
         .into_iter()
         .map(|(tenant, idx)| {
-            let served = idx.iter().map(|&i| lanes[i].tenant_served).max().unwrap_or(0);
+            let served = idx
+                .iter()
+                .map(|&i| lanes[i].tenant_served)
+                .max()
+                .unwrap_or(0);
             let taken = idx.iter().map(|&i| lanes[i].taken).sum();
             let heap = idx
                 .into_iter()
@@ -175,7 +179,10 @@ mod tests {
 
     #[test]
     fn allowance_caps_a_tenant() {
-        let lanes = [lane("a1", "a", 1, 0, 0, 1000), lane("b1", "b", 2, 0, 0, 1000)];
+        let lanes = [
+            lane("a1", "a", 1, 0, 0, 1000),
+            lane("b1", "b", 2, 0, 0, 1000),
+        ];
         let allowance = BTreeMap::from([("a".to_owned(), 5)]);
         assert_eq!(deal(&lanes, 100, &allowance), [5, 95]);
         let allowance = BTreeMap::from([("a".to_owned(), 0), ("b".to_owned(), 0)]);

@@ -15,7 +15,8 @@ use crate::error::{sql, Error};
 use crate::fair::Lane;
 use crate::options::StoreOptions;
 use crate::types::{
-    db_index, from_db_index, ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth, ResultRow,
+    db_index, from_db_index, ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth,
+    ResultRow,
 };
 
 /// The job columns [`job_from_row`] decodes, in its order.

@@ -193,11 +193,12 @@ impl LeaseStatements for PgStore {
         const W: &str = "locking jobs";
         // Every job is locked, cancelled or not (the caller updates them all); a status
         // filter in SQL would be pushed below the lock and leave the others unlocked.
-        let rows = sqlx::query("SELECT id, status FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(jobs)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(sql(W))?;
+        let rows =
+            sqlx::query("SELECT id, status FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(jobs)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(sql(W))?;
         let mut cancelled = Vec::new();
         for row in &rows {
             let status: String = row.try_get(1).map_err(sql(W))?;

@@ -65,7 +65,8 @@ pub(crate) async fn small_tenant_finishes_beside_a_big_backlog(
 /// backlog.
 pub(crate) async fn tenants_share_claims(fx: &Fixture) {
     let big = 20_000;
-    let (backlog, claims) = small_tenant_finishes_beside_a_big_backlog(fx.store.as_ref(), big).await;
+    let (backlog, claims) =
+        small_tenant_finishes_beside_a_big_backlog(fx.store.as_ref(), big).await;
     assert_eq!(claims, 2, "100-item claims split 50 : 50");
     assert_eq!(backlog, big as u64 - 100);
     assert!(backlog > big as u64 * 3 / 4);
@@ -118,11 +119,19 @@ pub(crate) async fn single_item_claims_alternate_between_tenants(fx: &Fixture) {
 /// Fairness works within a priority; the priority rule still splits between them.
 pub(crate) async fn fairness_keeps_the_priority_rule(fx: &Fixture) {
     let s = fx.store.as_ref();
-    for (tenant, p) in [("a", Priority::High), ("b", Priority::High), ("a", Priority::Low)] {
+    for (tenant, p) in [
+        ("a", Priority::High),
+        ("b", Priority::High),
+        ("a", Priority::Low),
+    ] {
         s.create_job(new_job(tenant, p, 100)).await.unwrap();
     }
     let c = s.claim("w", 70, LEASE).await.unwrap();
-    let n = |t: &str, p| c.iter().filter(|c| c.tenant == t && c.priority == p).count();
+    let n = |t: &str, p| {
+        c.iter()
+            .filter(|c| c.tenant == t && c.priority == p)
+            .count()
+    };
     // 4 : 2 : 1 of 70 is 40 / 20 / 10; medium's 20 go to high, then low.
     assert_eq!(n("a", Priority::High) + n("b", Priority::High), 60);
     assert_eq!(n("a", Priority::High), 30);

@@ -124,7 +124,10 @@ impl Fixture {
 
     /// Another store on the same database with `tune` applied to the test options (quotas);
     /// the test then uses only it, so SQLite's one-writer rule is kept.
-    pub(crate) async fn reopen(&self, tune: impl FnOnce(StoreOptions) -> StoreOptions) -> Arc<dyn Store> {
+    pub(crate) async fn reopen(
+        &self,
+        tune: impl FnOnce(StoreOptions) -> StoreOptions,
+    ) -> Arc<dyn Store> {
         let options = tune(options(&self.clock));
         match &self.backend {
             Backend::Sqlite { dir } => {

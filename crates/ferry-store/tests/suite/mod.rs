@@ -1016,5 +1016,9 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     assert!(depths
         .iter()
         .all(|d| d.queued_items == 0 && d.in_flight_items == 0 && d.unfinished_jobs == 0));
-    assert_eq!(fx.miscounted_jobs().await, 0, "per-job queued counters drifted");
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
