@@ -56,7 +56,9 @@ impl StoreOptions {
     /// The most items one tenant may have in flight (leased to workers) at once: claims
     /// hand the tenant no more while it is there, and serve other tenants. Concurrent
     /// claims on PostgreSQL may overshoot it by the items they take at the same moment.
-    /// Default: no limit.
+    /// With it set, recording results or dead letters also wakes waiting workers
+    /// ([`Store::wait_for_work`](crate::Store::wait_for_work)), since a finished item may
+    /// let its tenant have more. Default: no limit.
     pub fn tenant_max_in_flight(mut self, items: NonZeroU64) -> Self {
         self.tenant_max_in_flight = Some(items);
         self

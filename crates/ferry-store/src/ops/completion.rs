@@ -47,6 +47,10 @@ pub(super) async fn complete<B: LeaseStatements>(
         }
     }
     let mut recorded = 0;
+    // Under an in-flight quota, a finished item may let a waiting worker claim again.
+    if !per_job.is_empty() && b.options().tenant_max_in_flight.is_some() {
+        b.notify(&mut tx).await?;
+    }
     for (job, n) in per_job {
         recorded += n as u64;
         let delta = Delta {
@@ -94,6 +98,9 @@ pub(super) async fn fail<B: LeaseStatements>(
             .await?;
         B::DB::insert_dead_letter(&mut tx, item_id, &item.tenant, error, item.attempts, now)
             .await?;
+        if b.options().tenant_max_in_flight.is_some() {
+            b.notify(&mut tx).await?;
+        }
         let delta = Delta {
             failed: 1,
             ..Delta::default()

@@ -158,7 +158,13 @@ pub(crate) async fn in_flight_quota_caps_a_tenant(fx: &Fixture) {
         .take(4)
         .map(|c| (c.item_id, json!(1)))
         .collect();
+    // Drain the wake-ups the submissions left, then: finishing items wakes idle workers.
+    while s.wait_for_work(Duration::ZERO).await.unwrap() {}
     s.complete("w", done).await.unwrap();
+    assert!(
+        s.wait_for_work(Duration::from_secs(5)).await.unwrap(),
+        "finishing items under a quota wakes waiting workers"
+    );
     assert_eq!(s.claim("w", 50, LEASE).await.unwrap().len(), 4);
 }
 
