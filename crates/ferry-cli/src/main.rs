@@ -2,6 +2,7 @@
 //! exit codes; everything else lives in the library crates.
 
 mod demo;
+mod handlers;
 mod interrupt;
 mod keys;
 mod progress;
@@ -51,8 +52,8 @@ enum Command {
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
     /// Run the job service: the `/v1` API, the KubeSentiment-compatible batch API
-    /// (`/api/v1/batch/...`) and an in-process worker with the built-in handlers (`sentiment`, `echo`), on a durable store
-    /// (SQLite by default).
+    /// (`/api/v1/batch/...`) and an in-process worker with the built-in handlers (`sentiment`,
+    /// `echo`) and those of `--config`, on a durable store (SQLite by default).
     Serve(serve::ServeArgs),
     /// Run a worker that claims items from a shared store (several may run at once).
     Worker(serve::WorkerArgs),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use clap::Args;
 use ferry_server::api::TenantQuotas;
 use ferry_server::{run_worker, ServeOptions, Service, WorkerOptions};
 use ferry_store::Store;
+
+use crate::handlers::handlers;
 
 /// Options of `ferry serve`.
 #[derive(Debug, Args)]
@@ -41,6 +44,11 @@ pub(crate) struct ServeArgs {
     /// Give `ferry worker` processes the same. Unlimited when not given.
     #[arg(long, value_name = "ITEMS")]
     tenant_max_in_flight: Option<NonZeroU64>,
+    /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
+    /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
+    /// engine settings (docs/service.md, "Handlers from configuration").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Options of `ferry worker`.
@@ -67,6 +75,11 @@ pub(crate) struct WorkerArgs {
     /// (give every process the same). Unlimited when not given.
     #[arg(long, value_name = "ITEMS")]
     tenant_max_in_flight: Option<NonZeroU64>,
+    /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
+    /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
+    /// engine settings (docs/service.md, "Handlers from configuration").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Opens the store `spec` names: an SQLite file or a `postgres://` URL.
@@ -98,6 +111,7 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let handlers = handlers(args.config.as_deref(), !args.no_worker).await?;
     let options = ServeOptions {
         store: args.store,
         worker: !args.no_worker,
@@ -107,6 +121,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_queued: args.tenant_max_queued,
             max_in_flight: args.tenant_max_in_flight,
         },
+        handlers,
     };
     Service::open(options)
         .await?
@@ -127,9 +142,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if let Some(id) = args.id {
         options.id = id;
     }
+    let handlers = handlers(args.config.as_deref(), true).await?;
     run_worker(
         &args.store,
         args.schema.as_deref(),
+        handlers,
         options,
         shutdown_signal(),
     )

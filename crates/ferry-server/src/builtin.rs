@@ -24,11 +24,7 @@ impl Handlers {
     /// after medium and high items. Loads the model's lexicon before it returns.
     pub fn builtin() -> Handlers {
         ferry_models::sentiment::preload();
-        let mut config = EngineConfig::standard();
-        config.flush = FlushPolicy::new()
-            .max_wait(Priority::High, Duration::from_millis(1))
-            .max_wait(Priority::Medium, Duration::from_millis(2))
-            .max_wait(Priority::Low, Duration::from_millis(2));
+        let config = Handlers::engine_config();
         Handlers::new()
             .register(
                 "sentiment",
@@ -42,6 +38,19 @@ impl Handlers {
             )
             .register("echo", Echo, config.clone())
             .register("sleep", Sleep(Duration::from_millis(20)), config)
+    }
+
+    /// The engine settings the service runs a handler with unless told otherwise (the
+    /// built-in handlers, and `[handler.NAME]` tables without engine keys): the standard
+    /// engine, waiting at most 2 ms for a batch to fill (high jobs' items 1 ms), as
+    /// [`builtin`](Self::builtin) explains.
+    pub fn engine_config() -> EngineConfig {
+        let mut config = EngineConfig::standard();
+        config.flush = FlushPolicy::new()
+            .max_wait(Priority::High, Duration::from_millis(1))
+            .max_wait(Priority::Medium, Duration::from_millis(2))
+            .max_wait(Priority::Low, Duration::from_millis(2));
+        config
     }
 }
 
@@ -91,6 +100,18 @@ mod tests {
         let outcome = Sleep(Duration::from_millis(20)).call(&batch).await;
         assert_eq!(started.elapsed(), Duration::from_millis(20));
         assert!(matches!(outcome, BatchOutcome::Done(ref items) if items.len() == 1));
+    }
+
+    #[test]
+    fn merged_and_declared_names_are_known() {
+        let extra = Handlers::new()
+            .register("echo", Echo, Handlers::engine_config())
+            .register("enrich", Echo, Handlers::engine_config())
+            .declare("remote");
+        let merged = Handlers::builtin().merge(extra);
+        let names: Vec<String> = merged.names().into_iter().collect();
+        assert_eq!(names, ["echo", "enrich", "remote", "sentiment"]);
+        assert!(merged.contains("enrich") && !merged.contains("remote"));
     }
 
     #[tokio::test]

@@ -35,16 +35,13 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     engine.name = name.clone();
 
     let source = read_source(r);
-    let vars: Map<String, Value> = r
-        .table("vars")
-        .into_iter()
-        .map(|(k, l)| (k, l.value.to_json()))
-        .collect();
+    let vars = read_vars(r);
     let handler = read_handler(r, vars);
 
-    read_batch(r, &mut engine);
-    read_dispatch(r, &mut engine);
-    read_retry(r, &mut engine);
+    read_engine(r, &mut engine);
+    if let Some(h) = &handler {
+        fit_engine_to_handler(r, h, &mut engine);
+    }
     // Not `read_dispatch`: how long an interrupted run waits is not about dispatching.
     engine.shutdown_grace = r
         .duration("dispatch.shutdown_grace")
@@ -106,8 +103,43 @@ fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
     }
 }
 
-/// Reads `[handler]`; `vars` are the template values of `[vars]`.
-fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
+/// Reads the engine's sections, `[batch]`, `[dispatch]` (but `dispatch.shutdown_grace`) and
+/// `[retry]`, over `engine`: shared by job files and the service's `[handler.NAME]` tables.
+pub(super) fn read_engine(r: &mut Reader<'_>, engine: &mut EngineConfig) {
+    read_batch(r, engine);
+    read_dispatch(r, engine);
+    read_retry(r, engine);
+}
+
+/// Caps the engine's concurrency at an exec handler's `workers` unless the file sets
+/// `dispatch.max_concurrency` or `dispatch.concurrency`: each child serves one batch at a
+/// time, so a further call would only wait for a child, its timeout running meanwhile.
+pub(super) fn fit_engine_to_handler(
+    r: &Reader<'_>,
+    handler: &HandlerSpec,
+    engine: &mut EngineConfig,
+) {
+    if let HandlerSpec::Exec(e) = handler {
+        if !r.has("dispatch.max_concurrency") && !r.has("dispatch.concurrency") {
+            raise_concurrency(
+                engine,
+                e.workers.max(1).min(engine.dispatch.concurrency.cap()),
+            );
+        }
+    }
+}
+
+/// Reads `[vars]`, the templates' values.
+pub(super) fn read_vars(r: &mut Reader<'_>) -> Map<String, Value> {
+    r.table("vars")
+        .into_iter()
+        .map(|(k, l)| (k, l.value.to_json()))
+        .collect()
+}
+
+/// Reads `[handler]`; `vars` are the template values of `[vars]`. Shared by job files and
+/// the service's `[handler.NAME]` tables.
+pub(super) fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
     match r.required_string("handler.type").as_deref() {
         Some("graphql") => {
             let url = r.required_string("handler.url");

@@ -17,24 +17,19 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_core::{
-    Batch, BatchOutcome, BoxFuture, Engine, Handler, Item, JsonlDeadLetters, Progress, Report,
-    Settled,
-};
+use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, Status};
+use super::handler::SpecHandler;
 use super::spec::{HandlerSpec, JobConfig, SourceSpec};
-use crate::classify::CallCounters;
 use crate::error::Error;
 use crate::exec::ExecHandler;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
-use crate::sink::SqlSink;
 use crate::source::{self, ItemStream};
 
 /// How to run.
@@ -88,73 +83,6 @@ pub struct RunSummary {
     /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
     /// and the items never read were not confirmed, and `--resume` sends them.
     pub interrupted: bool,
-}
-
-/// The job's handler.
-enum JobHandler {
-    Graphql(Box<GraphqlHandler>),
-    Http(Box<HttpHandler>),
-    Exec(ExecHandler),
-    Sql(SqlSink),
-    Jsonl(JsonlSink),
-}
-
-impl Handler<Value, Value> for JobHandler {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        match self {
-            JobHandler::Graphql(h) => h.call(batch),
-            JobHandler::Http(h) => h.call(batch),
-            JobHandler::Exec(h) => h.call(batch),
-            JobHandler::Sql(h) => h.call(batch),
-            JobHandler::Jsonl(h) => h.call(batch),
-        }
-    }
-}
-
-/// Appends `{"key", "item"}` lines to a file, one write per batch.
-struct JsonlSink {
-    file: tokio::sync::Mutex<tokio::fs::File>,
-    path: PathBuf,
-}
-
-impl JsonlSink {
-    async fn open(path: PathBuf) -> Result<Self, Error> {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(JsonlSink {
-            file: tokio::sync::Mutex::new(file),
-            path,
-        })
-    }
-}
-
-impl Handler<Value, Value> for JsonlSink {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        Box::pin(async move {
-            let mut buf = Vec::with_capacity(batch.len() * 64);
-            for item in batch.items() {
-                if let Err(e) = serde_json::to_writer(
-                    &mut buf,
-                    &json!({ "key": item.key(), "item": item.payload() }),
-                ) {
-                    return BatchOutcome::fatal(e.to_string());
-                }
-                buf.push(b'\n');
-            }
-            let mut file = self.file.lock().await;
-            match file.write_all(&buf).await {
-                Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
-                Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.path.display())),
-            }
-        })
-    }
 }
 
 /// How many items the source holds, for the progress bar and ETA (`None` if counting fails:
@@ -305,34 +233,8 @@ where
         _ => HashSet::new(),
     };
     let mut stream = open_source(&job.source).await?;
-    let (handler, counters) = match &job.handler {
-        HandlerSpec::Graphql(cfg) => {
-            let mut h = GraphqlHandler::new(cfg.clone())?;
-            h.preflight().await?;
-            h.ask_board().await?;
-            let c = h.counters();
-            (JobHandler::Graphql(Box::new(h)), c)
-        }
-        HandlerSpec::Http(cfg) => {
-            let h = HttpHandler::new(cfg.clone())?;
-            h.preflight().await?;
-            let c = h.counters();
-            (JobHandler::Http(Box::new(h)), c)
-        }
-        HandlerSpec::Exec(cfg) => {
-            let h = ExecHandler::new(cfg.clone())?;
-            let c = h.counters();
-            (JobHandler::Exec(h), c)
-        }
-        HandlerSpec::Sql(cfg) => (
-            JobHandler::Sql(SqlSink::open(cfg.clone()).await?),
-            CallCounters::shared(),
-        ),
-        HandlerSpec::Jsonl { path } => (
-            JobHandler::Jsonl(JsonlSink::open(path.clone()).await?),
-            CallCounters::shared(),
-        ),
-    };
+    let handler = SpecHandler::start(&job.handler).await?;
+    let counters = handler.counters();
     let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
         .cancellation(opts.shutdown.clone())
