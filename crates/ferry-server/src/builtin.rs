@@ -110,7 +110,7 @@ mod tests {
             .declare("remote");
         let merged = Handlers::builtin().merge(extra);
         let names: Vec<String> = merged.names().into_iter().collect();
-        assert_eq!(names, ["echo", "enrich", "remote", "sentiment"]);
+        assert_eq!(names, ["echo", "enrich", "remote", "sentiment", "sleep"]);
         assert!(merged.contains("enrich") && !merged.contains("remote"));
     }
 
