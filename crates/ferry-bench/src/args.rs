@@ -23,7 +23,8 @@ pub(crate) struct ServiceArgs {
     /// results, then takes the next.
     #[arg(long, default_value_t = 8)]
     pub(crate) clients: usize,
-    /// The handler jobs run: `sentiment` (the VADER model) or `echo` (no-op).
+    /// The handler jobs run: `sentiment` (the VADER model), `echo` (no-op) or `sleep`
+    /// (no-op after 20 ms per batch; no baseline).
     #[arg(long, value_enum, default_value_t = HandlerKind::Sentiment)]
     pub(crate) handler: HandlerKind,
     /// Worker processes (`ferry worker`); 0 runs one worker inside the service process, as
@@ -36,6 +37,15 @@ pub(crate) struct ServiceArgs {
     /// Skip the baselines.
     #[arg(long)]
     pub(crate) no_baseline: bool,
+    /// Load a server already running at this base URL (`http://host:port`) that speaks the
+    /// KubeSentiment-compatible batch API (`ferry serve`, or a peer implementation), instead
+    /// of starting one: no store, no workers, no baseline; the same client and load.
+    #[arg(long, conflicts_with_all = ["stores", "workers"])]
+    pub(crate) url: Option<String>,
+    /// With `--url`: the server's process id; its CPU time (user + system, all threads,
+    /// from /proc) over the measured load is printed per item.
+    #[arg(long, requires = "url")]
+    pub(crate) pid: Option<u32>,
 }
 
 /// The handler the benchmark's jobs run.
@@ -45,6 +55,8 @@ pub(crate) enum HandlerKind {
     Sentiment,
     /// The no-op handler: each item's payload is its result.
     Echo,
+    /// The no-op handler after 20 ms per batch.
+    Sleep,
 }
 
 impl HandlerKind {
@@ -53,6 +65,7 @@ impl HandlerKind {
         match self {
             HandlerKind::Sentiment => "sentiment",
             HandlerKind::Echo => "echo",
+            HandlerKind::Sleep => "sleep",
         }
     }
 }

@@ -13,6 +13,11 @@
 //! the next job. Printed: items/s from the first submit to the last results page, and
 //! submit-to-done latency (submit sent until `completed` seen) p50/p95/p99.
 //!
+//! `ferry-bench service --url URL [--pid PID]` runs the same client and load against a server
+//! already running (`ferry serve`, or the Python peer of `scripts/bench-service.sh`), so two
+//! implementations are measured by one client in one run; with `--pid`, the server process's
+//! CPU time over the measured load is printed per item.
+//!
 //! Baselines, same texts, same run: for `sentiment`, direct `predict` calls in one thread;
 //! for `echo` (the no-op handler), the same rows written by plain SQL on the same store's
 //! tables (each job: insert its row and its items, mark the items done, insert their
@@ -21,6 +26,7 @@
 mod args;
 mod baseline;
 mod client;
+mod remote;
 mod service;
 mod target;
 mod workers;

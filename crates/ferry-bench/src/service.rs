@@ -28,6 +28,9 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
         args.jobs > 0 && args.items > 0 && args.clients > 0,
         "--jobs, --items and --clients must be at least 1"
     );
+    if let Some(url) = &args.url {
+        return crate::remote::run(url, &args).await;
+    }
     let stores = if args.stores.is_empty() {
         let pg = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_owned());
         let mut s = vec!["sqlite".to_owned()];
@@ -73,13 +76,13 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
             outcome.quantile_ms(0.99),
             outcome.quantile_ms(1.0),
         );
-        if !args.no_baseline {
+        if !args.no_baseline && args.handler != HandlerKind::Sleep {
             let (what, base) = match args.handler {
                 HandlerKind::Sentiment => (
                     "direct predict() calls on the same texts, one thread".to_owned(),
                     baseline_predict(&corpus),
                 ),
-                HandlerKind::Echo => (
+                HandlerKind::Echo | HandlerKind::Sleep => (
                     format!(
                         "the same rows by plain SQL on the same tables, {} clients over {}",
                         args.clients,
@@ -108,18 +111,18 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
 }
 
 /// One measured run of the service.
-struct Outcome {
-    items: usize,
-    elapsed: Duration,
+pub(crate) struct Outcome {
+    pub(crate) items: usize,
+    pub(crate) elapsed: Duration,
     latency_us: Histogram<u64>,
 }
 
 impl Outcome {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
     }
 }
@@ -180,7 +183,7 @@ async fn measure(
     let client = Arc::new(Client::new(client, base, args.poll));
     let (outcome, worker_ended) = tokio::select! {
         e = stopped => (Err(e), true),
-        outcome = load(&client, args, corpus) => (outcome, false),
+        outcome = load(&client, args, corpus, || ()) => (outcome, false),
     };
     // Stop the server and the in-process worker before their store is removed.
     drop(client);
@@ -192,15 +195,17 @@ async fn measure(
     outcome
 }
 
-/// The warm-up job, then the measured load.
-async fn load(
+/// The warm-up job, then the measured load; `on_start` runs as its clock starts.
+pub(crate) async fn load(
     client: &Arc<Client>,
     args: &ServiceArgs,
     corpus: Arc<Vec<String>>,
+    on_start: impl FnOnce(),
 ) -> anyhow::Result<Outcome> {
     // Untimed: engines started, connections open, the model loaded.
     let warm = sample_texts(args.items.min(1000), 0x0000_3a73);
     client.job(&warm).await.context("the warm-up job")?;
+    on_start();
 
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -238,7 +243,7 @@ fn latency_histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 /// `12345.6` as `12,346`.
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -2,12 +2,14 @@
 //! (`ferry_server::Service`, `ferry_server::run_worker`) with a shutdown signal.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
+use ferry_server::api::TenantQuotas;
 use ferry_server::{run_worker, ServeOptions, Service, WorkerOptions};
 use ferry_store::Store;
 
@@ -34,6 +36,14 @@ pub(crate) struct ServeArgs {
     /// Retry-After. Unlimited when not given.
     #[arg(long)]
     tenant_rps: Option<std::num::NonZeroU32>,
+    /// Most queued (not yet claimed) items each tenant may have; a submission past it gets
+    /// 429 with Retry-After (a job larger than it, 422). Unlimited when not given.
+    #[arg(long, value_name = "ITEMS")]
+    tenant_max_queued: Option<NonZeroU64>,
+    /// Most items of each tenant in flight at once; claims serve other tenants meanwhile.
+    /// Give `ferry worker` processes the same. Unlimited when not given.
+    #[arg(long, value_name = "ITEMS")]
+    tenant_max_in_flight: Option<NonZeroU64>,
     /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
     /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
     /// engine settings (docs/service.md, "Handlers from configuration").
@@ -61,6 +71,10 @@ pub(crate) struct WorkerArgs {
     /// Most items per claim.
     #[arg(long, default_value_t = 512)]
     claim_batch: usize,
+    /// Most items of each tenant in flight at once, as `ferry serve --tenant-max-in-flight`
+    /// (give every process the same). Unlimited when not given.
+    #[arg(long, value_name = "ITEMS")]
+    tenant_max_in_flight: Option<NonZeroU64>,
     /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
     /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
     /// engine settings (docs/service.md, "Handlers from configuration").
@@ -103,6 +117,10 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         worker: !args.no_worker,
         result_ttl: args.result_ttl,
         tenant_rps: args.tenant_rps,
+        quotas: TenantQuotas {
+            max_queued: args.tenant_max_queued,
+            max_in_flight: args.tenant_max_in_flight,
+        },
         handlers,
     };
     Service::open(options)
@@ -118,6 +136,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let mut options = WorkerOptions {
         lease: args.lease,
         claim_batch: args.claim_batch,
+        tenant_max_in_flight: args.tenant_max_in_flight,
         ..WorkerOptions::default()
     };
     if let Some(id) = args.id {

@@ -46,7 +46,7 @@ fn serve_runs_handlers_from_its_configuration_file() {
     let handlers: Value = serde_json::from_str(&handlers).unwrap();
     assert_eq!(
         handlers["handlers"],
-        json!(["echo", "enrich", "enrich-node", "sentiment"])
+        json!(["echo", "enrich", "enrich-node", "sentiment", "sleep"])
     );
     let node = common::client("node").arg("--version").output().is_ok();
     let names: &[&str] = if node {

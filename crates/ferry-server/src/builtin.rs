@@ -1,5 +1,6 @@
 //! The handlers built into the service: [`Handlers::builtin`] (`sentiment`, the VADER model
-//! behind a result cache, and `echo`) and [`Echo`], the no-op handler.
+//! behind a result cache, `echo` and `sleep`), [`Echo`], the no-op handler, and [`Sleep`],
+//! the no-op handler that takes its time.
 
 use std::time::Duration;
 
@@ -13,7 +14,8 @@ use crate::worker::Handlers;
 impl Handlers {
     /// The built-in handlers: `sentiment` (the VADER model, behind a result cache keyed by
     /// the text's hash: 1 hour, 100,000 texts, as KubeSentiment's `cache_ttl_seconds =
-    /// 3600`) and `echo` (the no-op handler: each item's payload is its result). Claims
+    /// 3600`), `echo` (the no-op handler: each item's payload is its result) and `sleep`
+    /// (`echo` after 20 ms per batch, a stand-in for a slow I/O-bound handler). Claims
     /// already arrive in batches, so the engine waits at most 2 ms (high jobs' items 1 ms)
     /// for a batch to fill: a small job is not held back (with 10 ms, one client's 100-text
     /// jobs took 19.5 ms submit-to-done instead of 7.5 ms; under load batches fill first and
@@ -34,7 +36,8 @@ impl Handlers {
                 ),
                 config.clone(),
             )
-            .register("echo", Echo, config)
+            .register("echo", Echo, config.clone())
+            .register("sleep", Sleep(Duration::from_millis(20)), config)
     }
 
     /// The engine settings the service runs a handler with unless told otherwise (the
@@ -64,15 +67,39 @@ impl Handler<Value, Value> for Echo {
     }
 }
 
+/// The handler `sleep`: [`Echo`] after waiting its duration per batch (20 ms in
+/// [`Handlers::builtin`]), so scaling runs see workers that wait rather than compute.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sleep(pub Duration);
+
+impl Handler<Value, Value> for Sleep {
+    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
+        let results: Vec<Value> = batch.payloads().cloned().collect();
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            BatchOutcome::ok(results)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferry_core::Item;
 
     #[test]
-    fn the_builtin_handlers_are_sentiment_and_echo() {
+    fn the_builtin_handlers_are_sentiment_echo_and_sleep() {
         let names: Vec<String> = Handlers::builtin().names().into_iter().collect();
-        assert_eq!(names, ["echo", "sentiment"]);
+        assert_eq!(names, ["echo", "sentiment", "sleep"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_echoes_after_its_time() {
+        let batch = Batch::new(vec![Item::new("a", 0, Value::from(1))]);
+        let started = tokio::time::Instant::now();
+        let outcome = Sleep(Duration::from_millis(20)).call(&batch).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+        assert!(matches!(outcome, BatchOutcome::Done(ref items) if items.len() == 1));
     }
 
     #[test]
@@ -83,7 +110,7 @@ mod tests {
             .declare("remote");
         let merged = Handlers::builtin().merge(extra);
         let names: Vec<String> = merged.names().into_iter().collect();
-        assert_eq!(names, ["echo", "enrich", "remote", "sentiment"]);
+        assert_eq!(names, ["echo", "enrich", "remote", "sentiment", "sleep"]);
         assert!(merged.contains("enrich") && !merged.contains("remote"));
     }
 

@@ -13,7 +13,7 @@ mod sweeper;
 mod worker;
 
 pub use api::{app, AppState};
-pub use builtin::Echo;
+pub use builtin::{Echo, Sleep};
 pub use cache::Cached;
 pub use error::Error;
 pub use service::{run_worker, ServeOptions, Service};

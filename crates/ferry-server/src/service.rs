@@ -29,7 +29,7 @@ use ferry_store::{Store, StoreOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{app, AppState, TenantRate};
+use crate::api::{app, AppState, TenantQuotas, TenantRate};
 use crate::error::Error;
 use crate::sweeper::sweep_results;
 use crate::worker::{Handlers, Worker, WorkerOptions, WorkerReport};
@@ -46,6 +46,8 @@ pub struct ServeOptions {
     pub result_ttl: Duration,
     /// Requests per second each tenant may make (default `None`: unlimited).
     pub tenant_rps: Option<NonZeroU32>,
+    /// Per-tenant quotas on queued and in-flight items (default: none).
+    pub quotas: TenantQuotas,
     /// The handlers jobs may name, and the in-process worker runs (default
     /// [`Handlers::builtin`]).
     pub handlers: Handlers,
@@ -59,6 +61,7 @@ impl ServeOptions {
             worker: true,
             result_ttl: Duration::from_secs(24 * 3600),
             tenant_rps: None,
+            quotas: TenantQuotas::default(),
             handlers: Handlers::builtin(),
         }
     }
@@ -75,7 +78,8 @@ pub struct Service {
 impl Service {
     /// Opens [`ServeOptions::store`] and reads its API keys.
     pub async fn open(options: ServeOptions) -> Result<Self, Error> {
-        let store = ferry_store::open(&options.store, None, StoreOptions::new()).await?;
+        let store_options = options.quotas.apply(StoreOptions::new());
+        let store = ferry_store::open(&options.store, None, store_options).await?;
         Self::with_store(store, options).await
     }
 
@@ -218,7 +222,11 @@ pub async fn run_worker(
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport, Error> {
-    let opened = ferry_store::open(store, schema, StoreOptions::new()).await?;
+    let quotas = TenantQuotas {
+        max_in_flight: options.tenant_max_in_flight,
+        ..TenantQuotas::default()
+    };
+    let opened = ferry_store::open(store, schema, quotas.apply(StoreOptions::new())).await?;
     let stop = CancellationToken::new();
     let on_shutdown = stop.clone();
     tokio::spawn(async move {

@@ -159,6 +159,9 @@ pub struct WorkerOptions {
     pub idle_wait: Duration,
     /// How long calls in flight at shutdown may finish (default 10 s).
     pub shutdown_grace: Duration,
+    /// Most items per tenant in flight at once, across every worker (default: no limit);
+    /// [`run_worker`](crate::run_worker) opens its store with it.
+    pub tenant_max_in_flight: Option<std::num::NonZeroU64>,
 }
 
 impl Default for WorkerOptions {
@@ -170,6 +173,7 @@ impl Default for WorkerOptions {
             claim_batch: 512,
             idle_wait: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            tenant_max_in_flight: None,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! What guards the API, driven in-process (`oneshot`): API keys and tenant isolation, keys
 //! that become required while the service runs (and stay so), the per-tenant rate limit,
-//! body-size limits, and bad input on the batch API's routes, every one answered as
+//! per-tenant quotas, body-size limits, and bad input on the batch API's routes, every one answered as
 //! problem+json with the right status. Time-based guards run on a manual clock.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -233,4 +233,46 @@ async fn each_tenant_is_rate_limited_on_its_own() {
     api.get(url, Some(&a))
         .await
         .problem(StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn submissions_over_a_tenants_queued_quota_get_429() {
+    let dir = std::env::temp_dir().join(format!("ferry-guard-quota-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let options = ferry_store::StoreOptions::new().tenant_max_queued(NonZeroU64::new(5).unwrap());
+    let path = dir.join("s.db");
+    let store = ferry_store::open(path.to_str().unwrap(), None, options)
+        .await
+        .unwrap();
+    let api = TestApp::over(store, None, |s| s.auth_required = true);
+    let a = api.key("a").await;
+    let b = api.key("b").await;
+    let predict = "/api/v1/batch/predict";
+    let three = json!({"texts": ["one", "two", "three"]});
+    assert_eq!(
+        api.post(predict, Some(&a), &three).await.status,
+        StatusCode::OK
+    );
+    let refused = api.post(predict, Some(&a), &three).await;
+    assert_eq!(refused.headers["retry-after"], "60", "nothing claimed yet");
+    let d = refused.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(d.contains("3 queued items and may have 5"), "{d}");
+    assert_eq!(refused.json()["title"], "Quota Exceeded");
+    // The same on /v1, and another tenant has its own quota.
+    let job = json!({"handler": "sentiment", "items": ["x", "y", "z"]});
+    api.post("/v1/jobs", Some(&a), &job)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        api.post(predict, Some(&b), &three).await.status,
+        StatusCode::OK
+    );
+    // A job larger than the quota could never fit: 422, not 429.
+    let six = json!({"texts": ["1", "2", "3", "4", "5", "6"]});
+    let d = api
+        .post(predict, Some(&b), &six)
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(d.contains("quota of 5 queued items"), "{d}");
 }

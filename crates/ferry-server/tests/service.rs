@@ -56,7 +56,7 @@ async fn the_service_runs_a_job_and_shuts_down_when_told() {
         .json()
         .await
         .unwrap();
-    assert_eq!(handlers["handlers"], json!(["echo", "sentiment"]));
+    assert_eq!(handlers["handlers"], json!(["echo", "sentiment", "sleep"]));
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(30), running)
         .await

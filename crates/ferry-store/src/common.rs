@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use tokio::sync::Notify;
 
+use crate::backend::TenantBacklog;
 use crate::error::{json, sql, Error};
 use crate::types::{
     from_db_index, hex, ApiKey, DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewJob, Page,
@@ -66,13 +67,15 @@ pub(crate) fn page<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> i64
 }
 
 /// Updates a job's counters by the given deltas and re-derives its status (the rule of
-/// [`JobStatus`]): `$1` job id, `$2` succeeded, `$3` failed, `$4` cancelled, `$5` now.
+/// [`JobStatus`]): `$1` job id, `$2` succeeded, `$3` failed, `$4` cancelled, `$5` now,
+/// `$6` queued.
 ///
 /// Right-hand sides see the old row, hence the deltas repeated in the conditions.
 pub(crate) const ADJUST_JOB: &str = "UPDATE jobs SET
     succeeded = succeeded + $2,
     failed = failed + $3,
     cancelled = cancelled + $4,
+    queued = queued + $6,
     status = CASE
         WHEN status = 'cancelled' THEN 'cancelled'
         WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total
@@ -95,6 +98,8 @@ pub(crate) struct Delta {
     pub(crate) succeeded: i64,
     pub(crate) failed: i64,
     pub(crate) cancelled: i64,
+    /// Items queued again (retried, released, rescued, redriven).
+    pub(crate) queued: i64,
 }
 
 /// The window over which the queue-full hint measures how fast jobs finish.
@@ -107,6 +112,18 @@ pub(crate) fn retry_after_secs(finished_in_window: i64) -> u64 {
         return 60;
     }
     ((RETRY_WINDOW_SECS / finished_in_window as f64).ceil() as u64).clamp(1, 60)
+}
+
+/// `Retry-After` for a tenant over its queued-items quota: how long until `excess` more of
+/// its items are claimed, at the rate its unfinished jobs have been claimed since the first
+/// started; between 1 and 60 seconds (60 when nothing has been claimed yet).
+pub(crate) fn quota_retry_after_secs(backlog: &TenantBacklog, excess: u64, now: f64) -> u64 {
+    let elapsed = backlog.since.map_or(0.0, |t| now - t);
+    if backlog.claimed <= 0 || elapsed <= 0.0 {
+        return 60;
+    }
+    let per_sec = backlog.claimed as f64 / elapsed;
+    ((excess as f64 / per_sec).ceil() as u64).clamp(1, 60)
 }
 
 /// Checks a new job before any write.

@@ -1,6 +1,6 @@
 //! The one error type of `ferry-store`.
 //!
-//! `QueueFull` is control flow (the server answers 429 with `Retry-After`), distinct from
+//! `QueueFull` and `TenantQuota` are control flow (the server answers 429 with `Retry-After`), distinct from
 //! failures. Every other variant says what was being done; messages never contain a
 //! password or an API key.
 
@@ -20,6 +20,25 @@ pub enum Error {
         /// Its limit.
         limit: u64,
         /// A suggestion for `Retry-After`, from how fast that queue has been finishing jobs.
+        retry_after_secs: u64,
+    },
+    /// The tenant already has as many queued items as its quota allows
+    /// ([`StoreOptions::tenant_max_queued`](crate::StoreOptions::tenant_max_queued)).
+    #[error(
+        "tenant {tenant:?} has {queued} queued items; {more} more would pass its quota of \
+         {limit}; retry after {retry_after_secs} s"
+    )]
+    TenantQuota {
+        /// The tenant.
+        tenant: String,
+        /// Its quota of queued items.
+        limit: u64,
+        /// Its queued items now.
+        queued: u64,
+        /// The items of the refused job.
+        more: u64,
+        /// A suggestion for `Retry-After`, from how fast the tenant's items are being
+        /// claimed.
         retry_after_secs: u64,
     },
     /// A new job is malformed (duplicate item keys, empty handler name).

@@ -13,8 +13,17 @@
 //!
 //! Each claim is split 4 : 2 : 1 between high, medium and low (remainders drawn at random
 //! with the same weights), and whatever a priority cannot fill goes to the others, highest
-//! first; within a priority, oldest items first. Busy queues thus get 4/7, 2/7 and 1/7 of
-//! the workers, and low is never starved, even by claims of one item.
+//! first. Busy queues thus get 4/7, 2/7 and 1/7 of the workers, and low is never starved,
+//! even by claims of one item.
+//!
+//! ## Fairness rule
+//!
+//! Within a priority, a claim rotates between tenants, then between one tenant's jobs
+//! (the rule in full: `fair`): `t` busy tenants get a `t`-th each of the claim, whatever
+//! their backlogs, each tenant's part is split between its jobs, and within a job items go
+//! oldest first. Per-tenant quotas: queued items ([`StoreOptions::tenant_max_queued`],
+//! refused with [`Error::TenantQuota`]) and items in flight
+//! ([`StoreOptions::tenant_max_in_flight`], enforced by claims).
 //!
 //! ## Exactly-once results
 //!
@@ -32,7 +41,7 @@
 //!   that differ (`JobStatements`, `LeaseStatements`), and the SQL both run (`Queries`);
 //! - `sqlite`, `postgres`: the two backends, each split into `store` (connection), `jobs`,
 //!   `leases` and `migrations`;
-//! - `schedule` (the priority rule), `common` (validation, row decoding, paging, wake-ups),
+//! - `schedule` (the priority rule), `fair` (the fairness rule), `common` (validation, row decoding, paging, wake-ups),
 //!   `types`, `options`, `clock`, `error`.
 //!
 //! ```no_run
@@ -62,6 +71,7 @@ mod backend;
 mod clock;
 mod common;
 mod error;
+mod fair;
 mod open;
 mod ops;
 mod options;

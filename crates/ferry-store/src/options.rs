@@ -1,7 +1,7 @@
-//! How a store is configured: queue limits, the clock, the connection pool size. One
-//! builder, one verb per setting, each documenting its default.
+//! How a store is configured: queue limits, per-tenant quotas, the clock, the connection
+//! pool size. One builder, one verb per setting, each documenting its default.
 
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
@@ -13,6 +13,8 @@ pub struct StoreOptions {
     pub(crate) queue_limits: [NonZeroUsize; 3],
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_connections: NonZeroU32,
+    pub(crate) tenant_max_queued: Option<NonZeroU64>,
+    pub(crate) tenant_max_in_flight: Option<NonZeroU64>,
 }
 
 impl Default for StoreOptions {
@@ -22,12 +24,15 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    /// The defaults: queue limits 100 / 500 / 1000, the system clock, 10 connections.
+    /// The defaults: queue limits 100 / 500 / 1000, no tenant quotas, the system clock, 10
+    /// connections.
     pub fn new() -> Self {
         StoreOptions {
             queue_limits: [nz(100), nz(500), nz(1000)],
             clock: Arc::new(SystemClock),
             max_connections: NonZeroU32::MIN.saturating_add(9),
+            tenant_max_queued: None,
+            tenant_max_in_flight: None,
         }
     }
 
@@ -36,6 +41,26 @@ impl StoreOptions {
     /// medium 500, low 1000 (the seed's limits).
     pub fn queue_limit(mut self, priority: Priority, limit: NonZeroUsize) -> Self {
         self.queue_limits[db_index(priority)] = limit;
+        self
+    }
+
+    /// The most queued items (waiting, not yet claimed) one tenant may have: a job that
+    /// would take the tenant past it is refused with
+    /// [`Error::TenantQuota`](crate::Error::TenantQuota) (a job larger than the quota on its
+    /// own, with [`Error::InvalidJob`](crate::Error::InvalidJob)). Default: no limit.
+    pub fn tenant_max_queued(mut self, items: NonZeroU64) -> Self {
+        self.tenant_max_queued = Some(items);
+        self
+    }
+
+    /// The most items one tenant may have in flight (leased to workers) at once: claims
+    /// hand the tenant no more while it is there, and serve other tenants. Concurrent
+    /// claims on PostgreSQL may overshoot it by the items they take at the same moment.
+    /// With it set, recording results or dead letters also wakes waiting workers
+    /// ([`Store::wait_for_work`](crate::Store::wait_for_work)), since a finished item may
+    /// let its tenant have more. Default: no limit.
+    pub fn tenant_max_in_flight(mut self, items: NonZeroU64) -> Self {
+        self.tenant_max_in_flight = Some(items);
         self
     }
 

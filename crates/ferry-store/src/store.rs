@@ -31,8 +31,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// With an `idempotency_key`, a job of the same tenant and key is returned as it is
     /// (`created: false`) instead of creating another (even when the queue is full; also
     /// when a concurrent call with the same key won). Otherwise [`Error::QueueFull`] when
-    /// the priority already holds its limit of unfinished jobs, and [`Error::InvalidJob`]
-    /// for duplicate item keys or an empty handler name.
+    /// the priority already holds its limit of unfinished jobs, [`Error::TenantQuota`] when
+    /// the job would take its tenant past its queued-items quota, and
+    /// [`Error::InvalidJob`] for duplicate item keys, an empty handler name or more items
+    /// than the quota.
     fn submit_job(&self, job: NewJob) -> BoxFuture<'_, Result<Submitted, Error>>;
 
     /// [`submit_job`](Store::submit_job), for callers that need only the job.
@@ -57,9 +59,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Page<JobRecord>, Error>>;
 
     /// Leases up to `limit` available items to `worker` until now + `lease`, incrementing
-    /// their attempts; never the same item to two workers. Items are chosen by the rule in
+    /// their attempts; never the same item to two workers. Items are chosen by the rules in
     /// the crate docs (4 : 2 : 1 shares of high, medium, low, unused shares filled from the
-    /// others; oldest first within a priority). A claim takes at most 10,000 items.
+    /// others; within a priority, rotating between tenants, then between a tenant's jobs;
+    /// oldest first within a job), skipping tenants at their in-flight quota. A claim takes
+    /// at most 10,000 items.
     fn claim<'a>(
         &'a self,
         worker: &'a str,

@@ -54,7 +54,41 @@ store_tests!(
     api_keys_are_stored_hashed,
     queue_depths_count_jobs_and_items,
     mixed_workload_settles_every_item,
+    tenants_share_claims,
+    jobs_of_a_tenant_share_its_part,
+    single_item_claims_alternate_between_tenants,
+    fairness_keeps_the_priority_rule,
+    in_flight_quota_caps_a_tenant,
+    queued_quota_refuses_with_a_retry_hint,
 );
+
+/// The fairness acceptance test at full size (200,000 items; `scripts/fairness.sh`).
+mod full_size {
+    use futures_util::FutureExt;
+
+    async fn run(fx: crate::suite::Fixture) {
+        let outcome =
+            std::panic::AssertUnwindSafe(crate::suite::tenants_share_claims_full_size(&fx))
+                .catch_unwind()
+                .await;
+        fx.cleanup().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "200,000 items: run by scripts/fairness.sh"]
+    async fn sqlite_tenants_share_claims_200k() {
+        run(crate::suite::Fixture::sqlite().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "200,000 items: run by scripts/fairness.sh"]
+    async fn postgres_tenants_share_claims_200k() {
+        run(crate::suite::Fixture::postgres().await).await;
+    }
+}
 
 // Two stores on one database only exist for PostgreSQL (SQLite serves one process).
 mod postgres_only {

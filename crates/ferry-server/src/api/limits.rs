@@ -1,4 +1,11 @@
-//! Per-tenant request rate limits (governor's keyed GCRA limiter).
+//! Per-tenant limits: request rates (governor's keyed GCRA limiter, applied here) and
+//! quotas on items ([`TenantQuotas`], enforced by the store).
+//!
+//! Quotas: with `max_queued`, a submission that would take its tenant past that many queued
+//! items is 429 with `Retry-After` (from how fast the tenant's items are being claimed) and
+//! a problem+json body naming the quota; a job larger than the quota on its own is 422.
+//! With `max_in_flight`, claims hand a tenant no more items while it has that many in
+//! flight (other tenants are served meanwhile); nothing is refused.
 //!
 //! With `AppState::tenant_rate` set, each tenant may make that many requests per second,
 //! with bursts of the same size; more is 429 with `Retry-After` (whole seconds, at least 1)
@@ -6,7 +13,7 @@
 //! API-key check; health, `/openapi.json` and the dashboard page are not limited. Without
 //! API keys all requests share the tenant `""`, so the limit is service-wide.
 
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -22,6 +29,29 @@ use governor::{Quota, RateLimiter};
 use super::clock::ApiClock;
 use super::problem::Problem;
 use super::tenant::Tenant;
+
+/// Per-tenant quotas on items; the store enforces them (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantQuotas {
+    /// Most queued (not yet claimed) items per tenant (default: no limit).
+    pub max_queued: Option<NonZeroU64>,
+    /// Most items per tenant in flight at once (default: no limit). Every process that
+    /// claims (`ferry serve`'s worker, each `ferry worker`) must be given the same.
+    pub max_in_flight: Option<NonZeroU64>,
+}
+
+impl TenantQuotas {
+    /// `options` with these quotas set.
+    pub fn apply(&self, mut options: ferry_store::StoreOptions) -> ferry_store::StoreOptions {
+        if let Some(n) = self.max_queued {
+            options = options.tenant_max_queued(n);
+        }
+        if let Some(n) = self.max_in_flight {
+            options = options.tenant_max_in_flight(n);
+        }
+        options
+    }
+}
 
 /// A rate limiter per tenant: `per_second` requests a second, bursts of as many.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ mod ws;
 pub use body::JsonBody;
 pub use clock::ApiClock;
 pub use key_watch::RECHECK;
-pub use limits::TenantRate;
+pub use limits::{TenantQuotas, TenantRate};
 pub use problem::Problem;
 pub use router::app;
 pub use state::AppState;

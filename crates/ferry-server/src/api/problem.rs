@@ -107,6 +107,23 @@ impl From<ferry_store::Error> for Problem {
                     ),
                 )
             },
+            ferry_store::Error::TenantQuota {
+                limit,
+                queued,
+                more,
+                retry_after_secs,
+                ..
+            } => Problem {
+                retry_after: Some(retry_after_secs),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Quota Exceeded",
+                    format!(
+                        "this tenant has {queued} queued items and may have {limit}; the \
+                         job's {more} would pass that quota; retry in {retry_after_secs} s"
+                    ),
+                )
+            },
             ferry_store::Error::InvalidJob { message } => Problem::invalid(message),
             other => Problem::internal(&other),
         }

@@ -100,7 +100,15 @@ impl TestApp {
         handlers: Option<Handlers>,
         tune: impl FnOnce(&mut AppState),
     ) -> Self {
-        let store = sqlite_store(group, name).await;
+        Self::over(sqlite_store(group, name).await, handlers, tune)
+    }
+
+    /// [`start`](Self::start) over a store the test opened (with other store options).
+    pub fn over(
+        store: Arc<dyn Store>,
+        handlers: Option<Handlers>,
+        tune: impl FnOnce(&mut AppState),
+    ) -> Self {
         let clock = ApiClock::manual();
         let shutdown = CancellationToken::new();
         let mut state = AppState::new(Arc::clone(&store));

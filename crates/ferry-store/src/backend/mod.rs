@@ -14,5 +14,5 @@ mod queries;
 mod statements;
 
 pub(crate) use connection::Backend;
-pub(crate) use queries::Queries;
-pub(crate) use statements::{ClaimedJob, JobStatements, LeaseStatements, LeasedItem, Taken};
+pub(crate) use queries::{Queries, TenantBacklog};
+pub(crate) use statements::{JobStatements, LeaseStatements, LeasedItem, Taken};

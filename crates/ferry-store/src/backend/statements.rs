@@ -22,16 +22,6 @@ pub(crate) struct Taken {
     pub(crate) priority: Priority,
 }
 
-/// What a claim attaches to its items from their job.
-#[derive(Debug)]
-pub(crate) struct ClaimedJob {
-    pub(crate) id: String,
-    pub(crate) tenant: String,
-    pub(crate) handler: String,
-    /// JSON text.
-    pub(crate) params: String,
-}
-
 /// An item a worker holds, as [`Store::fail`](crate::Store::fail) needs it.
 #[derive(Debug)]
 pub(crate) struct LeasedItem {
@@ -49,6 +39,14 @@ pub(crate) trait JobStatements: Backend {
         &self,
         tx: &mut Self::Tx,
         priority: Priority,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Serialises quota checks of `tenant` until the transaction ends, so its quota holds
+    /// across processes.
+    fn lock_tenant(
+        &self,
+        tx: &mut Self::Tx,
+        tenant: &str,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Inserts the job row of `record`; `false` when a concurrent job with the same
@@ -104,26 +102,18 @@ pub(crate) trait JobStatements: Backend {
 
 /// Claim, lease, completion and failure statements.
 pub(crate) trait LeaseStatements: Backend {
-    /// Leases up to `n` available items of one priority to `worker` until `until`, oldest
-    /// first, counting an attempt (PostgreSQL skips items other claimers hold locked).
+    /// Leases, for each `(job, n)` of `asks`, up to `n` available items of that job (all of
+    /// `priority`) to `worker` until `until`, oldest first, counting an attempt (PostgreSQL
+    /// skips items other claimers hold locked). The jobs' counters are the caller's.
     fn take(
         &self,
         tx: &mut Self::Tx,
         worker: &str,
         until: f64,
         priority: Priority,
-        n: usize,
+        asks: &[(&str, i64)],
         now: f64,
     ) -> impl Future<Output = Result<Vec<Taken>, Error>> + Send;
-
-    /// The claimed items' jobs (ids sorted, distinct), marking those not yet started as
-    /// started (`processing`) at `now`.
-    fn start_jobs(
-        &self,
-        tx: &mut Self::Tx,
-        job_ids: &[String],
-        now: f64,
-    ) -> impl Future<Output = Result<Vec<ClaimedJob>, Error>> + Send;
 
     /// Extends every lease `worker` holds to `until`, outside any transaction; returns how
     /// many.
@@ -167,7 +157,7 @@ pub(crate) trait LeaseStatements: Backend {
         now: f64,
     ) -> impl Future<Output = Result<Vec<(i64, String)>, Error>> + Send;
 
-    /// Which of `jobs` (sorted) are cancelled, locking them in order.
+    /// Which of `jobs` (sorted) are cancelled, locking them all in order.
     fn cancelled_jobs(
         &self,
         tx: &mut Self::Tx,

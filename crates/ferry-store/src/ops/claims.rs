@@ -1,15 +1,17 @@
 //! Claims and leases: handing out items by the priority rule (see
-//! [`schedule`](crate::schedule)), and taking leases back from a stopping worker (release)
-//! or a dead one (rescue).
+//! [`schedule`](crate::schedule)) and, within a priority, by the fairness rule (see
+//! [`fair`](crate::fair)); and taking leases back from a stopping worker (release) or a
+//! dead one (rescue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::backend::{LeaseStatements, Queries};
+use crate::backend::{LeaseStatements, Queries, Taken};
 use crate::common::{secs, Delta};
 use crate::error::{json, Error};
+use crate::fair::{self, Lane};
 use crate::schedule::Plan;
-use crate::types::{ClaimedItem, JobId, Priority};
+use crate::types::{db_index, ClaimedItem, JobId, Priority};
 
 /// [`Store::claim`](crate::Store::claim).
 pub(super) async fn claim<B: LeaseStatements>(
@@ -25,6 +27,26 @@ pub(super) async fn claim<B: LeaseStatements>(
     let now = b.now();
     let until = now + secs(lease);
     let mut tx = b.begin(W).await?;
+    let mut lanes = B::DB::lanes(&mut tx).await?;
+    if lanes.iter().all(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let mut room = BTreeMap::new();
+    if let Some(max) = b.options().tenant_max_in_flight {
+        let tenants: BTreeSet<&str> = lanes.iter().flatten().map(|l| l.tenant.as_str()).collect();
+        for tenant in tenants {
+            let busy = B::DB::in_flight(&mut tx, tenant).await?.max(0) as u64;
+            room.insert(tenant.to_owned(), max.get().saturating_sub(busy));
+        }
+    }
+    // This claim's number: after every turn the lanes remember, so whoever it serves goes
+    // to the back of the rotation.
+    let stamp = 1 + lanes
+        .iter()
+        .flatten()
+        .map(|l| l.served.max(l.tenant_served))
+        .max()
+        .unwrap_or(0);
     let mut plan = Plan::new(limit);
     let mut rows = Vec::new();
     // The first pass asks each priority for its share; the fill pass (`None`) then asks
@@ -36,7 +58,8 @@ pub(super) async fn claim<B: LeaseStatements>(
     {
         let n = share.unwrap_or_else(|| plan.fill(p));
         if n > 0 {
-            let got = b.take(&mut tx, worker, until, p, n, now).await?;
+            let lanes = &mut lanes[db_index(p)];
+            let got = take_fairly(b, &mut tx, worker, until, now, p, n, lanes, &mut room).await?;
             plan.record(p, n, got.len());
             rows.extend(got);
         }
@@ -44,13 +67,21 @@ pub(super) async fn claim<B: LeaseStatements>(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut job_ids: Vec<String> = rows.iter().map(|r| r.job_id.clone()).collect();
-    job_ids.sort_unstable();
-    job_ids.dedup();
+    let mut per_job: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &rows {
+        *per_job.entry(r.job_id.clone()).or_default() += 1;
+    }
+    // Jobs in id order: the lock order every operation keeps.
     let mut info = BTreeMap::new();
-    for job in b.start_jobs(&mut tx, &job_ids, now).await? {
-        let params = json(&job.params, "job parameters")?;
-        info.insert(job.id, (job.tenant, job.handler, params));
+    let mut tenants = BTreeSet::new();
+    for (job, n) in per_job {
+        let served = B::DB::serve_job(&mut tx, &job, n, stamp, now).await?;
+        let params = json(&served.params, "job parameters")?;
+        tenants.insert(served.tenant.clone());
+        info.insert(job, (served.tenant, served.handler, params));
+    }
+    for tenant in &tenants {
+        B::DB::serve_tenant(&mut tx, tenant, stamp).await?;
     }
     b.commit(tx, W).await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -78,6 +109,55 @@ pub(super) async fn claim<B: LeaseStatements>(
     Ok(claimed)
 }
 
+/// Takes up to `n` items of priority `p` from its `lanes` by the fairness rule, dealing
+/// again what a lane could not give (it ran dry, or its items wait or are locked) until
+/// `n` are taken or no lane has more. Lowers the lanes' caps and the tenants' `room`.
+#[allow(clippy::too_many_arguments)]
+async fn take_fairly<B: LeaseStatements>(
+    b: &B,
+    tx: &mut B::Tx,
+    worker: &str,
+    until: f64,
+    now: f64,
+    p: Priority,
+    n: usize,
+    lanes: &mut [Lane],
+    room: &mut BTreeMap<String, u64>,
+) -> Result<Vec<Taken>, Error> {
+    let mut out: Vec<Taken> = Vec::new();
+    while out.len() < n {
+        let asks = fair::deal(lanes, n - out.len(), room);
+        let wanted: Vec<(&str, i64)> = lanes
+            .iter()
+            .zip(&asks)
+            .filter(|(_, a)| **a > 0)
+            .map(|(l, a)| (l.job.as_str(), *a as i64))
+            .collect();
+        if wanted.is_empty() {
+            break;
+        }
+        let got = b.take(tx, worker, until, p, &wanted, now).await?;
+        let mut per_job: HashMap<&str, u64> = HashMap::new();
+        for t in &got {
+            *per_job.entry(t.job_id.as_str()).or_default() += 1;
+        }
+        for (lane, ask) in lanes.iter_mut().zip(&asks) {
+            if *ask == 0 {
+                continue;
+            }
+            let g = per_job.get(lane.job.as_str()).copied().unwrap_or(0);
+            // A lane that gave less than asked has nothing more for this claim.
+            lane.cap = if g < *ask as u64 { 0 } else { lane.cap - g };
+            lane.taken += g;
+            if let Some(r) = room.get_mut(&lane.tenant) {
+                *r = r.saturating_sub(g);
+            }
+        }
+        out.extend(got);
+    }
+    Ok(out)
+}
+
 /// Takes leases back: all of `worker`'s ([`Store::release`](crate::Store::release), the
 /// claim refunded), or all expired ones ([`Store::rescue_expired`](crate::Store::rescue_expired),
 /// the attempt counts). Items of cancelled jobs end cancelled, the others are queued again.
@@ -102,16 +182,20 @@ pub(super) async fn take_back<B: LeaseStatements>(
     let cancelled = b.cancelled_jobs(&mut tx, &jobs).await?;
     let mut requeue = Vec::new();
     for (job, ids) in &items {
-        if cancelled.contains(job) {
+        let delta = if cancelled.contains(job) {
             b.end_items(&mut tx, ids, "cancelled", None).await?;
-            let delta = Delta {
+            Delta {
                 cancelled: ids.len() as i64,
                 ..Delta::default()
-            };
-            B::DB::adjust(&mut tx, job, delta, now).await?;
+            }
         } else {
             requeue.extend_from_slice(ids);
-        }
+            Delta {
+                queued: ids.len() as i64,
+                ..Delta::default()
+            }
+        };
+        B::DB::adjust(&mut tx, job, delta, now).await?;
     }
     if !requeue.is_empty() {
         b.requeue(&mut tx, &requeue, refund_attempt).await?;

@@ -47,6 +47,10 @@ pub(super) async fn complete<B: LeaseStatements>(
         }
     }
     let mut recorded = 0;
+    // Under an in-flight quota, a finished item may let a waiting worker claim again.
+    if !per_job.is_empty() && b.options().tenant_max_in_flight.is_some() {
+        b.notify(&mut tx).await?;
+    }
     for (job, n) in per_job {
         recorded += n as u64;
         let delta = Delta {
@@ -88,26 +92,31 @@ pub(super) async fn fail<B: LeaseStatements>(
             cancelled: 1,
             ..Delta::default()
         };
-        (FailOutcome::Cancelled, Some(delta))
+        (FailOutcome::Cancelled, delta)
     } else if dead {
         b.end_items(&mut tx, &[item_id], "dead", Some(error))
             .await?;
         B::DB::insert_dead_letter(&mut tx, item_id, &item.tenant, error, item.attempts, now)
             .await?;
+        if b.options().tenant_max_in_flight.is_some() {
+            b.notify(&mut tx).await?;
+        }
         let delta = Delta {
             failed: 1,
             ..Delta::default()
         };
-        (FailOutcome::DeadLettered, Some(delta))
+        (FailOutcome::DeadLettered, delta)
     } else {
         let at = now + retry_after.map_or(0.0, secs);
         B::DB::retry_later(&mut tx, item_id, at, error).await?;
         b.notify(&mut tx).await?;
-        (FailOutcome::Retrying, None)
+        let delta = Delta {
+            queued: 1,
+            ..Delta::default()
+        };
+        (FailOutcome::Retrying, delta)
     };
-    if let Some(delta) = delta {
-        B::DB::adjust(&mut tx, &item.job, delta, now).await?;
-    }
+    B::DB::adjust(&mut tx, &item.job, delta, now).await?;
     b.commit(tx, W).await?;
     Ok(outcome)
 }

@@ -33,6 +33,7 @@ pub(super) async fn redrive<B: JobStatements + LeaseStatements>(
         ids.extend_from_slice(job_items);
         let delta = Delta {
             failed: -(job_items.len() as i64),
+            queued: job_items.len() as i64,
             ..Delta::default()
         };
         B::DB::adjust(&mut tx, job, delta, now).await?;

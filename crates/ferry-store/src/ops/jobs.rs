@@ -32,6 +32,9 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
             retry_after_secs: common::retry_after_secs(finished),
         });
     }
+    if let Some(max) = b.options().tenant_max_queued {
+        check_quota(b, &mut tx, &job, max.get(), now).await?;
+    }
     let record = common::new_job_record(JobId::new(), &job, now);
     if !b.insert_job(&mut tx, &job, &record).await? {
         // A concurrent request with the same idempotency key won; return its job.
@@ -56,6 +59,38 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
     Ok(Submitted {
         created: true,
         job: record,
+    })
+}
+
+/// Refuses a job that would take its tenant past `max` queued items: `TenantQuota` (retry
+/// later), or `InvalidJob` when the job alone is larger than the quota.
+async fn check_quota<B: JobStatements>(
+    b: &B,
+    tx: &mut B::Tx,
+    job: &NewJob,
+    max: u64,
+    now: f64,
+) -> Result<(), Error> {
+    let more = job.items.len() as u64;
+    if more > max {
+        return Err(Error::InvalidJob {
+            message: format!(
+                "the job has {more} items, more than the tenant's quota of {max} queued items"
+            ),
+        });
+    }
+    b.lock_tenant(tx, &job.tenant).await?;
+    let backlog = B::DB::tenant_backlog(tx, &job.tenant).await?;
+    let queued = backlog.queued.max(0) as u64;
+    if queued + more <= max {
+        return Ok(());
+    }
+    Err(Error::TenantQuota {
+        tenant: job.tenant.clone(),
+        limit: max,
+        queued,
+        more,
+        retry_after_secs: common::quota_retry_after_secs(&backlog, queued + more - max, now),
     })
 }
 

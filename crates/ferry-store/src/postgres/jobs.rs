@@ -24,6 +24,17 @@ impl JobStatements for PgStore {
         Ok(())
     }
 
+    async fn lock_tenant(&self, tx: &mut PgTx, tenant: &str) -> Result<(), Error> {
+        // Another class than the queue locks: their keys are the priorities 0 to 2.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(LOCK_CLASS + 1)
+            .bind(tenant)
+            .execute(&mut **tx)
+            .await
+            .map_err(sql("creating a job"))?;
+        Ok(())
+    }
+
     async fn insert_job(
         &self,
         tx: &mut PgTx,
@@ -32,8 +43,8 @@ impl JobStatements for PgStore {
     ) -> Result<bool, Error> {
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, created_at, completed_at) \
-             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $9, $10) \
+             total, queued, created_at, completed_at) \
+             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10) \
              ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(record.id.as_str())

@@ -6,10 +6,10 @@
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
+use crate::backend::{Backend, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
 use crate::postgres::store::{PgStore, PgTx};
-use crate::types::{db_index, Priority};
+use crate::types::Priority;
 
 /// Decodes `(id, job_id)` rows.
 fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
@@ -30,14 +30,19 @@ impl LeaseStatements for PgStore {
         worker: &str,
         until: f64,
         priority: Priority,
-        n: usize,
+        asks: &[(&str, i64)],
         now: f64,
     ) -> Result<Vec<Taken>, Error> {
         const W: &str = "claiming items";
+        let (jobs, counts): (Vec<&str>, Vec<i64>) = asks.iter().copied().unzip();
+        // One statement for every job asked: each lateral pick walks only its job's queued
+        // items (`items_claimable`).
         let rows = sqlx::query(
-            "WITH picked AS MATERIALIZED (SELECT id FROM items \
-                 WHERE state = 'queued' AND priority = $3 AND available_at <= $4 \
-                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+            "WITH picked AS MATERIALIZED (SELECT p.id \
+                 FROM UNNEST($3::text[], $4::bigint[]) AS a (job_id, n) \
+                 CROSS JOIN LATERAL (SELECT id FROM items \
+                     WHERE job_id = a.job_id AND state = 'queued' AND available_at <= $5 \
+                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p) \
              UPDATE items i SET state = 'leased', lease_owner = $1, lease_until = $2, \
                  attempts = i.attempts + 1 \
              FROM picked WHERE i.id = picked.id \
@@ -45,9 +50,9 @@ impl LeaseStatements for PgStore {
         )
         .bind(worker)
         .bind(until)
-        .bind(db_index(priority) as i64)
+        .bind(&jobs)
+        .bind(&counts)
         .bind(now)
-        .bind(n as i64)
         .fetch_all(&mut **tx)
         .await
         .map_err(sql(W))?;
@@ -62,47 +67,6 @@ impl LeaseStatements for PgStore {
             })
         };
         rows.iter().map(|r| taken(r).map_err(sql(W))).collect()
-    }
-
-    async fn start_jobs(
-        &self,
-        tx: &mut PgTx,
-        job_ids: &[String],
-        now: f64,
-    ) -> Result<Vec<ClaimedJob>, Error> {
-        const W: &str = "claiming items";
-        let rows = sqlx::query(
-            "SELECT id, tenant, handler, params::text, started_at IS NULL FROM jobs \
-             WHERE id = ANY($1) ORDER BY id",
-        )
-        .bind(job_ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job = ClaimedJob {
-                id: row.try_get(0).map_err(sql(W))?,
-                tenant: row.try_get(1).map_err(sql(W))?,
-                handler: row.try_get(2).map_err(sql(W))?,
-                params: row.try_get(3).map_err(sql(W))?,
-            };
-            // One job at a time, in id order: the lock order every operation keeps.
-            if row.try_get::<bool, _>(4).map_err(sql(W))? {
-                sqlx::query(
-                    "UPDATE jobs SET started_at = $2, \
-                     status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
-                     WHERE id = $1 AND started_at IS NULL",
-                )
-                .bind(&job.id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await
-                .map_err(sql(W))?;
-            }
-            jobs.push(job);
-        }
-        Ok(jobs)
     }
 
     async fn extend_leases(&self, worker: &str, until: f64) -> Result<u64, Error> {
@@ -226,14 +190,23 @@ impl LeaseStatements for PgStore {
     }
 
     async fn cancelled_jobs(&self, tx: &mut PgTx, jobs: &[String]) -> Result<Vec<String>, Error> {
-        sqlx::query_scalar(
-            "SELECT id FROM (SELECT id, status FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE) j \
-             WHERE status = 'cancelled'",
-        )
-        .bind(jobs)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql("locking jobs"))
+        const W: &str = "locking jobs";
+        // Every job is locked, cancelled or not (the caller updates them all); a status
+        // filter in SQL would be pushed below the lock and leave the others unlocked.
+        let rows =
+            sqlx::query("SELECT id, status FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(jobs)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(sql(W))?;
+        let mut cancelled = Vec::new();
+        for row in &rows {
+            let status: String = row.try_get(1).map_err(sql(W))?;
+            if status == "cancelled" {
+                cancelled.push(row.try_get(0).map_err(sql(W))?);
+            }
+        }
+        Ok(cancelled)
     }
 
     async fn requeue(&self, tx: &mut PgTx, ids: &[i64], refund_attempt: bool) -> Result<(), Error> {

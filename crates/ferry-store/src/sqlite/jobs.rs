@@ -16,6 +16,11 @@ impl JobStatements for SqliteStore {
         Ok(())
     }
 
+    async fn lock_tenant(&self, _tx: &mut SqliteTx, _tenant: &str) -> Result<(), Error> {
+        // `BEGIN IMMEDIATE` already serialises every writer.
+        Ok(())
+    }
+
     async fn insert_job(
         &self,
         tx: &mut SqliteTx,
@@ -24,7 +29,7 @@ impl JobStatements for SqliteStore {
     ) -> Result<bool, Error> {
         sqlx::query(
             "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, created_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             total, queued, created_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
         )
         .bind(record.id.as_str())
         .bind(&job.tenant)

@@ -1,15 +1,15 @@
 //! SQLite's claim, lease, completion and failure statements. Claims are one
-//! `UPDATE … RETURNING` per priority; results go in multi-row `INSERT`s.
+//! `UPDATE … RETURNING` per job asked; results go in multi-row `INSERT`s.
 
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::backend::{Backend, ClaimedJob, LeaseStatements, LeasedItem, Taken};
+use crate::backend::{Backend, LeaseStatements, LeasedItem, Taken};
 use crate::error::{sql, Error};
 use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
 use crate::sqlite::store::{SqliteStore, SqliteTx};
-use crate::types::{db_index, Priority};
+use crate::types::Priority;
 
 /// Decodes `(id, job_id)` rows.
 fn id_and_job(rows: &[SqliteRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
@@ -30,74 +30,41 @@ impl LeaseStatements for SqliteStore {
         worker: &str,
         until: f64,
         priority: Priority,
-        n: usize,
+        asks: &[(&str, i64)],
         now: f64,
     ) -> Result<Vec<Taken>, Error> {
         const W: &str = "claiming items";
-        let rows = sqlx::query(
-            "UPDATE items SET state = 'leased', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1 WHERE id IN (SELECT id FROM items \
-             WHERE state = 'queued' AND priority = $3 AND available_at <= $4 ORDER BY id LIMIT $5) \
-             RETURNING id, job_id, key, payload, attempts",
-        )
-        .bind(worker)
-        .bind(until)
-        .bind(db_index(priority) as i64)
-        .bind(now)
-        .bind(n as i64)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Taken {
+        let mut taken = Vec::new();
+        // One cached statement per job: in-process calls are cheap, and each walks only
+        // its job's queued items (`items_claimable`).
+        for (job, n) in asks {
+            let rows = sqlx::query(
+                "UPDATE items SET state = 'leased', lease_owner = $1, lease_until = $2, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM items \
+                 WHERE job_id = $3 AND state = 'queued' AND available_at <= $4 \
+                 ORDER BY id LIMIT $5) \
+                 RETURNING id, job_id, key, payload, attempts",
+            )
+            .bind(worker)
+            .bind(until)
+            .bind(*job)
+            .bind(now)
+            .bind(*n)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(sql(W))?;
+            for row in &rows {
+                taken.push(Taken {
                     id: row.try_get(0).map_err(sql(W))?,
                     job_id: row.try_get(1).map_err(sql(W))?,
                     key: row.try_get(2).map_err(sql(W))?,
                     payload: row.try_get(3).map_err(sql(W))?,
                     attempts: row.try_get(4).map_err(sql(W))?,
                     priority,
-                })
-            })
-            .collect()
-    }
-
-    async fn start_jobs(
-        &self,
-        tx: &mut SqliteTx,
-        job_ids: &[String],
-        now: f64,
-    ) -> Result<Vec<ClaimedJob>, Error> {
-        const W: &str = "claiming items";
-        let ids = Value::from(job_ids.to_vec()).to_string();
-        let rows = sqlx::query(
-            "SELECT id, tenant, handler, params FROM jobs \
-             WHERE id IN (SELECT value FROM json_each($1))",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        sqlx::query(
-            "UPDATE jobs SET started_at = $2, \
-             status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
-             WHERE id IN (SELECT value FROM json_each($1)) AND started_at IS NULL",
-        )
-        .bind(&ids)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        rows.iter()
-            .map(|row| {
-                Ok(ClaimedJob {
-                    id: row.try_get(0).map_err(sql(W))?,
-                    tenant: row.try_get(1).map_err(sql(W))?,
-                    handler: row.try_get(2).map_err(sql(W))?,
-                    params: row.try_get(3).map_err(sql(W))?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(taken)
     }
 
     async fn extend_leases(&self, worker: &str, until: f64) -> Result<u64, Error> {

@@ -122,6 +122,36 @@ impl Fixture {
         }
     }
 
+    /// Another store on the same database with `tune` applied to the test options (quotas);
+    /// the test then uses only it, so SQLite's one-writer rule is kept.
+    pub(crate) async fn reopen(
+        &self,
+        tune: impl FnOnce(StoreOptions) -> StoreOptions,
+    ) -> Arc<dyn Store> {
+        let options = tune(options(&self.clock));
+        match &self.backend {
+            Backend::Sqlite { dir } => {
+                let path = dir.join("store.db");
+                ferry_store::open(path.to_str().unwrap(), None, options)
+                    .await
+                    .unwrap()
+            }
+            Backend::Postgres { url, schema } => {
+                ferry_store::open(url, Some(schema), options).await.unwrap()
+            }
+        }
+    }
+
+    /// Jobs whose queued-items counter disagrees with their items (must be none).
+    pub(crate) async fn miscounted_jobs(&self) -> i64 {
+        self.raw
+            .scalar(
+                "SELECT COUNT(*) FROM jobs j WHERE queued <> \
+                 (SELECT COUNT(*) FROM items i WHERE i.job_id = j.id AND i.state = 'queued')",
+            )
+            .await
+    }
+
     pub(crate) async fn cleanup(self) {
         let Fixture {
             store,

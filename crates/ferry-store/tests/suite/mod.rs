@@ -1,6 +1,7 @@
 //! The store test suite, written once against `Arc<dyn Store>` and run on every backend by
 //! `store_tests!` in `tests/store.rs`.
 
+mod fairness;
 mod fixture;
 
 use std::collections::BTreeMap;
@@ -13,12 +14,13 @@ use ferry_store::{
 };
 use serde_json::{json, Value};
 
+pub(crate) use fairness::*;
 pub(crate) use fixture::Fixture;
 use fixture::{HIGH_LIMIT, T0};
 
-const LEASE: Duration = Duration::from_secs(30);
+pub(super) const LEASE: Duration = Duration::from_secs(30);
 
-fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
+pub(super) fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
     NewJob {
         tenant: tenant.to_owned(),
         handler: "sentiment".to_owned(),
@@ -482,6 +484,11 @@ pub(crate) async fn lease_expiry_and_rescue(fx: &Fixture) {
     );
     let rows = all_results(s.as_ref(), "t", &job.id, 10).await;
     assert_eq!(rows[0].result, Some(json!("b")));
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
 
 pub(crate) async fn heartbeat_extends_leases(fx: &Fixture) {
@@ -516,6 +523,11 @@ pub(crate) async fn release_gives_leases_back(fx: &Fixture) {
     assert!(
         b.iter().all(|c| c.attempts == 1),
         "a release is not an attempt"
+    );
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
     );
 }
 
@@ -585,6 +597,11 @@ pub(crate) async fn fail_retries_then_dead_letters(fx: &Fixture) {
         (JobStatus::Completed, 1, 1)
     );
     assert_eq!(j.error, None);
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
 
 pub(crate) async fn cancel_job_stops_queued_items(fx: &Fixture) {
@@ -638,6 +655,11 @@ pub(crate) async fn cancel_job_stops_queued_items(fx: &Fixture) {
     s.complete("w", vec![(c[0], json!(1))]).await.unwrap();
     let after = s.cancel_job("t", &done.id).await.unwrap().unwrap();
     assert_eq!(after.status, JobStatus::Completed);
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
 
 pub(crate) async fn results_page_through_1000_items(fx: &Fixture) {
@@ -721,6 +743,11 @@ pub(crate) async fn redrive_requeues_dead_letters(fx: &Fixture) {
     .unwrap();
     let j = s.job("t", &job.id).await.unwrap().unwrap();
     assert_eq!((j.status, j.succeeded), (JobStatus::Completed, 3));
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
 
 pub(crate) async fn sweep_deletes_finished_jobs_after_ttl(fx: &Fixture) {
@@ -1014,4 +1041,9 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
     assert!(depths
         .iter()
         .all(|d| d.queued_items == 0 && d.in_flight_items == 0 && d.unfinished_jobs == 0));
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "per-job queued counters drifted"
+    );
 }
