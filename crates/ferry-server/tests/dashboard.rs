@@ -97,6 +97,7 @@ async fn submit(store: &dyn Store, handler: &str, payloads: Vec<Value>) -> JobId
                 })
                 .collect(),
             idempotency_key: None,
+            limits: ferry_store::JobLimits::default(),
         })
         .await
         .unwrap()
@@ -313,6 +314,7 @@ async fn the_redrive_button_queues_a_dead_letter_again() {
                 })
                 .collect(),
             idempotency_key: None,
+            limits: ferry_store::JobLimits::default(),
         })
         .await
         .unwrap();

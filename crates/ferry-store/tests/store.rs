@@ -54,6 +54,8 @@ store_tests!(
     api_keys_are_stored_hashed,
     queue_depths_count_jobs_and_items,
     mixed_workload_settles_every_item,
+    overdue_jobs_fail_and_cancel_what_is_queued,
+    throughput_is_measured_over_finished_jobs,
 );
 
 // Two stores on one database only exist for PostgreSQL (SQLite serves one process).

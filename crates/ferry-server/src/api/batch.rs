@@ -136,6 +136,7 @@ pub(super) async fn predict(
                 })
                 .collect(),
             idempotency_key: None,
+            limits: ferry_store::JobLimits::default(),
         })
         .await?;
     Ok(Json(PredictResponse::from(&job)))
@@ -515,6 +516,7 @@ mod tests {
             started_at: times.1,
             completed_at: times.2,
             error: None,
+            limits: ferry_store::JobLimits::default(),
         }
     }
 

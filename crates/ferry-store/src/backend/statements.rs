@@ -30,6 +30,8 @@ pub(crate) struct ClaimedJob {
     pub(crate) handler: String,
     /// JSON text.
     pub(crate) params: String,
+    /// The job's cap on items per handler call.
+    pub(crate) max_batch_size: Option<i64>,
 }
 
 /// An item a worker holds, as [`Store::fail`](crate::Store::fail) needs it.

@@ -50,12 +50,13 @@ pub(super) async fn claim<B: LeaseStatements>(
     let mut info = BTreeMap::new();
     for job in b.start_jobs(&mut tx, &job_ids, now).await? {
         let params = json(&job.params, "job parameters")?;
-        info.insert(job.id, (job.tenant, job.handler, params));
+        let cap = job.max_batch_size.map(|n| n.max(1) as u64);
+        info.insert(job.id, (job.tenant, job.handler, params, cap));
     }
     b.commit(tx, W).await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for r in rows {
-        let Some((tenant, handler, params)) = info.get(&r.job_id) else {
+        let Some((tenant, handler, params, cap)) = info.get(&r.job_id) else {
             return Err(Error::Corrupt {
                 message: format!("item {} belongs to a missing job {}", r.id, r.job_id),
             });
@@ -70,6 +71,7 @@ pub(super) async fn claim<B: LeaseStatements>(
             params: params.clone(),
             priority: r.priority,
             attempts: r.attempts.clamp(0, u32::MAX as i64) as u32,
+            max_batch_size: *cap,
         });
     }
     // Highest priority first (`Priority` orders `High` greatest).

@@ -72,7 +72,7 @@ impl LeaseStatements for PgStore {
     ) -> Result<Vec<ClaimedJob>, Error> {
         const W: &str = "claiming items";
         let rows = sqlx::query(
-            "SELECT id, tenant, handler, params::text, started_at IS NULL FROM jobs \
+            "SELECT id, tenant, handler, params::text, started_at IS NULL, max_batch_size FROM jobs \
              WHERE id = ANY($1) ORDER BY id",
         )
         .bind(job_ids)
@@ -86,6 +86,7 @@ impl LeaseStatements for PgStore {
                 tenant: row.try_get(1).map_err(sql(W))?,
                 handler: row.try_get(2).map_err(sql(W))?,
                 params: row.try_get(3).map_err(sql(W))?,
+                max_batch_size: row.try_get(5).map_err(sql(W))?,
             };
             // One job at a time, in id order: the lock order every operation keeps.
             if row.try_get::<bool, _>(4).map_err(sql(W))? {

@@ -9,7 +9,10 @@ use crate::error::{sql, Error};
 pub(super) const LOCK_CLASS: i32 = 0x6665_7272; // "ferr"
 
 /// The migrations, in order; `schema_version` records the last one applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("0001_init.sql")),
+    (2, include_str!("0002_job_limits.sql")),
+];
 
 /// Applies every migration newer than the schema's version in one transaction, under an
 /// advisory lock so workers starting together migrate once.

@@ -71,7 +71,7 @@ impl LeaseStatements for SqliteStore {
         const W: &str = "claiming items";
         let ids = Value::from(job_ids.to_vec()).to_string();
         let rows = sqlx::query(
-            "SELECT id, tenant, handler, params FROM jobs \
+            "SELECT id, tenant, handler, params, max_batch_size FROM jobs \
              WHERE id IN (SELECT value FROM json_each($1))",
         )
         .bind(&ids)
@@ -95,6 +95,7 @@ impl LeaseStatements for SqliteStore {
                     tenant: row.try_get(1).map_err(sql(W))?,
                     handler: row.try_get(2).map_err(sql(W))?,
                     params: row.try_get(3).map_err(sql(W))?,
+                    max_batch_size: row.try_get(4).map_err(sql(W))?,
                 })
             })
             .collect()

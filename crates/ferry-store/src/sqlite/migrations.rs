@@ -6,7 +6,10 @@ use sqlx::SqlitePool;
 use crate::error::{sql, Error};
 
 /// The migrations, in order; `schema_version` records the last one applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("0001_init.sql")),
+    (2, include_str!("0002_job_limits.sql")),
+];
 
 /// Applies every migration newer than the file's version, all in one write transaction.
 pub(super) async fn apply(pool: &SqlitePool) -> Result<(), Error> {

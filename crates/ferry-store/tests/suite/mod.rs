@@ -2,6 +2,7 @@
 //! `store_tests!` in `tests/store.rs`.
 
 mod fixture;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use serde_json::{json, Value};
 
 pub(crate) use fixture::Fixture;
 use fixture::{HIGH_LIMIT, T0};
+pub(crate) use limits::{
+    overdue_jobs_fail_and_cancel_what_is_queued, throughput_is_measured_over_finished_jobs,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -31,6 +35,7 @@ fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
             })
             .collect(),
         idempotency_key: None,
+        limits: ferry_store::JobLimits::default(),
     }
 }
 

@@ -328,6 +328,7 @@ mod tests {
             started_at: None,
             completed_at: None,
             error: None,
+            limits: ferry_store::JobLimits::default(),
         }
     }
 
