@@ -29,9 +29,36 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{app, AppState, TenantRate};
+use crate::batch_metrics;
+use crate::cache::CacheOptions;
 use crate::error::Error;
-use crate::sweeper::sweep_results;
+use crate::sweeper::{expire_jobs, sweep_results};
 use crate::worker::{Handlers, Worker, WorkerOptions, WorkerReport};
+use crate::worker_http::worker_routes;
+
+/// The KubeSentiment-compatible batch API's settings (its `ASYNC_BATCH_*` settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchApiOptions {
+    /// Whether `/api/v1/batch/...` is served (default `true`).
+    pub enabled: bool,
+    /// Most texts in one job (default 1,000).
+    pub max_texts: usize,
+    /// `timeout_seconds` of jobs that give none (default `None`: no deadline).
+    pub default_timeout_seconds: Option<f64>,
+    /// Most unfinished jobs over every priority at submission (default `None`).
+    pub max_jobs: Option<u64>,
+}
+
+impl Default for BatchApiOptions {
+    fn default() -> Self {
+        BatchApiOptions {
+            enabled: true,
+            max_texts: 1000,
+            default_timeout_seconds: None,
+            max_jobs: None,
+        }
+    }
+}
 
 /// What `ferry serve` runs with.
 #[derive(Debug, Clone)]
@@ -45,6 +72,12 @@ pub struct ServeOptions {
     pub result_ttl: Duration,
     /// Requests per second each tenant may make (default `None`: unlimited).
     pub tenant_rps: Option<NonZeroU32>,
+    /// The store's settings: queue limits per priority (default 100 / 500 / 1,000).
+    pub store_options: StoreOptions,
+    /// The built-in `sentiment` handler's result cache (default 1 hour, 100,000 texts).
+    pub cache: CacheOptions,
+    /// The batch API's settings.
+    pub batch: BatchApiOptions,
 }
 
 impl ServeOptions {
@@ -55,6 +88,9 @@ impl ServeOptions {
             worker: true,
             result_ttl: Duration::from_secs(24 * 3600),
             tenant_rps: None,
+            store_options: StoreOptions::new(),
+            cache: CacheOptions::default(),
+            batch: BatchApiOptions::default(),
         }
     }
 }
@@ -70,7 +106,7 @@ pub struct Service {
 impl Service {
     /// Opens [`ServeOptions::store`] and reads its API keys.
     pub async fn open(options: ServeOptions) -> Result<Self, Error> {
-        let store = ferry_store::open(&options.store, None, StoreOptions::new()).await?;
+        let store = ferry_store::open(&options.store, None, options.store_options.clone()).await?;
         Self::with_store(store, options).await
     }
 
@@ -128,10 +164,16 @@ impl Service {
             self.options.result_ttl,
             stop.clone(),
         ));
+        tokio::spawn(expire_jobs(
+            Arc::clone(&self.store),
+            Duration::from_millis(250),
+            stop.clone(),
+        ));
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(Error::Metrics)?;
-        let handlers = Handlers::builtin();
+        batch_metrics::describe();
+        let handlers = Handlers::builtin_with(self.options.cache);
         let names = handlers.names();
         let worker = self
             .options
@@ -156,6 +198,11 @@ impl Service {
         state.handlers = Arc::new(names);
         state.shutdown = stop.clone();
         state.metrics = Some(metrics);
+        let batch = &self.options.batch;
+        state.batch_api = batch.enabled;
+        state.max_texts = batch.max_texts;
+        state.default_timeout_seconds = batch.default_timeout_seconds;
+        state.max_jobs = batch.max_jobs;
         axum::serve(listener, app(state))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
@@ -203,6 +250,35 @@ fn print_report(report: &WorkerReport) {
     );
 }
 
+/// What `ferry worker` runs with ([`run_worker_with`]).
+#[derive(Debug, Clone)]
+pub struct WorkerRun {
+    /// The store: an SQLite file or a `postgres://` URL.
+    pub store: String,
+    /// PostgreSQL only: the schema to keep everything in (default `public`).
+    pub schema: Option<String>,
+    /// The worker's own settings.
+    pub worker: WorkerOptions,
+    /// The built-in `sentiment` handler's result cache.
+    pub cache: CacheOptions,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (default none; see
+    /// [`worker_routes`]).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl WorkerRun {
+    /// The defaults over the store `store`.
+    pub fn new(store: impl Into<String>) -> Self {
+        WorkerRun {
+            store: store.into(),
+            schema: None,
+            worker: WorkerOptions::default(),
+            cache: CacheOptions::default(),
+            metrics_addr: None,
+        }
+    }
+}
+
 /// What `ferry worker` runs: a worker with the built-in handlers over the store `store` (on
 /// PostgreSQL in `schema` when given), until `shutdown` resolves; then it finishes or
 /// releases what it holds and reports.
@@ -212,15 +288,54 @@ pub async fn run_worker(
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport, Error> {
-    let opened = ferry_store::open(store, schema, StoreOptions::new()).await?;
+    let mut run = WorkerRun::new(store);
+    run.schema = schema.map(str::to_owned);
+    run.worker = options;
+    run_worker_with(run, shutdown).await
+}
+
+/// [`run_worker`] with every setting: the cache, and `/metrics` and `/healthz` on
+/// [`WorkerRun::metrics_addr`] when given (bound before the worker starts claiming).
+pub async fn run_worker_with(
+    run: WorkerRun,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerReport, Error> {
+    let opened = ferry_store::open(&run.store, run.schema.as_deref(), StoreOptions::new()).await?;
     let stop = CancellationToken::new();
     let on_shutdown = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         on_shutdown.cancel();
     });
-    eprintln!("ferry worker {}: claiming from {store}", options.id);
-    let report = Worker::new(opened, Handlers::builtin(), options)
+    if let Some(addr) = run.metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = listener.local_addr()?;
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(Error::Metrics)?;
+        batch_metrics::describe();
+        let routes = worker_routes(Arc::clone(&opened), metrics);
+        let until = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, routes)
+                .with_graceful_shutdown(async move { until.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the worker's metrics port failed");
+            }
+        });
+        eprintln!(
+            "ferry worker {}: /metrics and /healthz on http://{local}",
+            run.worker.id
+        );
+    }
+    eprintln!(
+        "ferry worker {}: claiming from {}",
+        run.worker.id, run.store
+    );
+    let report = Worker::new(opened, Handlers::builtin_with(run.cache), run.worker)
         .run(stop)
         .await?;
     print_report(&report);

@@ -24,6 +24,11 @@
 //!   still held is released, so another worker takes the rest at once rather than after the
 //!   leases expire.
 //!
+//! * Jobs: each held item's job is tracked ([`crate::tracking`]); items of a job that was
+//!   cancelled or ran out of time while they were held skip the handler and end cancelled.
+//!   A job's `max_batch_size` gives its items an engine of their own whose batches are
+//!   capped at it (one engine per handler and cap).
+//!
 //! Handlers receive the item's payload; one registered with
 //! [`Handlers::register_with_params`] receives `{"params": <the job's params>, "payload":
 //! <payload>}` instead. Items of high-priority jobs board the engine's batches first.
@@ -39,7 +44,9 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch_metrics::{self, Throughput};
 use crate::error::Error;
+use crate::tracking::{Gate, JobTracker};
 
 /// A handler the service can run, with the engine settings it runs under.
 #[derive(Clone)]
@@ -176,7 +183,12 @@ struct Counters {
     held: AtomicUsize,
     completed: AtomicU64,
     dead: AtomicU64,
+    jobs: Arc<JobTracker>,
+    meter: Arc<Throughput>,
 }
+
+/// Engines are per handler and per job batch-size cap.
+type LaneKey = (String, Option<u64>);
 
 struct Lane {
     /// Whether items go in wrapped with their job's params.
@@ -202,9 +214,16 @@ impl Worker {
             held: AtomicUsize::new(0),
             completed: AtomicU64::new(0),
             dead: AtomicU64::new(0),
+            jobs: Arc::default(),
+            meter: Arc::default(),
         });
         let keepalive = self.spawn_keepalive(shutdown.clone());
-        let mut lanes: HashMap<String, Lane> = HashMap::new();
+        let watch = tokio::spawn(Arc::clone(&counters.jobs).watch(
+            Arc::clone(&self.store),
+            Arc::clone(&counters.meter),
+            shutdown.clone(),
+        ));
+        let mut lanes: HashMap<LaneKey, Lane> = HashMap::new();
         let mut report = WorkerReport::default();
         let opts = &self.options;
         let result = async {
@@ -253,6 +272,8 @@ impl Worker {
             }
         }
         keepalive.abort();
+        watch.abort();
+        batch_metrics::set_active_jobs(0);
         report.released = self.store.release(&opts.id).await?;
         report.completed = counters.completed.load(Ordering::Acquire);
         report.dead_lettered = counters.dead.load(Ordering::Acquire);
@@ -264,10 +285,11 @@ impl Worker {
     async fn dispatch(
         &self,
         item: ClaimedItem,
-        lanes: &mut HashMap<String, Lane>,
+        lanes: &mut HashMap<LaneKey, Lane>,
         counters: &Arc<Counters>,
     ) -> Result<(), Error> {
-        if !lanes.contains_key(&item.handler) {
+        let key: LaneKey = (item.handler.clone(), item.max_batch_size);
+        if !lanes.contains_key(&key) {
             let Some(registered) = self.handlers.map.get(&item.handler).cloned() else {
                 let error = format!(
                     "no handler named `{}` on worker {}",
@@ -285,9 +307,22 @@ impl Worker {
             config.shutdown_grace = self.options.shutdown_grace;
             // Engines are named after their handler: the `engine` label of their metrics.
             config.name = item.handler.clone();
-            let mut running = Engine::new(config, registered.handler)?
-                .emit_settled(64)
-                .start();
+            if let Some(cap) = item.max_batch_size {
+                let cap = usize::try_from(cap).unwrap_or(usize::MAX).max(1);
+                if cap < config.flush.items_cap() {
+                    let cap =
+                        std::num::NonZeroUsize::new(cap).unwrap_or(std::num::NonZeroUsize::MIN);
+                    config.flush = config.flush.max_items(cap);
+                }
+            }
+            let gate = Gate {
+                inner: registered.handler,
+                tracker: Arc::clone(&counters.jobs),
+            };
+            let mut running =
+                Engine::new(config, Arc::new(gate) as Arc<dyn Handler<Value, Value>>)?
+                    .emit_settled(64)
+                    .start();
             let settled = running.take_settled().ok_or(ferry_core::Error::Closed)?;
             let writer = tokio::spawn(record(
                 Arc::clone(&self.store),
@@ -297,7 +332,7 @@ impl Worker {
             ));
             let intake = running.intake();
             lanes.insert(
-                item.handler.clone(),
+                key.clone(),
                 Lane {
                     with_params,
                     running,
@@ -306,7 +341,8 @@ impl Worker {
                 },
             );
         }
-        let lane = lanes.get(&item.handler).ok_or(ferry_core::Error::Closed)?;
+        let lane = lanes.get(&key).ok_or(ferry_core::Error::Closed)?;
+        counters.jobs.hold(&item);
         let id = item.item_id;
         let payload = if lane.with_params {
             serde_json::json!({ "params": item.params, "payload": item.payload })
@@ -331,6 +367,11 @@ impl Worker {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = beat.tick() => {}
+                }
+                // A backstop for the service's own deadline check (every 250 ms in `ferry
+                // serve`): jobs past their `timeout_seconds` fail even without an API process.
+                if let Err(e) = store.expire_overdue().await {
+                    tracing::warn!(worker = %id, error = %e, "deadline check failed");
                 }
                 if let Err(e) = store.heartbeat(&id, lease).await {
                     tracing::warn!(worker = %id, error = %e, "lease renewal failed");
@@ -358,17 +399,22 @@ async fn record(
     while let Some(batch) = settled.recv().await {
         let n = batch.len();
         let mut results = Vec::with_capacity(n);
+        let mut ended = Vec::with_capacity(n);
         for s in batch {
             match s {
                 Settled::Succeeded { item, result } => {
                     if let Ok(id) = item.key().as_str().parse::<i64>() {
                         results.push((id, result));
+                        ended.push(id);
                     }
                 }
                 Settled::DeadLettered(d) => {
                     if let Ok(id) = d.item.key().as_str().parse::<i64>() {
-                        store.fail(&worker, id, &d.error, None, true).await?;
-                        counters.dead.fetch_add(1, Ordering::AcqRel);
+                        let outcome = store.fail(&worker, id, &d.error, None, true).await?;
+                        if outcome == ferry_store::FailOutcome::DeadLettered {
+                            counters.dead.fetch_add(1, Ordering::AcqRel);
+                        }
+                        ended.push(id);
                     }
                 }
                 // Only cancellation produces these; their leases are released at shutdown.
@@ -379,7 +425,16 @@ async fn record(
             let recorded = store.complete(&worker, results).await?;
             counters.completed.fetch_add(recorded, Ordering::AcqRel);
         }
+        counters.meter.record(ended.len() as u64);
         counters.held.fetch_sub(n, Ordering::AcqRel);
+        for (tenant, job) in counters.jobs.settle(ended) {
+            // This worker held the job's last items here: if it finished, time it.
+            match store.job(&tenant, &job).await {
+                Ok(Some(j)) if j.status.is_finished() => batch_metrics::job_finished(&j),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "reading a finished job failed"),
+            }
+        }
     }
     Ok(())
 }
