@@ -179,6 +179,7 @@ impl Service {
             .options
             .worker
             .then(|| spawn_worker(&self.store, handlers, &stop));
+        tracing::info!(%addr, store = %self.options.store, keys = self.live_keys, "listening");
         if self.live_keys > 0 {
             eprintln!(
                 "ferry serve: listening on http://{addr} (store {}); {} API key(s): every \
@@ -335,6 +336,7 @@ pub async fn run_worker_with(
         "ferry worker {}: claiming from {}",
         run.worker.id, run.store
     );
+    tracing::info!(worker = %run.worker.id, store = %run.store, "claiming");
     let report = Worker::new(opened, Handlers::builtin_with(run.cache), run.worker)
         .run(stop)
         .await?;
