@@ -9,6 +9,7 @@ pub mod batch_metrics;
 mod builtin;
 mod cache;
 mod error;
+mod retry;
 mod service;
 mod sweeper;
 mod tracking;

@@ -17,6 +17,9 @@
 //!   renewal the worker also rescues expired leases of dead workers: a killed worker's items
 //!   are queued again at most a third of a lease after its leases ran out, that is within
 //!   1⅓ leases of its last renewal (the crash test in `ferry-cli` holds it to this).
+//! * A store that goes away (a PostgreSQL restart, terminated backends) is ridden out:
+//!   claims, results and dead letters are retried with backoff ([`crate::retry`]) until it
+//!   answers again; renewals and rescues go on at their pace and log failures.
 //! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
 //!   polling loop.
 //! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
@@ -46,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch_metrics::{self, Throughput};
 use crate::error::Error;
+use crate::retry;
 use crate::tracking::{Gate, JobTracker};
 
 /// A handler the service can run, with the engine settings it runs under.
@@ -237,10 +241,17 @@ impl Worker {
                         _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
                     }
                 }
-                let claimed = self
-                    .store
-                    .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
-                    .await?;
+                let claim = retry::transient("claiming items", &shutdown, || {
+                    self.store
+                        .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
+                });
+                let claimed = match claim.await {
+                    Ok(claimed) => claimed,
+                    // Shutting down while the store is away: stop; leases lapse and the
+                    // items are rescued.
+                    Err(e) if e.is_transient() => break,
+                    Err(e) => return Err(e.into()),
+                };
                 if claimed.is_empty() {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -250,7 +261,7 @@ impl Worker {
                 report.claimed += claimed.len() as u64;
                 counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
                 for item in claimed {
-                    self.dispatch(item, &mut lanes, &counters).await?;
+                    self.dispatch(item, &mut lanes, &counters, &shutdown).await?;
                 }
             }
             Ok::<(), Error>(())
@@ -287,6 +298,7 @@ impl Worker {
         item: ClaimedItem,
         lanes: &mut HashMap<LaneKey, Lane>,
         counters: &Arc<Counters>,
+        stop: &CancellationToken,
     ) -> Result<(), Error> {
         let key: LaneKey = (item.handler.clone(), item.max_batch_size);
         if !lanes.contains_key(&key) {
@@ -295,9 +307,11 @@ impl Worker {
                     "no handler named `{}` on worker {}",
                     item.handler, self.options.id
                 );
-                self.store
-                    .fail(&self.options.id, item.item_id, &error, None, true)
-                    .await?;
+                retry::transient("dead-lettering an item", stop, || {
+                    self.store
+                        .fail(&self.options.id, item.item_id, &error, None, true)
+                })
+                .await?;
                 counters.held.fetch_sub(1, Ordering::AcqRel);
                 counters.dead.fetch_add(1, Ordering::AcqRel);
                 return Ok(());
@@ -329,6 +343,7 @@ impl Worker {
                 self.options.id.clone(),
                 settled,
                 Arc::clone(counters),
+                stop.clone(),
             ));
             let intake = running.intake();
             lanes.insert(
@@ -395,6 +410,7 @@ async fn record(
     worker: String,
     mut settled: tokio::sync::mpsc::Receiver<Vec<Settled<Value, Value>>>,
     counters: Arc<Counters>,
+    stop: CancellationToken,
 ) -> Result<(), Error> {
     while let Some(batch) = settled.recv().await {
         let n = batch.len();
@@ -410,7 +426,10 @@ async fn record(
                 }
                 Settled::DeadLettered(d) => {
                     if let Ok(id) = d.item.key().as_str().parse::<i64>() {
-                        let outcome = store.fail(&worker, id, &d.error, None, true).await?;
+                        let outcome = retry::transient("dead-lettering an item", &stop, || {
+                            store.fail(&worker, id, &d.error, None, true)
+                        })
+                        .await?;
                         if outcome == ferry_store::FailOutcome::DeadLettered {
                             counters.dead.fetch_add(1, Ordering::AcqRel);
                         }
@@ -422,7 +441,12 @@ async fn record(
             }
         }
         if !results.is_empty() {
-            let recorded = store.complete(&worker, results).await?;
+            // Retried whole: items already recorded (the commit went through before the
+            // connection dropped) are no longer leased and are skipped.
+            let recorded = retry::transient("recording results", &stop, || {
+                store.complete(&worker, results.clone())
+            })
+            .await?;
             counters.completed.fetch_add(recorded, Ordering::AcqRel);
         }
         counters.meter.record(ended.len() as u64);
