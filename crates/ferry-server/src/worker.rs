@@ -261,7 +261,8 @@ impl Worker {
                 report.claimed += claimed.len() as u64;
                 counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
                 for item in claimed {
-                    self.dispatch(item, &mut lanes, &counters, &shutdown).await?;
+                    self.dispatch(item, &mut lanes, &counters, &shutdown)
+                        .await?;
                 }
             }
             Ok::<(), Error>(())

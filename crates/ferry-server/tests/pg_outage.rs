@@ -27,7 +27,10 @@ struct Paced;
 
 impl Handler<Value, Value> for Paced {
     fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        let out = batch.payloads().map(|p| ItemOutcome::Ok(p.clone())).collect();
+        let out = batch
+            .payloads()
+            .map(|p| ItemOutcome::Ok(p.clone()))
+            .collect();
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
             BatchOutcome::Done(out)
