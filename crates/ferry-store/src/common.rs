@@ -378,6 +378,7 @@ mod tests {
             priority: Priority::Low,
             items: vec![item("a"), item("b")],
             idempotency_key: None,
+            limits: JobLimits::default(),
         };
         assert!(validate(&job).is_ok());
         job.items.push(item("a"));

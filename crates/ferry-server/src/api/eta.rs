@@ -24,10 +24,13 @@ const WINDOW: Duration = Duration::from_secs(300);
 /// How long a measured service rate is reused.
 const REFRESH: Duration = Duration::from_secs(2);
 
+/// When the rate was measured, and what it was.
+type Measured = Option<(Instant, Option<f64>)>;
+
 /// The service's measured rate, cached for [`REFRESH`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RateCache {
-    last: Arc<Mutex<Option<(Instant, Option<f64>)>>>,
+    last: Arc<Mutex<Measured>>,
 }
 
 impl RateCache {
