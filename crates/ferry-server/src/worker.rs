@@ -452,7 +452,11 @@ async fn record(
         }
         counters.meter.record(ended.len() as u64);
         counters.held.fetch_sub(n, Ordering::AcqRel);
-        for (tenant, job) in counters.jobs.settle(ended) {
+        let emptied = counters.jobs.settle(ended);
+        if !emptied.is_empty() {
+            batch_metrics::set_active_jobs(counters.jobs.active_jobs());
+        }
+        for (tenant, job) in emptied {
             // This worker held the job's last items here: if it finished, time it.
             match store.job(&tenant, &job).await {
                 Ok(Some(j)) if j.status.is_finished() => batch_metrics::job_finished(&j),
