@@ -90,13 +90,20 @@ impl JobTracker {
         emptied
     }
 
-    /// Whether the held item `id` belongs to a stopped job.
-    pub(crate) fn is_stopped(&self, id: i64) -> bool {
+    /// For each of `ids`, whether it belongs to a stopped job (one lock for the batch; no
+    /// lookups at all while no job is stopped, the usual case).
+    pub(crate) fn stopped(&self, ids: impl Iterator<Item = i64>) -> Vec<bool> {
         let inner = self.lock();
-        inner
-            .items
-            .get(&id)
-            .is_some_and(|job| inner.stopped.contains(job))
+        if inner.stopped.is_empty() {
+            return ids.map(|_| false).collect();
+        }
+        ids.map(|id| {
+            inner
+                .items
+                .get(&id)
+                .is_some_and(|job| inner.stopped.contains(job))
+        })
+        .collect()
     }
 
     /// Jobs this worker holds items of.
@@ -161,11 +168,7 @@ fn item_id(item: &ferry_core::Item<Value>) -> i64 {
 
 impl Handler<Value, Value> for Gate {
     fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        let stopped: Vec<bool> = batch
-            .items()
-            .iter()
-            .map(|i| self.tracker.is_stopped(item_id(i)))
-            .collect();
+        let stopped = self.tracker.stopped(batch.items().iter().map(item_id));
         if !stopped.contains(&true) {
             return self.inner.call(batch);
         }
