@@ -18,6 +18,7 @@ use ferry_server::{
 use ferry_store::{Priority, Store, StoreOptions};
 
 use crate::config::{self, file_duration, LogFormat};
+use crate::handlers::handlers;
 
 /// Options of `ferry serve`. Each flag may also come from the environment variable shown
 /// and from the `[serve]` table of `--config` (key: the flag's name with underscores);
@@ -25,7 +26,9 @@ use crate::config::{self, file_duration, LogFormat};
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Settings file (TOML): its `[serve]` table gives any setting not set by a flag or the
-    /// environment; `[handler.NAME]` tables define handlers.
+    /// environment; its `[handler.NAME]` tables add handlers jobs may name: any job-file
+    /// handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and engine
+    /// settings (docs/service.md, "Handlers from configuration").
     #[arg(long, env = "FERRY_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8000]. Without API keys in the store
@@ -136,7 +139,7 @@ fn first<T>(flag: Option<T>, async_batch: Option<T>, file: Option<T>) -> Option<
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     /// Settings file (TOML): its `[worker]` table gives any setting not set by a flag or
-    /// the environment; `[handler.NAME]` tables define handlers.
+    /// the environment; its `[handler.NAME]` tables add handlers (as for `ferry serve`).
     #[arg(long, env = "FERRY_CONFIG")]
     pub(crate) config: Option<PathBuf>,
     /// The store: an SQLite file or a postgres:// URL shared by several workers (required,
@@ -188,8 +191,8 @@ pub(crate) fn log_format(
 }
 
 impl ServeArgs {
-    /// The settings `ferry serve` runs with, and where it listens.
-    fn resolve(&self) -> anyhow::Result<(ServeOptions, SocketAddr)> {
+    /// The settings `ferry serve` runs with, where it listens, and the sentiment cache.
+    fn resolve(&self) -> anyhow::Result<(ServeOptions, SocketAddr, CacheOptions)> {
         let file = config::load(self.config.as_deref())?.serve;
         let listen = self
             .listen
@@ -237,7 +240,7 @@ impl ServeArgs {
             }
         }
         options.store_options = store_options;
-        options.cache = self
+        let cache = self
             .cache
             .resolve(file.cache_ttl.as_deref(), file.cache_size, "serve")?;
         let defaults = BatchApiOptions::default();
@@ -267,13 +270,14 @@ impl ServeArgs {
             ),
         };
         anyhow::ensure!(options.batch.max_texts > 0, "max_texts must be at least 1");
-        Ok((options, listen))
+        Ok((options, listen, cache))
     }
 }
 
 impl WorkerArgs {
-    /// The settings `ferry worker` runs with.
-    fn resolve(&self) -> anyhow::Result<WorkerRun> {
+    /// The settings `ferry worker` runs with (its handlers still the built-in ones), and the
+    /// sentiment cache.
+    fn resolve(&self) -> anyhow::Result<(WorkerRun, CacheOptions)> {
         let file = config::load(self.config.as_deref())?.worker;
         let Some(store) = self.store.clone().or(file.store.clone()) else {
             anyhow::bail!(
@@ -300,10 +304,10 @@ impl WorkerArgs {
             worker.claim_batch = n;
         }
         run.worker = worker;
-        run.cache = self
+        let cache = self
             .cache
             .resolve(file.cache_ttl.as_deref(), file.cache_size, "worker")?;
-        Ok(run)
+        Ok((run, cache))
     }
 }
 
@@ -336,7 +340,8 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (options, listen) = args.resolve()?;
+    let (mut options, listen, cache) = args.resolve()?;
+    options.handlers = handlers(args.config.as_deref(), options.worker, cache).await?;
     Service::open(options)
         .await?
         .serve(listen, shutdown_signal())
@@ -345,6 +350,8 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
-    run_worker_with(args.resolve()?, shutdown_signal()).await?;
+    let (mut run, cache) = args.resolve()?;
+    run.handlers = handlers(args.config.as_deref(), true, cache).await?;
+    run_worker_with(run, shutdown_signal()).await?;
     Ok(())
 }

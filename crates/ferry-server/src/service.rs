@@ -9,7 +9,8 @@
 //!    open tenant until a key is created;
 //! 2. the result sweeper starts ([`sweep_results`]), then the Prometheus recorder is
 //!    installed, before any engine, so the engines' metric handles register with it;
-//! 3. the built-in handlers ([`Handlers::builtin`]) are loaded and, unless
+//! 3. the handlers ([`ServeOptions::handlers`]: the built-in ones unless the caller adds
+//!    configured ones) are loaded and, unless
 //!    [`ServeOptions::worker`] is off, an in-process worker starts; if it fails, the whole
 //!    service shuts down (a service whose worker died would accept jobs and never run them);
 //! 4. the API ([`app`]) is served until the shutdown future resolves, then the worker
@@ -30,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{app, AppState, TenantRate};
 use crate::batch_metrics;
-use crate::cache::CacheOptions;
 use crate::error::Error;
 use crate::sweeper::{expire_jobs, sweep_results};
 use crate::worker::{Handlers, Worker, WorkerOptions, WorkerReport};
@@ -74,10 +74,11 @@ pub struct ServeOptions {
     pub tenant_rps: Option<NonZeroU32>,
     /// The store's settings: queue limits per priority (default 100 / 500 / 1,000).
     pub store_options: StoreOptions,
-    /// The built-in `sentiment` handler's result cache (default 1 hour, 100,000 texts).
-    pub cache: CacheOptions,
     /// The batch API's settings.
     pub batch: BatchApiOptions,
+    /// The handlers jobs may name, and the in-process worker runs (default
+    /// [`Handlers::builtin`]; [`Handlers::builtin_with`] sets the sentiment cache).
+    pub handlers: Handlers,
 }
 
 impl ServeOptions {
@@ -89,8 +90,8 @@ impl ServeOptions {
             result_ttl: Duration::from_secs(24 * 3600),
             tenant_rps: None,
             store_options: StoreOptions::new(),
-            cache: CacheOptions::default(),
             batch: BatchApiOptions::default(),
+            handlers: Handlers::builtin(),
         }
     }
 }
@@ -173,7 +174,7 @@ impl Service {
             .install_recorder()
             .map_err(Error::Metrics)?;
         batch_metrics::describe();
-        let handlers = Handlers::builtin_with(self.options.cache);
+        let handlers = self.options.handlers.clone();
         let names = handlers.names();
         let worker = self
             .options
@@ -260,8 +261,8 @@ pub struct WorkerRun {
     pub schema: Option<String>,
     /// The worker's own settings.
     pub worker: WorkerOptions,
-    /// The built-in `sentiment` handler's result cache.
-    pub cache: CacheOptions,
+    /// The handlers it runs (default [`Handlers::builtin`]).
+    pub handlers: Handlers,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (default none; see
     /// [`worker_routes`]).
     pub metrics_addr: Option<SocketAddr>,
@@ -274,28 +275,30 @@ impl WorkerRun {
             store: store.into(),
             schema: None,
             worker: WorkerOptions::default(),
-            cache: CacheOptions::default(),
+            handlers: Handlers::builtin(),
             metrics_addr: None,
         }
     }
 }
 
-/// What `ferry worker` runs: a worker with the built-in handlers over the store `store` (on
-/// PostgreSQL in `schema` when given), until `shutdown` resolves; then it finishes or
-/// releases what it holds and reports.
+/// What `ferry worker` runs: a worker with `handlers` (the built-in ones, [`Handlers::builtin`],
+/// and any configured) over the store `store` (on PostgreSQL in `schema` when given), until
+/// `shutdown` resolves; then it finishes or releases what it holds and reports.
 pub async fn run_worker(
     store: &str,
     schema: Option<&str>,
+    handlers: Handlers,
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport, Error> {
     let mut run = WorkerRun::new(store);
     run.schema = schema.map(str::to_owned);
     run.worker = options;
+    run.handlers = handlers;
     run_worker_with(run, shutdown).await
 }
 
-/// [`run_worker`] with every setting: the cache, and `/metrics` and `/healthz` on
+/// [`run_worker`] with every setting: `/metrics` and `/healthz` on
 /// [`WorkerRun::metrics_addr`] when given (bound before the worker starts claiming).
 pub async fn run_worker_with(
     run: WorkerRun,
@@ -337,7 +340,7 @@ pub async fn run_worker_with(
         run.worker.id, run.store
     );
     tracing::info!(worker = %run.worker.id, store = %run.store, "claiming");
-    let report = Worker::new(opened, Handlers::builtin_with(run.cache), run.worker)
+    let report = Worker::new(opened, run.handlers, run.worker)
         .run(stop)
         .await?;
     print_report(&report);

@@ -35,6 +35,7 @@ use super::controllers::{Limit, Size};
 use super::metrics::Metrics;
 use super::report::Report;
 use super::settled::{Outcomes, Settled};
+use crate::adaptive::Signal;
 use crate::batcher::Buffer;
 use crate::deadletter::DeadLetterSink;
 use crate::dispatch::Throttle;
@@ -82,6 +83,9 @@ pub(super) struct Core<T, R, H> {
     rng: SmallRng,
     cancelling: bool,
     last_was_probe: bool,
+    /// Until when calls that timed out queued at the target still count as holding a slot
+    /// there (see `complete`).
+    phantoms: Vec<Instant>,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
     /// When `dispatch.deadline` passes, if one is set.
@@ -140,6 +144,7 @@ where
             rng,
             cancelling: false,
             last_was_probe: false,
+            phantoms: Vec::new(),
             deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
         }
@@ -284,7 +289,11 @@ where
         }
         let mut wake = self.backoffs.next_due();
         let draining = self.input_closed();
-        while self.calls.len() < self.limit.get() {
+        self.phantoms.retain(|until| *until > now);
+        if let Some(first) = self.phantoms.iter().min() {
+            wake = earliest(wake, *first);
+        }
+        while self.calls.len() + self.phantoms.len() < self.limit.get() {
             if let Some(open) = self.throttle.gated_until(now) {
                 wake = earliest(wake, open);
                 break;
@@ -368,6 +377,7 @@ where
             self.next_start = Some(now + pause);
         }
         batch.sent_with = self.calls.len() + 1;
+        batch.sent_size = self.size.get();
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -408,12 +418,22 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
-            // Overload only for batches no larger than the confirmed size: a larger one (a
-            // probe sent back after a 429) that times out says the size is too large.
-            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= self.size.get(),
+            // Overload only for batches no larger than the confirmed size when they left: a
+            // larger one (a probe sent back after a 429) that times out says the size is too
+            // large. (The size when it left: an overload may have shrunk it since.)
+            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= batch.sent_size,
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
+        if decision.signal == Signal::Overload {
+            // The target gave up on the call, not on its work: a gateway's 504 leaves the
+            // request queued or running behind it. Count it as holding a slot for one more
+            // no-load round trip, so the calls sent next do not queue behind it and time out
+            // in turn.
+            if let Some(rtt) = self.limit.baseline() {
+                self.phantoms.push(now + rtt);
+            }
+        }
         if let Some(after) = decision.pause {
             self.throttle.pause_until(now + after);
         }
@@ -443,6 +463,12 @@ where
             self.limit.on_served(now);
         }
         self.limit.on_response(latency, decision.signal, now, size);
+        tracing::debug!(
+            engine = %self.cfg.name, ?end, items = n, probe, crowded = state.crowded,
+            latency_ms = latency.as_millis() as u64, signal = ?decision.signal,
+            limit = self.limit.get(), size, in_flight = self.calls.len(),
+            "call finished"
+        );
         self.record(out, now).await
     }
 
@@ -544,7 +570,23 @@ where
         batch.requeues += 1;
         let delay = policy::backoff(&self.cfg.retry, batch.requeues.min(5), after, &mut self.rng);
         out.retries += 1;
-        self.backoffs.schedule(batch, now + delay);
+        // A batch cut before the size came down (or a probe sent back) goes again in parts
+        // of the size now confirmed: sent whole it would test a size already given up.
+        let size = self.size.get().max(1);
+        if batch.len() <= size {
+            self.backoffs.schedule(batch, now + delay);
+            return;
+        }
+        let (requeues, level_failures) = (batch.requeues, batch.level_failures);
+        let mut items = batch.into_items();
+        while !items.is_empty() {
+            let rest = items.split_off(size.min(items.len()));
+            let mut part = Batch::from_items(items);
+            part.requeues = requeues;
+            part.level_failures = level_failures;
+            self.backoffs.schedule(part, now + delay);
+            items = rest;
+        }
     }
 
     /// Splits `batch` (charging a failure first if asked); the parts leave before anything
