@@ -71,10 +71,13 @@ fn a_flag_beats_the_environment_which_beats_the_file() {
     let dir = TempDir::new("settings-precedence");
     let store = dir.0.join("s.db");
     let config = dir.0.join("ferry.toml");
+    // A handler table beside the settings: the settings ignore it, the handlers load it.
     std::fs::write(
         &config,
-        "# the handler tables belong to the handler definitions: ignored here\n\
-         [handler.embed]\nkind = \"exec\"\n\n[serve]\nqueue_limit_high = 13\n",
+        format!(
+            "[handler.archive]\ntype = \"jsonl\"\npath = {:?}\n\n[serve]\nqueue_limit_high = 13\n",
+            dir.0.join("archive.jsonl").to_str().unwrap()
+        ),
     )
     .unwrap();
     let config = config.to_str().unwrap();
