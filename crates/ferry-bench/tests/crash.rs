@@ -116,6 +116,7 @@ async fn sigkill_one_of_two_workers_midway_loses_and_duplicates_nothing() {
                 })
                 .collect(),
             idempotency_key: None,
+            limits: ferry_store::JobLimits::default(),
         })
         .await
         .unwrap();

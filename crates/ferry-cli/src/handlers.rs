@@ -8,13 +8,18 @@ use std::path::Path;
 
 use anyhow::Context;
 use ferry_connectors::job::{load_service_handlers, HandlerSpec, SpecHandler};
-use ferry_server::Handlers;
+use ferry_server::{CacheOptions, Handlers};
 
-/// The handlers of `serve` or `worker`: the built-in ones plus `config`'s. With `run_here`
+/// The handlers of `serve` or `worker`: the built-in ones (the sentiment cache set by
+/// `cache`) plus `config`'s. With `run_here`
 /// off (`serve --no-worker`) the configured ones are only declared, so the API accepts jobs
 /// for them while its `ferry worker` processes run them; nothing is started here.
-pub(crate) async fn handlers(config: Option<&Path>, run_here: bool) -> anyhow::Result<Handlers> {
-    let builtin = Handlers::builtin();
+pub(crate) async fn handlers(
+    config: Option<&Path>,
+    run_here: bool,
+    cache: CacheOptions,
+) -> anyhow::Result<Handlers> {
+    let builtin = Handlers::builtin_with(cache);
     let Some(path) = config else {
         return Ok(builtin);
     };

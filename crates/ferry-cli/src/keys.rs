@@ -9,7 +9,7 @@ use crate::serve::open_store;
 #[derive(Debug, Args)]
 pub(crate) struct KeysArgs {
     /// The store the service uses: an SQLite file or a postgres:// URL.
-    #[arg(long, default_value = "ferry.db", global = true)]
+    #[arg(long, default_value = "ferry.db", global = true, env = "FERRY_STORE")]
     store: String,
     #[command(subcommand)]
     command: KeysCommand,

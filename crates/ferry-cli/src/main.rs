@@ -1,6 +1,7 @@
 //! `ferry`: the command-line face of Ferry. Thin on purpose: argument parsing, wiring and
 //! exit codes; everything else lives in the library crates.
 
+mod config;
 mod demo;
 mod handlers;
 mod interrupt;
@@ -70,12 +71,27 @@ enum Command {
 /// dead-lettered, 130 interrupted (Ctrl-C or SIGTERM).
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(a) => serve::log_format(a.log_format, a.config.as_deref(), false),
+        Command::Worker(a) => serve::log_format(a.log_format, a.config.as_deref(), true),
+        _ => Ok(config::LogFormat::Text),
+    };
+    let format = match format {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => logs.init(),
+        config::LogFormat::Json => logs.json().init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -38,7 +38,9 @@ fn serve_runs_handlers_from_its_configuration_file() {
     let config = dir.0.join("ferry.toml");
     std::fs::write(
         &config,
-        format!("listen = \"127.0.0.1:1\"\n[store]\nurl = \"x\"\n\n{text}"),
+        // The settings' `[serve]` table beside the handler tables; the flags `Server` passes
+        // (`--listen`, `--store`) win over it.
+        format!("[serve]\nlisten = \"127.0.0.1:1\"\nstore = \"x\"\n\n{text}"),
     )
     .unwrap();
     let server = Server::start("config", &["--config", config.to_str().unwrap()]);

@@ -8,7 +8,7 @@ use ferry_core::{Batch, BatchOutcome, BoxFuture, EngineConfig, FlushPolicy, Hand
 use ferry_models::sentiment::SentimentJsonHandler;
 use serde_json::Value;
 
-use crate::cache::Cached;
+use crate::cache::{CacheOptions, Cached};
 use crate::worker::Handlers;
 
 impl Handlers {
@@ -23,6 +23,11 @@ impl Handlers {
     /// them and rationed them to 1/7, so a longer wait would only add latency; they board
     /// after medium and high items. Loads the model's lexicon before it returns.
     pub fn builtin() -> Handlers {
+        Self::builtin_with(CacheOptions::default())
+    }
+
+    /// [`builtin`](Self::builtin) with the sentiment cache's TTL and size set by `cache`.
+    pub fn builtin_with(cache: CacheOptions) -> Handlers {
         ferry_models::sentiment::preload();
         let config = Handlers::engine_config();
         Handlers::new()
@@ -31,8 +36,8 @@ impl Handlers {
                 Cached::new(
                     "sentiment",
                     SentimentJsonHandler::new(),
-                    Duration::from_secs(3600),
-                    100_000,
+                    cache.ttl,
+                    cache.capacity,
                 ),
                 config.clone(),
             )

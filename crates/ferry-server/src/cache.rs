@@ -24,6 +24,27 @@ use tokio::time::Instant;
 
 type Hash = [u8; 32];
 
+/// The result cache in front of the built-in `sentiment` handler
+/// ([`Handlers::builtin_with`](crate::Handlers::builtin_with)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// How long a result is served from the cache (default 1 hour, KubeSentiment's
+    /// `cache_ttl_seconds = 3600`).
+    pub ttl: Duration,
+    /// Most results kept; the oldest is evicted first (default 100,000; KubeSentiment's
+    /// `result_cache_max_size`). `0` turns the cache off.
+    pub capacity: usize,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            ttl: Duration::from_secs(3600),
+            capacity: 100_000,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entries {
     map: HashMap<Hash, (Instant, Value)>,

@@ -30,9 +30,35 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{app, AppState, TenantQuotas, TenantRate};
+use crate::batch_metrics;
 use crate::error::Error;
-use crate::sweeper::sweep_results;
+use crate::sweeper::{expire_jobs, sweep_results};
 use crate::worker::{Handlers, Worker, WorkerOptions, WorkerReport};
+use crate::worker_http::worker_routes;
+
+/// The KubeSentiment-compatible batch API's settings (its `ASYNC_BATCH_*` settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchApiOptions {
+    /// Whether `/api/v1/batch/...` is served (default `true`).
+    pub enabled: bool,
+    /// Most texts in one job (default 1,000).
+    pub max_texts: usize,
+    /// `timeout_seconds` of jobs that give none (default `None`: no deadline).
+    pub default_timeout_seconds: Option<f64>,
+    /// Most unfinished jobs over every priority at submission (default `None`).
+    pub max_jobs: Option<u64>,
+}
+
+impl Default for BatchApiOptions {
+    fn default() -> Self {
+        BatchApiOptions {
+            enabled: true,
+            max_texts: 1000,
+            default_timeout_seconds: None,
+            max_jobs: None,
+        }
+    }
+}
 
 /// What `ferry serve` runs with.
 #[derive(Debug, Clone)]
@@ -46,10 +72,15 @@ pub struct ServeOptions {
     pub result_ttl: Duration,
     /// Requests per second each tenant may make (default `None`: unlimited).
     pub tenant_rps: Option<NonZeroU32>,
-    /// Per-tenant quotas on queued and in-flight items (default: none).
+    /// Per-tenant quotas on queued and in-flight items (default: none); applied over
+    /// [`ServeOptions::store_options`].
     pub quotas: TenantQuotas,
+    /// The store's settings: queue limits per priority (default 100 / 500 / 1,000).
+    pub store_options: StoreOptions,
+    /// The batch API's settings.
+    pub batch: BatchApiOptions,
     /// The handlers jobs may name, and the in-process worker runs (default
-    /// [`Handlers::builtin`]).
+    /// [`Handlers::builtin`]; [`Handlers::builtin_with`] sets the sentiment cache).
     pub handlers: Handlers,
 }
 
@@ -62,6 +93,8 @@ impl ServeOptions {
             result_ttl: Duration::from_secs(24 * 3600),
             tenant_rps: None,
             quotas: TenantQuotas::default(),
+            store_options: StoreOptions::new(),
+            batch: BatchApiOptions::default(),
             handlers: Handlers::builtin(),
         }
     }
@@ -78,7 +111,7 @@ pub struct Service {
 impl Service {
     /// Opens [`ServeOptions::store`] and reads its API keys.
     pub async fn open(options: ServeOptions) -> Result<Self, Error> {
-        let store_options = options.quotas.apply(StoreOptions::new());
+        let store_options = options.quotas.apply(options.store_options.clone());
         let store = ferry_store::open(&options.store, None, store_options).await?;
         Self::with_store(store, options).await
     }
@@ -137,15 +170,22 @@ impl Service {
             self.options.result_ttl,
             stop.clone(),
         ));
+        tokio::spawn(expire_jobs(
+            Arc::clone(&self.store),
+            Duration::from_millis(250),
+            stop.clone(),
+        ));
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(Error::Metrics)?;
+        batch_metrics::describe();
         let handlers = self.options.handlers.clone();
         let names = handlers.names();
         let worker = self
             .options
             .worker
             .then(|| spawn_worker(&self.store, handlers, &stop));
+        tracing::info!(%addr, store = %self.options.store, keys = self.live_keys, "listening");
         if self.live_keys > 0 {
             eprintln!(
                 "ferry serve: listening on http://{addr} (store {}); {} API key(s): every \
@@ -165,6 +205,11 @@ impl Service {
         state.handlers = Arc::new(names);
         state.shutdown = stop.clone();
         state.metrics = Some(metrics);
+        let batch = &self.options.batch;
+        state.batch_api = batch.enabled;
+        state.max_texts = batch.max_texts;
+        state.default_timeout_seconds = batch.default_timeout_seconds;
+        state.max_jobs = batch.max_jobs;
         axum::serve(listener, app(state))
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await?;
@@ -212,6 +257,35 @@ fn print_report(report: &WorkerReport) {
     );
 }
 
+/// What `ferry worker` runs with ([`run_worker_with`]).
+#[derive(Debug, Clone)]
+pub struct WorkerRun {
+    /// The store: an SQLite file or a `postgres://` URL.
+    pub store: String,
+    /// PostgreSQL only: the schema to keep everything in (default `public`).
+    pub schema: Option<String>,
+    /// The worker's own settings.
+    pub worker: WorkerOptions,
+    /// The handlers it runs (default [`Handlers::builtin`]).
+    pub handlers: Handlers,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (default none; see
+    /// [`worker_routes`]).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl WorkerRun {
+    /// The defaults over the store `store`.
+    pub fn new(store: impl Into<String>) -> Self {
+        WorkerRun {
+            store: store.into(),
+            schema: None,
+            worker: WorkerOptions::default(),
+            handlers: Handlers::builtin(),
+            metrics_addr: None,
+        }
+    }
+}
+
 /// What `ferry worker` runs: a worker with `handlers` (the built-in ones, [`Handlers::builtin`],
 /// and any configured) over the store `store` (on PostgreSQL in `schema` when given), until
 /// `shutdown` resolves; then it finishes or releases what it holds and reports.
@@ -222,19 +296,63 @@ pub async fn run_worker(
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport, Error> {
+    let mut run = WorkerRun::new(store);
+    run.schema = schema.map(str::to_owned);
+    run.worker = options;
+    run.handlers = handlers;
+    run_worker_with(run, shutdown).await
+}
+
+/// [`run_worker`] with every setting: `/metrics` and `/healthz` on
+/// [`WorkerRun::metrics_addr`] when given (bound before the worker starts claiming).
+pub async fn run_worker_with(
+    run: WorkerRun,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerReport, Error> {
     let quotas = TenantQuotas {
-        max_in_flight: options.tenant_max_in_flight,
+        max_in_flight: run.worker.tenant_max_in_flight,
         ..TenantQuotas::default()
     };
-    let opened = ferry_store::open(store, schema, quotas.apply(StoreOptions::new())).await?;
+    let store_options = quotas.apply(StoreOptions::new());
+    let opened = ferry_store::open(&run.store, run.schema.as_deref(), store_options).await?;
     let stop = CancellationToken::new();
     let on_shutdown = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         on_shutdown.cancel();
     });
-    eprintln!("ferry worker {}: claiming from {store}", options.id);
-    let report = Worker::new(opened, handlers, options).run(stop).await?;
+    if let Some(addr) = run.metrics_addr {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = listener.local_addr()?;
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(Error::Metrics)?;
+        batch_metrics::describe();
+        let routes = worker_routes(Arc::clone(&opened), metrics);
+        let until = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, routes)
+                .with_graceful_shutdown(async move { until.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the worker's metrics port failed");
+            }
+        });
+        eprintln!(
+            "ferry worker {}: /metrics and /healthz on http://{local}",
+            run.worker.id
+        );
+    }
+    eprintln!(
+        "ferry worker {}: claiming from {}",
+        run.worker.id, run.store
+    );
+    tracing::info!(worker = %run.worker.id, store = %run.store, "claiming");
+    let report = Worker::new(opened, run.handlers, run.worker)
+        .run(stop)
+        .await?;
     print_report(&report);
     Ok(report)
 }

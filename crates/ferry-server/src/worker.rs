@@ -17,12 +17,20 @@
 //!   renewal the worker also rescues expired leases of dead workers: a killed worker's items
 //!   are queued again at most a third of a lease after its leases ran out, that is within
 //!   1⅓ leases of its last renewal (the crash test in `ferry-cli` holds it to this).
+//! * A store that goes away (a PostgreSQL restart, terminated backends) is ridden out:
+//!   claims, results and dead letters are retried with backoff ([`crate::retry`]) until it
+//!   answers again; renewals and rescues go on at their pace and log failures.
 //! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
 //!   polling loop.
 //! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
 //!   calls already in flight get `shutdown_grace` to finish and be recorded; then every lease
 //!   still held is released, so another worker takes the rest at once rather than after the
 //!   leases expire.
+//!
+//! * Jobs: each held item's job is tracked ([`crate::tracking`]); items of a job that was
+//!   cancelled or ran out of time while they were held skip the handler and end cancelled.
+//!   A job's `max_batch_size` gives its items an engine of their own whose batches are
+//!   capped at it (one engine per handler and cap).
 //!
 //! Handlers receive the item's payload; one registered with
 //! [`Handlers::register_with_params`] receives `{"params": <the job's params>, "payload":
@@ -39,7 +47,10 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch_metrics::{self, Throughput};
 use crate::error::Error;
+use crate::retry;
+use crate::tracking::{Gate, JobTracker};
 
 /// A handler the service can run, with the engine settings it runs under.
 #[derive(Clone)]
@@ -203,7 +214,12 @@ struct Counters {
     held: AtomicUsize,
     completed: AtomicU64,
     dead: AtomicU64,
+    jobs: Arc<JobTracker>,
+    meter: Arc<Throughput>,
 }
+
+/// Engines are per handler and per job batch-size cap.
+type LaneKey = (String, Option<u64>);
 
 struct Lane {
     /// Whether items go in wrapped with their job's params.
@@ -229,9 +245,16 @@ impl Worker {
             held: AtomicUsize::new(0),
             completed: AtomicU64::new(0),
             dead: AtomicU64::new(0),
+            jobs: Arc::default(),
+            meter: Arc::default(),
         });
         let keepalive = self.spawn_keepalive(shutdown.clone());
-        let mut lanes: HashMap<String, Lane> = HashMap::new();
+        let watch = tokio::spawn(Arc::clone(&counters.jobs).watch(
+            Arc::clone(&self.store),
+            Arc::clone(&counters.meter),
+            shutdown.clone(),
+        ));
+        let mut lanes: HashMap<LaneKey, Lane> = HashMap::new();
         let mut report = WorkerReport::default();
         let opts = &self.options;
         let result = async {
@@ -245,10 +268,17 @@ impl Worker {
                         _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
                     }
                 }
-                let claimed = self
-                    .store
-                    .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
-                    .await?;
+                let claim = retry::transient("claiming items", &shutdown, || {
+                    self.store
+                        .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
+                });
+                let claimed = match claim.await {
+                    Ok(claimed) => claimed,
+                    // Shutting down while the store is away: stop; leases lapse and the
+                    // items are rescued.
+                    Err(e) if e.is_transient() => break,
+                    Err(e) => return Err(e.into()),
+                };
                 if claimed.is_empty() {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -258,7 +288,8 @@ impl Worker {
                 report.claimed += claimed.len() as u64;
                 counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
                 for item in claimed {
-                    self.dispatch(item, &mut lanes, &counters).await?;
+                    self.dispatch(item, &mut lanes, &counters, &shutdown)
+                        .await?;
                 }
             }
             Ok::<(), Error>(())
@@ -280,6 +311,8 @@ impl Worker {
             }
         }
         keepalive.abort();
+        watch.abort();
+        batch_metrics::set_active_jobs(0);
         report.released = self.store.release(&opts.id).await?;
         report.completed = counters.completed.load(Ordering::Acquire);
         report.dead_lettered = counters.dead.load(Ordering::Acquire);
@@ -291,18 +324,22 @@ impl Worker {
     async fn dispatch(
         &self,
         item: ClaimedItem,
-        lanes: &mut HashMap<String, Lane>,
+        lanes: &mut HashMap<LaneKey, Lane>,
         counters: &Arc<Counters>,
+        stop: &CancellationToken,
     ) -> Result<(), Error> {
-        if !lanes.contains_key(&item.handler) {
+        let key: LaneKey = (item.handler.clone(), item.max_batch_size);
+        if !lanes.contains_key(&key) {
             let Some(registered) = self.handlers.map.get(&item.handler).cloned() else {
                 let error = format!(
                     "no handler named `{}` on worker {}",
                     item.handler, self.options.id
                 );
-                self.store
-                    .fail(&self.options.id, item.item_id, &error, None, true)
-                    .await?;
+                retry::transient("dead-lettering an item", stop, || {
+                    self.store
+                        .fail(&self.options.id, item.item_id, &error, None, true)
+                })
+                .await?;
                 counters.held.fetch_sub(1, Ordering::AcqRel);
                 counters.dead.fetch_add(1, Ordering::AcqRel);
                 return Ok(());
@@ -312,19 +349,33 @@ impl Worker {
             config.shutdown_grace = self.options.shutdown_grace;
             // Engines are named after their handler: the `engine` label of their metrics.
             config.name = item.handler.clone();
-            let mut running = Engine::new(config, registered.handler)?
-                .emit_settled(64)
-                .start();
+            if let Some(cap) = item.max_batch_size {
+                let cap = usize::try_from(cap).unwrap_or(usize::MAX).max(1);
+                if cap < config.flush.items_cap() {
+                    let cap =
+                        std::num::NonZeroUsize::new(cap).unwrap_or(std::num::NonZeroUsize::MIN);
+                    config.flush = config.flush.max_items(cap);
+                }
+            }
+            let gate = Gate {
+                inner: registered.handler,
+                tracker: Arc::clone(&counters.jobs),
+            };
+            let mut running =
+                Engine::new(config, Arc::new(gate) as Arc<dyn Handler<Value, Value>>)?
+                    .emit_settled(64)
+                    .start();
             let settled = running.take_settled().ok_or(ferry_core::Error::Closed)?;
             let writer = tokio::spawn(record(
                 Arc::clone(&self.store),
                 self.options.id.clone(),
                 settled,
                 Arc::clone(counters),
+                stop.clone(),
             ));
             let intake = running.intake();
             lanes.insert(
-                item.handler.clone(),
+                key.clone(),
                 Lane {
                     with_params,
                     running,
@@ -333,7 +384,8 @@ impl Worker {
                 },
             );
         }
-        let lane = lanes.get(&item.handler).ok_or(ferry_core::Error::Closed)?;
+        let lane = lanes.get(&key).ok_or(ferry_core::Error::Closed)?;
+        counters.jobs.hold(&item);
         let id = item.item_id;
         let payload = if lane.with_params {
             serde_json::json!({ "params": item.params, "payload": item.payload })
@@ -359,6 +411,11 @@ impl Worker {
                     _ = shutdown.cancelled() => return,
                     _ = beat.tick() => {}
                 }
+                // A backstop for the service's own deadline check (every 250 ms in `ferry
+                // serve`): jobs past their `timeout_seconds` fail even without an API process.
+                if let Err(e) = store.expire_overdue().await {
+                    tracing::warn!(worker = %id, error = %e, "deadline check failed");
+                }
                 if let Err(e) = store.heartbeat(&id, lease).await {
                     tracing::warn!(worker = %id, error = %e, "lease renewal failed");
                 }
@@ -381,21 +438,30 @@ async fn record(
     worker: String,
     mut settled: tokio::sync::mpsc::Receiver<Vec<Settled<Value, Value>>>,
     counters: Arc<Counters>,
+    stop: CancellationToken,
 ) -> Result<(), Error> {
     while let Some(batch) = settled.recv().await {
         let n = batch.len();
         let mut results = Vec::with_capacity(n);
+        let mut ended = Vec::with_capacity(n);
         for s in batch {
             match s {
                 Settled::Succeeded { item, result } => {
                     if let Ok(id) = item.key().as_str().parse::<i64>() {
                         results.push((id, result));
+                        ended.push(id);
                     }
                 }
                 Settled::DeadLettered(d) => {
                     if let Ok(id) = d.item.key().as_str().parse::<i64>() {
-                        store.fail(&worker, id, &d.error, None, true).await?;
-                        counters.dead.fetch_add(1, Ordering::AcqRel);
+                        let outcome = retry::transient("dead-lettering an item", &stop, || {
+                            store.fail(&worker, id, &d.error, None, true)
+                        })
+                        .await?;
+                        if outcome == ferry_store::FailOutcome::DeadLettered {
+                            counters.dead.fetch_add(1, Ordering::AcqRel);
+                        }
+                        ended.push(id);
                     }
                 }
                 // Only cancellation produces these; their leases are released at shutdown.
@@ -403,10 +469,28 @@ async fn record(
             }
         }
         if !results.is_empty() {
-            let recorded = store.complete(&worker, results).await?;
+            // Retried whole: items already recorded (the commit went through before the
+            // connection dropped) are no longer leased and are skipped.
+            let recorded = retry::transient("recording results", &stop, || {
+                store.complete(&worker, results.clone())
+            })
+            .await?;
             counters.completed.fetch_add(recorded, Ordering::AcqRel);
         }
+        counters.meter.record(ended.len() as u64);
         counters.held.fetch_sub(n, Ordering::AcqRel);
+        let emptied = counters.jobs.settle(ended);
+        if !emptied.is_empty() {
+            batch_metrics::set_active_jobs(counters.jobs.active_jobs());
+        }
+        for (tenant, job) in emptied {
+            // This worker held the job's last items here: if it finished, time it.
+            match store.job(&tenant, &job).await {
+                Ok(Some(j)) if j.status.is_finished() => batch_metrics::job_finished(&j),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "reading a finished job failed"),
+            }
+        }
     }
     Ok(())
 }

@@ -42,6 +42,7 @@ fn job(n: i64) -> NewJob {
             })
             .collect(),
         idempotency_key: None,
+        limits: ferry_store::JobLimits::default(),
     }
 }
 

@@ -14,8 +14,8 @@ use tokio::sync::Notify;
 use crate::backend::TenantBacklog;
 use crate::error::{json, sql, Error};
 use crate::types::{
-    from_db_index, hex, ApiKey, DeadLetter, ItemStatus, JobId, JobRecord, JobStatus, NewJob, Page,
-    ResultRow,
+    from_db_index, hex, ApiKey, DeadLetter, ItemStatus, JobId, JobLimits, JobRecord, JobStatus,
+    NewJob, Page, ResultRow,
 };
 
 /// The record of a job about to be inserted from `job`: `pending`, or `completed` at once
@@ -41,6 +41,7 @@ pub(crate) fn new_job_record(id: JobId, job: &NewJob, now: f64) -> JobRecord {
         started_at: None,
         completed_at,
         error: None,
+        limits: job.limits,
     }
 }
 
@@ -87,7 +88,8 @@ pub(crate) const ADJUST_JOB: &str = "UPDATE jobs SET
         WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total THEN COALESCE(completed_at, $5)
         ELSE NULL END,
     error = CASE
-        WHEN status <> 'cancelled' AND total > 0 AND failed + $3 >= total
+        WHEN status = 'cancelled' THEN error
+        WHEN total > 0 AND failed + $3 >= total
             THEN 'every item was dead-lettered'
         ELSE NULL END
     WHERE id = $1";
@@ -208,12 +210,15 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<f64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
     const W: &str = "reading a job";
     let id: String = get(row, 0, W)?;
     let params: String = get(row, 3, W)?;
     let priority: i64 = get(row, 4, W)?;
     let status: String = get(row, 5, W)?;
+    let error: Option<String> = get(row, 13, W)?;
+    let max_batch_size: Option<i64> = get(row, 15, W)?;
     let count = |i| get::<R, i64>(row, i, W).map(|n| n.max(0) as u64);
     Ok(JobRecord {
         tenant: get(row, 1, W)?,
@@ -222,9 +227,16 @@ where
         priority: from_db_index(priority).ok_or_else(|| Error::Corrupt {
             message: format!("job {id} has priority {priority}"),
         })?,
-        status: JobStatus::parse(&status).ok_or_else(|| Error::Corrupt {
-            message: format!("job {id} has status {status:?}"),
-        })?,
+        // A job cancelled with a reason was failed by the service (its deadline passed).
+        status: match JobStatus::parse(&status) {
+            Some(JobStatus::Cancelled) if error.is_some() => JobStatus::Failed,
+            Some(s) => s,
+            None => {
+                return Err(Error::Corrupt {
+                    message: format!("job {id} has status {status:?}"),
+                })
+            }
+        },
         total: count(6)?,
         succeeded: count(7)?,
         failed: count(8)?,
@@ -232,7 +244,11 @@ where
         created_at: get(row, 10, W)?,
         started_at: get(row, 11, W)?,
         completed_at: get(row, 12, W)?,
-        error: get(row, 13, W)?,
+        error,
+        limits: JobLimits {
+            timeout_seconds: get(row, 14, W)?,
+            max_batch_size: max_batch_size.map(|n| n.max(1) as u64),
+        },
         id: JobId::from(id),
     })
 }
@@ -379,6 +395,7 @@ mod tests {
             priority: Priority::Low,
             items: vec![item("a"), item("b")],
             idempotency_key: None,
+            limits: JobLimits::default(),
         };
         assert!(validate(&job).is_ok());
         job.items.push(item("a"));

@@ -81,6 +81,35 @@ pub enum Error {
 }
 
 /// Wraps a driver error with what was being done.
+impl Error {
+    /// Whether the failure may pass by itself and the operation is worth retrying: the
+    /// database connection was lost or refused (the server restarted, a backend was
+    /// terminated, the network dropped), the pool timed out, or the database asked for a
+    /// retry (serialization failure, deadlock, SQLite busy). Workers back off and retry
+    /// these; every other error is a bug or bad data and is reported.
+    pub fn is_transient(&self) -> bool {
+        let Error::Sql { source, .. } = self else {
+            return false;
+        };
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+                // 08: connection exception; 57P01-57P05: admin shutdown, crash shutdown,
+                // cannot connect now, database dropped, idle session timeout; 40001 and
+                // 40P01: serialization failure and deadlock; SQLite 5 and 6: busy, locked.
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code.as_ref(), "40001" | "40P01" | "5" | "6" | "517")
+            }),
+            _ => false,
+        }
+    }
+}
+
 pub(crate) fn sql(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |source| Error::Sql {
         context: context.to_owned(),
@@ -130,5 +159,33 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("postgres://h/db?x=a@b"), "postgres://h/db?x=a@b");
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_are_transient_bad_data_is_not() {
+        let lost = Error::Sql {
+            context: "claiming items".into(),
+            source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        assert!(lost.is_transient());
+        let timed_out = Error::Sql {
+            context: "claiming items".into(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        assert!(timed_out.is_transient());
+        let missing = Error::Sql {
+            context: "reading".into(),
+            source: sqlx::Error::RowNotFound,
+        };
+        assert!(!missing.is_transient());
+        assert!(!Error::Corrupt {
+            message: "x".into()
+        }
+        .is_transient());
     }
 }

@@ -58,6 +58,7 @@
 //!         priority: Priority::Medium,
 //!         items: vec![NewItem { key: "0".into(), payload: "I love it".into() }],
 //!         idempotency_key: None,
+//!         limits: Default::default(),
 //!     })
 //!     .await?;
 //! for item in store.claim("worker-1", 32, Duration::from_secs(30)).await? {
@@ -89,6 +90,6 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{
-    ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, ItemStatus, JobId, JobRecord,
-    JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
+    ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, ItemStatus, JobId, JobLimits,
+    JobRecord, JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
 };

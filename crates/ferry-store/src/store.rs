@@ -123,6 +123,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &'a JobId,
     ) -> BoxFuture<'a, Result<Option<JobRecord>, Error>>;
 
+    /// Fails every unfinished job whose `timeout_seconds` ran out (created more than that
+    /// long ago), as [`cancel_job`](Self::cancel_job) does but with a reason: its queued
+    /// items end cancelled, items in flight finish as their worker reports them, and the
+    /// job reads `Failed` with an error naming the timeout. Returns the jobs it failed.
+    /// Run it periodically (any process may; the service does every 250 ms).
+    fn expire_overdue(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, Error>>;
+
+    /// Items per second over the jobs that finished within the last `window`: the items
+    /// that ended in them over the span from the first one's start to the last one's end.
+    /// `None` when no job with items finished in the window (nothing measured yet).
+    fn throughput(&self, window: Duration) -> BoxFuture<'_, Result<Option<f64>, Error>>;
+
     /// Every item of the tenant's job in item order, with its result or error, after item
     /// `after_item_id`, `limit` per page. `None` if there is no such job.
     fn results<'a>(

@@ -204,6 +204,18 @@ pub struct NewItem {
     pub payload: Value,
 }
 
+/// A job's own limits (the KubeSentiment-compatible batch API's `timeout_seconds` and
+/// `max_batch_size`); both `None` by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobLimits {
+    /// Seconds from its creation within which the job must finish: past it,
+    /// [`Store::expire_overdue`](crate::Store::expire_overdue) fails the job and cancels its
+    /// queued items.
+    pub timeout_seconds: Option<f64>,
+    /// Most of the job's items in one handler call (workers cap its batches at it).
+    pub max_batch_size: Option<u64>,
+}
+
 /// A job to create.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
@@ -219,6 +231,9 @@ pub struct NewJob {
     pub items: Vec<NewItem>,
     /// A client's retry token: a second job with the same tenant and key returns the first.
     pub idempotency_key: Option<String>,
+    /// Its deadline and batch-size cap.
+    #[serde(default)]
+    pub limits: JobLimits,
 }
 
 /// What [`Store::submit_job`](crate::Store::submit_job) did.
@@ -262,6 +277,9 @@ pub struct JobRecord {
     pub completed_at: Option<f64>,
     /// Why it failed, for a `Failed` job.
     pub error: Option<String>,
+    /// Its deadline and batch-size cap, as submitted.
+    #[serde(default)]
+    pub limits: JobLimits,
 }
 
 /// An item leased to a worker, with what it needs to process it.
@@ -285,6 +303,9 @@ pub struct ClaimedItem {
     pub priority: Priority,
     /// Claims of this item so far, this one included (1 on the first claim).
     pub attempts: u32,
+    /// The job's cap on items per handler call ([`JobLimits::max_batch_size`]).
+    #[serde(default)]
+    pub max_batch_size: Option<u64>,
 }
 
 /// One item of a job as the client sees it.

@@ -60,6 +60,8 @@ store_tests!(
     fairness_keeps_the_priority_rule,
     in_flight_quota_caps_a_tenant,
     queued_quota_refuses_with_a_retry_hint,
+    overdue_jobs_fail_and_cancel_what_is_queued,
+    throughput_is_measured_over_finished_jobs,
 );
 
 /// The fairness acceptance test at full size (200,000 items; `scripts/fairness.sh`).

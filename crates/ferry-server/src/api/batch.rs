@@ -4,10 +4,14 @@
 //! Decisions: texts are items keyed by their position (`"0"`, `"1"`, …); `status` maps the
 //! store's job status one to one (`pending`, `processing`, `completed`, `failed`, plus
 //! `cancelled`); `processed_texts` counts texts that ended (succeeded or failed);
-//! `estimated_completion_seconds` assumes 5,000 texts/s, at least 1; results are paged by
-//! `page` (from 1) and `page_size` (default 100, at most 1,000); a text that failed appears
-//! in the results as `{"error": ...}` in its place; `timeout_seconds` and `max_batch_size`
-//! are accepted and ignored (Ferry sizes batches itself). Every number keeps its JSON type
+//! `estimated_completion_seconds` comes from measured rates (see [`super::eta`]); results are
+//! paged by `page` (from 1) and `page_size` (default 100, at most 1,000); a text that failed
+//! appears in the results as `{"error": ...}` in its place. `timeout_seconds` (default
+//! [`AppState::default_timeout_seconds`]) is the job's deadline from submission: past it the
+//! job is `failed` with an error naming it and its unfinished texts are cancelled (within
+//! 250 ms: `crate::expire_jobs`, and workers drop the texts they hold); `max_batch_size`
+//! caps the texts of this job in one model call (rounded down; below 1, or `0`, no cap);
+//! [`AppState::max_jobs`] caps unfinished jobs over every priority (429). Every number keeps its JSON type
 //! (the shapes are in [`super::shapes::batch`]): counts are integers, `progress_percentage`,
 //! the timestamps (seconds since the Unix epoch), `score`, `inference_time_ms`,
 //! `success_rate` and `average_confidence` are floats (`0.0`, `100.0`, `1.0` included),
@@ -44,10 +48,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ferry_store::{JobId, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
+use ferry_store::{JobId, JobLimits, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
+use super::eta;
 use super::lookup::{find, no_job};
 use super::path::IdPath;
 use super::problem::Problem;
@@ -57,6 +62,7 @@ use super::shapes::batch::{
 };
 use super::state::AppState;
 use super::tenant::Tenant;
+use crate::batch_metrics;
 
 /// Most of a tenant's jobs `metrics` reads (its newest).
 const METRICS_MAX_JOBS: usize = 10_000;
@@ -119,6 +125,35 @@ pub(super) async fn predict(
         )));
     }
     let priority = req.priority.unwrap_or_default();
+    if let Some(max_jobs) = state.max_jobs {
+        let unfinished: u64 = state
+            .store
+            .queue_depths()
+            .await?
+            .iter()
+            .map(|d| d.unfinished_jobs)
+            .sum();
+        if unfinished >= max_jobs {
+            return Err(Problem {
+                retry_after: Some(1),
+                ..Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "Queue Full",
+                    format!("the service holds its limit of {max_jobs} unfinished jobs (max_jobs)"),
+                )
+            });
+        }
+    }
+    let limits = JobLimits {
+        timeout_seconds: req
+            .timeout_seconds
+            .or(state.default_timeout_seconds)
+            .filter(|t| *t > 0.0 && t.is_finite()),
+        max_batch_size: req
+            .max_batch_size
+            .filter(|n| *n >= 1.0)
+            .map(|n| n.min(u32::MAX as f64) as u64),
+    };
     let job = state
         .store
         .create_job(NewJob {
@@ -136,9 +171,22 @@ pub(super) async fn predict(
                 })
                 .collect(),
             idempotency_key: None,
+            limits,
         })
         .await?;
-    Ok(Json(PredictResponse::from(&job)))
+    batch_metrics::job_submitted(priority);
+    // Texts queued or in flight at this priority and above (this job's included).
+    let ahead: u64 = state
+        .store
+        .queue_depths()
+        .await?
+        .iter()
+        .filter(|d| d.priority >= priority)
+        .map(|d| d.queued_items + d.in_flight_items)
+        .sum();
+    let rate = state.rate.rate(state.store.as_ref()).await;
+    let eta = eta::seconds(ahead.max(job.total), rate);
+    Ok(Json(PredictResponse::from(&job).with_eta(eta)))
 }
 
 /// A batch job's status.
@@ -151,9 +199,14 @@ pub(super) async fn status(
     tenant: Tenant,
     IdPath(id): IdPath,
 ) -> Result<Json<JobStatusBody>, Problem> {
-    Ok(Json(JobStatusBody::from(
-        &find(&state, &tenant, &id).await?,
-    )))
+    let job = find(&state, &tenant, &id).await?;
+    let rate = if job.status.is_finished() {
+        None
+    } else {
+        state.rate.rate(state.store.as_ref()).await
+    };
+    let eta = eta::for_job(&job, rate, eta::epoch_now());
+    Ok(Json(JobStatusBody::from(&job).with_eta(eta)))
 }
 
 /// Cancels a batch job.
@@ -515,6 +568,7 @@ mod tests {
             started_at: times.1,
             completed_at: times.2,
             error: None,
+            limits: ferry_store::JobLimits::default(),
         }
     }
 

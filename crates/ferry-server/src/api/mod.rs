@@ -11,7 +11,8 @@
 //!   `/metrics`), `dashboard`;
 //! - what they share: `shapes` (every JSON body, typed), `lookup` (the caller's job or
 //!   404), `path`, `body` (request extractors), `auth` ([`Tenant`]), `limits`
-//!   ([`TenantRate`]), `key_watch` ([`RECHECK`]), `state` ([`AppState`]), `clock`
+//!   ([`TenantRate`]), `key_watch` ([`RECHECK`]), `eta` (the batch API's estimates),
+//!   `state` ([`AppState`]), `clock`
 //!   ([`ApiClock`]), `problem` ([`Problem`]).
 
 mod auth;
@@ -19,6 +20,7 @@ mod batch;
 mod body;
 mod clock;
 mod dashboard;
+mod eta;
 mod events;
 mod key_watch;
 mod limits;

@@ -61,7 +61,8 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 
 /// The engines' metrics in Prometheus text format (`ferry_items_total`, `ferry_calls_total`,
 /// `ferry_batch_latency_seconds`, `ferry_concurrency_limit`, ..., labelled by `engine`, which
-/// is the handler's name).
+/// is the handler's name) and the batch API's `async_batch_*` metrics
+/// ([`crate::batch_metrics`]).
 #[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics",
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain",
@@ -76,6 +77,7 @@ pub(super) async fn prometheus(
         .metrics
         .as_ref()
         .ok_or_else(|| Problem::not_found("metrics are not enabled on this server"))?;
+    crate::batch_metrics::refresh_queue(state.store.as_ref()).await;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::ApiClock;
+use super::eta::RateCache;
 use super::key_watch::KeyWatch;
 use super::limits::TenantRate;
 
@@ -18,8 +19,20 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The handler the batch API's `predict` route submits to (default `sentiment`).
     pub predict_handler: String,
-    /// Most texts in one batch job (default 1,000, as KubeSentiment).
+    /// Most texts in one batch job (default 1,000, as KubeSentiment's `max_batch_size`
+    /// setting).
     pub max_texts: usize,
+    /// Whether the batch API's `/api/v1/batch/...` routes are served (default `true`;
+    /// KubeSentiment's `ASYNC_BATCH_ENABLED`).
+    pub batch_api: bool,
+    /// `timeout_seconds` of batch jobs that give none (default `None`: no deadline;
+    /// KubeSentiment's `default_timeout_seconds`).
+    pub default_timeout_seconds: Option<f64>,
+    /// Most unfinished jobs over every priority a batch-API submission may find; more is
+    /// 429 (default `None`: only the per-priority queue limits; KubeSentiment's `max_jobs`).
+    pub max_jobs: Option<u64>,
+    /// The service's measured rate, for `estimated_completion_seconds`.
+    pub(crate) rate: RateCache,
     /// Longest text in characters (default 10,000).
     pub max_text_chars: usize,
     /// The Prometheus recorder's handle, rendered at `/metrics` (none: `/metrics` is 404).
@@ -55,6 +68,10 @@ impl AppState {
             store,
             predict_handler: "sentiment".into(),
             max_texts: 1000,
+            batch_api: true,
+            default_timeout_seconds: None,
+            max_jobs: None,
+            rate: RateCache::default(),
             max_text_chars: 10_000,
             metrics: None,
             auth_required: false,

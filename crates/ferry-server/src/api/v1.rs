@@ -153,6 +153,7 @@ fn new_job(
         priority: req.priority.unwrap_or_default(),
         items,
         idempotency_key,
+        limits: ferry_store::JobLimits::default(),
     })
 }
 

@@ -21,7 +21,8 @@ use crate::types::{
 
 /// The job columns [`job_from_row`] decodes, in its order.
 const JOB_COLUMNS: &str = "id, tenant, handler, CAST(params AS TEXT), priority, status, total, \
-     succeeded, failed, cancelled, created_at, started_at, completed_at, error";
+     succeeded, failed, cancelled, created_at, started_at, completed_at, error, timeout_seconds, \
+     max_batch_size";
 
 /// What a claim attaches to its items from their job.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct ClaimedJob {
     pub(crate) handler: String,
     /// JSON text.
     pub(crate) params: String,
+    /// The job's cap on items per handler call.
+    pub(crate) max_batch_size: Option<i64>,
 }
 
 /// A tenant's unfinished work, for its queued-items quota.
@@ -180,13 +183,28 @@ pub(crate) trait Queries: Database {
         now: f64,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Marks a job cancelled at `now`, counting `items` more cancelled items.
+    /// Marks a job cancelled at `now`, counting `items` more cancelled items; with a
+    /// `reason`, the job reads `Failed` with it from then on (its deadline passed).
     fn mark_cancelled(
         conn: &mut Conn<Self>,
         id: &JobId,
         items: u64,
         now: f64,
+        reason: Option<&str>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Unfinished jobs whose `timeout_seconds` ran out by `now`: tenant, id, timeout.
+    fn overdue_jobs(
+        pool: &Pool<Self>,
+        now: f64,
+    ) -> impl Future<Output = Result<Vec<(String, JobId, f64)>, Error>> + Send;
+
+    /// Over jobs finished since `since`: items that ended (succeeded or failed), the first
+    /// `started_at` and the last `completed_at`.
+    fn finished_since(
+        pool: &Pool<Self>,
+        since: f64,
+    ) -> impl Future<Output = Result<(i64, Option<f64>, Option<f64>), Error>> + Send;
 
     /// Records (or replaces) an item's dead letter.
     fn insert_dead_letter(
@@ -257,7 +275,7 @@ where
         .map_err(sql("listing jobs"))?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in &rows {
-            let seq: i64 = row.try_get(14).map_err(sql("listing jobs"))?;
+            let seq: i64 = row.try_get(16).map_err(sql("listing jobs"))?;
             jobs.push((seq, job_from_row(row)?));
         }
         let p = page(jobs, limit, |(seq, _)| *seq);
@@ -545,7 +563,7 @@ where
             "UPDATE jobs SET queued = queued - $2, served = $3, \
              started_at = COALESCE(started_at, $4), \
              status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
-             WHERE id = $1 RETURNING tenant, handler, CAST(params AS TEXT)",
+             WHERE id = $1 RETURNING tenant, handler, CAST(params AS TEXT), max_batch_size",
         )
         .bind(job)
         .bind(taken)
@@ -563,6 +581,7 @@ where
             tenant: row.try_get(0).map_err(sql(W))?,
             handler: row.try_get(1).map_err(sql(W))?,
             params: row.try_get(2).map_err(sql(W))?,
+            max_batch_size: row.try_get(3).map_err(sql(W))?,
         })
     }
 
@@ -598,18 +617,63 @@ where
         id: &JobId,
         items: u64,
         now: f64,
+        reason: Option<&str>,
     ) -> Result<(), Error> {
         sqlx::query(
             "UPDATE jobs SET status = 'cancelled', completed_at = $2, \
-             cancelled = cancelled + $3, queued = queued - $3 WHERE id = $1",
+             cancelled = cancelled + $3, queued = queued - $3, error = $4 WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(now)
         .bind(items as i64)
+        .bind(reason)
         .execute(conn)
         .await
         .map_err(sql("cancelling a job"))?;
         Ok(())
+    }
+
+    async fn overdue_jobs(pool: &Pool<DB>, now: f64) -> Result<Vec<(String, JobId, f64)>, Error> {
+        const W: &str = "reading overdue jobs";
+        let rows = sqlx::query(
+            "SELECT tenant, id, timeout_seconds FROM jobs WHERE timeout_seconds IS NOT NULL \
+             AND status IN ('pending', 'processing') AND created_at + timeout_seconds <= $1",
+        )
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(sql(W))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(1).map_err(sql(W))?;
+                Ok((
+                    row.try_get(0).map_err(sql(W))?,
+                    JobId::from(id),
+                    row.try_get(2).map_err(sql(W))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn finished_since(
+        pool: &Pool<DB>,
+        since: f64,
+    ) -> Result<(i64, Option<f64>, Option<f64>), Error> {
+        const W: &str = "measuring throughput";
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(succeeded + failed), 0) AS BIGINT), MIN(started_at), \
+             MAX(completed_at) FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
+             AND completed_at >= $1 AND started_at IS NOT NULL",
+        )
+        .bind(since)
+        .fetch_one(pool)
+        .await
+        .map_err(sql(W))?;
+        Ok((
+            row.try_get(0).map_err(sql(W))?,
+            row.try_get(1).map_err(sql(W))?,
+            row.try_get(2).map_err(sql(W))?,
+        ))
     }
 
     async fn insert_dead_letter(

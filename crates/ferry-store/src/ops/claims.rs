@@ -78,7 +78,8 @@ pub(super) async fn claim<B: LeaseStatements>(
         let served = B::DB::serve_job(&mut tx, &job, n, stamp, now).await?;
         let params = json(&served.params, "job parameters")?;
         tenants.insert(served.tenant.clone());
-        info.insert(job, (served.tenant, served.handler, params));
+        let cap = served.max_batch_size.map(|n| n.max(1) as u64);
+        info.insert(job, (served.tenant, served.handler, params, cap));
     }
     for tenant in &tenants {
         B::DB::serve_tenant(&mut tx, tenant, stamp).await?;
@@ -86,7 +87,7 @@ pub(super) async fn claim<B: LeaseStatements>(
     b.commit(tx, W).await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for r in rows {
-        let Some((tenant, handler, params)) = info.get(&r.job_id) else {
+        let Some((tenant, handler, params, cap)) = info.get(&r.job_id) else {
             return Err(Error::Corrupt {
                 message: format!("item {} belongs to a missing job {}", r.id, r.job_id),
             });
@@ -101,6 +102,7 @@ pub(super) async fn claim<B: LeaseStatements>(
             params: params.clone(),
             priority: r.priority,
             attempts: r.attempts.clamp(0, u32::MAX as i64) as u32,
+            max_batch_size: *cap,
         });
     }
     // Highest priority first (`Priority` orders `High` greatest).

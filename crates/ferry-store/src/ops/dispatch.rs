@@ -103,6 +103,14 @@ impl<B: JobStatements + LeaseStatements> Store for B {
         Box::pin(jobs::cancel(self, tenant, id))
     }
 
+    fn expire_overdue(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, Error>> {
+        Box::pin(jobs::expire_overdue(self))
+    }
+
+    fn throughput(&self, window: Duration) -> BoxFuture<'_, Result<Option<f64>, Error>> {
+        Box::pin(jobs::throughput(self, window))
+    }
+
     fn results<'a>(
         &'a self,
         tenant: &'a str,

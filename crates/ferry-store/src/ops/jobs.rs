@@ -1,5 +1,5 @@
-//! Submitting jobs (validation, idempotency keys, queue limits, bulk item inserts) and
-//! cancelling them.
+//! Submitting jobs (validation, idempotency keys, queue limits, bulk item inserts),
+//! cancelling them, failing those past their deadline, and the measured throughput.
 
 use crate::backend::{JobStatements, Queries};
 use crate::common::{self, RETRY_WINDOW_SECS};
@@ -108,9 +108,51 @@ pub(super) async fn cancel<B: JobStatements>(
     };
     if JobStatus::parse(&status).is_some_and(|s| !s.is_finished()) {
         let n = b.cancel_queued(&mut tx, id).await?;
-        B::DB::mark_cancelled(&mut tx, id, n, now).await?;
+        B::DB::mark_cancelled(&mut tx, id, n, now, None).await?;
     }
     let job = B::DB::job_by_id(&mut tx, id).await?;
     b.commit(tx, W).await?;
     Ok(Some(job))
+}
+
+/// [`Store::expire_overdue`](crate::Store::expire_overdue).
+pub(super) async fn expire_overdue<B: JobStatements>(b: &B) -> Result<Vec<JobRecord>, Error> {
+    const W: &str = "failing overdue jobs";
+    let now = b.now();
+    let mut expired = Vec::new();
+    for (tenant, id, timeout) in B::DB::overdue_jobs(b.reader(), now).await? {
+        let mut tx = b.begin(W).await?;
+        let Some(status) = b.lock_job_status(&mut tx, &tenant, &id).await? else {
+            continue;
+        };
+        if JobStatus::parse(&status).is_some_and(|s| s.is_finished()) {
+            continue; // it finished (or was cancelled) since the read
+        }
+        let n = b.cancel_queued(&mut tx, &id).await?;
+        let reason = format!(
+            "timed out: the job did not finish within its timeout_seconds ({timeout} s); \
+             {n} unfinished items were cancelled"
+        );
+        B::DB::mark_cancelled(&mut tx, &id, n, now, Some(&reason)).await?;
+        let job = B::DB::job_by_id(&mut tx, &id).await?;
+        b.commit(tx, W).await?;
+        tracing::info!(job = %id, cancelled = n, "a job passed its timeout_seconds: failed");
+        expired.push(job);
+    }
+    Ok(expired)
+}
+
+/// [`Store::throughput`](crate::Store::throughput).
+pub(super) async fn throughput<B: JobStatements>(
+    b: &B,
+    window: std::time::Duration,
+) -> Result<Option<f64>, Error> {
+    let since = b.now() - common::secs(window);
+    let (items, first, last) = B::DB::finished_since(b.reader(), since).await?;
+    Ok(match (first, last) {
+        (Some(first), Some(last)) if items > 0 && last > first => {
+            Some(items as f64 / (last - first))
+        }
+        _ => None,
+    })
 }

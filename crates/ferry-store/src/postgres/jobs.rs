@@ -43,8 +43,8 @@ impl JobStatements for PgStore {
     ) -> Result<bool, Error> {
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, queued, created_at, completed_at) \
-             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10) \
+             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
+             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
              ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
         )
         .bind(record.id.as_str())
@@ -57,6 +57,12 @@ impl JobStatements for PgStore {
         .bind(record.total as i64)
         .bind(record.created_at)
         .bind(record.completed_at)
+        .bind(job.limits.timeout_seconds)
+        .bind(
+            job.limits
+                .max_batch_size
+                .map(|n| n.min(i64::MAX as u64) as i64),
+        )
         .execute(&mut **tx)
         .await
         .map_err(sql("creating a job"))?

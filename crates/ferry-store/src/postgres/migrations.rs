@@ -12,6 +12,7 @@ pub(super) const LOCK_CLASS: i32 = 0x6665_7272; // "ferr"
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_fair_claims.sql")),
+    (3, include_str!("0003_job_limits.sql")),
 ];
 
 /// Applies every migration newer than the schema's version in one transaction, under an

@@ -29,7 +29,8 @@ impl JobStatements for SqliteStore {
     ) -> Result<bool, Error> {
         sqlx::query(
             "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, queued, created_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
+             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
         )
         .bind(record.id.as_str())
         .bind(&job.tenant)
@@ -41,6 +42,12 @@ impl JobStatements for SqliteStore {
         .bind(record.total as i64)
         .bind(record.created_at)
         .bind(record.completed_at)
+        .bind(job.limits.timeout_seconds)
+        .bind(
+            job.limits
+                .max_batch_size
+                .map(|n| n.min(i64::MAX as u64) as i64),
+        )
         .execute(&mut **tx)
         .await
         .map_err(sql("creating a job"))?;

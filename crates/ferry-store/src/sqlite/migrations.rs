@@ -9,6 +9,7 @@ use crate::error::{sql, Error};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_init.sql")),
     (2, include_str!("0002_fair_claims.sql")),
+    (3, include_str!("0003_job_limits.sql")),
 ];
 
 /// Applies every migration newer than the file's version, all in one write transaction.

@@ -3,6 +3,7 @@
 
 mod fairness;
 mod fixture;
+mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use serde_json::{json, Value};
 pub(crate) use fairness::*;
 pub(crate) use fixture::Fixture;
 use fixture::{HIGH_LIMIT, T0};
+pub(crate) use limits::{
+    overdue_jobs_fail_and_cancel_what_is_queued, throughput_is_measured_over_finished_jobs,
+};
 
 pub(super) const LEASE: Duration = Duration::from_secs(30);
 
@@ -33,6 +37,7 @@ pub(super) fn new_job(tenant: &str, priority: Priority, n: usize) -> NewJob {
             })
             .collect(),
         idempotency_key: None,
+        limits: ferry_store::JobLimits::default(),
     }
 }
 

@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::super::eta;
 use super::job::{api_priority, progress, JobState, PrioritySchema};
 
-/// Texts per second assumed for `estimated_completion_seconds`.
-const ESTIMATED_RATE: f64 = 5000.0;
-
-/// Seconds a job of `total` texts is expected to take: at [`ESTIMATED_RATE`], at least 1.
-fn estimate(total: u64) -> u64 {
-    ((total as f64 / ESTIMATED_RATE).ceil() as u64).max(1)
+/// `job`'s estimate from its own rate alone ([`eta::for_job`] without the service's rate);
+/// the routes that know the service's rate replace it (`with_eta`).
+fn estimate(job: &JobRecord) -> u64 {
+    eta::for_job(job, None, eta::epoch_now())
 }
 
 /// `POST /api/v1/batch/predict`: texts to classify. Unknown fields are 422.
@@ -32,11 +31,14 @@ pub(crate) struct PredictRequest {
     #[serde(default, deserialize_with = "api_priority")]
     #[schema(value_type = Option<PrioritySchema>)]
     pub(crate) priority: Option<Priority>,
-    /// Accepted as any non-negative number (JSON Schema's integers include `3.0`); ignored.
+    /// Seconds from submission within which the job must finish; past it the job fails
+    /// and its unfinished texts are cancelled (default: the service's
+    /// `default_timeout_seconds`, none unless set). Any positive number; `0` means none.
     #[serde(default)]
     #[schema(minimum = 0)]
     pub(crate) timeout_seconds: Option<f64>,
-    /// Accepted as any non-negative number; ignored (Ferry sizes batches itself).
+    /// Most of this job's texts in one model call (Ferry sizes batches itself under this
+    /// cap). A positive whole number (`7.0` is 7); `0` means no cap.
     #[serde(default)]
     #[schema(minimum = 0)]
     pub(crate) max_batch_size: Option<f64>,
@@ -51,7 +53,8 @@ pub(crate) struct PredictResponse {
     status: JobState,
     /// Texts in the job.
     total_texts: u64,
-    /// Seconds it is expected to take (5,000 texts a second, at least 1).
+    /// Seconds until it is expected to finish: the texts queued ahead of it and its own
+    /// over the service's measured rate, at least 1.
     estimated_completion_seconds: u64,
     /// When it was created (seconds since the Unix epoch).
     created_at: f64,
@@ -62,13 +65,21 @@ pub(crate) struct PredictResponse {
     progress_percentage: f64,
 }
 
+impl PredictResponse {
+    /// With `seconds` as `estimated_completion_seconds`.
+    pub(crate) fn with_eta(mut self, seconds: u64) -> Self {
+        self.estimated_completion_seconds = seconds;
+        self
+    }
+}
+
 impl From<&JobRecord> for PredictResponse {
     fn from(job: &JobRecord) -> Self {
         PredictResponse {
             job_id: job.id.to_string(),
             status: job.status.into(),
             total_texts: job.total,
-            estimated_completion_seconds: estimate(job.total),
+            estimated_completion_seconds: estimate(job),
             created_at: job.created_at,
             priority: job.priority,
             progress_percentage: progress(job),
@@ -98,13 +109,22 @@ pub(crate) struct JobStatusBody {
     started_at: Option<f64>,
     /// When its last text ended, or when it was cancelled.
     completed_at: Option<f64>,
-    /// Seconds it is expected to take (5,000 texts a second, at least 1).
+    /// Seconds until it is expected to finish (its remaining texts over its own measured
+    /// rate, else the service's), or, once finished, how long it took; at least 1.
     estimated_completion_seconds: u64,
     /// Queue priority.
     #[schema(value_type = PrioritySchema)]
     priority: Priority,
     /// Why it failed, for a failed job.
     error: Option<String>,
+}
+
+impl JobStatusBody {
+    /// With `seconds` as `estimated_completion_seconds`.
+    pub(crate) fn with_eta(mut self, seconds: u64) -> Self {
+        self.estimated_completion_seconds = seconds;
+        self
+    }
 }
 
 impl From<&JobRecord> for JobStatusBody {
@@ -119,7 +139,7 @@ impl From<&JobRecord> for JobStatusBody {
             created_at: job.created_at,
             started_at: job.started_at,
             completed_at: job.completed_at,
-            estimated_completion_seconds: estimate(job.total),
+            estimated_completion_seconds: estimate(job),
             priority: job.priority,
             error: job.error.clone(),
         }
@@ -328,6 +348,7 @@ mod tests {
             started_at: None,
             completed_at: None,
             error: None,
+            limits: ferry_store::JobLimits::default(),
         }
     }
 

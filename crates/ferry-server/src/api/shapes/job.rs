@@ -396,6 +396,7 @@ mod tests {
             started_at: Some(2.0),
             completed_at: None,
             error: None,
+            limits: ferry_store::JobLimits::default(),
         };
         let job = Job::from(&record);
         assert_eq!(job.progress, 33.3);
