@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::backend::{LeaseStatements, Queries, Taken};
+use crate::backend::{FairQueries, LeaseStatements, Queries, Taken};
 use crate::common::{secs, Delta};
 use crate::error::{json, Error};
 use crate::fair::{self, Lane};

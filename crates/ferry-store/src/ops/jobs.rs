@@ -1,7 +1,7 @@
 //! Submitting jobs (validation, idempotency keys, queue limits, bulk item inserts),
 //! cancelling them, failing those past their deadline, and the measured throughput.
 
-use crate::backend::{JobStatements, Queries};
+use crate::backend::{FairQueries, JobStatements, Queries};
 use crate::common::{self, RETRY_WINDOW_SECS};
 use crate::error::Error;
 use crate::types::{JobId, JobRecord, JobStatus, NewJob, Submitted};
