@@ -155,7 +155,7 @@ pub(crate) struct WorkerArgs {
     /// here or in the file).
     #[arg(long, env = "FERRY_STORE")]
     store: Option<String>,
-    /// This worker's identity in leases [default: worker-<pid>].
+    /// This worker's identity in leases [default: worker-PID].
     #[arg(long, env = "FERRY_WORKER_ID")]
     id: Option<String>,
     /// PostgreSQL only: keep everything in this schema (created if missing), as
