@@ -19,14 +19,15 @@ pub(crate) async fn overdue_jobs_fail_and_cancel_what_is_queued(fx: &Fixture) {
     };
     let timed = s.create_job(timed).await.unwrap();
     assert_eq!(timed.limits.timeout_seconds, Some(1.5));
-    let untimed = s
-        .create_job(new_job("t", Priority::Medium, 2))
-        .await
-        .unwrap();
     let claimed = s.claim("w", 3, LEASE).await.unwrap();
     assert!(claimed
         .iter()
         .all(|c| c.max_batch_size == Some(7) && c.job_id == timed.id));
+    // Created after that claim: fair claims would otherwise share it between the two jobs.
+    let untimed = s
+        .create_job(new_job("t", Priority::Medium, 2))
+        .await
+        .unwrap();
     let c = ids(&claimed);
 
     fx.clock.advance(Duration::from_secs(1));
@@ -42,6 +43,11 @@ pub(crate) async fn overdue_jobs_fail_and_cancel_what_is_queued(fx: &Fixture) {
     let error = job.error.clone().unwrap();
     assert!(error.contains("timeout_seconds (1.5 s)"), "{error}");
     assert!(s.expire_overdue().await.unwrap().is_empty(), "expired once");
+    assert_eq!(
+        fx.miscounted_jobs().await,
+        0,
+        "queued counters after expiry"
+    );
 
     // In flight: a completed item keeps its result; a failed or released one is cancelled;
     // the job stays failed with its reason.
