@@ -160,10 +160,13 @@ mod tests {
             result_ttl = "2h"
             queue_limit_high = 7
             log_format = "json"
+            tenant_max_queued = 5000
+            tenant_max_in_flight = 64
 
             [worker]
             lease = "10s"
             metrics_addr = "0.0.0.0:9100"
+            tenant_max_in_flight = 64
 
             [handler.embed]
             kind = "exec"
@@ -179,6 +182,9 @@ mod tests {
             Some(Duration::from_secs(7200))
         );
         assert_eq!(file.worker.metrics_addr.map(|a| a.port()), Some(9100));
+        assert_eq!(file.serve.tenant_max_queued.map(|n| n.get()), Some(5000));
+        assert_eq!(file.serve.tenant_max_in_flight.map(|n| n.get()), Some(64));
+        assert_eq!(file.worker.tenant_max_in_flight.map(|n| n.get()), Some(64));
     }
 
     #[test]

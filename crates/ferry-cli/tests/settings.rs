@@ -21,6 +21,8 @@ const VARIABLES: &[&str] = &[
     "FERRY_LOG_FORMAT",
     "FERRY_STORE",
     "FERRY_METRICS_ADDR",
+    "FERRY_TENANT_MAX_QUEUED",
+    "FERRY_TENANT_MAX_IN_FLIGHT",
     "ASYNC_BATCH_MAX_BATCH_SIZE",
     "RUST_LOG",
 ];
@@ -115,6 +117,80 @@ fn a_flag_beats_the_environment_which_beats_the_file() {
     );
 }
 
+/// The statuses of two submissions of two texts each to a `ferry serve --no-worker` (nothing
+/// is claimed, so the first stays queued) started with `args` and `env` on a fresh store.
+fn two_submissions(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> (u16, u16) {
+    let store = dir.join(format!("{name}.db"));
+    let store = store.to_str().unwrap();
+    let mut all = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        store,
+        "--no-worker",
+    ];
+    all.extend_from_slice(args);
+    let (_server, out) = ferry(&all, env);
+    let addr = address_after(&out, "listening on http://");
+    let url = format!("http://{addr}/api/v1/batch/predict");
+    let submit = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let body = serde_json::json!({"texts": ["good", "bad"]});
+                let r = reqwest::Client::new()
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+    };
+    (submit(), submit())
+}
+
+#[test]
+fn the_tenant_queued_quota_comes_from_flag_environment_or_file() {
+    let dir = TempDir::new("settings-quota");
+    let config = dir.0.join("ferry.toml");
+    std::fs::write(
+        &config,
+        "[serve]\ntenant_max_queued = 3\ntenant_max_in_flight = 2\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    assert_eq!(
+        two_submissions(&dir.0, "none", &[], &[]),
+        (200, 200),
+        "unlimited"
+    );
+    assert_eq!(
+        two_submissions(&dir.0, "file", &["--config", config], &[]),
+        (200, 429),
+        "3 from the file: 2 queued + 2 more is over"
+    );
+    let env = ("FERRY_TENANT_MAX_QUEUED", "4");
+    assert_eq!(
+        two_submissions(&dir.0, "env", &["--config", config], &[env]),
+        (200, 200),
+        "4 from FERRY_TENANT_MAX_QUEUED over the file"
+    );
+    assert_eq!(
+        two_submissions(
+            &dir.0,
+            "flag",
+            &["--config", config, "--tenant-max-queued", "3"],
+            &[env]
+        ),
+        (200, 429),
+        "the flag over the environment"
+    );
+}
+
 #[test]
 fn a_bad_settings_file_names_the_key_and_line() {
     let dir = TempDir::new("settings-bad");
@@ -171,7 +247,8 @@ fn a_worker_serves_metrics_and_health_on_its_own_port() {
     std::fs::write(
         &config,
         format!(
-            "[worker]\nstore = {:?}\nmetrics_addr = \"127.0.0.1:0\"\nlease = \"5s\"\n",
+            "[worker]\nstore = {:?}\nmetrics_addr = \"127.0.0.1:0\"\nlease = \"5s\"\n\
+             tenant_max_in_flight = 8\n",
             dir.0.join("s.db").to_str().unwrap()
         ),
     )
