@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_core::{Engine, Intake, Item, MemoryDeadLetters, Report, Running};
+use ferry_core::{Engine, Intake, Item, Key, MemoryDeadLetters, Report, Running};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert;
-use crate::handler::{Payload, PyHandler};
+use crate::handler::PyHandler;
+use crate::payload::Payload;
 use crate::pool::Pool;
 use crate::settings::{self, priority_from_py, priority_to_py};
 
@@ -79,62 +80,57 @@ impl NativeEngine {
         };
         let bytes = match size {
             Some(n) => n,
-            None => {
-                if let Ok(s) = payload.downcast::<PyString>() {
-                    s.len().unwrap_or(self.default_bytes)
-                } else if let Ok(b) = payload.downcast::<PyBytes>() {
-                    b.as_bytes().len()
-                } else {
-                    self.default_bytes
-                }
-            }
+            None => self.bytes_of(payload),
         };
-        Ok(Item::new(key, index, Arc::new(payload.clone().unbind()))
+        let payload = Payload::One(Arc::new(payload.clone().unbind()));
+        Ok(Item::new(key, index, payload)
             .with_priority(priority_from_py(priority)?)
             .with_bytes(bytes))
     }
 
-    /// Hands `items` over in order, waiting without the GIL while the engine is full; the
-    /// GIL is taken back only to look for Ctrl-C after a slice without progress.
+    /// A payload's byte size: the length of a str or bytes, else the default.
+    fn bytes_of(&self, payload: &Bound<'_, PyAny>) -> usize {
+        if let Ok(s) = payload.downcast::<PyString>() {
+            s.len().unwrap_or(self.default_bytes)
+        } else if let Ok(b) = payload.downcast::<PyBytes>() {
+            b.as_bytes().len()
+        } else {
+            self.default_bytes
+        }
+    }
+
+    /// Builds the items (`build` runs without the GIL) and hands them over in order,
+    /// waiting without the GIL while the engine is full; the GIL is taken back only to look
+    /// for Ctrl-C after a slice without progress.
     fn send(
         &self,
         py: Python<'_>,
         intake: &Intake<Payload>,
-        mut items: VecDeque<Item<Payload>>,
+        build: impl FnOnce() -> VecDeque<Item<Payload>> + Send,
     ) -> PyResult<()> {
-        while !items.is_empty() {
-            let (left, failed) = py.allow_threads(|| {
-                let mut items = items;
-                while let Some(item) = items.pop_front() {
-                    if let Err(item) = intake.try_push(item) {
-                        items.push_front(item);
-                        break;
-                    }
-                }
-                if items.is_empty() {
-                    return (items, None);
-                }
-                self.handle.block_on(async move {
-                    while let Some(item) = items.pop_front() {
-                        match tokio::time::timeout(SLICE, intake.push(item.clone())).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return (items, Some(e.to_string())),
-                            Err(_elapsed) => {
-                                items.push_front(item);
-                                return (items, None);
-                            }
-                        }
-                    }
-                    (items, None)
-                })
+        let mut build = Some(build);
+        let mut items = None;
+        loop {
+            let (left, result) = py.allow_threads(|| {
+                let mut items = items
+                    .take()
+                    .or_else(|| build.take().map(|b| b()))
+                    .unwrap_or_default();
+                // The timer is made inside the runtime (it needs its clock).
+                let result = self.handle.block_on(async {
+                    tokio::time::timeout(SLICE, intake.push_from(&mut items)).await
+                });
+                (items, result)
             });
-            if let Some(e) = failed {
-                return Err(PyRuntimeError::new_err(e));
+            match result {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => return Err(PyRuntimeError::new_err(e.to_string())),
+                Err(_elapsed) => {
+                    items = Some(left);
+                    py.check_signals()?;
+                }
             }
-            items = left;
-            py.check_signals()?;
         }
-        Ok(())
     }
 }
 
@@ -224,11 +220,13 @@ impl NativeEngine {
         let item = self.item(payload, key, priority, size)?;
         match intake.try_push(item) {
             Ok(()) => Ok(()),
-            Err(item) => self.send(py, &intake, VecDeque::from([item])),
+            Err(item) => self.send(py, &intake, move || VecDeque::from([item])),
         }
     }
 
     /// Pushes every payload of an iterable (keys are their positions); returns how many.
+    /// Per chunk of payloads, the GIL is held once to copy their references into a list and
+    /// read their sizes; the items are built and handed over without it, as one run.
     #[pyo3(signature = (payloads, priority = 0))]
     fn push_many(
         &self,
@@ -237,20 +235,51 @@ impl NativeEngine {
         priority: i64,
     ) -> PyResult<u64> {
         let intake = self.intake()?;
-        let mut chunk = VecDeque::with_capacity(CHUNK);
-        let mut n = 0u64;
-        let mut iter = payloads.try_iter()?;
+        let priority = priority_from_py(priority)?;
+        let list = payloads.downcast::<PyList>().ok();
+        let mut iter = match list {
+            Some(_) => None,
+            None => Some(payloads.try_iter()?),
+        };
+        let mut n = 0usize;
         loop {
-            chunk.clear();
-            for p in iter.by_ref().take(CHUNK) {
-                chunk.push_back(self.item(&p?, None, priority, None)?);
+            let chunk = match (&list, iter.as_mut()) {
+                (Some(l), _) => l.get_slice(n, n.saturating_add(CHUNK)),
+                (None, Some(it)) => {
+                    let chunk = PyList::empty(py);
+                    for p in it.by_ref().take(CHUNK) {
+                        chunk.append(p?)?;
+                    }
+                    chunk
+                }
+                (None, None) => PyList::empty(py),
+            };
+            let len = chunk.len();
+            if len == 0 {
+                return Ok(n as u64);
             }
-            if chunk.is_empty() {
-                return Ok(n);
-            }
-            n += chunk.len() as u64;
-            // Handed over without the GIL, so handlers can run meanwhile.
-            self.send(py, &intake, std::mem::take(&mut chunk))?;
+            let sizes: Vec<usize> = chunk.iter().map(|p| self.bytes_of(&p)).collect();
+            let first = self.next_index.fetch_add(len as u64, Ordering::Relaxed);
+            let chunk = Arc::new(chunk.unbind());
+            n += len;
+            self.send(py, &intake, move || {
+                // Keys are positions: one shared empty key stands for them (a dead letter
+                // reports its index), so no string is built per item.
+                let key = Key::from("");
+                sizes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(at, bytes)| {
+                        let payload = Payload::InChunk {
+                            chunk: Arc::clone(&chunk),
+                            at,
+                        };
+                        Item::new(key.clone(), first + at as u64, payload)
+                            .with_priority(priority)
+                            .with_bytes(bytes)
+                    })
+                    .collect()
+            })?;
             py.check_signals()?;
         }
     }
@@ -372,10 +401,15 @@ impl NativeEngine {
         let out = PyList::empty(py);
         for l in self.dead.snapshot() {
             let d = PyDict::new(py);
-            d.set_item("key", l.item.key().as_str())?;
+            let payload = l.item.payload();
+            if payload.in_chunk() {
+                d.set_item("key", l.item.index().to_string())?;
+            } else {
+                d.set_item("key", l.item.key().as_str())?;
+            }
             d.set_item("index", l.item.index())?;
             d.set_item("priority", priority_to_py(l.item.priority()))?;
-            d.set_item("payload", l.item.payload().bind(py))?;
+            d.set_item("payload", payload.bind(py)?)?;
             d.set_item("error", &l.error)?;
             d.set_item("attempts", l.attempts)?;
             out.append(d)?;
