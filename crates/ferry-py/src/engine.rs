@@ -26,8 +26,11 @@ use crate::payload::Payload;
 use crate::pool::Pool;
 use crate::settings::{self, priority_from_py, priority_to_py};
 
-/// Items `push_many` converts with the GIL held before it hands them over without it.
-const CHUNK: usize = 2048;
+/// Items `push_many` takes per chunk: one list, one GIL release, one hand-over.
+const CHUNK: usize = 16384;
+/// Intake capacity per priority unless told otherwise: two chunks, so a producer can hand
+/// over the next chunk while the engine takes in the last.
+const INTAKE_CAPACITY: usize = 2 * CHUNK;
 /// How long a blocked push waits before it looks for Ctrl-C.
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -165,7 +168,9 @@ impl NativeEngine {
         let config = settings::build(preset, settings)?;
         let cap = config.dispatch.concurrency.cap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            // One worker: the event loop is the engine's only Rust work (handlers run on
+            // the pool), and a second worker only adds hand-offs between threads.
+            .worker_threads(1)
             .thread_name("ferry-engine")
             .enable_all()
             .build()
@@ -183,9 +188,7 @@ impl NativeEngine {
         if let Some(t) = total {
             engine = engine.total(t);
         }
-        if let Some(n) = intake_capacity {
-            engine = engine.intake_capacity(n);
-        }
+        engine = engine.intake_capacity(intake_capacity.unwrap_or(INTAKE_CAPACITY));
         let running = {
             let _entered = runtime.enter();
             engine.start()
@@ -242,13 +245,21 @@ impl NativeEngine {
             None => Some(payloads.try_iter()?),
         };
         let mut n = 0usize;
+        // An error from the source ends the run of pushes after what was read before it.
+        let mut failed = None;
         loop {
             let chunk = match (&list, iter.as_mut()) {
                 (Some(l), _) => l.get_slice(n, n.saturating_add(CHUNK)),
                 (None, Some(it)) => {
                     let chunk = PyList::empty(py);
                     for p in it.by_ref().take(CHUNK) {
-                        chunk.append(p?)?;
+                        match p {
+                            Ok(p) => chunk.append(p)?,
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
                     }
                     chunk
                 }
@@ -256,23 +267,23 @@ impl NativeEngine {
             };
             let len = chunk.len();
             if len == 0 {
-                return Ok(n as u64);
+                return failed.map_or(Ok(n as u64), Err);
             }
             let sizes: Vec<usize> = chunk.iter().map(|p| self.bytes_of(&p)).collect();
             let first = self.next_index.fetch_add(len as u64, Ordering::Relaxed);
             let chunk = Arc::new(chunk.unbind());
             n += len;
             self.send(py, &intake, move || {
-                // Keys are positions: one shared empty key stands for them (a dead letter
-                // reports its index), so no string is built per item.
-                let key = Key::from("");
+                // Keys are positions: the empty key stands for them (a dead letter reports
+                // its index), so no string is built or counted per item.
+                let key = Key::empty();
                 sizes
                     .into_iter()
                     .enumerate()
                     .map(|(at, bytes)| {
                         let payload = Payload::InChunk {
                             chunk: Arc::clone(&chunk),
-                            at,
+                            at: at as u32,
                         };
                         Item::new(key.clone(), first + at as u64, payload)
                             .with_priority(priority)
@@ -280,6 +291,9 @@ impl NativeEngine {
                     })
                     .collect()
             })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             py.check_signals()?;
         }
     }

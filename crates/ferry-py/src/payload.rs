@@ -25,8 +25,8 @@ pub(crate) enum Payload {
     InChunk {
         /// The chunk: a list of the engine's own, never handed to user code.
         chunk: Arc<Py<PyList>>,
-        /// The position in it.
-        at: usize,
+        /// The position in it (a chunk holds far fewer than 2^32 payloads).
+        at: u32,
     },
 }
 
@@ -35,7 +35,7 @@ impl Payload {
     pub(crate) fn bind<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self {
             Payload::One(p) => Ok(p.bind(py).clone()),
-            Payload::InChunk { chunk, at } => chunk.bind(py).get_item(*at),
+            Payload::InChunk { chunk, at } => chunk.bind(py).get_item(*at as usize),
         }
     }
 
@@ -65,12 +65,15 @@ impl Pieces {
         for p in batch.payloads() {
             match p {
                 Payload::One(obj) => pieces.push(Piece::One(Arc::clone(obj))),
-                Payload::InChunk { chunk, at } => match pieces.last_mut() {
-                    Some(Piece::Slice(c, _, end)) if *end == *at && Arc::ptr_eq(c, chunk) => {
-                        *end += 1;
+                Payload::InChunk { chunk, at } => {
+                    let at = *at as usize;
+                    match pieces.last_mut() {
+                        Some(Piece::Slice(c, _, end)) if *end == at && Arc::ptr_eq(c, chunk) => {
+                            *end += 1;
+                        }
+                        _ => pieces.push(Piece::Slice(Arc::clone(chunk), at, at + 1)),
                     }
-                    _ => pieces.push(Piece::Slice(Arc::clone(chunk), *at, *at + 1)),
-                },
+                }
             }
         }
         Pieces {

@@ -257,13 +257,18 @@ where
 
     /// Buffers the items of one intake message; how many there were.
     fn accept(&mut self, arrival: Arrival<T>, now: Instant) -> usize {
-        let mut n = 0;
-        for item in arrival.into_items() {
-            self.held_bytes += item.bytes();
-            self.buffer.push(item, now);
-            n += 1;
+        match arrival {
+            Arrival::One(item) => {
+                self.held_bytes += item.bytes();
+                self.buffer.push(item, now);
+                1
+            }
+            Arrival::Many(items) => {
+                let n = items.len();
+                self.held_bytes += self.buffer.extend(items, now);
+                n
+            }
         }
-        n
     }
 
     fn on_tick(&mut self) {
@@ -462,6 +467,14 @@ where
     ) {
         let n = batch.len();
         let got = results.len();
+        if got == n
+            && self.settled_tx.is_none()
+            && results.iter().all(|r| matches!(r, ItemOutcome::Ok(_)))
+        {
+            // Every item succeeded and nobody takes settled outcomes: counted and dropped.
+            out.succeeded_unkept(batch.into_items());
+            return;
+        }
         let mut results = results.into_iter();
         let mut retry = Vec::new();
         for mut item in batch.into_items() {

@@ -105,8 +105,9 @@ where
         self
     }
 
-    /// Capacity of each priority's intake channel (default 1,024 items). Producers wait
-    /// when it is full and the engine's buffer or memory budget is too.
+    /// Capacity of each priority's intake channel (default 1,024 items, counted one by one
+    /// whether they were pushed alone or in a run). Producers wait when it is full and the
+    /// engine's buffer or memory budget is too.
     pub fn intake_capacity(mut self, n: usize) -> Self {
         self.intake_capacity = n.max(1);
         self

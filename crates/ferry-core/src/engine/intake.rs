@@ -54,6 +54,7 @@ pub(super) fn channels<T>(capacity: usize) -> (Intake<T>, Arrivals<T>) {
     let intake = Intake {
         tx: Arc::new([tl, tm, th]),
         room: Arc::clone(&room),
+        capacity: cap,
     };
     (
         intake,
@@ -69,6 +70,7 @@ pub(super) fn channels<T>(capacity: usize) -> (Intake<T>, Arrivals<T>) {
 pub struct Intake<T> {
     tx: Arc<[mpsc::UnboundedSender<Arrival<T>>; 3]>,
     room: Room,
+    capacity: usize,
 }
 
 impl<T> Clone for Intake<T> {
@@ -76,6 +78,7 @@ impl<T> Clone for Intake<T> {
         Intake {
             tx: Arc::clone(&self.tx),
             room: Arc::clone(&self.room),
+            capacity: self.capacity,
         }
     }
 }
@@ -133,8 +136,17 @@ impl<T> Intake<T> {
             let run = items.iter().take_while(|i| i.priority() == p).count();
             let n = run.min(room.available_permits()).min(u32::MAX as usize);
             if n == 0 {
-                // Wait for room, give the permit back, and take what there is then.
-                drop(room.acquire().await.map_err(|_| Error::Closed)?);
+                // Wait until there is room for the run or half the channel, whichever is
+                // less (so one wake-up moves many items), give it back, and take what
+                // there is then.
+                let want = run
+                    .min(self.capacity.div_ceil(2))
+                    .clamp(1, u32::MAX as usize);
+                drop(
+                    room.acquire_many(want as u32)
+                        .await
+                        .map_err(|_| Error::Closed)?,
+                );
                 continue;
             }
             match room.try_acquire_many(n as u32) {
@@ -143,7 +155,12 @@ impl<T> Intake<T> {
                 Err(TryAcquireError::Closed) => return Err(Error::Closed),
             }
             let now = Instant::now();
-            let mut run: Vec<Item<T>> = items.drain(..n).collect();
+            let mut run: Vec<Item<T>> = if n == items.len() {
+                // Everything fits: the deque becomes the message without moving its items.
+                Vec::from(std::mem::take(items))
+            } else {
+                items.drain(..n).collect()
+            };
             for item in &mut run {
                 item.accepted_at = Some(now);
             }
