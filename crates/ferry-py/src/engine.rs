@@ -26,8 +26,10 @@ use crate::payload::Payload;
 use crate::pool::Pool;
 use crate::settings::{self, priority_from_py, priority_to_py};
 
-/// Items `push_many` takes per chunk: one list, one GIL release, one hand-over.
-const CHUNK: usize = 16384;
+/// Payloads `push_many` takes per chunk: one list, one GIL hold, one GIL release, one
+/// message to the engine. (A list of 8,192 references is 64 KiB, under the allocator's
+/// threshold for mapping memory afresh.)
+const CHUNK: usize = 8192;
 /// Intake capacity per priority unless told otherwise: two chunks, so a producer can hand
 /// over the next chunk while the engine takes in the last.
 const INTAKE_CAPACITY: usize = 2 * CHUNK;
@@ -102,36 +104,37 @@ impl NativeEngine {
         }
     }
 
-    /// Builds the items (`build` runs without the GIL) and hands them over in order,
-    /// waiting without the GIL while the engine is full; the GIL is taken back only to look
-    /// for Ctrl-C after a slice without progress.
+    /// Hands over the runs of items `next_run` builds (without the GIL), in order, waiting
+    /// without the GIL while the engine is full; the GIL is taken back only to look for
+    /// Ctrl-C after a slice without progress.
     fn send(
         &self,
         py: Python<'_>,
         intake: &Intake<Payload>,
-        build: impl FnOnce() -> VecDeque<Item<Payload>> + Send,
+        mut next_run: impl FnMut() -> Option<VecDeque<Item<Payload>>> + Send,
     ) -> PyResult<()> {
-        let mut build = Some(build);
-        let mut items = None;
+        let mut items = VecDeque::new();
         loop {
-            let (left, result) = py.allow_threads(|| {
-                let mut items = items
-                    .take()
-                    .or_else(|| build.take().map(|b| b()))
-                    .unwrap_or_default();
+            let result = py.allow_threads(|| loop {
+                if items.is_empty() {
+                    match next_run() {
+                        Some(run) => items = run,
+                        None => return Ok(Ok(())),
+                    }
+                }
                 // The timer is made inside the runtime (it needs its clock).
-                let result = self.handle.block_on(async {
+                match self.handle.block_on(async {
                     tokio::time::timeout(SLICE, intake.push_from(&mut items)).await
-                });
-                (items, result)
+                }) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Ok(Err(e)),
+                    Err(elapsed) => return Err(elapsed),
+                }
             });
             match result {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => return Err(PyRuntimeError::new_err(e.to_string())),
-                Err(_elapsed) => {
-                    items = Some(left);
-                    py.check_signals()?;
-                }
+                Err(_elapsed) => py.check_signals()?,
             }
         }
     }
@@ -223,7 +226,12 @@ impl NativeEngine {
         let item = self.item(payload, key, priority, size)?;
         match intake.try_push(item) {
             Ok(()) => Ok(()),
-            Err(item) => self.send(py, &intake, move || VecDeque::from([item])),
+            Err(item) => {
+                let mut item = Some(item);
+                self.send(py, &intake, move || {
+                    item.take().map(|i| VecDeque::from([i]))
+                })
+            }
         }
     }
 
@@ -273,23 +281,27 @@ impl NativeEngine {
             let first = self.next_index.fetch_add(len as u64, Ordering::Relaxed);
             let chunk = Arc::new(chunk.unbind());
             n += len;
+            // The items are built without the GIL, and handed over as one run.
+            let key = Key::empty();
+            let mut built = false;
             self.send(py, &intake, move || {
-                // Keys are positions: the empty key stands for them (a dead letter reports
-                // its index), so no string is built or counted per item.
-                let key = Key::empty();
-                sizes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(at, bytes)| {
+                if std::mem::replace(&mut built, true) {
+                    return None;
+                }
+                let run = (0..len)
+                    .map(|i| {
                         let payload = Payload::InChunk {
                             chunk: Arc::clone(&chunk),
-                            at: at as u32,
+                            at: i as u32,
                         };
-                        Item::new(key.clone(), first + at as u64, payload)
+                        // Keys are positions: the empty key stands for them (a dead letter
+                        // reports its index), so no string is built or counted per item.
+                        Item::new(key.clone(), first + i as u64, payload)
                             .with_priority(priority)
-                            .with_bytes(bytes)
+                            .with_bytes(sizes[i])
                     })
-                    .collect()
+                    .collect();
+                Some(run)
             })?;
             if let Some(e) = failed {
                 return Err(e);

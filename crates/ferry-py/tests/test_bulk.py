@@ -14,7 +14,7 @@ import ferry
 from conftest import FAST, balanced
 
 #: Payloads per chunk in ``push_many`` (``CHUNK`` in ``src/engine.rs``).
-CHUNK = 16384
+CHUNK = 8192
 
 
 @pytest.mark.parametrize("source", ["list", "tuple", "generator", "range"])

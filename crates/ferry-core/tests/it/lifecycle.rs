@@ -375,7 +375,7 @@ async fn runs_pushed_in_bulk_end_exactly_once_and_high_items_board_first() {
     // The producer waited for room after each few items, so the high run was pushed while
     // most of the medium backlog still waited: it boarded before that backlog.
     let order = order.lock().unwrap();
-    let first_high = order.iter().position(|&i| i >= 3000 && i < 3050).unwrap();
+    let first_high = order.iter().position(|i| (3000..3050).contains(i)).unwrap();
     let last_medium = order.iter().rposition(|&i| i < 3000).unwrap();
     assert!(
         first_high < 3000 && first_high > 0,

@@ -161,7 +161,7 @@ class Engine:
     ``max_attempts``, ...). Seconds are floats.
 
     ``intake_capacity`` is how many pushed items may wait per priority before the engine
-    takes them in (default 32,768: two ``push_many`` chunks); past it, and past the engine's
+    takes them in (default 16,384: two ``push_many`` chunks); past it, and past the engine's
     own buffer, pushing blocks.
 
     ``on_progress(Progress)`` is called on the caller's thread, every ``progress_interval``
