@@ -277,7 +277,14 @@ impl NativeEngine {
             if len == 0 {
                 return failed.map_or(Ok(n as u64), Err);
             }
-            let sizes: Vec<usize> = chunk.iter().map(|p| self.bytes_of(&p)).collect();
+            // By position: the list's iterator would ask for its length at every step.
+            let sizes: Vec<usize> = (0..len)
+                .map(|i| {
+                    chunk
+                        .get_item(i)
+                        .map_or(self.default_bytes, |p| self.bytes_of(&p))
+                })
+                .collect();
             let first = self.next_index.fetch_add(len as u64, Ordering::Relaxed);
             let chunk = Arc::new(chunk.unbind());
             n += len;

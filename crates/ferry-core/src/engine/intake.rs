@@ -89,11 +89,15 @@ impl<T> Intake<T> {
     /// only when the engine has stopped (cancelled or failed).
     pub async fn push(&self, mut item: Item<T>) -> Result<(), Error> {
         let p = item.priority().index();
-        self.room[p]
-            .acquire()
-            .await
-            .map_err(|_| Error::Closed)?
-            .forget();
+        match self.room[p].try_acquire() {
+            Ok(permit) => permit.forget(),
+            // Full (or closed): wait for room, or learn that the engine stopped.
+            Err(_) => self.room[p]
+                .acquire()
+                .await
+                .map_err(|_| Error::Closed)?
+                .forget(),
+        }
         item.accepted_at = Some(Instant::now());
         self.tx[p]
             .send(Arrival::One(item))
