@@ -125,7 +125,7 @@ def start_sim(profile, faults, poison_unnamed_value):
     return sim, addr, ceiling
 
 
-def run_profile(profile, items, faults, poison_every, work):
+def run_profile(profile, items, faults, poison_every, work, log_dir=None, ferry_only=False):
     sim, addr, ceiling = start_sim(profile, faults, POISON)
     try:
         base = f"http://{addr}"
@@ -134,10 +134,13 @@ def run_profile(profile, items, faults, poison_every, work):
                "--profile", profile, "--items", str(items), "--reset"]
         if poison_every:
             cmd += ["--poison-every", str(poison_every)]
-        secs, cpu, out, err, code = timed(cmd)
-        if code != 0:
-            raise SystemExit(f"fixed client failed on {profile}:\n{out}\n{err}")
-        fixed = {"secs": secs, "rate": items / secs, "cpu_us": cpu / items * 1e6}
+        if ferry_only:
+            fixed = {"secs": float("nan"), "rate": float("nan"), "cpu_us": float("nan")}
+        else:
+            secs, cpu, out, err, code = timed(cmd)
+            if code != 0:
+                raise SystemExit(f"fixed client failed on {profile}:\n{out}\n{err}")
+            fixed = {"secs": secs, "rate": items / secs, "cpu_us": cpu / items * 1e6}
         # 2. Ferry, told nothing.
         http(f"{base}/reset", "POST")
         db = os.path.join(work, "planning.db")
@@ -150,7 +153,12 @@ def run_profile(profile, items, faults, poison_every, work):
                 os.remove(os.path.join(work, leftover))
         env = dict(os.environ, DATABASE_URL=db, MONDAY_API_TOKEN="bench",
                    MONDAY_API_URL=f"{base}/v2")
+        if log_dir:
+            env["RUST_LOG"] = "ferry_core=debug"
         secs, cpu, out, err, code = timed([os.path.join(RELEASE, "ferry"), "run", job], env)
+        if log_dir:
+            with open(os.path.join(log_dir, f"{profile}.log"), "w") as f:
+                f.write(out + "\n" + err)
         if code not in (0, 3):
             raise SystemExit(f"ferry failed on {profile} (exit {code}):\n{out}\n{err}")
         stats = http(f"{base}/stats")
@@ -173,6 +181,10 @@ def main():
     ap.add_argument("--faults", action="store_true")
     ap.add_argument("--poison-every", type=int, default=0)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--ferry-only", action="store_true",
+                    help="skip the fixed client (for looking at Ferry alone; prints no ratio)")
+    ap.add_argument("--log-dir", help="write each Ferry run's output and ferry_core debug log "
+                                      "(one line per finished call) to DIR/PROFILE.log")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferry-cli", "-p", "ferry-sim"],
@@ -185,7 +197,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         for profile in args.profiles.split(","):
             ceiling, fixed, ferry = run_profile(profile, args.items, args.faults,
-                                                args.poison_every, work)
+                                                args.poison_every, work, args.log_dir,
+                                                args.ferry_only)
             ratio = ferry["rate"] / fixed["rate"]
             worst = ratio if worst is None else min(worst, ratio)
             print(f"{profile:<20} {ceiling:>8.1f} {fixed['rate']:>8.1f} {ferry['rate']:>8.1f} "

@@ -39,7 +39,23 @@ pub(crate) async fn follow(mut progress: watch::Receiver<Progress>, total: Optio
         // The first tick fires at once; skip it so logs start with real progress.
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            // Wake on the tick, or at once when the run finishes (not up to a tick later:
+            // without a terminal the tick is 5 s, and the run waits for this task).
+            let ticked = tokio::select! {
+                _ = ticker.tick() => true,
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        if let Some(bar) = bar {
+                            bar.finish_and_clear();
+                        }
+                        return;
+                    }
+                    false
+                }
+            };
+            if !ticked && !progress.borrow_and_update().finished {
+                continue;
+            }
             let p = progress.borrow_and_update().clone();
             let msg = format!(
                 "in flight {} | concurrency {} batch {} | retries {} splits {} dead {}",

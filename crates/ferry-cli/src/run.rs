@@ -79,6 +79,15 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             "dry run: {} items read, {} cannot be rendered; nothing was sent",
             dry.items, dry.unrenderable_count
         );
+        if dry.bad_records_count > 0 {
+            println!(
+                "{} source records cannot be read (a run dead-letters them):",
+                dry.bad_records_count
+            );
+            for e in &dry.bad_records {
+                println!("  {e}");
+            }
+        }
         for e in &dry.unrenderable {
             println!("  {e}");
         }
@@ -105,6 +114,19 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         "ambiguous failures (request sent, no complete answer; a retry may repeat an apply): {}",
         summary.ambiguous
     );
+    if let Some(p) = &summary.source_profile {
+        println!("{p}");
+    }
+    for w in &summary.warnings {
+        println!("warning: {w}");
+    }
+    if summary.bad_records > 0 {
+        println!(
+            "bad source records dead-lettered (position and reason in {}): {}",
+            job.dead_letters.display(),
+            summary.bad_records
+        );
+    }
     if let Some(c) = &summary.checkpoint {
         println!("checkpoint: {}", c.display());
     }
@@ -116,7 +138,10 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     } else if let Some(e) = &summary.source_error {
         anyhow::bail!("reading the source stopped early: {e}\n(the items before it were processed; fix the data and run again with --resume)");
     }
-    Ok(Exit::of(&summary.report, summary.interrupted))
+    match Exit::of(&summary.report, summary.interrupted) {
+        Exit::Ok if summary.bad_records > 0 => Ok(Exit::DeadLetters),
+        exit => Ok(exit),
+    }
 }
 
 pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {

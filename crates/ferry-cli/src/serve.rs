@@ -2,6 +2,7 @@
 //! (`ferry_server::Service`, `ferry_server::run_worker`) with a shutdown signal.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use clap::Args;
 
 use ferry_server::{run_worker, ServeOptions, Service, WorkerOptions};
 use ferry_store::Store;
+
+use crate::handlers::handlers;
 
 /// Options of `ferry serve`.
 #[derive(Debug, Args)]
@@ -31,6 +34,11 @@ pub(crate) struct ServeArgs {
     /// Retry-After. Unlimited when not given.
     #[arg(long)]
     tenant_rps: Option<std::num::NonZeroU32>,
+    /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
+    /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
+    /// engine settings (docs/service.md, "Handlers from configuration").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Options of `ferry worker`.
@@ -53,6 +61,11 @@ pub(crate) struct WorkerArgs {
     /// Most items per claim.
     #[arg(long, default_value_t = 512)]
     claim_batch: usize,
+    /// A configuration file whose `[handler.NAME]` tables add handlers jobs may name: any
+    /// job-file handler kind (exec, http, graphql, sql, jsonl) with the job file's keys and
+    /// engine settings (docs/service.md, "Handlers from configuration").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Opens the store `spec` names: an SQLite file or a `postgres://` URL.
@@ -84,11 +97,13 @@ async fn shutdown_signal() {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let handlers = handlers(args.config.as_deref(), !args.no_worker).await?;
     let options = ServeOptions {
         store: args.store,
         worker: !args.no_worker,
         result_ttl: args.result_ttl,
         tenant_rps: args.tenant_rps,
+        handlers,
     };
     Service::open(options)
         .await?
@@ -108,9 +123,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if let Some(id) = args.id {
         options.id = id;
     }
+    let handlers = handlers(args.config.as_deref(), true).await?;
     run_worker(
         &args.store,
         args.schema.as_deref(),
+        handlers,
         options,
         shutdown_signal(),
     )

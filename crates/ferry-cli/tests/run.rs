@@ -246,3 +246,81 @@ fn dry_run_prints_requests_and_masks_the_token() {
         "{stdout}"
     );
 }
+
+/// A bad JSON Lines record is dead-lettered with its file, line and reason, and the good
+/// records all land (exit 3); `source.on_error = "stop"` stops reading at it (exit 1).
+#[test]
+fn a_bad_record_is_dead_lettered_unless_on_error_is_stop() {
+    let d = Dir::new("bad-record");
+    d.write(
+        "d.jsonl",
+        "{\"id\": 1}\n{id: 2}\n{\"id\": 3}\n[4]\n{\"id\": 5}\n",
+    );
+    let job = d.write(
+        "job.toml",
+        "[source]\ntype = \"jsonl\"\npath = \"d.jsonl\"\nkey = \"id\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n\n[checkpoint]\nenabled = false\n",
+    );
+    let (out, err) = ferry(&["run"], &job, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{err}");
+    assert!(
+        stdout.contains("bad source records dead-lettered") && stdout.contains(": 2"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(d.0.join("out.jsonl")).unwrap();
+    let keys: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].clone())
+        .collect();
+    assert_eq!(keys, ["1", "3", "5"]);
+    let dead = std::fs::read_to_string(d.0.join("job.dead.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0]["payload"]["line"], 2);
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("d.jsonl:2: key must be a string at column 2"),
+        "{}",
+        dead[0]["error"]
+    );
+    assert_eq!(dead[1]["payload"]["line"], 4);
+    assert!(dead[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("expected a JSON object, found an array"));
+
+    std::fs::remove_file(d.0.join("out.jsonl")).unwrap();
+    let (out, err) = ferry(&["run", "--set", "source.on_error=\"stop\""], &job, &[]);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("reading the source stopped early") && err.contains("d.jsonl:2:"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(d.0.join("out.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 1);
+}
+
+/// `ferry validate` names file, line and key of each bad path or type in an XML mapping.
+#[test]
+fn validate_names_the_line_and_key_of_a_bad_xml_mapping() {
+    let d = Dir::new("xml-mapping");
+    let job = d.write(
+        "job.toml",
+        "[source]\ntype = \"xml\"\npath = \"orders.xml\"\nrecord = \"order\"\n\n[source.columns]\nid = \"@id as money\"\nname = \"customer//name\"\n\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n",
+    );
+    let (out, err) = ferry(&["validate"], &job, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("job.toml:7: `source.columns.id`: `money` is not a type; expected text, integer, decimal, date, timestamp or boolean"),
+        "{err}"
+    );
+    assert!(
+        err.contains("job.toml:8: `source.columns.name`: `customer//name`: `` is not an element or attribute name"),
+        "{err}"
+    );
+}

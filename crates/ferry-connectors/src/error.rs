@@ -28,6 +28,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A record of a data file that has no line structure (XML) is malformed or cannot be
+    /// mapped; `offset` is the byte where the record starts.
+    #[error("{origin}: byte {offset}: {message}")]
+    RecordAt {
+        /// The file (or query row) the record comes from.
+        origin: String,
+        /// 0-based byte offset of the record's start in its (decompressed) file or document.
+        offset: u64,
+        /// What is wrong.
+        message: String,
+    },
     /// A key column is missing or empty in a record.
     #[error("{origin}: row {row}: key column `{column}` is missing or empty")]
     MissingKey {
@@ -116,6 +127,40 @@ pub enum Error {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] ferry_core::Error),
+}
+
+impl Error {
+    /// Whether this error concerns one record only (a malformed line or element, a cast that
+    /// fails, a missing key): the source goes on after it, and a job dead-letters it unless
+    /// `source.on_error = "stop"`.
+    pub fn is_record_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Record { .. } | Error::RecordAt { .. } | Error::MissingKey { .. }
+        )
+    }
+
+    /// Where a record error happened, as a stable key (`file:line`, `file@byte`,
+    /// `origin#row`) and a JSON object naming the source and the position; `None` for
+    /// other errors.
+    pub fn record_position(&self) -> Option<(String, serde_json::Value)> {
+        use serde_json::json;
+        match self {
+            Error::Record { path, line, .. } => Some((
+                format!("{}:{line}", path.display()),
+                json!({"source": path.display().to_string(), "line": line}),
+            )),
+            Error::RecordAt { origin, offset, .. } => Some((
+                format!("{origin}@{offset}"),
+                json!({"source": origin, "offset": offset}),
+            )),
+            Error::MissingKey { origin, row, .. } => Some((
+                format!("{origin}#{row}"),
+                json!({"source": origin, "row": row}),
+            )),
+            _ => None,
+        }
+    }
 }
 
 fn config_message(file: &std::path::Path, line: usize, key: &str, message: &str) -> String {

@@ -15,21 +15,34 @@
 //!
 //! and reads one line from its stdout, one of:
 //!
-//! * `{"results": [r1, r2, ...]}`: one result per item, same length and order. A result that
-//!   is an object with an `"error"` string fails that item for good (`{"error": "msg"}`); one
-//!   with a `"retry"` string retries it (`{"retry": "msg"}`); any other value is the item's
-//!   result.
-//! * `{"error": "msg"}`: the batch failed without naming an item; the engine splits it
-//!   (a single item is dead-lettered with `msg`).
-//! * `{"retry": "msg", "after_ms": 2000}`: retry the whole batch; `after_ms` (optional) pauses
-//!   every call to the target, like an HTTP `Retry-After`.
+//! * `{"outcomes": [o1, o2, ...]}`: one outcome per item, same length and order, each one of
+//!   `{"ok": result}` (done, with its result), `{"retry": "msg"}` (failed for a reason that
+//!   may pass: retried after a backoff) or `{"fatal": "msg"}` (failed for good:
+//!   dead-lettered with `msg`).
+//! * `{"results": [r1, r2, ...]}`: the short form: a result that is an object with an
+//!   `"error"` string fails that item for good (`{"error": "msg"}`); one with a `"retry"`
+//!   string retries it (`{"retry": "msg"}`); any other value is the item's result.
+//! * `{"split": "msg"}` or `{"error": "msg"}`: the batch failed without naming an item (the
+//!   handler raised): the engine splits it until the culprit is alone; a single item is
+//!   dead-lettered with `msg`. A poison item is isolated this way; its neighbours succeed.
+//! * `{"retry": "msg", "retry_after": 2.5}`: retry the whole batch; `retry_after` (seconds,
+//!   optional; `after_ms` in milliseconds also works) pauses every call to the handler, like
+//!   an HTTP `Retry-After`.
+//! * `{"fatal": "msg"}`: every item of the batch fails for good.
 //!
-//! Anything else on stdout (a line that is not such an object, a `results` array of the wrong
-//! length), a child that exits, or a batch abandoned while the child worked on it (the
-//! engine's per-attempt timeout) makes Ferry kill and restart that child; the batch is
-//! retried and counted as *ambiguous* in [`counters`](ExecHandler::counters): the child may
-//! have done the work. The child's stderr is forwarded line by line to `tracing` warnings, so
-//! diagnostics go there, never to stdout.
+//! Anything else on stdout (a line that is not such an object, an `outcomes` or `results`
+//! array of the wrong length), a child that exits or is killed, or a batch abandoned while
+//! the child worked on it (the engine's per-attempt timeout, `dispatch.timeout`) makes Ferry
+//! kill that child (at once: a child that hangs past the timeout does not keep its CPU) and
+//! start a new one for the next batch; the batch is retried and counted as *ambiguous* in
+//! [`counters`](ExecHandler::counters): the child may have done the work. The child's stderr
+//! is forwarded line by line to `tracing` warnings, so diagnostics go there, never to
+//! stdout. A child should exit when its stdin closes (the handler was dropped, or the
+//! process running it died).
+//!
+//! Helpers that speak this protocol, one file each with no dependencies and an example each,
+//! are in `examples/exec-handlers`: `ferry_exec.py` (`serve(handler)`) and `ferry_exec.js`;
+//! `docs/job-file.md` documents them.
 //!
 //! A minimal Python child:
 //!
@@ -294,16 +307,29 @@ impl ExecHandler {
         } else {
             self.restart(slot, "it was not running");
         }
-        let Some(child) = slot.child.as_mut() else {
+        if slot.child.is_none() {
             return BatchOutcome::retry(
                 None,
                 format!("exec child `{}` cannot be started", self.config.program),
             );
-        };
+        }
         let mut line = Self::request_line(batch.items()).into_bytes();
         line.push(b'\n');
         slot.busy = true;
-        let reply = exchange(child, line).await;
+        // Dropped before the reply is read only when the engine abandons the call (its
+        // timeout): then the child is killed at once rather than left working.
+        let reply = {
+            let mut watch = AbandonWatch {
+                slot: &mut *slot,
+                armed: true,
+            };
+            let reply = match watch.slot.child.as_mut() {
+                Some(child) => exchange(child, line).await,
+                None => Err("it is not running".to_owned()),
+            };
+            watch.armed = false;
+            reply
+        };
         slot.busy = false;
         let failure = match reply {
             Ok(text) => match parse_reply(&text, batch.len()) {
@@ -319,6 +345,31 @@ impl ExecHandler {
         self.counters.ambiguous.fetch_add(1, Ordering::Relaxed);
         self.restart(slot, &failure);
         BatchOutcome::retry(None, format!("exec child: {failure}"))
+    }
+}
+
+/// Kills the slot's child if dropped while armed: its batch was abandoned in flight (the
+/// engine's timeout dropped the call). The slot stays `busy`, so the next batch on it reaps
+/// the child and starts a new one.
+struct AbandonWatch<'a> {
+    slot: &'a mut Slot,
+    armed: bool,
+}
+
+impl Drop for AbandonWatch<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(child) = self.slot.child.as_mut() {
+            tracing::warn!(
+                worker = self.slot.id,
+                pid = child.process.id(),
+                "killing exec child: its batch was abandoned (timeout)"
+            );
+            // An error means it is already gone; the next batch reaps it either way.
+            let _ = child.process.kill();
+        }
     }
 }
 
@@ -383,31 +434,77 @@ fn parse_reply(line: &str, n: usize) -> Result<BatchOutcome<Value>, String> {
     let Value::Object(mut reply) = value else {
         return Err(format!("expected a JSON object: {}", clip(line)));
     };
-    if let Some(results) = reply.remove("results") {
-        return match results {
-            Value::Array(results) if results.len() == n => Ok(BatchOutcome::Done(
-                results.into_iter().map(item_outcome).collect(),
-            )),
-            Value::Array(results) => Err(format!(
-                "{} results for a batch of {n} items",
-                results.len()
-            )),
-            _ => Err(format!("`results` is not an array: {}", clip(line))),
+    for (field, per_item) in [
+        (
+            "outcomes",
+            outcome as fn(Value) -> Result<ItemOutcome<Value>, String>,
+        ),
+        ("results", |r| Ok(item_outcome(r))),
+    ] {
+        let Some(list) = reply.remove(field) else {
+            continue;
+        };
+        return match list {
+            Value::Array(list) if list.len() == n => list
+                .into_iter()
+                .map(per_item)
+                .collect::<Result<Vec<_>, _>>()
+                .map(BatchOutcome::Done),
+            Value::Array(list) => Err(format!("{} {field} for a batch of {n} items", list.len())),
+            _ => Err(format!("`{field}` is not an array: {}", clip(line))),
         };
     }
-    if let Some(message) = string_field(&reply, "error") {
+    if let Some(message) = string_field(&reply, "split").or_else(|| string_field(&reply, "error")) {
         return Ok(BatchOutcome::split(message));
     }
     if let Some(message) = string_field(&reply, "retry") {
-        let after = reply
-            .get("after_ms")
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis);
-        return Ok(BatchOutcome::retry(after, message));
+        return Ok(BatchOutcome::retry(retry_after(&reply)?, message));
+    }
+    if let Some(message) = string_field(&reply, "fatal") {
+        return Ok(BatchOutcome::fatal(message));
     }
     Err(format!(
-        "expected `results`, `error` or `retry`: {}",
+        "expected `outcomes`, `results`, `split`, `error`, `retry` or `fatal`: {}",
         clip(line)
+    ))
+}
+
+/// A batch retry's delay: `retry_after` in seconds or `after_ms` in milliseconds.
+fn retry_after(reply: &Map<String, Value>) -> Result<Option<Duration>, String> {
+    if let Some(v) = reply.get("retry_after") {
+        return match v.as_f64() {
+            Some(s) if s >= 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+            _ => Err(format!(
+                "`retry_after` must be a number of seconds, found {v}"
+            )),
+        };
+    }
+    Ok(reply
+        .get("after_ms")
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis))
+}
+
+/// One entry of `outcomes`: `{"ok": result}`, `{"retry": "msg"}` or `{"fatal": "msg"}`.
+fn outcome(entry: Value) -> Result<ItemOutcome<Value>, String> {
+    let Value::Object(mut fields) = entry else {
+        return Err(format!(
+            "an outcome must be {{\"ok\": ...}}, {{\"retry\": \"msg\"}} or {{\"fatal\": \"msg\"}}, found {}",
+            clip(&entry.to_string())
+        ));
+    };
+    if let Some(result) = fields.remove("ok") {
+        return Ok(ItemOutcome::Ok(result));
+    }
+    if let Some(message) = string_field(&fields, "retry") {
+        return Ok(ItemOutcome::Retry(message));
+    }
+    if let Some(message) = string_field(&fields, "fatal") {
+        return Ok(ItemOutcome::Fatal(message));
+    }
+    Err(format!(
+        "an outcome must be {{\"ok\": ...}}, {{\"retry\": \"msg\"}} or {{\"fatal\": \"msg\"}}, found {}",
+        clip(&Value::Object(fields).to_string())
     ))
 }
 
@@ -527,6 +624,36 @@ mod tests {
                 "busy"
             ))
         );
+        assert_eq!(
+            parse_reply(
+                r#"{"outcomes": [{"ok": {"error": "a result field"}}, {"retry": "later"}, {"fatal": "bad"}]}"#,
+                3
+            ),
+            Ok(BatchOutcome::Done(vec![
+                ItemOutcome::Ok(json!({"error": "a result field"})),
+                ItemOutcome::Retry("later".into()),
+                ItemOutcome::Fatal("bad".into()),
+            ]))
+        );
+        assert_eq!(
+            parse_reply(r#"{"split": "ValueError: poison"}"#, 2),
+            Ok(BatchOutcome::split("ValueError: poison"))
+        );
+        assert_eq!(
+            parse_reply(r#"{"retry": "busy", "retry_after": 1.5}"#, 2),
+            Ok(BatchOutcome::retry(
+                Some(Duration::from_millis(1500)),
+                "busy"
+            ))
+        );
+        assert_eq!(
+            parse_reply(r#"{"fatal": "bad credentials"}"#, 2),
+            Ok(BatchOutcome::fatal("bad credentials"))
+        );
+        assert!(parse_reply(r#"{"retry": "x", "retry_after": "soon"}"#, 1).is_err());
+        assert!(parse_reply(r#"{"outcomes": [{"ok": 1}]}"#, 2).is_err());
+        assert!(parse_reply(r#"{"outcomes": [{"maybe": 1}]}"#, 1).is_err());
+        assert!(parse_reply(r#"{"outcomes": [5]}"#, 1).is_err());
         assert!(parse_reply(r#"{"results": [1]}"#, 2).is_err());
         assert!(parse_reply("hello", 1).is_err());
         assert!(parse_reply("[1]", 1).is_err());

@@ -216,10 +216,28 @@ def handle(batch):
     let slow = items(vec![json!("slow")]);
     let timed_out = tokio::time::timeout(Duration::from_millis(300), h.call(&slow)).await;
     assert!(timed_out.is_err());
+    // The hung child is killed when its batch is abandoned, not when the next batch comes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running(first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hung child {first} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Without the restart this batch would read nothing (or the slow batch's answer).
     let second = pids(&h.call(&items(vec![json!(2)])).await)[0];
     assert_ne!(first, second);
     assert_eq!(h.counters().ambiguous(), 1);
+}
+
+/// Whether process `pid` runs (exists and is not a zombie waiting to be reaped).
+fn running(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
 }
 
 #[tokio::test]

@@ -278,6 +278,9 @@ pub struct Batch<T> {
     pub(crate) probe: bool,
     /// Calls in flight when this batch's last call left, itself included.
     pub(crate) sent_with: usize,
+    /// The confirmed batch size when this batch's last call left: a batch no larger was not
+    /// testing the size.
+    pub(crate) sent_size: usize,
     /// Times it came back uncharged (throttled, or a crowded timeout): grows its wait.
     pub(crate) requeues: u32,
 }
@@ -299,6 +302,7 @@ impl<T> Batch<T> {
             bytes,
             probe: false,
             sent_with: 0,
+            sent_size: 0,
             requeues: 0,
         }
     }

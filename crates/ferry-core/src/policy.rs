@@ -11,11 +11,11 @@
 //! | `Throttled { after }`    | cancelling: cancel; past the deadline: dead-letter; else requeue whole, uncharged | closed for `after` | `Neutral` | probe returned | limited |
 //! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned | accepted |
 //! | `Split`                  | cancelling: cancel; several items: split; one: dead-letter | –       | `Neutral`          | too large if probe | accepted |
-//! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Overload`         | nothing          | accepted  |
+//! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Overload`         | headroom         | accepted  |
 //! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        | accepted  |
 //! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   | –         |
 //! | `Fatal`                  | dead-letter (even when cancelling)                 | –               | `Neutral`          | probe returned   | accepted  |
-//! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Overload`         | nothing          | –         |
+//! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Overload`         | headroom         | –         |
 //! | per-attempt timeout      | several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        | –         |
 //! | abandoned at shutdown    | cancel                                             | –               | `Neutral`          | probe returned   | –         |
 //!
@@ -30,7 +30,9 @@
 //! the batch goes back whole and uncharged. Only a timeout of a call that was alone, or at
 //! the lowest limit, or of a probe, says the batch is too large: then it is split and the
 //! batch size learns. Past the deadline a crowded timeout is read as size again, so the
-//! deadline always ends the run.
+//! deadline always ends the run. An overload also tells the batch size how long a call may
+//! take, queueing included (*headroom*): fresh batches are sized to leave part of that
+//! time for waiting at the target, so queueing shows as latency before it costs a timeout.
 
 //! Item outcomes inside a `Done`: `Ok` succeeds, `Fatal` and a missing outcome dead-letter,
 //! `Retry` charges the item one failure and retries it (with the other retried items of the
@@ -140,6 +142,9 @@ pub(crate) enum SizeFeedback {
     Success,
     /// The batch was too large.
     TooLarge,
+    /// A batch of the confirmed size timed out while queued: batches must leave room in the
+    /// target's timeout for queueing.
+    Overload,
 }
 
 /// What the learned request rate hears about the call.
@@ -247,7 +252,7 @@ impl OutcomePolicy {
         };
         let size = match end {
             CallEnd::Done => SizeFeedback::Success,
-            CallEnd::TooLarge | CallEnd::TimedOut if overload => SizeFeedback::Nothing,
+            CallEnd::TooLarge | CallEnd::TimedOut if overload => SizeFeedback::Overload,
             CallEnd::TooLarge | CallEnd::TimedOut => SizeFeedback::TooLarge,
             // A `Split` of a probe says the size is too large; of an ordinary batch (a size
             // that went through before) it far more likely says a poison item is inside.
@@ -431,9 +436,9 @@ mod tests {
             (E::Throttled { after: AFTER }, batch(10, 0, "x"), Cancel, AFTER, Neutral, S::Nothing),
             (E::Throttled { after: AFTER }, batch(10, 0, "d"), DeadLetter, AFTER, Neutral, S::Nothing),
             // Crowded timeouts are overload: concurrency is cut, the batch goes back whole.
-            (E::TooLarge, batch(10, 0, "cq"), Requeue { after: None }, None, Overload, S::Nothing),
-            (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Overload, S::Nothing),
-            (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Overload, S::Nothing),
+            (E::TooLarge, batch(10, 0, "cq"), Requeue { after: None }, None, Overload, S::Overload),
+            (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Overload, S::Overload),
+            (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Overload, S::Overload),
             // ... unless it was a probe, the run is cancelling, or the deadline passed: size.
             (E::TooLarge, batch(10, 0, "pq"), split, None, Neutral, S::TooLarge),
             (E::TimedOut, batch(10, 0, "pq"), split, None, Bp, S::TooLarge),

@@ -22,11 +22,7 @@ impl Handlers {
     /// after medium and high items. Loads the model's lexicon before it returns.
     pub fn builtin() -> Handlers {
         ferry_models::sentiment::preload();
-        let mut config = EngineConfig::standard();
-        config.flush = FlushPolicy::new()
-            .max_wait(Priority::High, Duration::from_millis(1))
-            .max_wait(Priority::Medium, Duration::from_millis(2))
-            .max_wait(Priority::Low, Duration::from_millis(2));
+        let config = Handlers::engine_config();
         Handlers::new()
             .register(
                 "sentiment",
@@ -39,6 +35,19 @@ impl Handlers {
                 config.clone(),
             )
             .register("echo", Echo, config)
+    }
+
+    /// The engine settings the service runs a handler with unless told otherwise (the
+    /// built-in handlers, and `[handler.NAME]` tables without engine keys): the standard
+    /// engine, waiting at most 2 ms for a batch to fill (high jobs' items 1 ms), as
+    /// [`builtin`](Self::builtin) explains.
+    pub fn engine_config() -> EngineConfig {
+        let mut config = EngineConfig::standard();
+        config.flush = FlushPolicy::new()
+            .max_wait(Priority::High, Duration::from_millis(1))
+            .max_wait(Priority::Medium, Duration::from_millis(2))
+            .max_wait(Priority::Low, Duration::from_millis(2));
+        config
     }
 }
 
@@ -64,6 +73,18 @@ mod tests {
     fn the_builtin_handlers_are_sentiment_and_echo() {
         let names: Vec<String> = Handlers::builtin().names().into_iter().collect();
         assert_eq!(names, ["echo", "sentiment"]);
+    }
+
+    #[test]
+    fn merged_and_declared_names_are_known() {
+        let extra = Handlers::new()
+            .register("echo", Echo, Handlers::engine_config())
+            .register("enrich", Echo, Handlers::engine_config())
+            .declare("remote");
+        let merged = Handlers::builtin().merge(extra);
+        let names: Vec<String> = merged.names().into_iter().collect();
+        assert_eq!(names, ["echo", "enrich", "remote", "sentiment"]);
+        assert!(merged.contains("enrich") && !merged.contains("remote"));
     }
 
     #[tokio::test]

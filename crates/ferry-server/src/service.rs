@@ -9,7 +9,8 @@
 //!    open tenant until a key is created;
 //! 2. the result sweeper starts ([`sweep_results`]), then the Prometheus recorder is
 //!    installed, before any engine, so the engines' metric handles register with it;
-//! 3. the built-in handlers ([`Handlers::builtin`]) are loaded and, unless
+//! 3. the handlers ([`ServeOptions::handlers`]: the built-in ones unless the caller adds
+//!    configured ones) are loaded and, unless
 //!    [`ServeOptions::worker`] is off, an in-process worker starts; if it fails, the whole
 //!    service shuts down (a service whose worker died would accept jobs and never run them);
 //! 4. the API ([`app`]) is served until the shutdown future resolves, then the worker
@@ -45,6 +46,9 @@ pub struct ServeOptions {
     pub result_ttl: Duration,
     /// Requests per second each tenant may make (default `None`: unlimited).
     pub tenant_rps: Option<NonZeroU32>,
+    /// The handlers jobs may name, and the in-process worker runs (default
+    /// [`Handlers::builtin`]).
+    pub handlers: Handlers,
 }
 
 impl ServeOptions {
@@ -55,6 +59,7 @@ impl ServeOptions {
             worker: true,
             result_ttl: Duration::from_secs(24 * 3600),
             tenant_rps: None,
+            handlers: Handlers::builtin(),
         }
     }
 }
@@ -131,7 +136,7 @@ impl Service {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .map_err(Error::Metrics)?;
-        let handlers = Handlers::builtin();
+        let handlers = self.options.handlers.clone();
         let names = handlers.names();
         let worker = self
             .options
@@ -203,12 +208,13 @@ fn print_report(report: &WorkerReport) {
     );
 }
 
-/// What `ferry worker` runs: a worker with the built-in handlers over the store `store` (on
-/// PostgreSQL in `schema` when given), until `shutdown` resolves; then it finishes or
-/// releases what it holds and reports.
+/// What `ferry worker` runs: a worker with `handlers` (the built-in ones, [`Handlers::builtin`],
+/// and any configured) over the store `store` (on PostgreSQL in `schema` when given), until
+/// `shutdown` resolves; then it finishes or releases what it holds and reports.
 pub async fn run_worker(
     store: &str,
     schema: Option<&str>,
+    handlers: Handlers,
     options: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport, Error> {
@@ -220,9 +226,7 @@ pub async fn run_worker(
         on_shutdown.cancel();
     });
     eprintln!("ferry worker {}: claiming from {store}", options.id);
-    let report = Worker::new(opened, Handlers::builtin(), options)
-        .run(stop)
-        .await?;
+    let report = Worker::new(opened, handlers, options).run(stop).await?;
     print_report(&report);
     Ok(report)
 }

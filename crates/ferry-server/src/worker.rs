@@ -54,11 +54,13 @@ struct Registered {
 #[derive(Default, Clone)]
 pub struct Handlers {
     map: HashMap<String, Registered>,
+    /// Names jobs may give that other processes run ([`declare`](Self::declare)).
+    declared: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.map.keys()).finish()
+        f.debug_set().entries(self.names()).finish()
     }
 }
 
@@ -109,9 +111,30 @@ impl Handlers {
         self
     }
 
-    /// The registered names, sorted.
+    /// Declares `name` a handler jobs may give that this process does not run: an API
+    /// without a worker (`ferry serve --no-worker`) accepts jobs for handlers that only its
+    /// `ferry worker` processes are configured with. A worker given such a job dead-letters
+    /// its items ("no handler named ...").
+    pub fn declare(mut self, name: &str) -> Self {
+        self.declared.insert(name.to_owned());
+        self
+    }
+
+    /// `self` with `other`'s handlers (and declared names) added; where both name the same
+    /// handler, `other`'s wins.
+    pub fn merge(mut self, other: Handlers) -> Self {
+        self.map.extend(other.map);
+        self.declared.extend(other.declared);
+        self
+    }
+
+    /// The names jobs may give (registered or declared), sorted.
     pub fn names(&self) -> std::collections::BTreeSet<String> {
-        self.map.keys().cloned().collect()
+        self.map
+            .keys()
+            .chain(self.declared.iter())
+            .cloned()
+            .collect()
     }
 
     /// Whether `name` is registered.

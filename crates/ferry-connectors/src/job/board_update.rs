@@ -110,6 +110,7 @@ pub(super) fn board_update_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         board_id: Some(board_text),
     });
     Some(JobConfig {
+        on_error: super::spec::OnError::default(),
         name,
         path: r.file.path.clone(),
         source: SourceSpec::Sql {

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::file::Val;
 use super::reader::Reader;
 use super::run::DEFAULT_SHUTDOWN_GRACE;
-use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, SourceSpec};
+use super::spec::{raise_concurrency, HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};
 use crate::graphql::GraphqlConfig;
 
 /// Reads a job in Ferry's format.
@@ -35,16 +35,14 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     engine.name = name.clone();
 
     let source = read_source(r);
-    let vars: Map<String, Value> = r
-        .table("vars")
-        .into_iter()
-        .map(|(k, l)| (k, l.value.to_json()))
-        .collect();
+    let on_error = read_on_error(r);
+    let vars = read_vars(r);
     let handler = read_handler(r, vars);
 
-    read_batch(r, &mut engine);
-    read_dispatch(r, &mut engine);
-    read_retry(r, &mut engine);
+    read_engine(r, &mut engine);
+    if let Some(h) = &handler {
+        fit_engine_to_handler(r, h, &mut engine);
+    }
     // Not `read_dispatch`: how long an interrupted run waits is not about dispatching.
     engine.shutdown_grace = r
         .duration("dispatch.shutdown_grace")
@@ -60,6 +58,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         name,
         path: r.file.path.clone(),
         source: source?,
+        on_error,
         handler: handler?,
         engine,
         dead_letters,
@@ -95,8 +94,9 @@ fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
             url.zip(query)
                 .map(|(url, query)| SourceSpec::Sql { url, query, key })
         }
+        Some("xml") => super::xml_format::read_xml_source(r),
         Some(other) => {
-            r.unknown_type("source", other, "csv, jsonl or sql");
+            r.unknown_type("source", other, "csv, jsonl, sql or xml");
             None
         }
         None => {
@@ -106,8 +106,60 @@ fn read_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
     }
 }
 
-/// Reads `[handler]`; `vars` are the template values of `[vars]`.
-fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
+/// Reads the engine's sections, `[batch]`, `[dispatch]` (but `dispatch.shutdown_grace`) and
+/// `[retry]`, over `engine`: shared by job files and the service's `[handler.NAME]` tables.
+pub(super) fn read_engine(r: &mut Reader<'_>, engine: &mut EngineConfig) {
+    read_batch(r, engine);
+    read_dispatch(r, engine);
+    read_retry(r, engine);
+}
+
+/// Caps the engine's concurrency at an exec handler's `workers` unless the file sets
+/// `dispatch.max_concurrency` or `dispatch.concurrency`: each child serves one batch at a
+/// time, so a further call would only wait for a child, its timeout running meanwhile.
+pub(super) fn fit_engine_to_handler(
+    r: &Reader<'_>,
+    handler: &HandlerSpec,
+    engine: &mut EngineConfig,
+) {
+    if let HandlerSpec::Exec(e) = handler {
+        if !r.has("dispatch.max_concurrency") && !r.has("dispatch.concurrency") {
+            raise_concurrency(
+                engine,
+                e.workers.max(1).min(engine.dispatch.concurrency.cap()),
+            );
+        }
+    }
+}
+
+/// Reads `source.on_error`: `"dead_letter"` (the default) or `"stop"`.
+fn read_on_error(r: &mut Reader<'_>) -> OnError {
+    match r.string("source.on_error").as_deref() {
+        None | Some("dead_letter") => OnError::DeadLetter,
+        Some("stop") => OnError::Stop,
+        Some(other) => {
+            let line = r.line_of("source.on_error");
+            r.err(
+                "source.on_error",
+                line,
+                format!("unknown value `{other}`; expected \"dead_letter\" or \"stop\""),
+            );
+            OnError::DeadLetter
+        }
+    }
+}
+
+/// Reads `[vars]`, the templates' values.
+pub(super) fn read_vars(r: &mut Reader<'_>) -> Map<String, Value> {
+    r.table("vars")
+        .into_iter()
+        .map(|(k, l)| (k, l.value.to_json()))
+        .collect()
+}
+
+/// Reads `[handler]`; `vars` are the template values of `[vars]`. Shared by job files and
+/// the service's `[handler.NAME]` tables.
+pub(super) fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerSpec> {
     match r.required_string("handler.type").as_deref() {
         Some("graphql") => {
             let url = r.required_string("handler.url");
@@ -182,13 +234,18 @@ fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Option<HandlerS
                 })
             })
         }
+        Some("postgres_copy") => super::copy_format::read_copy_handler(r),
         Some("jsonl") => r
             .required_string("handler.path")
             .map(|p| HandlerSpec::Jsonl {
                 path: r.relative(&p),
             }),
         Some(other) => {
-            r.unknown_type("handler", other, "graphql, http, exec, sql or jsonl");
+            r.unknown_type(
+                "handler",
+                other,
+                "graphql, http, exec, sql, postgres_copy or jsonl",
+            );
             None
         }
         None => {
@@ -241,6 +298,7 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     let min = r.positive("batch.min_items");
     let initial = r.positive("batch.initial_items");
     let target = r.duration("batch.target_latency");
+    let headroom = r.share("batch.headroom");
     engine.sizing = if adaptive {
         let mut c = match &engine.sizing {
             BatchSizing::Adaptive(c) => c.clone(),
@@ -253,6 +311,9 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
         c.initial = initial.unwrap_or(c.initial).max(c.min);
         if let Some(t) = target {
             c.target_latency = t;
+        }
+        if let Some(h) = headroom {
+            c.headroom = h;
         }
         BatchSizing::Adaptive(c)
     } else {

@@ -309,7 +309,16 @@ mod tests {
     /// the section comes from the `### [section]` heading, a type from `(graphql)` or
     /// `(csv, jsonl)` in the default column, and `NAME`/`COLUMN` stand for any name.
     fn documented_keys() -> Vec<DocKey> {
-        const TYPES: &[&str] = &["csv", "jsonl", "sql", "graphql", "http", "exec"];
+        const TYPES: &[&str] = &[
+            "csv",
+            "jsonl",
+            "sql",
+            "xml",
+            "graphql",
+            "http",
+            "exec",
+            "postgres_copy",
+        ];
         let mut out = Vec::new();
         let (mut board_update, mut sections) = (false, Vec::new());
         for line in JOB_FILE_DOC.lines() {
@@ -386,6 +395,7 @@ mod tests {
             ("sql", "exec"),
             ("csv", "sql"),
             ("jsonl", "jsonl"),
+            ("xml", "postgres_copy"),
         ];
         for (source, handler) in pairs {
             let text = file_with_keys(&ferry, source, handler);

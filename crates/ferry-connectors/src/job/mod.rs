@@ -3,18 +3,27 @@
 //!
 //! A file is parsed into line-numbered leaves (`file`), read through a reader that reports
 //! file, line and key (`reader`) by one of the two formats (`ferry_format`, `board_update`)
-//! into the typed spec (`spec`) the runner uses; `load` ties these together.
+//! into the typed spec (`spec`) the runner uses; `load` ties these together. A spec becomes a
+//! running handler in `handler`, for `ferry run` and the job service alike; `service` reads
+//! the service's `[handler.NAME]` tables with the same code.
 
 mod board_update;
 mod checkpoint;
+mod copy_format;
 mod ferry_format;
 mod file;
+mod handler;
 mod load;
 mod reader;
 mod run;
+mod service;
+mod sources;
 mod spec;
+mod xml_format;
 
 pub use checkpoint::{Checkpoint, Status};
+pub use handler::SpecHandler;
 pub use load::{load, EnvLookup, LoadOptions};
 pub use run::{dry_run, run, DryRun, RunOptions, RunSummary};
-pub use spec::{HandlerSpec, JobConfig, JobFormat, SourceSpec};
+pub use service::{load_service_handlers, ServiceHandler};
+pub use spec::{HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};

@@ -5,6 +5,12 @@
 //! for, present or not, and marks each leaf it hands out as read: whatever the file holds
 //! that was never read is an unknown key, and the keys asked for are the ones suggested. So
 //! the list of valid keys is what the formats read, never a second list to keep in step.
+//!
+//! A reader may be *scoped* to one `[handler.NAME]` table of the service's configuration
+//! file ([`Reader::scoped`]): the formats still ask for `handler.type` or `batch.max_items`,
+//! and the reader looks up (and names in errors) `handler.NAME.type` and
+//! `handler.NAME.batch.max_items`. So a service handler is read by the very code that reads
+//! a job file's `[handler]`, `[batch]`, `[dispatch]` and `[retry]`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +28,8 @@ pub(super) struct Reader<'a> {
     pub(super) errors: Vec<Error>,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     pub(super) dry_run: bool,
+    /// The `[handler.NAME]` table this reader is scoped to (see the module docs).
+    scope: Option<String>,
 }
 
 impl<'a> Reader<'a> {
@@ -38,6 +46,58 @@ impl<'a> Reader<'a> {
             errors: Vec::new(),
             env,
             dry_run,
+            scope: None,
+        }
+    }
+
+    /// A reader of the `[handler.NAME]` table `name` of `file` (see the module docs): every
+    /// key asked for is looked up under `handler.NAME`.
+    pub(super) fn scoped(
+        file: &'a JobFile,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        name: &str,
+    ) -> Self {
+        let mut r = Reader::new(file, env, false);
+        r.scope = Some(name.to_owned());
+        r
+    }
+
+    /// Where the key (or section) `key` a format asks for is in the file: `key` itself, or
+    /// under `handler.NAME` for a scoped reader (`handler.x` -> `handler.NAME.x`,
+    /// `batch.x` -> `handler.NAME.batch.x`).
+    fn physical(&self, key: &str) -> String {
+        let Some(name) = &self.scope else {
+            return key.to_owned();
+        };
+        match key.split_once('.') {
+            Some(("handler", rest)) => format!("handler.{name}.{rest}"),
+            None if key == "handler" => format!("handler.{name}"),
+            _ => format!("handler.{name}.{key}"),
+        }
+    }
+
+    /// The key a format would ask for to read the file's key `physical` (the inverse of
+    /// [`physical`](Self::physical), for suggestions): a scoped reader's
+    /// `handler.NAME.batch.x` is `batch.x` when `batch` is a section it reads, else
+    /// `handler.batch.x`.
+    fn logical(&self, physical: &str) -> String {
+        let Some(name) = &self.scope else {
+            return physical.to_owned();
+        };
+        let prefix = format!("handler.{name}.");
+        let Some(rest) = physical.strip_prefix(&prefix) else {
+            return physical.to_owned();
+        };
+        let first = rest.split('.').next().unwrap_or(rest);
+        let is_section = first != "handler"
+            && self
+                .asked
+                .iter()
+                .any(|k| k.split('.').next() == Some(first) && k.contains('.'));
+        if is_section {
+            rest.to_owned()
+        } else {
+            format!("handler.{rest}")
         }
     }
 
@@ -46,14 +106,14 @@ impl<'a> Reader<'a> {
         self.errors.push(Error::Config {
             file: self.file.path.clone(),
             line,
-            key: key.to_owned(),
+            key: self.physical(key),
             message: message.into(),
         });
     }
 
     /// The line of a section's first key, for errors about missing keys in it.
     pub(super) fn section_line(&self, section: &str) -> usize {
-        let prefix = format!("{section}.");
+        let prefix = format!("{}.", self.physical(section));
         self.file
             .leaves
             .iter()
@@ -65,11 +125,18 @@ impl<'a> Reader<'a> {
 
     /// The line `key` is written on (0: not in the file, or a `--set` override).
     pub(super) fn line_of(&self, key: &str) -> usize {
+        let key = self.physical(key);
         self.file
             .leaves
             .iter()
             .find(|l| l.key == key)
             .map_or(0, |l| l.line)
+    }
+
+    /// Whether the file sets `key` (without reading it).
+    pub(super) fn has(&self, key: &str) -> bool {
+        let key = self.physical(key);
+        self.file.leaves.iter().any(|l| l.key == key)
     }
 
     /// Records that `key` is one the format reads.
@@ -82,6 +149,7 @@ impl<'a> Reader<'a> {
     /// The leaf at `key`, marked read.
     pub(super) fn leaf(&mut self, key: &str) -> Option<Leaf> {
         self.ask(key.to_owned());
+        let key = self.physical(key);
         let i = self.file.leaves.iter().position(|l| l.key == key)?;
         self.used[i] = true;
         Some(self.file.leaves[i].clone())
@@ -118,7 +186,8 @@ impl<'a> Reader<'a> {
     /// A string that must be there.
     pub(super) fn required_string(&mut self, key: &str) -> Option<String> {
         self.ask(key.to_owned());
-        if self.file.leaves.iter().any(|l| l.key == key) {
+        let physical = self.physical(key);
+        if self.file.leaves.iter().any(|l| l.key == physical) {
             return self.string(key);
         }
         let section = key.split('.').next().unwrap_or(key);
@@ -147,6 +216,26 @@ impl<'a> Reader<'a> {
     /// An optional integer of at least 1.
     pub(super) fn positive(&mut self, key: &str) -> Option<usize> {
         self.int(key, 1).map(|i| i as usize)
+    }
+
+    /// An optional share: a number in `(0, 1]`.
+    pub(super) fn share(&mut self, key: &str) -> Option<f64> {
+        let leaf = self.leaf(key)?;
+        let f = match leaf.value {
+            Val::Float(f) => f,
+            Val::Int(i) => i as f64,
+            ref other => {
+                let t = other.type_name();
+                self.err(key, leaf.line, format!("expected a number, found {t}"));
+                return None;
+            }
+        };
+        if f > 0.0 && f <= 1.0 {
+            Some(f)
+        } else {
+            self.err(key, leaf.line, format!("must lie in (0, 1], got {f}"));
+            None
+        }
     }
 
     /// An optional boolean.
@@ -187,7 +276,7 @@ impl<'a> Reader<'a> {
     /// Every leaf under `prefix.`, as (sub-key, leaf), in document order.
     pub(super) fn table(&mut self, prefix: &str) -> Vec<(String, Leaf)> {
         self.ask(format!("{prefix}.*"));
-        let p = format!("{prefix}.");
+        let p = format!("{}.", self.physical(prefix));
         let mut out = Vec::new();
         for (i, l) in self.file.leaves.iter().enumerate() {
             if let Some(sub) = l.key.strip_prefix(&p) {
@@ -274,7 +363,7 @@ impl<'a> Reader<'a> {
     /// Marks every leaf under `section.` as read without asking for it: used when the
     /// section's type is missing or unknown, so what it holds cannot be judged.
     pub(super) fn skip_section(&mut self, section: &str) {
-        let p = format!("{section}.");
+        let p = format!("{}.", self.physical(section));
         for (i, l) in self.file.leaves.iter().enumerate() {
             if l.key.starts_with(&p) {
                 self.used[i] = true;
@@ -289,17 +378,19 @@ impl<'a> Reader<'a> {
             if self.used[i] {
                 continue;
             }
-            let section = leaf.key.split('.').next().unwrap_or("");
+            let logical = self.logical(&leaf.key);
+            let section = logical.split('.').next().unwrap_or("");
             let prefix = format!("{section}.");
-            let siblings: Vec<&str> = self
+            let siblings: Vec<String> = self
                 .asked
                 .iter()
                 .filter(|k| k.starts_with(&prefix))
-                .map(String::as_str)
+                .map(|k| self.physical(k))
                 .collect();
             let message = if siblings.is_empty() {
-                let mut sections: Vec<&str> = Vec::new();
+                let mut sections: Vec<String> = Vec::new();
                 for s in self.asked.iter().filter_map(|k| k.split('.').next()) {
+                    let s = self.physical(s);
                     if !sections.contains(&s) {
                         sections.push(s);
                     }

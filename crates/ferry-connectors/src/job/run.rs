@@ -1,8 +1,11 @@
 //! The batch runner: source -> engine (handler) -> checkpoint and dead letters.
 //!
-//! Reading stops at the first bad record (its error names file and line); whatever was
-//! already accepted is still finished and checkpointed, so a `--resume` after fixing the
-//! data picks up exactly where the run stopped.
+//! A bad source record (a malformed line or element, a failed cast, a missing key) is
+//! dead-lettered with its position and the reason, and reading goes on; with
+//! `source.on_error = "stop"` reading stops at it instead (its error names file and line),
+//! whatever was already accepted is still finished and checkpointed, so a `--resume` after
+//! fixing the data picks up exactly where the run stopped. An I/O or query error always
+//! stops reading.
 //!
 //! Interruption (Ctrl-C in the CLI) is the caller's [`RunOptions::shutdown`] token: reading
 //! stops, the engine cancels what waits and gives calls in flight the engine's
@@ -17,25 +20,19 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_core::{
-    Batch, BatchOutcome, BoxFuture, Engine, Handler, Item, JsonlDeadLetters, Progress, Report,
-    Settled,
-};
+use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, Status};
-use super::spec::{HandlerSpec, JobConfig, SourceSpec};
-use crate::classify::CallCounters;
+use super::handler::{describe, SpecHandler};
+use super::sources::{count_source, open_source, BadRecords};
+use super::spec::{HandlerSpec, JobConfig, OnError};
 use crate::error::Error;
-use crate::exec::ExecHandler;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
-use crate::sink::SqlSink;
-use crate::source::{self, ItemStream};
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
@@ -69,6 +66,11 @@ pub struct DryRun {
     pub unrenderable: Vec<String>,
     /// How many items cannot be rendered.
     pub unrenderable_count: u64,
+    /// Source records that cannot be read (dead-lettered in a run), with the error (the
+    /// first 20).
+    pub bad_records: Vec<String>,
+    /// How many source records cannot be read.
+    pub bad_records_count: u64,
 }
 
 /// What a run did.
@@ -85,101 +87,16 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
     /// The error that stopped reading the source early, if any.
     pub source_error: Option<String>,
+    /// Source records that could not be read and were dead-lettered (`source.on_error`),
+    /// not counted in the engine's report.
+    pub bad_records: u64,
+    /// Warnings about the mapping (a path that matched nothing in any record).
+    pub warnings: Vec<String>,
+    /// The source's own stages, busy and idle, and the bottleneck (XML sources).
+    pub source_profile: Option<String>,
     /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
     /// and the items never read were not confirmed, and `--resume` sends them.
     pub interrupted: bool,
-}
-
-/// The job's handler.
-enum JobHandler {
-    Graphql(Box<GraphqlHandler>),
-    Http(Box<HttpHandler>),
-    Exec(ExecHandler),
-    Sql(SqlSink),
-    Jsonl(JsonlSink),
-}
-
-impl Handler<Value, Value> for JobHandler {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        match self {
-            JobHandler::Graphql(h) => h.call(batch),
-            JobHandler::Http(h) => h.call(batch),
-            JobHandler::Exec(h) => h.call(batch),
-            JobHandler::Sql(h) => h.call(batch),
-            JobHandler::Jsonl(h) => h.call(batch),
-        }
-    }
-}
-
-/// Appends `{"key", "item"}` lines to a file, one write per batch.
-struct JsonlSink {
-    file: tokio::sync::Mutex<tokio::fs::File>,
-    path: PathBuf,
-}
-
-impl JsonlSink {
-    async fn open(path: PathBuf) -> Result<Self, Error> {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(JsonlSink {
-            file: tokio::sync::Mutex::new(file),
-            path,
-        })
-    }
-}
-
-impl Handler<Value, Value> for JsonlSink {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        Box::pin(async move {
-            let mut buf = Vec::with_capacity(batch.len() * 64);
-            for item in batch.items() {
-                if let Err(e) = serde_json::to_writer(
-                    &mut buf,
-                    &json!({ "key": item.key(), "item": item.payload() }),
-                ) {
-                    return BatchOutcome::fatal(e.to_string());
-                }
-                buf.push(b'\n');
-            }
-            let mut file = self.file.lock().await;
-            match file.write_all(&buf).await {
-                Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
-                Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.path.display())),
-            }
-        })
-    }
-}
-
-/// How many items the source holds, for the progress bar and ETA (`None` if counting fails:
-/// the run goes on without a total).
-async fn count_source(spec: &SourceSpec) -> Option<u64> {
-    let counted = match spec {
-        SourceSpec::Csv { path, .. } => source::count_lines(path, true),
-        SourceSpec::Jsonl { path, .. } => source::count_lines(path, false),
-        SourceSpec::Sql { url, query, .. } => source::sql_count(url, query).await,
-    };
-    match counted {
-        Ok(n) => Some(n),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not count the source's items; progress has no total");
-            None
-        }
-    }
-}
-
-async fn open_source(spec: &SourceSpec) -> Result<ItemStream, Error> {
-    match spec {
-        SourceSpec::Csv { path, key } => source::csv(path, key.clone()),
-        SourceSpec::Jsonl { path, key } => source::jsonl(path, key.clone()),
-        SourceSpec::Sql { url, query, key } => source::sql(url, query, key.clone()).await,
-    }
 }
 
 /// Reads the whole source, renders every item, and returns the first requests: nothing is
@@ -190,7 +107,7 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
     } else {
         opts.show_requests
     };
-    let mut stream = open_source(&job.source).await?;
+    let (mut stream, _) = open_source(&job.source).await?;
     let batch_size = match &job.engine.sizing {
         ferry_core::BatchSizing::Adaptive(c) => c.initial.min(job.engine.max_items()),
         ferry_core::BatchSizing::Fixed => job.engine.max_items(),
@@ -214,7 +131,17 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
     };
     let mut pending: Vec<Item<Value>> = Vec::new();
     while let Some(item) = stream.next().await {
-        let item = item?;
+        let item = match item {
+            Ok(item) => item,
+            Err(e) if e.is_record_error() && job.on_error == OnError::DeadLetter => {
+                out.bad_records_count += 1;
+                if out.bad_records.len() < 20 {
+                    out.bad_records.push(e.to_string());
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         out.items += 1;
         if let Some(h) = &graphql {
             if let Err(e) = h.render_field(&item) {
@@ -238,35 +165,6 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
             .push(describe(job, graphql.as_ref(), http.as_ref(), &pending));
     }
     Ok(out)
-}
-
-fn describe(
-    job: &JobConfig,
-    graphql: Option<&GraphqlHandler>,
-    http: Option<&HttpHandler>,
-    items: &[Item<Value>],
-) -> String {
-    match &job.handler {
-        HandlerSpec::Graphql(_) => graphql
-            .map(|h| h.describe_request(items))
-            .unwrap_or_default(),
-        HandlerSpec::Http(_) => http.map(|h| h.describe_request(items)).unwrap_or_default(),
-        HandlerSpec::Exec(cfg) => format!(
-            "{} {} <<< {}",
-            cfg.program,
-            cfg.args.join(" "),
-            ExecHandler::request_line(items)
-        ),
-        HandlerSpec::Sql(cfg) => format!(
-            "insert {} rows into {} ({})",
-            items.len(),
-            cfg.table,
-            cfg.columns.join(", ")
-        ),
-        HandlerSpec::Jsonl { path } => {
-            format!("append {} lines to {}", items.len(), path.display())
-        }
-    }
 }
 
 /// Runs the job to the end. `on_start` receives the progress channel as soon as the engine
@@ -304,35 +202,9 @@ where
         (Some(c), true) => c.settled_keys().await?,
         _ => HashSet::new(),
     };
-    let mut stream = open_source(&job.source).await?;
-    let (handler, counters) = match &job.handler {
-        HandlerSpec::Graphql(cfg) => {
-            let mut h = GraphqlHandler::new(cfg.clone())?;
-            h.preflight().await?;
-            h.ask_board().await?;
-            let c = h.counters();
-            (JobHandler::Graphql(Box::new(h)), c)
-        }
-        HandlerSpec::Http(cfg) => {
-            let h = HttpHandler::new(cfg.clone())?;
-            h.preflight().await?;
-            let c = h.counters();
-            (JobHandler::Http(Box::new(h)), c)
-        }
-        HandlerSpec::Exec(cfg) => {
-            let h = ExecHandler::new(cfg.clone())?;
-            let c = h.counters();
-            (JobHandler::Exec(h), c)
-        }
-        HandlerSpec::Sql(cfg) => (
-            JobHandler::Sql(SqlSink::open(cfg.clone()).await?),
-            CallCounters::shared(),
-        ),
-        HandlerSpec::Jsonl { path } => (
-            JobHandler::Jsonl(JsonlSink::open(path.clone()).await?),
-            CallCounters::shared(),
-        ),
-    };
+    let (mut stream, xml_stats) = open_source(&job.source).await?;
+    let handler = SpecHandler::start(&job.handler).await?;
+    let counters = handler.counters();
     let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
         .cancellation(opts.shutdown.clone())
@@ -371,6 +243,7 @@ where
     });
 
     let intake = running.intake();
+    let mut bad = BadRecords::new(&job.dead_letters, checkpoint.clone());
     let mut skipped = 0u64;
     let mut source_error = None;
     loop {
@@ -390,6 +263,12 @@ where
                     break;
                 }
             }
+            Err(e) if e.is_record_error() && job.on_error == OnError::DeadLetter => {
+                tracing::warn!(error = %e, "dead-lettered a bad source record");
+                if !bad.write(&e, &done).await? {
+                    skipped += 1;
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "stopped reading the source");
                 source_error = Some(e.to_string());
@@ -405,12 +284,18 @@ where
         Err(e) => return Err(Error::Engine(ferry_core::Error::Task(e.to_string()))),
     }
     let _ = progress_task.await;
+    let source_profile = xml_stats
+        .as_ref()
+        .map(|s| s.profile(&report.dispatch, report.final_batch_size));
     Ok(RunSummary {
         report,
         skipped,
         ambiguous: counters.ambiguous(),
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
+        bad_records: bad.count(),
+        warnings: xml_stats.map(|s| s.warnings()).unwrap_or_default(),
+        source_profile,
         interrupted: opts.shutdown.is_cancelled(),
     })
 }

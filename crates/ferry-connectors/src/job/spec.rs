@@ -37,6 +37,24 @@ pub enum SourceSpec {
         /// How items are keyed.
         key: KeyBy,
     },
+    /// XML: files (a glob, `.gz`) or a query's text column; one item per record element.
+    Xml {
+        /// Where the XML is, the record element, the mapping.
+        config: crate::source::XmlConfig,
+        /// How items are keyed (by a mapped column).
+        key: KeyBy,
+    },
+}
+
+/// What happens to a source record that cannot be read (`source.on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Write it to the dead-letter file, with its position and the reason, and go on
+    /// (the default).
+    #[default]
+    DeadLetter,
+    /// Stop reading at it (what was accepted before it is still finished).
+    Stop,
 }
 
 /// What is done with each batch.
@@ -50,6 +68,8 @@ pub enum HandlerSpec {
     Exec(crate::exec::ExecConfig),
     /// Insert or upsert into a SQL table.
     Sql(crate::sink::SqlSinkConfig),
+    /// PostgreSQL `COPY` into a table and its child tables, idempotent by key.
+    PgCopy(crate::sink::CopySinkConfig),
     /// Append each item (and its key) to a JSON Lines file.
     Jsonl {
         /// The output file.
@@ -87,6 +107,8 @@ pub struct JobConfig {
     pub source: SourceSpec,
     /// The handler.
     pub handler: HandlerSpec,
+    /// What a bad source record does.
+    pub on_error: OnError,
     /// The engine's settings.
     pub engine: EngineConfig,
     /// The dead-letter file.

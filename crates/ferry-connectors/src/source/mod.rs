@@ -1,4 +1,4 @@
-//! Sources: CSV files, JSON Lines files and SQL queries, each turned into a stream of keyed
+//! Sources: CSV files, JSON Lines files, SQL queries and XML (files or a query's column), each turned into a stream of keyed
 //! items whose payload is a JSON object (column name -> value).
 //!
 //! Every source streams: files are read on a blocking thread and queries on a task, each
@@ -19,11 +19,13 @@ mod csv;
 mod jsonl;
 mod sql;
 mod stream;
+pub mod xml;
 
 pub use self::csv::csv;
 pub use self::jsonl::jsonl;
 pub use self::sql::{sql, sql_count};
 pub use self::stream::{ItemStream, KeyBy};
+pub use self::xml::{xml, XmlConfig, XmlInput, XmlStats};
 
 /// Counts the records of a CSV (data rows, after the header) or JSON Lines file (non-blank
 /// lines) by scanning it once; for progress and ETA, so it is approximate only for CSV

@@ -16,18 +16,31 @@
 //!   moved is found again.
 //! * A probe that succeeds becomes the confirmed size. A probe that is too large (it timed
 //!   out or the target answered `Split`) sets the ceiling and leaves the confirmed size alone.
+//! * *Headroom*: a batch of the confirmed size that timed out while queued (the engine's
+//!   overload: a gateway's 504, the per-attempt timeout, with other calls in flight) says a
+//!   call may take at most that long *including its wait for a slot*. A batch sized up to
+//!   that bound leaves no time to wait, so every bit of queueing becomes a timeout rather than
+//!   latency the concurrency controller could see. From then on the target latency is at
+//!   most `headroom` × the timed-out call's latency, and the size shrinks to it at once
+//!   (in proportion to the last full batch's latency).
 //! * A *full* confirmed-size batch (at least `fullness` × the size; tail batches and split
 //!   parts say nothing about the size) slower than the target shrinks the size in
-//!   proportion (`size × target / latency`, at most halving); one that is too large sets the
+//!   proportion (`size × target / latency`, at most halving). The latency judged is the
+//!   quickest of the last 8 full batches at that size: a batch that waited in the target's
+//!   queue is slow because of concurrency, which is the other controller's business, and
+//!   shrinking batches for it would only add calls to the queue; one that is too large sets the
 //!   ceiling to its size and drops the size to `ceiling × backoff`: the target changed.
 //!
 //! Knobs ([`BatchSizeConfig`]): `initial` (16), `min` (1), `max` (a cap, never exceeded),
 //! `target_latency` (2 s), `growth` (1.5), `backoff` (0.75), `fullness` (0.9),
-//! `probe_after` (64).
+//! `probe_after` (64), `headroom` (0.7).
 
 use std::time::Duration;
 
 use crate::error::Error;
+
+/// Full batches whose quickest latency stands for the confirmed size's.
+const RECENT: usize = 8;
 
 /// Settings of the [`BatchSizeController`]; see the module docs.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +62,9 @@ pub struct BatchSizeConfig {
     pub fullness: f64,
     /// Successes just under the ceiling before probing the ceiling again (default 64).
     pub probe_after: u32,
+    /// Share of a queued call's timeout a fresh batch may take, once one timed out while
+    /// queued (default 0.7): the rest is left for waiting at the target.
+    pub headroom: f64,
 }
 
 impl Default for BatchSizeConfig {
@@ -62,6 +78,7 @@ impl Default for BatchSizeConfig {
             backoff: 0.75,
             fullness: 0.9,
             probe_after: 64,
+            headroom: 0.7,
         }
     }
 }
@@ -78,6 +95,9 @@ impl BatchSizeConfig {
                 "batch.target_latency",
                 "must be greater than zero",
             ));
+        }
+        if !(self.headroom > 0.0 && self.headroom <= 1.0) {
+            return Err(Error::config("batch.headroom", "must lie in (0, 1]"));
         }
         if self.growth <= 1.0 {
             return Err(Error::config("batch.growth", "must be greater than 1"));
@@ -103,6 +123,12 @@ pub struct BatchSizeController {
     successes_at_top: u32,
     probe_after: u32,
     probe_out: Option<usize>,
+    /// The target latency lowered by an overload (see `headroom`), if one happened.
+    bound: Option<f64>,
+    /// The last full batch that went through: its size and latency (seconds).
+    last_full: Option<(usize, f64)>,
+    /// Latencies (seconds) of the last full batches at the confirmed size, newest last.
+    recent: std::collections::VecDeque<f64>,
 }
 
 impl BatchSizeController {
@@ -117,6 +143,42 @@ impl BatchSizeController {
             projected: None,
             successes_at_top: 0,
             probe_out: None,
+            bound: None,
+            last_full: None,
+            recent: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The latency fresh batches aim for: `target_latency`, lowered by an overload.
+    fn target(&self) -> f64 {
+        let target = self.config.target_latency.as_secs_f64();
+        self.bound.map_or(target, |b| b.min(target))
+    }
+
+    /// Records that a batch of the confirmed size timed out while queued, after `latency`:
+    /// from now on fresh batches aim at `headroom` × that latency at most, and the size
+    /// shrinks to it at once.
+    pub fn on_overload(&mut self, latency: Duration) {
+        let bound = latency.as_secs_f64() * self.config.headroom;
+        if bound <= 0.0 || self.bound.is_some_and(|b| b <= bound) {
+            return;
+        }
+        self.bound = Some(bound);
+        if let Some((len, observed)) = self.last_full {
+            let fits = ((len as f64) * bound / observed.max(1e-9)).floor() as usize;
+            self.projected = Some(fits);
+            if fits < self.size {
+                self.set_size(fits.clamp(self.config.min, self.config.max));
+                self.successes_at_top = 0;
+            }
+        }
+    }
+
+    /// Changes the confirmed size; latencies seen at the old one no longer count.
+    fn set_size(&mut self, size: usize) {
+        if size != self.size {
+            self.size = size;
+            self.recent.clear();
         }
     }
 
@@ -184,20 +246,32 @@ impl BatchSizeController {
         if probe {
             self.probe_out = None;
         }
-        if !probe && !self.is_full(len) {
+        if !probe && (!self.is_full(len) || len > self.size) {
+            // A tail batch or split part says nothing about the size; nor does one cut
+            // before the size came down, which is slower for being larger.
             return;
         }
-        let target = self.config.target_latency.as_secs_f64();
-        let observed = latency.as_secs_f64().max(1e-9);
+        let target = self.target();
+        let mut observed = latency.as_secs_f64().max(1e-9);
+        if !probe {
+            // The quickest of the last few full batches: a batch that waited in the target's
+            // queue is slow for the concurrency controller's reasons, not its size's.
+            self.recent.push_back(observed);
+            if self.recent.len() > RECENT {
+                self.recent.pop_front();
+            }
+            observed = self.recent.iter().copied().fold(observed, f64::min);
+        }
+        self.last_full = Some((len, observed));
         self.projected = Some(((len as f64) * target / observed).floor() as usize);
         if observed > target {
             let factor = (target / observed).max(0.5);
             let shrunk = ((len.min(self.size) as f64) * factor).floor() as usize;
-            self.size = shrunk.clamp(self.config.min, self.config.max);
+            self.set_size(shrunk.clamp(self.config.min, self.config.max));
             return;
         }
         if probe && len > self.size {
-            self.size = len.min(self.config.max);
+            self.set_size(len.min(self.config.max));
             self.successes_at_top = 0;
             if self.ceiling.is_some_and(|c| len >= c) {
                 // The limit moved: forget it and the probe backoff.
@@ -227,9 +301,11 @@ impl BatchSizeController {
         }
         self.ceiling = Some(self.ceiling.map_or(len, |c| c.min(len)));
         let backed = ((len as f64) * self.config.backoff).floor() as usize;
-        self.size = backed
-            .min(self.size)
-            .clamp(self.config.min, self.config.max);
+        self.set_size(
+            backed
+                .min(self.size)
+                .clamp(self.config.min, self.config.max),
+        );
         self.successes_at_top = 0;
     }
 }
@@ -313,6 +389,26 @@ mod tests {
         assert_eq!(ctl.size(), 16);
         assert_eq!(ctl.ceiling(), Some(24));
         assert_eq!(ctl.probe(), Some(20));
+    }
+
+    #[test]
+    fn an_overload_leaves_headroom_for_queueing() {
+        let mut ctl = BatchSizeController::new(BatchSizeConfig {
+            initial: 23,
+            ..Default::default()
+        });
+        // 23 items take 1.46 s (80 ms + 60 ms each); one of them timed out queued at 1.5 s.
+        ctl.on_success(23, Duration::from_millis(1_460), false);
+        assert_eq!(ctl.size(), 23);
+        ctl.on_overload(Duration::from_millis(1_500));
+        // 0.7 × 1.5 s = 1.05 s, and 23 × 1.05 / 1.46 = 16.5.
+        assert_eq!(ctl.size(), 16);
+        // Probes stay within the bound too.
+        ctl.on_success(16, Duration::from_millis(1_040), false);
+        assert_eq!(ctl.wanted_probe(), None);
+        // A later, longer overload does not loosen the bound.
+        ctl.on_overload(Duration::from_secs(3));
+        assert_eq!(ctl.size(), 16);
     }
 
     proptest! {

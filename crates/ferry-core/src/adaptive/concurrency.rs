@@ -20,13 +20,20 @@
 //!   becomes "normal". Baselines do not drift (a drifting baseline lets the limit creep up
 //!   while requests queue); instead, a window that still queues when the limit is already
 //!   at `min` means the target became slower for good: the points are replaced by it.
-//! * *Slow start*: until the first window that shows queueing or back-pressure, the limit
-//!   doubles (rather than grows by one) at the end of each window that reached it, so a
-//!   target with many slots is found in a few round trips.
-//! * A window that starts right after the limit grew only *settles*: the calls finishing in
-//!   it were mostly started under the old limit, so it may lower the limit but never raise
-//!   it. Without this, slow start doubles past the target before the first queued call
-//!   comes back.
+//! * *Slow start*: until the first window that shows queueing, a latency above the
+//!   baseline (as TCP's HyStart leaves slow start on a rising RTT, not only on loss) or
+//!   back-pressure, the limit grows by one for each comparable call that comes back while
+//!   the limit was in use, as TCP grows its window per ACK: it doubles every round trip, so
+//!   a target with many slots is found in a few round trips, and it overshoots by at most
+//!   one round trip's growth before the first queued call comes back.
+//! * *Overload* (a call that timed out queued at the target, see [`Signal::Overload`]) is
+//!   answered at once, not at the end of a window: the limit drops to the capacity the
+//!   target showed meanwhile and the limit that overloaded becomes a *ceiling*, held just
+//!   under and re-probed after 8 clean windows (doubling after each re-probe that overloads
+//!   again, up to 128). Below half the limit that overloaded, the limit grows back per
+//!   completed call as in slow start (TCP's `ssthresh`), then by one per window. The engine
+//!   also counts each call that timed out this way as still holding a slot at the target
+//!   for one no-load round trip (a gateway's 504 does not stop the work behind it).
 //! * The queue at the target is estimated as in TCP Vegas and Netflix's `VegasLimit`:
 //!   `queue = limit × (1 − baseline / window_mean)`, the calls waiting rather than being
 //!   served. One or two waiting calls keep every slot of the target busy (a slot that
@@ -56,8 +63,11 @@ use tokio::time::Instant;
 use crate::error::Error;
 
 /// Clean windows just under an overload ceiling before the ceiling is tried again (it
-/// doubles after each re-probe that overloads).
-const REPROBE_AFTER: u32 = 32;
+/// doubles after each re-probe that overloads, up to `MAX_REPROBE_AFTER`).
+const REPROBE_AFTER: u32 = 8;
+
+/// The longest wait, in clean windows, between re-probes of an overload ceiling.
+const MAX_REPROBE_AFTER: u32 = 128;
 
 /// What a finished call says about the target's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +162,10 @@ pub struct ConcurrencyController {
     window_backpressure: bool,
     window_reached: bool,
     slow_start: bool,
+    /// Whether the limit was in use (calls in flight reached it) since slow start last grew.
+    reached: bool,
+    /// After an overload, the limit grows as in slow start up to here (TCP's `ssthresh`).
+    regrow_to: usize,
     settling: bool,
     /// The lowest limit at which calls timed out in a queue, if any.
     ceiling: Option<usize>,
@@ -180,6 +194,8 @@ impl ConcurrencyController {
             window_backpressure: false,
             window_reached: false,
             settling: false,
+            reached: false,
+            regrow_to: 0,
             ceiling: None,
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
@@ -293,6 +309,7 @@ impl ConcurrencyController {
         }
         if in_flight >= self.limit {
             self.window_reached = true;
+            self.reached = true;
         }
     }
 
@@ -313,6 +330,14 @@ impl ConcurrencyController {
             Signal::Ok => {
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
+                // Slow start grows per completed call (as TCP grows its window per ACK):
+                // one more for each call that came back while the limit was in use, which
+                // doubles the limit every round trip without waiting for a window's end.
+                let regrowing = self.limit < self.regrow_to;
+                if (self.slow_start || regrowing) && self.reached && self.limit < self.config.max {
+                    self.limit = self.under_ceiling(self.limit + 1);
+                    self.reached = false;
+                }
             }
         }
         let start = *self.window_start.get_or_insert(now);
@@ -323,29 +348,45 @@ impl ConcurrencyController {
     }
 
     /// A queued call timed out after `rtt`: the current limit is too many for the target.
-    /// The calls that finished well during that call's life are what the target served
-    /// meanwhile, its capacity: the limit drops to it at once (or, with no such call, is cut
-    /// like any back-pressure), and the limit at which the target overloaded becomes the
-    /// ceiling (or lowers it). Slow start ends. A re-probe of the ceiling that overloads
-    /// again doubles the wait before the next one.
+    /// The calls that finished well during that call's life, scaled to one no-load round
+    /// trip (`served × baseline / rtt`), are the target's capacity: the limit drops to it at
+    /// once, and the limit at which the target overloaded becomes the ceiling (or lowers
+    /// it). With no call served in that time the target is stalled, working off calls whose
+    /// callers gave up: the limit halves and the ceiling stays. Slow start ends. A re-probe
+    /// of the ceiling that overloads again doubles the wait before the next one.
     fn on_overload(&mut self, rtt: Duration, now: Instant) {
         let at = self.limit;
         let reprobed = self.ceiling.is_some_and(|c| at >= c);
         if reprobed {
-            self.reprobe_after = self.reprobe_after.saturating_mul(2);
+            self.reprobe_after = self.reprobe_after.saturating_mul(2).min(MAX_REPROBE_AFTER);
         }
-        let ceiling = self
-            .ceiling
-            .map_or(at, |c| c.min(at))
-            .max(self.config.min + 1);
-        self.ceiling = Some(ceiling);
         let since = now.checked_sub(rtt).unwrap_or(now);
         let served = self.recent_ok.iter().filter(|t| **t >= since).count();
-        let cut = if served > 0 {
-            served
+        let (cut, ceiling) = if served > 0 {
+            // The target's capacity: the calls it finished during the timed-out call's life,
+            // scaled from that life to one no-load call (a slot serves rtt / baseline calls
+            // in that time).
+            let per_call = self
+                .baseline_secs()
+                .map_or(1.0, |b| (b / rtt.as_secs_f64()).min(1.0));
+            let capacity = ((served as f64) * per_call).round() as usize;
+            let ceiling = self
+                .ceiling
+                .map_or(at, |c| c.min(at))
+                .max(self.config.min + 1);
+            (capacity.max(1), ceiling)
         } else {
-            ((at as f64) * self.config.decrease_ratio).floor() as usize
+            // Nothing served for a whole timeout: the target is stalled (still working off
+            // calls it had queued, which it finishes although their callers gave up). Halve,
+            // as TCP collapses its window on a retransmission timeout, and leave the ceiling
+            // alone: this limit did not cause the stall.
+            let ceiling = self.ceiling.unwrap_or(at).max(self.config.min + 1);
+            (at / 2, ceiling)
         };
+        self.ceiling = Some(ceiling);
+        // Back to half the limit that overloaded as fast as slow start would (the cut may
+        // read a target still busy with abandoned calls as a small one), then by one.
+        self.regrow_to = at / 2;
         self.slow_start = false;
         self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;
@@ -391,12 +432,9 @@ impl ConcurrencyController {
                 (None, _) => false,
             };
             if within {
-                let grown = if self.slow_start {
-                    self.limit * 2
-                } else {
-                    self.limit + 1
-                };
-                self.limit = self.under_ceiling(grown.min(self.config.max));
+                if !self.slow_start {
+                    self.limit = self.under_ceiling((self.limit + 1).min(self.config.max));
+                }
             } else {
                 self.slow_start = false;
             }

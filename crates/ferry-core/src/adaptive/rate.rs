@@ -16,7 +16,10 @@
 //!   rate at which the target *accepted* calls over the last `window` (default 2 s, and at
 //!   least `probe_calls` calls' worth of time at the current rate). A client
 //!   that is being refused gets exactly the target's rate through, so this is the best
-//!   estimate there is, and the first rate. Each later counted signal multiplies the rate
+//!   estimate there is; but the first refusal often comes while the client is still ramping
+//!   up (its concurrency in slow start, a burst over a small bucket), when what got through
+//!   is only what it sent, so the first rate is 1.5 × the estimate, and the next refusal
+//!   snaps it down to the estimate if the target's rate was that after all. Each later counted signal multiplies the rate
 //!   by `decrease_ratio` (default 0.95: a refusal costs the target little, while an
 //!   estimate taken across a `Retry-After` pause undershoots), or, when the rate is far
 //!   above the estimate (under 80 % of it gets through: a first estimate taken in a burst),
@@ -44,6 +47,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// How far above the accepted rate the first rate is set (see `on_limited`).
+const FIRST_ESTIMATE_HEADROOM: f64 = 1.5;
 
 /// The shortest span an estimate of the accepted rate is taken over.
 const MIN_SPAN: Duration = Duration::from_millis(250);
@@ -147,7 +153,11 @@ impl RateController {
             // Far above what gets through (a first estimate taken in a burst): snap down.
             (Some(rate), Some(est)) if est < 0.8 * rate => est,
             (Some(rate), _) => rate * self.config.decrease_ratio,
-            (None, Some(est)) => est,
+            // The first refusal may come while the client was still ramping up (slow
+            // start, a burst over a small bucket), when what got through is what was sent:
+            // start above it. If the target's rate is the estimate after all, the next
+            // refusal snaps down to it (the arm above).
+            (None, Some(est)) => est * FIRST_ESTIMATE_HEADROOM,
             // Refused before anything got through: start slow and probe up.
             (None, None) => 1.0,
         };
@@ -265,7 +275,17 @@ mod tests {
         assert_eq!(ctl.rate(), None);
         let now = Instant::now();
         assert!(ctl.on_limited(now, now));
-        // 100 calls over the last second: the estimate is what got through.
+        // 100 calls over the last second got through: the first rate is 1.5 × that.
+        let rate = ctl.rate().unwrap_or_default();
+        assert!((135.0..=165.0).contains(&rate), "rate {rate}");
+        // Refused again at that pace, with still 100 a second getting through: it snaps
+        // down to what gets through.
+        for _ in 0..100 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let now = Instant::now();
+        assert!(ctl.on_limited(now, now));
         let rate = ctl.rate().unwrap_or_default();
         assert!((90.0..=110.0).contains(&rate), "rate {rate}");
     }

@@ -16,7 +16,7 @@ use crate::policy::SizeFeedback;
 /// How many calls may be in flight.
 pub(super) enum Limit {
     Fixed(usize),
-    Adaptive(ConcurrencyController),
+    Adaptive(Box<ConcurrencyController>),
 }
 
 impl Limit {
@@ -27,7 +27,7 @@ impl Limit {
             Concurrency::Adaptive(c) => {
                 let mut ctl = ConcurrencyController::new(c.clone());
                 ctl.set_batch_size(batch_size);
-                Limit::Adaptive(ctl)
+                Limit::Adaptive(Box::new(ctl))
             }
         }
     }
@@ -37,6 +37,14 @@ impl Limit {
         match self {
             Limit::Fixed(n) => *n,
             Limit::Adaptive(c) => c.limit(),
+        }
+    }
+
+    /// The no-load round trip of a call of the current batch size, when adaptive and known.
+    pub(super) fn baseline(&self) -> Option<Duration> {
+        match self {
+            Limit::Fixed(_) => None,
+            Limit::Adaptive(c) => c.baseline(),
         }
     }
 
@@ -81,7 +89,7 @@ impl Limit {
 /// How many items a fresh batch carries.
 pub(super) enum Size {
     Fixed(usize),
-    Adaptive(BatchSizeController),
+    Adaptive(Box<BatchSizeController>),
 }
 
 impl Size {
@@ -89,7 +97,9 @@ impl Size {
     pub(super) fn new(sizing: &BatchSizing, max_items: usize) -> Self {
         match sizing {
             BatchSizing::Fixed => Size::Fixed(max_items),
-            BatchSizing::Adaptive(c) => Size::Adaptive(BatchSizeController::new(c.clone())),
+            BatchSizing::Adaptive(c) => {
+                Size::Adaptive(Box::new(BatchSizeController::new(c.clone())))
+            }
         }
     }
 
@@ -115,6 +125,7 @@ impl Size {
                 SizeFeedback::ReturnProbe => c.cancel_probe(),
                 SizeFeedback::Success => c.on_success(n, latency, probe),
                 SizeFeedback::TooLarge => c.on_too_large(n, probe),
+                SizeFeedback::Overload => c.on_overload(latency),
             }
         }
     }

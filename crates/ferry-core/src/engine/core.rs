@@ -36,6 +36,7 @@ use super::intake::{Arrival, Arrivals};
 use super::metrics::Metrics;
 use super::report::Report;
 use super::settled::{Outcomes, Settled};
+use crate::adaptive::Signal;
 use crate::batcher::Buffer;
 use crate::deadletter::DeadLetterSink;
 use crate::dispatch::Throttle;
@@ -83,6 +84,9 @@ pub(super) struct Core<T, R, H> {
     rng: SmallRng,
     cancelling: bool,
     last_was_probe: bool,
+    /// Until when calls that timed out queued at the target still count as holding a slot
+    /// there (see `complete`).
+    phantoms: Vec<Instant>,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
     /// When `dispatch.deadline` passes, if one is set.
@@ -141,6 +145,7 @@ where
             rng,
             cancelling: false,
             last_was_probe: false,
+            phantoms: Vec::new(),
             deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
         }
@@ -257,18 +262,9 @@ where
 
     /// Buffers the items of one intake message; how many there were.
     fn accept(&mut self, arrival: Arrival<T>, now: Instant) -> usize {
-        match arrival {
-            Arrival::One(item) => {
-                self.held_bytes += item.bytes();
-                self.buffer.push(item, now);
-                1
-            }
-            Arrival::Many(items) => {
-                let n = items.len();
-                self.held_bytes += self.buffer.extend(items, now);
-                n
-            }
-        }
+        let (n, bytes) = arrival.buffer_into(&mut self.buffer, now);
+        self.held_bytes += bytes;
+        n
     }
 
     fn on_tick(&mut self) {
@@ -294,7 +290,11 @@ where
         }
         let mut wake = self.backoffs.next_due();
         let draining = self.input_closed();
-        while self.calls.len() < self.limit.get() {
+        self.phantoms.retain(|until| *until > now);
+        if let Some(first) = self.phantoms.iter().min() {
+            wake = earliest(wake, *first);
+        }
+        while self.calls.len() + self.phantoms.len() < self.limit.get() {
             if let Some(open) = self.throttle.gated_until(now) {
                 wake = earliest(wake, open);
                 break;
@@ -378,6 +378,7 @@ where
             self.next_start = Some(now + pause);
         }
         batch.sent_with = self.calls.len() + 1;
+        batch.sent_size = self.size.get();
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -418,12 +419,22 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
-            // Overload only for batches no larger than the confirmed size: a larger one (a
-            // probe sent back after a 429) that times out says the size is too large.
-            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= self.size.get(),
+            // Overload only for batches no larger than the confirmed size when they left: a
+            // larger one (a probe sent back after a 429) that times out says the size is too
+            // large. (The size when it left: an overload may have shrunk it since.)
+            crowded: batch.sent_with > 1 && self.limit.can_decrease() && n <= batch.sent_size,
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
+        if decision.signal == Signal::Overload {
+            // The target gave up on the call, not on its work: a gateway's 504 leaves the
+            // request queued or running behind it. Count it as holding a slot for one more
+            // no-load round trip, so the calls sent next do not queue behind it and time out
+            // in turn.
+            if let Some(rtt) = self.limit.baseline() {
+                self.phantoms.push(now + rtt);
+            }
+        }
         if let Some(after) = decision.pause {
             self.throttle.pause_until(now + after);
         }
@@ -453,6 +464,12 @@ where
             self.limit.on_served(now);
         }
         self.limit.on_response(latency, decision.signal, now, size);
+        tracing::debug!(
+            engine = %self.cfg.name, ?end, items = n, probe, crowded = state.crowded,
+            latency_ms = latency.as_millis() as u64, signal = ?decision.signal,
+            limit = self.limit.get(), size, in_flight = self.calls.len(),
+            "call finished"
+        );
         self.record(out, now).await
     }
 
@@ -562,7 +579,23 @@ where
         batch.requeues += 1;
         let delay = policy::backoff(&self.cfg.retry, batch.requeues.min(5), after, &mut self.rng);
         out.retries += 1;
-        self.backoffs.schedule(batch, now + delay);
+        // A batch cut before the size came down (or a probe sent back) goes again in parts
+        // of the size now confirmed: sent whole it would test a size already given up.
+        let size = self.size.get().max(1);
+        if batch.len() <= size {
+            self.backoffs.schedule(batch, now + delay);
+            return;
+        }
+        let (requeues, level_failures) = (batch.requeues, batch.level_failures);
+        let mut items = batch.into_items();
+        while !items.is_empty() {
+            let rest = items.split_off(size.min(items.len()));
+            let mut part = Batch::from_items(items);
+            part.requeues = requeues;
+            part.level_failures = level_failures;
+            self.backoffs.schedule(part, now + delay);
+            items = rest;
+        }
     }
 
     /// Splits `batch` (charging a failure first if asked); the parts leave before anything

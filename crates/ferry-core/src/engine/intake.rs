@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
+use crate::batcher::Buffer;
 use crate::error::Error;
 use crate::item::Item;
 
@@ -27,6 +28,21 @@ pub(super) enum Arrival<T> {
 }
 
 impl<T> Arrival<T> {
+    /// Adds the items to `buffer` (a run moves in whole); how many, and their bytes.
+    pub(super) fn buffer_into(self, buffer: &mut Buffer<T>, now: Instant) -> (usize, usize) {
+        match self {
+            Arrival::One(item) => {
+                let bytes = item.bytes();
+                buffer.push(item, now);
+                (1, bytes)
+            }
+            Arrival::Many(items) => {
+                let n = items.len();
+                (n, buffer.extend(items, now))
+            }
+        }
+    }
+
     /// The items, in the order they were pushed.
     pub(super) fn into_items(self) -> impl Iterator<Item = Item<T>> {
         let (one, many) = match self {

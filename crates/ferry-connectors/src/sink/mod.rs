@@ -1,4 +1,7 @@
-//! The SQL sink: each batch becomes one multi-row `INSERT` (or upsert) in one transaction, on
+//! SQL sinks. The PostgreSQL `COPY` sink ([`CopySink`]) streams batches with `COPY`,
+//! parent and child tables in one transaction, idempotent by key.
+//!
+//! The SQL sink ([`SqlSink`]): each batch becomes one multi-row `INSERT` (or upsert) in one transaction, on
 //! SQLite or PostgreSQL.
 //!
 //! Values come from each item's payload by column name. On PostgreSQL every value is sent as
@@ -10,6 +13,10 @@
 //! Errors: a constraint or type error fails the whole statement without saying which row, so
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
 //! message; connection errors are retried.
+
+mod copy;
+
+pub use copy::{ChildTable, CopySink, CopySinkConfig};
 
 use std::str::FromStr;
 
