@@ -14,45 +14,89 @@ use crate::error::Error;
 
 /// A stable identity for an item: used for idempotency, resume and de-duplication.
 ///
-/// Cheap to clone (a shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Key(Arc<str>);
+/// Cheap to clone: a shared string. The empty key ([`Key::empty`], or `Key::from("")`)
+/// holds no string at all, so cloning and dropping it touch no reference count (for
+/// producers that push many items whose identity is their index, say).
+#[derive(Clone, Default)]
+pub struct Key(Option<Arc<str>>);
 
 impl Key {
+    /// The empty key, `""`.
+    pub const fn empty() -> Self {
+        Key(None)
+    }
+
     /// The key as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_deref().unwrap_or("")
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Key::from)
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        Key(Arc::from(s))
+        Key((!s.is_empty()).then(|| Arc::from(s)))
     }
 }
 
 impl From<String> for Key {
     fn from(s: String) -> Self {
-        Key(Arc::from(s))
+        Key((!s.is_empty()).then(|| Arc::from(s)))
     }
 }
 
 impl From<u64> for Key {
     fn from(n: u64) -> Self {
-        Key(Arc::from(n.to_string()))
+        Key::from(n.to_string())
     }
 }
 
@@ -371,5 +415,26 @@ mod tests {
     fn keys_from_numbers_and_strings_compare() {
         assert_eq!(Key::from(7u64), Key::from("7"));
         assert_eq!(Key::from("x").to_string(), "x");
+    }
+
+    /// The empty key is `""`, however it was made: equal, ordered, hashed and serialised
+    /// as that string.
+    #[test]
+    fn the_empty_key_behaves_as_its_string() {
+        use std::collections::HashSet;
+        let (e, s, d) = (Key::empty(), Key::from(String::new()), Key::default());
+        assert!(e == s && s == d && e == Key::from(""));
+        assert_eq!(format!("[{e}] {e:?}"), "[] \"\"");
+        assert!(Key::empty() < Key::from("a"));
+        let set: HashSet<Key> = [e.clone(), s, d, Key::from("a")].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert_eq!(serde_json::to_string(&e).unwrap(), "\"\"");
+        let back: Key = serde_json::from_str("\"\"").unwrap();
+        assert_eq!(back, e);
+        let a: Key = serde_json::from_str("\"a-7\"").unwrap();
+        assert_eq!(
+            (a.as_str(), serde_json::to_string(&a).unwrap().as_str()),
+            ("a-7", "\"a-7\"")
+        );
     }
 }
