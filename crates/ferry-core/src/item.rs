@@ -311,6 +311,27 @@ impl<T> Batch<T> {
         }
     }
 
+    /// The batch in parts of at most `size` items (itself when it fits), in order, each
+    /// keeping its whole-batch failures and requeue count.
+    pub(crate) fn into_parts(self, size: usize) -> Vec<Batch<T>> {
+        let size = size.max(1);
+        if self.items.len() <= size {
+            return vec![self];
+        }
+        let (requeues, level_failures) = (self.requeues, self.level_failures);
+        let mut parts = Vec::with_capacity(self.items.len().div_ceil(size));
+        let mut items = self.items;
+        while !items.is_empty() {
+            let rest = items.split_off(size.min(items.len()));
+            let mut part = Batch::from_items(items);
+            part.requeues = requeues;
+            part.level_failures = level_failures;
+            parts.push(part);
+            items = rest;
+        }
+        parts
+    }
+
     /// The items, in boarding order (highest priority first).
     pub fn items(&self) -> &[Item<T>] {
         &self.items
@@ -353,6 +374,27 @@ impl<T> Batch<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_keep_order_failures_and_requeues() {
+        let mut batch = Batch::from_items((0..7u64).map(|i| Item::new(i, i, i)).collect());
+        batch.requeues = 2;
+        batch.level_failures = 1;
+        let parts = batch.into_parts(3);
+        let sizes: Vec<_> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        assert!(parts
+            .iter()
+            .all(|p| p.requeues == 2 && p.level_failures == 1));
+        let keys: Vec<u64> = parts
+            .into_iter()
+            .flat_map(|p| p.into_items())
+            .map(|i| i.payload)
+            .collect();
+        assert_eq!(keys, (0..7).collect::<Vec<_>>());
+        let whole = Batch::from_items(vec![Item::new(1u64, 1u64, 1)]).into_parts(3);
+        assert_eq!(whole.len(), 1);
+    }
 
     #[test]
     fn priorities_order_high_greatest() {

@@ -586,20 +586,8 @@ where
         out.retries += 1;
         // A batch cut before the size came down (or a probe sent back) goes again in parts
         // of the size now confirmed: sent whole it would test a size already given up.
-        let size = self.size.get().max(1);
-        if batch.len() <= size {
-            self.backoffs.schedule(batch, now + delay);
-            return;
-        }
-        let (requeues, level_failures) = (batch.requeues, batch.level_failures);
-        let mut items = batch.into_items();
-        while !items.is_empty() {
-            let rest = items.split_off(size.min(items.len()));
-            let mut part = Batch::from_items(items);
-            part.requeues = requeues;
-            part.level_failures = level_failures;
+        for part in batch.into_parts(self.size.get()) {
             self.backoffs.schedule(part, now + delay);
-            items = rest;
         }
     }
 
