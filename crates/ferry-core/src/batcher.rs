@@ -53,6 +53,35 @@ impl<T> Buffer<T> {
         self.queues[item.priority.index()].push_back(item);
     }
 
+    /// Adds a run of items (in order, each to its priority's queue), stamping their
+    /// acceptance time if they have none; returns their bytes.
+    pub(crate) fn extend(&mut self, items: Vec<Item<T>>, now: Instant) -> usize {
+        let mut bytes = 0;
+        let mut one_priority = None;
+        for item in &items {
+            bytes += item.bytes;
+            one_priority = match one_priority {
+                None => Some(Some(item.priority)),
+                Some(Some(p)) if p == item.priority => Some(Some(p)),
+                _ => Some(None),
+            };
+        }
+        match one_priority {
+            // One priority (what an intake run is): the whole run moves at once.
+            Some(Some(p)) if items.iter().all(|i| i.accepted_at.is_some()) => {
+                self.len += items.len();
+                self.bytes += bytes;
+                self.queues[p.index()].extend(items);
+            }
+            _ => {
+                for item in items {
+                    self.push(item, now);
+                }
+            }
+        }
+        bytes
+    }
+
     /// Number of waiting items.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -133,16 +162,22 @@ impl<T> Buffer<T> {
         let mut bytes = 0usize;
         'fill: for p in Priority::DESCENDING {
             let q = &mut self.queues[p.index()];
-            while let Some(front) = q.front() {
-                if items.len() >= max_items
-                    || (!items.is_empty() && bytes + front.bytes > max_bytes)
+            // How many of this queue board: counted first, then moved in one go.
+            let mut take = 0;
+            let mut full = false;
+            for item in q.iter() {
+                if items.len() + take >= max_items
+                    || (items.len() + take > 0 && bytes + item.bytes > max_bytes)
                 {
-                    break 'fill;
+                    full = true;
+                    break;
                 }
-                bytes += front.bytes;
-                if let Some(item) = q.pop_front() {
-                    items.push(item);
-                }
+                bytes += item.bytes;
+                take += 1;
+            }
+            items.extend(q.drain(..take));
+            if full {
+                break 'fill;
             }
         }
         self.len -= items.len();
@@ -316,6 +351,45 @@ mod tests {
         assert_eq!(b.cut(10, 100).unwrap().len(), 1);
         assert!(b.cut(10, 100).is_none());
         assert_eq!(b.bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_extends_like_pushes_one_by_one() {
+        let t0 = Instant::now();
+        let item = |i: u64, p: Priority, stamped: bool| {
+            let mut it = Item::new(i, i, i).with_priority(p).with_bytes(10);
+            it.accepted_at = stamped.then_some(t0);
+            it
+        };
+        let mut b = Buffer::new();
+        // A run of one priority, stamped (as the intake sends it), and a mixed, unstamped one.
+        let run: Vec<_> = (0..5).map(|i| item(i, Priority::Medium, true)).collect();
+        assert_eq!(b.extend(run, t0), 50);
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let t1 = Instant::now();
+        let mixed = vec![
+            item(10, Priority::Low, false),
+            item(11, Priority::High, false),
+        ];
+        assert_eq!(b.extend(mixed, t1), 20);
+        assert_eq!((b.len(), b.bytes()), (7, 70));
+        let p = policy(100);
+        assert_eq!(
+            b.deadline(&p),
+            Some(t1 + p.wait_for(Priority::High)).min(Some(t0 + p.wait_for(Priority::Medium)))
+        );
+        // Bytes stop a cut inside a queue; the rest keeps its order.
+        let batch = b.cut(100, 35).unwrap();
+        assert_eq!(
+            batch.payloads().copied().collect::<Vec<_>>(),
+            vec![11, 0, 1]
+        );
+        assert_eq!(batch.bytes(), 30);
+        let rest = b.cut(3, usize::MAX).unwrap();
+        assert_eq!(rest.payloads().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
+        let last = b.cut(3, usize::MAX).unwrap();
+        assert_eq!(last.payloads().copied().collect::<Vec<_>>(), vec![10]);
+        assert_eq!((b.len(), b.bytes()), (0, 0));
     }
 
     #[tokio::test(start_paused = true)]

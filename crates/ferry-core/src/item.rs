@@ -14,45 +14,89 @@ use crate::error::Error;
 
 /// A stable identity for an item: used for idempotency, resume and de-duplication.
 ///
-/// Cheap to clone (a shared string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Key(Arc<str>);
+/// Cheap to clone: a shared string. The empty key ([`Key::empty`], or `Key::from("")`)
+/// holds no string at all, so cloning and dropping it touch no reference count (for
+/// producers that push many items whose identity is their index, say).
+#[derive(Clone, Default)]
+pub struct Key(Option<Arc<str>>);
 
 impl Key {
+    /// The empty key, `""`.
+    pub const fn empty() -> Self {
+        Key(None)
+    }
+
     /// The key as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_deref().unwrap_or("")
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Key::from)
     }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        Key(Arc::from(s))
+        Key((!s.is_empty()).then(|| Arc::from(s)))
     }
 }
 
 impl From<String> for Key {
     fn from(s: String) -> Self {
-        Key(Arc::from(s))
+        Key((!s.is_empty()).then(|| Arc::from(s)))
     }
 }
 
 impl From<u64> for Key {
     fn from(n: u64) -> Self {
-        Key(Arc::from(n.to_string()))
+        Key::from(n.to_string())
     }
 }
 
@@ -267,6 +311,27 @@ impl<T> Batch<T> {
         }
     }
 
+    /// The batch in parts of at most `size` items (itself when it fits), in order, each
+    /// keeping its whole-batch failures and requeue count.
+    pub(crate) fn into_parts(self, size: usize) -> Vec<Batch<T>> {
+        let size = size.max(1);
+        if self.items.len() <= size {
+            return vec![self];
+        }
+        let (requeues, level_failures) = (self.requeues, self.level_failures);
+        let mut parts = Vec::with_capacity(self.items.len().div_ceil(size));
+        let mut items = self.items;
+        while !items.is_empty() {
+            let rest = items.split_off(size.min(items.len()));
+            let mut part = Batch::from_items(items);
+            part.requeues = requeues;
+            part.level_failures = level_failures;
+            parts.push(part);
+            items = rest;
+        }
+        parts
+    }
+
     /// The items, in boarding order (highest priority first).
     pub fn items(&self) -> &[Item<T>] {
         &self.items
@@ -309,6 +374,27 @@ impl<T> Batch<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_keep_order_failures_and_requeues() {
+        let mut batch = Batch::from_items((0..7u64).map(|i| Item::new(i, i, i)).collect());
+        batch.requeues = 2;
+        batch.level_failures = 1;
+        let parts = batch.into_parts(3);
+        let sizes: Vec<_> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        assert!(parts
+            .iter()
+            .all(|p| p.requeues == 2 && p.level_failures == 1));
+        let keys: Vec<u64> = parts
+            .into_iter()
+            .flat_map(|p| p.into_items())
+            .map(|i| i.payload)
+            .collect();
+        assert_eq!(keys, (0..7).collect::<Vec<_>>());
+        let whole = Batch::from_items(vec![Item::new(1u64, 1u64, 1)]).into_parts(3);
+        assert_eq!(whole.len(), 1);
+    }
 
     #[test]
     fn priorities_order_high_greatest() {
@@ -371,5 +457,26 @@ mod tests {
     fn keys_from_numbers_and_strings_compare() {
         assert_eq!(Key::from(7u64), Key::from("7"));
         assert_eq!(Key::from("x").to_string(), "x");
+    }
+
+    /// The empty key is `""`, however it was made: equal, ordered, hashed and serialised
+    /// as that string.
+    #[test]
+    fn the_empty_key_behaves_as_its_string() {
+        use std::collections::HashSet;
+        let (e, s, d) = (Key::empty(), Key::from(String::new()), Key::default());
+        assert!(e == s && s == d && e == Key::from(""));
+        assert_eq!(format!("[{e}] {e:?}"), "[] \"\"");
+        assert!(Key::empty() < Key::from("a"));
+        let set: HashSet<Key> = [e.clone(), s, d, Key::from("a")].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert_eq!(serde_json::to_string(&e).unwrap(), "\"\"");
+        let back: Key = serde_json::from_str("\"\"").unwrap();
+        assert_eq!(back, e);
+        let a: Key = serde_json::from_str("\"a-7\"").unwrap();
+        assert_eq!(
+            (a.as_str(), serde_json::to_string(&a).unwrap().as_str()),
+            ("a-7", "\"a-7\"")
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry_core::{Engine, Intake, Item, MemoryDeadLetters, Report, Running};
+use ferry_core::{Engine, Intake, Item, Key, MemoryDeadLetters, Report, Running};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -21,12 +21,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert;
-use crate::handler::{Payload, PyHandler};
+use crate::handler::PyHandler;
+use crate::payload::Payload;
 use crate::pool::Pool;
 use crate::settings::{self, priority_from_py, priority_to_py};
 
-/// Items `push_many` converts with the GIL held before it hands them over without it.
-const CHUNK: usize = 2048;
+/// Payloads `push_many` takes per chunk: one list, one GIL hold, one GIL release, one
+/// message to the engine. (A list of 8,192 references is 64 KiB, under the allocator's
+/// threshold for mapping memory afresh.)
+const CHUNK: usize = 8192;
+/// Intake capacity per priority unless told otherwise: two chunks, so a producer can hand
+/// over the next chunk while the engine takes in the last.
+const INTAKE_CAPACITY: usize = 2 * CHUNK;
 /// How long a blocked push waits before it looks for Ctrl-C.
 const SLICE: Duration = Duration::from_millis(100);
 
@@ -79,62 +85,58 @@ impl NativeEngine {
         };
         let bytes = match size {
             Some(n) => n,
-            None => {
-                if let Ok(s) = payload.downcast::<PyString>() {
-                    s.len().unwrap_or(self.default_bytes)
-                } else if let Ok(b) = payload.downcast::<PyBytes>() {
-                    b.as_bytes().len()
-                } else {
-                    self.default_bytes
-                }
-            }
+            None => self.bytes_of(payload),
         };
-        Ok(Item::new(key, index, Arc::new(payload.clone().unbind()))
+        let payload = Payload::One(Arc::new(payload.clone().unbind()));
+        Ok(Item::new(key, index, payload)
             .with_priority(priority_from_py(priority)?)
             .with_bytes(bytes))
     }
 
-    /// Hands `items` over in order, waiting without the GIL while the engine is full; the
-    /// GIL is taken back only to look for Ctrl-C after a slice without progress.
+    /// A payload's byte size: the length of a str or bytes, else the default.
+    fn bytes_of(&self, payload: &Bound<'_, PyAny>) -> usize {
+        if let Ok(s) = payload.downcast::<PyString>() {
+            s.len().unwrap_or(self.default_bytes)
+        } else if let Ok(b) = payload.downcast::<PyBytes>() {
+            b.as_bytes().len()
+        } else {
+            self.default_bytes
+        }
+    }
+
+    /// Hands over the runs of items `next_run` builds (without the GIL), in order, waiting
+    /// without the GIL while the engine is full; the GIL is taken back only to look for
+    /// Ctrl-C after a slice without progress.
     fn send(
         &self,
         py: Python<'_>,
         intake: &Intake<Payload>,
-        mut items: VecDeque<Item<Payload>>,
+        mut next_run: impl FnMut() -> Option<VecDeque<Item<Payload>>> + Send,
     ) -> PyResult<()> {
-        while !items.is_empty() {
-            let (left, failed) = py.allow_threads(|| {
-                let mut items = items;
-                while let Some(item) = items.pop_front() {
-                    if let Err(item) = intake.try_push(item) {
-                        items.push_front(item);
-                        break;
-                    }
-                }
+        let mut items = VecDeque::new();
+        loop {
+            let result = py.allow_threads(|| loop {
                 if items.is_empty() {
-                    return (items, None);
-                }
-                self.handle.block_on(async move {
-                    while let Some(item) = items.pop_front() {
-                        match tokio::time::timeout(SLICE, intake.push(item.clone())).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return (items, Some(e.to_string())),
-                            Err(_elapsed) => {
-                                items.push_front(item);
-                                return (items, None);
-                            }
-                        }
+                    match next_run() {
+                        Some(run) => items = run,
+                        None => return Ok(Ok(())),
                     }
-                    (items, None)
-                })
+                }
+                // The timer is made inside the runtime (it needs its clock).
+                match self.handle.block_on(async {
+                    tokio::time::timeout(SLICE, intake.push_from(&mut items)).await
+                }) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Ok(Err(e)),
+                    Err(elapsed) => return Err(elapsed),
+                }
             });
-            if let Some(e) = failed {
-                return Err(PyRuntimeError::new_err(e));
+            match result {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => return Err(PyRuntimeError::new_err(e.to_string())),
+                Err(_elapsed) => py.check_signals()?,
             }
-            items = left;
-            py.check_signals()?;
         }
-        Ok(())
     }
 }
 
@@ -169,7 +171,9 @@ impl NativeEngine {
         let config = settings::build(preset, settings)?;
         let cap = config.dispatch.concurrency.cap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            // One worker: the event loop is the engine's only Rust work (handlers run on
+            // the pool), and a second worker only adds hand-offs between threads.
+            .worker_threads(1)
             .thread_name("ferry-engine")
             .enable_all()
             .build()
@@ -187,9 +191,7 @@ impl NativeEngine {
         if let Some(t) = total {
             engine = engine.total(t);
         }
-        if let Some(n) = intake_capacity {
-            engine = engine.intake_capacity(n);
-        }
+        engine = engine.intake_capacity(intake_capacity.unwrap_or(INTAKE_CAPACITY));
         let running = {
             let _entered = runtime.enter();
             engine.start()
@@ -224,11 +226,18 @@ impl NativeEngine {
         let item = self.item(payload, key, priority, size)?;
         match intake.try_push(item) {
             Ok(()) => Ok(()),
-            Err(item) => self.send(py, &intake, VecDeque::from([item])),
+            Err(item) => {
+                let mut item = Some(item);
+                self.send(py, &intake, move || {
+                    item.take().map(|i| VecDeque::from([i]))
+                })
+            }
         }
     }
 
     /// Pushes every payload of an iterable (keys are their positions); returns how many.
+    /// Per chunk of payloads, the GIL is held once to copy their references into a list and
+    /// read their sizes; the items are built and handed over without it, as one run.
     #[pyo3(signature = (payloads, priority = 0))]
     fn push_many(
         &self,
@@ -237,20 +246,73 @@ impl NativeEngine {
         priority: i64,
     ) -> PyResult<u64> {
         let intake = self.intake()?;
-        let mut chunk = VecDeque::with_capacity(CHUNK);
-        let mut n = 0u64;
-        let mut iter = payloads.try_iter()?;
+        let priority = priority_from_py(priority)?;
+        let list = payloads.downcast::<PyList>().ok();
+        let mut iter = match list {
+            Some(_) => None,
+            None => Some(payloads.try_iter()?),
+        };
+        let mut n = 0usize;
+        // An error from the source ends the run of pushes after what was read before it.
+        let mut failed = None;
         loop {
-            chunk.clear();
-            for p in iter.by_ref().take(CHUNK) {
-                chunk.push_back(self.item(&p?, None, priority, None)?);
+            let chunk = match (&list, iter.as_mut()) {
+                (Some(l), _) => l.get_slice(n, n.saturating_add(CHUNK)),
+                (None, Some(it)) => {
+                    let chunk = PyList::empty(py);
+                    for p in it.by_ref().take(CHUNK) {
+                        match p {
+                            Ok(p) => chunk.append(p)?,
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    chunk
+                }
+                (None, None) => PyList::empty(py),
+            };
+            let len = chunk.len();
+            if len == 0 {
+                return failed.map_or(Ok(n as u64), Err);
             }
-            if chunk.is_empty() {
-                return Ok(n);
+            // By position: the list's iterator would ask for its length at every step.
+            let sizes: Vec<usize> = (0..len)
+                .map(|i| {
+                    chunk
+                        .get_item(i)
+                        .map_or(self.default_bytes, |p| self.bytes_of(&p))
+                })
+                .collect();
+            let first = self.next_index.fetch_add(len as u64, Ordering::Relaxed);
+            let chunk = Arc::new(chunk.unbind());
+            n += len;
+            // The items are built without the GIL, and handed over as one run.
+            let key = Key::empty();
+            let mut built = false;
+            self.send(py, &intake, move || {
+                if std::mem::replace(&mut built, true) {
+                    return None;
+                }
+                let run = (0..len)
+                    .map(|i| {
+                        let payload = Payload::InChunk {
+                            chunk: Arc::clone(&chunk),
+                            at: i as u32,
+                        };
+                        // Keys are positions: the empty key stands for them (a dead letter
+                        // reports its index), so no string is built or counted per item.
+                        Item::new(key.clone(), first + i as u64, payload)
+                            .with_priority(priority)
+                            .with_bytes(sizes[i])
+                    })
+                    .collect();
+                Some(run)
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
-            n += chunk.len() as u64;
-            // Handed over without the GIL, so handlers can run meanwhile.
-            self.send(py, &intake, std::mem::take(&mut chunk))?;
             py.check_signals()?;
         }
     }
@@ -372,10 +434,15 @@ impl NativeEngine {
         let out = PyList::empty(py);
         for l in self.dead.snapshot() {
             let d = PyDict::new(py);
-            d.set_item("key", l.item.key().as_str())?;
+            let payload = l.item.payload();
+            if payload.in_chunk() {
+                d.set_item("key", l.item.index().to_string())?;
+            } else {
+                d.set_item("key", l.item.key().as_str())?;
+            }
             d.set_item("index", l.item.index())?;
             d.set_item("priority", priority_to_py(l.item.priority()))?;
-            d.set_item("payload", l.item.payload().bind(py))?;
+            d.set_item("payload", payload.bind(py)?)?;
             d.set_item("error", &l.error)?;
             d.set_item("attempts", l.attempts)?;
             out.append(d)?;

@@ -23,13 +23,11 @@ use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler, ItemOutcome};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyList, PyType};
+use pyo3::types::PyType;
 use tokio::sync::oneshot;
 
+use crate::payload::{Payload, Pieces};
 use crate::pool::Pool;
-
-/// A payload: a Python object shared without the GIL (cloning an `Arc` needs none).
-pub(crate) type Payload = Arc<Py<PyAny>>;
 
 /// The outcome classes of `ferry._errors`, looked up once.
 struct Classes {
@@ -110,10 +108,6 @@ impl PyHandler {
             mode: Arc::new(mode),
         })
     }
-}
-
-fn payload_list<'py>(py: Python<'py>, payloads: &[Payload]) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(py, payloads.iter().map(|p| p.bind(py)))
 }
 
 fn reason_of(err: &Bound<'_, PyAny>) -> String {
@@ -203,9 +197,9 @@ fn classify_value(py: Python<'_>, value: &Bound<'_, PyAny>, len: usize) -> Batch
     BatchOutcome::Done(out)
 }
 
-fn call_sync(func: &Py<PyAny>, payloads: &[Payload]) -> BatchOutcome<()> {
+fn call_sync(func: &Py<PyAny>, payloads: &Pieces) -> BatchOutcome<()> {
     Python::with_gil(|py| {
-        let list = match payload_list(py, payloads) {
+        let list = match payloads.to_list(py) {
             Ok(l) => l,
             Err(e) => return classify_error(py, e),
         };
@@ -245,17 +239,13 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn call_async(
-    func: Arc<Py<PyAny>>,
-    mode: Arc<Mode>,
-    payloads: Vec<Payload>,
-) -> BatchOutcome<()> {
+async fn call_async(func: Arc<Py<PyAny>>, mode: Arc<Mode>, payloads: Pieces) -> BatchOutcome<()> {
     let Mode::Async { event_loop, submit } = &*mode else {
         return BatchOutcome::fatal("internal: not an async handler");
     };
     let (tx, rx) = oneshot::channel();
     let submitted = Python::with_gil(|py| -> PyResult<Py<PyAny>> {
-        let coro = func.bind(py).call1((payload_list(py, &payloads)?,))?;
+        let coro = func.bind(py).call1((payloads.to_list(py)?,))?;
         let fut = submit.bind(py).call1((coro, event_loop.bind(py)))?;
         let notify = Py::new(
             py,
@@ -289,7 +279,7 @@ async fn call_async(
 
 impl Handler<Payload, ()> for PyHandler {
     fn call<'a>(&'a self, batch: &'a Batch<Payload>) -> BoxFuture<'a, BatchOutcome<()>> {
-        let payloads: Vec<Payload> = batch.payloads().cloned().collect();
+        let payloads = Pieces::of(batch);
         let func = Arc::clone(&self.func);
         match &*self.mode {
             Mode::Sync(pool) => {

@@ -2,7 +2,7 @@
 //!
 //! Ferry for Python: the native module `ferry._ferry` behind the Python package `ferry`
 //! (`python/ferry/`). It owns the bridge, and nothing of the engine: a Python callable becomes
-//! a [`ferry_core::Handler`] (`handler`), keyword settings become an
+//! a [`ferry_core::Handler`] (`handler`), payloads stay Python objects (`payload`), keyword settings become an
 //! [`EngineConfig`](ferry_core::EngineConfig) (`settings`), a running engine is driven from
 //! Python threads or an asyncio loop (`engine`), job files run in-process through
 //! `ferry-connectors` (`job`), sync handlers run on threads of their own (`pool`), and progress and reports become Python dicts (`convert`).
@@ -19,6 +19,7 @@ mod convert;
 mod engine;
 mod handler;
 mod job;
+mod payload;
 mod pool;
 mod settings;
 

@@ -32,6 +32,7 @@ use super::backoff::Backoffs;
 use super::call::{self, CallDone};
 use super::config::EngineConfig;
 use super::controllers::{Limit, Size};
+use super::intake::{Arrival, Arrivals};
 use super::metrics::Metrics;
 use super::report::Report;
 use super::settled::{Outcomes, Settled};
@@ -40,7 +41,7 @@ use crate::batcher::Buffer;
 use crate::deadletter::DeadLetterSink;
 use crate::dispatch::Throttle;
 use crate::error::Error;
-use crate::item::{Batch, Item, Priority};
+use crate::item::{Batch, Priority};
 use crate::ledger::Ledger;
 use crate::outcome::{Handler, ItemOutcome};
 use crate::policy::{
@@ -59,7 +60,7 @@ pub(super) struct Core<T, R, H> {
     handler: Arc<H>,
     dead_sink: Arc<dyn DeadLetterSink<T>>,
     throttle: Arc<Throttle>,
-    intake: [mpsc::Receiver<Item<T>>; 3],
+    intake: Arrivals<T>,
     intake_open: [bool; 3],
     settled_tx: Option<mpsc::Sender<Vec<Settled<T, R>>>>,
     cancel: CancellationToken,
@@ -104,7 +105,7 @@ where
         handler: Arc<H>,
         dead_sink: Arc<dyn DeadLetterSink<T>>,
         throttle: Arc<Throttle>,
-        intake: [mpsc::Receiver<Item<T>>; 3],
+        intake: Arrivals<T>,
         settled_tx: Option<mpsc::Sender<Vec<Settled<T, R>>>>,
         cancel: CancellationToken,
         total: Option<u64>,
@@ -202,7 +203,7 @@ where
             );
             let calls_pending = !self.calls.is_empty();
             let cancelling = self.cancelling;
-            let [rx_l, rx_m, rx_h] = &mut self.intake;
+            let [rx_l, rx_m, rx_h] = self.intake.receivers();
             if let Some(at) = wake {
                 if sleep.deadline() != at {
                     sleep.as_mut().reset(at);
@@ -236,21 +237,18 @@ where
         self.finish()
     }
 
-    /// Accepts `first` and whatever else is waiting on that channel, up to a burst.
-    fn take(&mut self, p: Priority, first: Option<Item<T>>) {
+    /// Accepts `first` and whatever else is waiting on that channel, up to a burst, and
+    /// frees their room in the intake.
+    fn take(&mut self, p: Priority, first: Option<Arrival<T>>) {
         let now = Instant::now();
         let Some(first) = first else {
             self.intake_open[p.index()] = false;
             return;
         };
-        let mut n = 1u64;
-        self.accept_one(first, now);
-        while (n as usize) < INTAKE_BURST && self.may_read(p) {
-            match self.intake[p.index()].try_recv() {
-                Ok(item) => {
-                    self.accept_one(item, now);
-                    n += 1;
-                }
+        let mut n = self.accept(first, now);
+        while n < INTAKE_BURST && self.may_read(p) {
+            match self.intake.try_recv(p.index()) {
+                Ok(arrival) => n += self.accept(arrival, now),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     self.intake_open[p.index()] = false;
@@ -258,12 +256,15 @@ where
                 }
             }
         }
-        self.ledger.accept(n);
+        self.intake.taken(p.index(), n);
+        self.ledger.accept(n as u64);
     }
 
-    fn accept_one(&mut self, item: Item<T>, now: Instant) {
-        self.held_bytes += item.bytes();
-        self.buffer.push(item, now);
+    /// Buffers the items of one intake message; how many there were.
+    fn accept(&mut self, arrival: Arrival<T>, now: Instant) -> usize {
+        let (n, bytes) = arrival.buffer_into(&mut self.buffer, now);
+        self.held_bytes += bytes;
+        n
     }
 
     fn on_tick(&mut self) {
@@ -488,6 +489,14 @@ where
     ) {
         let n = batch.len();
         let got = results.len();
+        if got == n
+            && self.settled_tx.is_none()
+            && results.iter().all(|r| matches!(r, ItemOutcome::Ok(_)))
+        {
+            // Every item succeeded and nobody takes settled outcomes: counted and dropped.
+            out.succeeded_unkept(batch.into_items());
+            return;
+        }
         let mut results = results.into_iter();
         let mut retry = Vec::new();
         for mut item in batch.into_items() {
@@ -577,20 +586,8 @@ where
         out.retries += 1;
         // A batch cut before the size came down (or a probe sent back) goes again in parts
         // of the size now confirmed: sent whole it would test a size already given up.
-        let size = self.size.get().max(1);
-        if batch.len() <= size {
-            self.backoffs.schedule(batch, now + delay);
-            return;
-        }
-        let (requeues, level_failures) = (batch.requeues, batch.level_failures);
-        let mut items = batch.into_items();
-        while !items.is_empty() {
-            let rest = items.split_off(size.min(items.len()));
-            let mut part = Batch::from_items(items);
-            part.requeues = requeues;
-            part.level_failures = level_failures;
+        for part in batch.into_parts(self.size.get()) {
             self.backoffs.schedule(part, now + delay);
-            items = rest;
         }
     }
 
@@ -610,15 +607,15 @@ where
     async fn begin_cancel(&mut self) -> Result<(), Error> {
         self.cancelling = true;
         let mut out = Outcomes::default();
-        for rx in &mut self.intake {
-            rx.close();
-        }
+        self.intake.close();
         let mut late = 0u64;
         for i in 0..3 {
-            while let Ok(item) = self.intake[i].try_recv() {
-                late += 1;
-                self.held_bytes += item.bytes();
-                out.cancelled.push(item);
+            while let Ok(arrival) = self.intake.try_recv(i) {
+                for item in arrival.into_items() {
+                    late += 1;
+                    self.held_bytes += item.bytes();
+                    out.cancelled.push(item);
+                }
             }
             self.intake_open[i] = false;
         }

@@ -1,24 +1,24 @@
 //! The engine's public handles: building ([`Engine`]), feeding ([`Intake`]), watching and
-//! finishing ([`Running`]) a run. This module owns the channels between producers and the
-//! event loop; the loop itself is `core`.
+//! finishing ([`Running`]) a run. The channels between producers and the event loop are
+//! `intake`'s; the loop itself is `core`.
 
 use std::sync::Arc;
 
 use futures_core::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::EngineConfig;
 use super::core::Core;
+use super::intake::{self, Intake};
 use super::report::Report;
 use super::settled::Settled;
 use crate::adaptive::RateConfig;
 use crate::deadletter::{DeadLetter, DeadLetterSink};
 use crate::dispatch::Throttle;
 use crate::error::Error;
-use crate::item::{Item, Priority};
+use crate::item::Item;
 use crate::outcome::{BoxFuture, Handler};
 use crate::progress::Progress;
 
@@ -105,8 +105,9 @@ where
         self
     }
 
-    /// Capacity of each priority's intake channel (default 1,024 items). Producers wait
-    /// when it is full and the engine's buffer or memory budget is too.
+    /// Capacity of each priority's intake channel (default 1,024 items, counted one by one
+    /// whether they were pushed alone or in a run). Producers wait when it is full and the
+    /// engine's buffer or memory budget is too.
     pub fn intake_capacity(mut self, n: usize) -> Self {
         self.intake_capacity = n.max(1);
         self
@@ -129,16 +130,7 @@ where
 
     /// Spawns the engine's task on the current tokio runtime.
     pub fn start(self) -> Running<T, R> {
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..3).map(|_| mpsc::channel(self.intake_capacity)).unzip();
-        let mut receivers = receivers.into_iter();
-        let mut senders = senders.into_iter();
-        let mut next_rx = || receivers.next().unwrap_or_else(|| mpsc::channel(1).1);
-        let rx = [next_rx(), next_rx(), next_rx()];
-        let mut next_tx = || senders.next().unwrap_or_else(|| mpsc::channel(1).0);
-        let intake = Intake {
-            tx: Arc::new([next_tx(), next_tx(), next_tx()]),
-        };
+        let (intake, arrivals) = intake::channels(self.intake_capacity);
         let (settled_tx, settled_rx) = match self.settled_capacity {
             Some(cap) => {
                 let (tx, rx) = mpsc::channel(cap);
@@ -159,7 +151,7 @@ where
             self.handler,
             self.dead_letters,
             throttle,
-            rx,
+            arrivals,
             settled_tx,
             self.cancel.clone(),
             self.total,
@@ -201,43 +193,6 @@ where
         I::IntoIter: Send,
     {
         self.run(futures_util::stream::iter(items)).await
-    }
-}
-
-/// The sending side of a running engine; clone it for several producers. The engine sees
-/// end of input when every clone (and the one inside [`Running`]) is dropped.
-pub struct Intake<T> {
-    tx: Arc<[mpsc::Sender<Item<T>>; 3]>,
-}
-
-impl<T> Clone for Intake<T> {
-    fn clone(&self) -> Self {
-        Intake {
-            tx: Arc::clone(&self.tx),
-        }
-    }
-}
-
-impl<T> Intake<T> {
-    /// Hands an item to the engine, waiting while it is full (back-pressure). Each priority
-    /// has a channel of its own, so high items never queue behind medium or low ones. Fails
-    /// only when the engine has stopped (cancelled or failed).
-    pub async fn push(&self, mut item: Item<T>) -> Result<(), Error> {
-        item.accepted_at = Some(Instant::now());
-        self.tx[item.priority().index()]
-            .send(item)
-            .await
-            .map_err(|_| Error::Closed)
-    }
-
-    /// Like [`push`](Self::push) but fails at once instead of waiting; the item comes back
-    /// in the error case.
-    pub fn try_push(&self, mut item: Item<T>) -> Result<(), Item<T>> {
-        item.accepted_at = Some(Instant::now());
-        let p: Priority = item.priority();
-        self.tx[p.index()].try_send(item).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i) => i,
-        })
     }
 }
 

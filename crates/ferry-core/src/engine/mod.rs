@@ -8,9 +8,9 @@
 //! [`Running::finish`] closes intake, drains, and returns the [`Report`].
 //!
 //! Inside, each module only uses the ones listed after it: `handle` (the public handles)
-//! starts `core` (the event loop), which runs `call` (one handler call as a task), keeps
-//! `backoff` (batches waiting out a retry delay) and `controllers` (the concurrency limit and
-//! batch size, fixed or adaptive), and records into `settled` (how items end), `metrics` and
+//! starts `core` (the event loop), which reads `intake` (the channels from producers, and
+//! the room left in them), runs `call` (one handler call as a task), keeps `backoff` (batches waiting out a retry delay) and `controllers` (the concurrency
+//! limit and batch size, fixed or adaptive), and records into `settled` (how items end), `metrics` and
 //! `report`; `config` is read by all of them. What to do with a finished call is
 //! decided by [`policy`](crate::policy), outside the engine.
 
@@ -20,11 +20,13 @@ mod config;
 mod controllers;
 mod core;
 mod handle;
+mod intake;
 mod metrics;
 mod report;
 mod settled;
 
 pub use config::{BatchSizing, EngineConfig};
-pub use handle::{Engine, Intake, Running};
+pub use handle::{Engine, Running};
+pub use intake::Intake;
 pub use report::Report;
 pub use settled::Settled;

@@ -38,6 +38,9 @@ impl<T, R> Settled<T, R> {
 /// What one completion settles, and the retry and split decisions it made.
 pub(super) struct Outcomes<T, R> {
     pub(super) succeeded: Vec<(Item<T>, R)>,
+    /// Succeeded items already dropped (nobody asked for settled outcomes): how many, and
+    /// their bytes.
+    dropped: (u64, usize),
     pub(super) dead: Vec<DeadLetter<T>>,
     pub(super) cancelled: Vec<Item<T>>,
     pub(super) retries: u64,
@@ -48,6 +51,7 @@ impl<T, R> Default for Outcomes<T, R> {
     fn default() -> Self {
         Outcomes {
             succeeded: Vec::new(),
+            dropped: (0, 0),
             dead: Vec::new(),
             cancelled: Vec::new(),
             retries: 0,
@@ -57,6 +61,13 @@ impl<T, R> Default for Outcomes<T, R> {
 }
 
 impl<T, R> Outcomes<T, R> {
+    /// Counts `items` as succeeded and drops them at once, without keeping them for
+    /// emission (for a run that emits no settled outcomes).
+    pub(super) fn succeeded_unkept(&mut self, items: Vec<Item<T>>) {
+        self.dropped.0 += items.len() as u64;
+        self.dropped.1 += items.iter().map(Item::bytes).sum::<usize>();
+    }
+
     /// Dead-letters `item` with `error`, stamped now.
     pub(super) fn dead(&mut self, item: Item<T>, error: String) {
         let now = SystemTime::now();
@@ -82,12 +93,16 @@ impl<T, R> Outcomes<T, R> {
 
     /// Whether nothing ended (retry and split counts aside).
     pub(super) fn nothing_ended(&self) -> bool {
-        self.succeeded.is_empty() && self.dead.is_empty() && self.cancelled.is_empty()
+        self.succeeded.is_empty()
+            && self.dropped.0 == 0
+            && self.dead.is_empty()
+            && self.cancelled.is_empty()
     }
 
     /// Bytes of every item that ended.
     pub(super) fn bytes(&self) -> usize {
         self.succeeded.iter().map(|(i, _)| i.bytes()).sum::<usize>()
+            + self.dropped.1
             + self.dead.iter().map(|d| d.item.bytes()).sum::<usize>()
             + self.cancelled.iter().map(Item::bytes).sum::<usize>()
     }
@@ -95,7 +110,7 @@ impl<T, R> Outcomes<T, R> {
     /// Counts of succeeded, dead-lettered and cancelled items.
     pub(super) fn counts(&self) -> (u64, u64, u64) {
         (
-            self.succeeded.len() as u64,
+            self.succeeded.len() as u64 + self.dropped.0,
             self.dead.len() as u64,
             self.cancelled.len() as u64,
         )

@@ -315,3 +315,76 @@ async fn dead_letters_reach_the_jsonl_file_with_error_and_attempts() {
     assert_eq!(report.dead_letters, path.display().to_string());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs pushed in bulk, through an intake of 7 items per priority: every item ends exactly
+/// once, the report counts them, and high items that arrive while a backlog waits board
+/// before it.
+#[tokio::test(start_paused = true)]
+async fn runs_pushed_in_bulk_end_exactly_once_and_high_items_board_first() {
+    use ferry_core::{BatchSizing, Priority};
+    let mut c = EngineConfig::standard();
+    c.sizing = BatchSizing::Fixed;
+    c.flush = FlushPolicy::new().max_items(NonZeroUsize::new(10).unwrap());
+    c.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(1).unwrap());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&order);
+    let handler = handler_fn(move |batch: &Batch<u64>| {
+        seen.lock().unwrap().extend(batch.payloads().copied());
+        let n = batch.len();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            BatchOutcome::success(n)
+        })
+    });
+    let mut running = Engine::new(c, handler)
+        .unwrap()
+        .intake_capacity(7)
+        .emit_settled(1024)
+        .start();
+    let mut rx = running.take_settled().unwrap();
+    let intake = running.intake();
+    let item = |i: u64, p: Priority| Item::new(i, i, i).with_priority(p);
+    intake
+        .push_many((0..3000).map(|i| item(i, Priority::Medium)))
+        .await
+        .unwrap();
+    intake
+        .push_many((3000..3050).map(|i| item(i, Priority::High)))
+        .await
+        .unwrap();
+    intake.push(item(3050, Priority::Low)).await.unwrap();
+    intake
+        .push_many((3051..5000).map(|i| item(i, Priority::Low)))
+        .await
+        .unwrap();
+    drop(intake);
+    let report = running.finish().await.unwrap();
+    let p = &report.progress;
+    assert_eq!(
+        (p.accepted, p.succeeded, p.in_flight),
+        (5000, 5000, 0),
+        "{report}"
+    );
+    let mut keys = std::collections::HashSet::new();
+    while let Some(batch) = rx.recv().await {
+        for s in batch {
+            assert!(keys.insert(s.key().clone()), "{} settled twice", s.key());
+        }
+    }
+    assert_eq!(keys.len(), 5000);
+    // The producer waited for room after each few items, so the high run was pushed while
+    // most of the medium backlog still waited: it boarded before that backlog.
+    let order = order.lock().unwrap();
+    let first_high = order.iter().position(|i| (3000..3050).contains(i)).unwrap();
+    let last_medium = order.iter().rposition(|&i| i < 3000).unwrap();
+    assert!(
+        first_high < 3000 && first_high > 0,
+        "first high at {first_high}"
+    );
+    assert!(
+        last_medium < 3050,
+        "the medium backlog left before the low items"
+    );
+    let lows: Vec<u64> = order.iter().copied().filter(|&i| i >= 3050).collect();
+    assert_eq!(lows, (3050..5000).collect::<Vec<_>>(), "in push order");
+}

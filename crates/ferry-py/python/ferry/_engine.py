@@ -160,6 +160,10 @@ class Engine:
     them: ``max_items``, ``max_wait``, ``concurrency``, ``requests_per_sec``, ``timeout``,
     ``max_attempts``, ...). Seconds are floats.
 
+    ``intake_capacity`` is how many pushed items may wait per priority before the engine
+    takes them in (default 16,384: two ``push_many`` chunks); past it, and past the engine's
+    own buffer, pushing blocks.
+
     ``on_progress(Progress)`` is called on the caller's thread, every ``progress_interval``
     while pushing and finishing. ``dead_letters`` is a JSON Lines path (default: kept in memory
     and returned in the report).
@@ -227,8 +231,17 @@ class Engine:
             )
 
     def push_many(self, payloads: Iterable[Any], priority: int = 0) -> int:
-        """Pushes every payload of an iterable (the fast path: converted in chunks without a
-        Python call per item); returns how many."""
+        """Pushes every payload of an iterable, in order, blocking while the engine is full;
+        returns how many. The fast path for a source at hand: the payloads are taken in
+        chunks (a list or tuple is sliced, any other iterable read), each chunk costs one
+        hand-over to the engine instead of one per item, and payloads stay Python objects
+        (never copied or serialised). Every item is still an item of its own: it is retried,
+        split out, dead-lettered and counted alone.
+
+        ``priority`` applies to all of them. An item's key is its position (its index, as a
+        string, in a dead letter); use ``push`` for keys of your own or per-item sizes (here
+        a str or bytes payload counts its length, any other ``default_item_bytes``). If the
+        iterable raises, what it gave before is pushed and the exception propagates."""
         if self._async:
             raise RuntimeError("with an async handler use `await engine.push_many_async(...)`")
         n = self._native.push_many(payloads, priority)
