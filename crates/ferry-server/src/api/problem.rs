@@ -14,7 +14,7 @@ pub struct Problem {
     pub title: &'static str,
     /// What exactly was wrong with this request.
     pub detail: String,
-    /// Seconds to wait before retrying (429), sent as `Retry-After`.
+    /// Seconds to wait before retrying (429, 503), sent as `Retry-After`.
     pub retry_after: Option<u64>,
 }
 
@@ -125,6 +125,17 @@ impl From<ferry_store::Error> for Problem {
                 )
             },
             ferry_store::Error::InvalidJob { message } => Problem::invalid(message),
+            // The database is away for a moment (restarting, a dropped connection, a
+            // deadlock): nothing was stored, and the same request will do in a second.
+            other if other.is_transient() => Problem {
+                retry_after: Some(1),
+                ..Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    "the job store is unreachable for the moment; nothing was stored; retry",
+                )
+                .log(&other)
+            },
             other => Problem::internal(&other),
         }
     }
@@ -145,5 +156,32 @@ impl IntoResponse for Problem {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_away_for_a_moment_is_503_with_retry_after() {
+        let away = ferry_store::Error::Sql {
+            context: "creating a job".to_owned(),
+            source: sqlx::Error::PoolTimedOut,
+        };
+        let p = Problem::from(away);
+        assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(p.retry_after, Some(1));
+        let response = p.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        // Anything else the store fails with stays a 500 that says nothing internal.
+        let bug = ferry_store::Error::Sql {
+            context: "creating a job".to_owned(),
+            source: sqlx::Error::RowNotFound,
+        };
+        let p = Problem::from(bug);
+        assert_eq!(p.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(p.retry_after, None);
+        assert!(!p.detail.contains("creating"));
     }
 }
