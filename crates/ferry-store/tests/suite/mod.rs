@@ -945,17 +945,18 @@ pub(crate) async fn mixed_workload_settles_every_item(fx: &Fixture) {
                 let stall = w < 4 && rounds % 4 == 1;
                 if stall {
                     clock.advance(LEASE + Duration::from_secs(1));
-                    // Takes back this worker's leases, unless a concurrent rescue did. A rescue
-                    // skips rows another transaction has locked, and on PostgreSQL a concurrent
-                    // claim may hold a lock on a leased row it looked at and passed over until
-                    // it commits: such a lease is not taken back (and a report on it is
-                    // rightly recorded). Rescuing again once the claims moved on takes them.
-                    for _ in 0..4 {
-                        s.rescue_expired().await.unwrap();
-                        for _ in 0..3 {
-                            tokio::task::yield_now().await;
-                        }
+                    // Rescues every expired lease, this worker's and, often, those of workers
+                    // in the middle of completing theirs. A rescue skips rows another
+                    // transaction has locked, and on PostgreSQL a concurrent claim may hold a
+                    // lock on a leased row it looked at and passed over until it commits: such
+                    // a lease is not taken back by the rescue. So the worker then also gives up
+                    // what it still holds (`release` waits for those locks), as a worker that
+                    // found itself stalled past its leases would.
+                    s.rescue_expired().await.unwrap();
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
                     }
+                    s.release(&worker).await.unwrap();
                 }
                 let mut done = Vec::new();
                 for c in &claimed {
