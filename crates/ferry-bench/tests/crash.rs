@@ -13,11 +13,13 @@
 //! `$FERRY_BIN`, else the one in this target directory, built first if missing.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::{ferry_binary, Process};
 use ferry_store::{NewItem, NewJob, PgStore, Priority, Store};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -26,42 +28,11 @@ const URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const ITEMS: usize = 20_000;
 const LEASE: Duration = Duration::from_secs(3);
 
-/// The `ferry` binary under test: `$FERRY_BIN`, else `ferry` built (or found up to date) by
-/// cargo into the target directory and profile this test was built with
-/// (`target/<profile>/deps/crash-*` -> `target/<profile>/ferry`), so a stale binary is never
-/// the one tested.
-fn ferry_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FERRY_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "-p", "ferry-cli", "--bin", "ferry"]);
-    if profile_dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    let target_dir = profile_dir.parent().unwrap();
-    let status = build.env("CARGO_TARGET_DIR", target_dir).status().unwrap();
-    assert!(status.success(), "building the ferry binary failed");
-    profile_dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX))
-}
-
-/// A `ferry worker` process, SIGKILLed on drop if still running.
-struct WorkerProcess(Child);
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `ferry worker` with identity `id`; its connections carry `id` as
 /// `application_name`, so the test can see when PostgreSQL has dropped them.
-fn worker(schema: &str, id: &str) -> WorkerProcess {
+fn worker(schema: &str, id: &str) -> Process {
     let url = format!("{URL}?application_name={id}");
-    WorkerProcess(
+    Process(
         Command::new(ferry_binary())
             .args(["worker", "--store", &url, "--schema", schema, "--id", id])
             .args(["--lease", "3s"])

@@ -14,49 +14,18 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{ferry_binary, Process};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const ITEMS: usize = 10_000;
 const POISON: usize = 4_321;
-
-/// The `ferry` binary under test (see `crash.rs`, which documents the same lookup), looked
-/// up once.
-fn ferry_binary() -> PathBuf {
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY.get_or_init(find_ferry_binary).clone()
-}
-
-fn find_ferry_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FERRY_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "-p", "ferry-cli", "--bin", "ferry"]);
-    if profile_dir.file_name().is_some_and(|p| p == "release") {
-        build.arg("--release");
-    }
-    let target_dir = profile_dir.parent().unwrap();
-    let status = build.env("CARGO_TARGET_DIR", target_dir).status().unwrap();
-    assert!(status.success(), "building the ferry binary failed");
-    profile_dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX))
-}
-
-/// A process SIGKILLed on drop if still running.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The child processes of `pid` (from `/proc/*/stat`).
 fn children_of(pid: u32) -> Vec<u32> {
