@@ -14,7 +14,9 @@
 //!   re-probed after `probe_after` successes, and each failed re-probe doubles that
 //!   interval, so a fixed server limit costs a vanishing share of calls while a limit that
 //!   moved is found again.
-//! * A probe that succeeds becomes the confirmed size. A probe that is too large (it timed
+//! * A probe that succeeds within the target latency becomes the confirmed size; a slower
+//!   one is not confirmed but shrinks nothing (one call's latency may be queueing). A probe
+//!   that is too large (it timed
 //!   out or the target answered `Split`) sets the ceiling and leaves the confirmed size alone.
 //! * *Headroom*: a batch of the confirmed size that timed out while queued (the engine's
 //!   overload: a gateway's 504, the per-attempt timeout, with other calls in flight) says a
@@ -253,6 +255,12 @@ impl BatchSizeController {
         }
         let target = self.target();
         let mut observed = latency.as_secs_f64().max(1e-9);
+        if probe && observed > target {
+            // A probe slower than the target is not confirmed. It is one call, which may
+            // have waited in the target's queue (that is the concurrency controller's
+            // business): it neither shrinks the confirmed size nor caps the next probe.
+            return;
+        }
         if !probe {
             // The quickest of the last few full batches: a batch that waited in the target's
             // queue is slow for the concurrency controller's reasons, not its size's.
@@ -369,12 +377,14 @@ mod tests {
             ..Default::default()
         };
         let mut ctl = BatchSizeController::new(cfg);
+        // As the engine sends them: a batch of the confirmed size each round, and a probe
+        // beside it when the controller wants one. 1 ms per item.
         for _ in 0..50 {
-            let (n, probe) = match ctl.probe() {
-                Some(n) => (n, true),
-                None => (ctl.size(), false),
-            };
-            ctl.on_success(n, Duration::from_millis(n as u64), probe); // 1 ms per item
+            if let Some(n) = ctl.probe() {
+                ctl.on_success(n, Duration::from_millis(n as u64), true);
+            }
+            let n = ctl.size();
+            ctl.on_success(n, Duration::from_millis(n as u64), false);
         }
         assert!((50..=100).contains(&ctl.size()), "size {}", ctl.size());
     }

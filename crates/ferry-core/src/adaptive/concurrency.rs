@@ -30,7 +30,8 @@
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
 //!   target showed meanwhile and the limit that overloaded becomes a *ceiling*, held just
 //!   under and re-probed after 8 clean windows (doubling after each re-probe that overloads
-//!   again, up to 128). Below half the limit that overloaded, the limit grows back per
+//!   again, up to 128; a re-probe that overloads goes back to just under the ceiling, where
+//!   the limit held). Below half the limit that overloaded, the limit grows back per
 //!   completed call as in slow start (TCP's `ssthresh`), then by one per window. The engine
 //!   also counts each call that timed out this way as still holding a slot at the target
 //!   for one no-load round trip (a gateway's 504 does not stop the work behind it).
@@ -330,14 +331,7 @@ impl ConcurrencyController {
             Signal::Ok => {
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
-                // Slow start grows per completed call (as TCP grows its window per ACK):
-                // one more for each call that came back while the limit was in use, which
-                // doubles the limit every round trip without waiting for a window's end.
-                let regrowing = self.limit < self.regrow_to;
-                if (self.slow_start || regrowing) && self.reached && self.limit < self.config.max {
-                    self.limit = self.under_ceiling(self.limit + 1);
-                    self.reached = false;
-                }
+                self.on_ack();
             }
         }
         let start = *self.window_start.get_or_insert(now);
@@ -347,11 +341,35 @@ impl ConcurrencyController {
         }
     }
 
+    /// A full call came back served. [`on_response`](Self::on_response) calls this for
+    /// every [`Signal::Ok`]; the engine also calls it for a full batch of another size (cut
+    /// before the size changed, or a probe), whose latency says nothing about the current
+    /// size's but which held a slot that was in use all the same: while the batch size is
+    /// still growing, nearly every call is of another size, and slow start would stall.
+    ///
+    /// Slow start grows per completed call (as TCP grows its window per ACK): one more for
+    /// each call that came back while the limit was in use, which doubles the limit every
+    /// round trip without waiting for a window's end.
+    pub fn on_ack(&mut self) {
+        let regrowing = self.limit < self.regrow_to;
+        if (self.slow_start || regrowing) && self.reached && self.limit < self.config.max {
+            self.limit = self.under_ceiling(self.limit + 1);
+            self.reached = false;
+        }
+    }
+
+    /// Whether the limit is still in slow start (no queueing, back-pressure or overload
+    /// seen yet).
+    pub fn in_slow_start(&self) -> bool {
+        self.slow_start
+    }
+
     /// A queued call timed out after `rtt`: the current limit is too many for the target.
     /// The calls that finished well during that call's life, scaled to one no-load round
     /// trip (`served × baseline / rtt`), are the target's capacity: the limit drops to it at
     /// once, and the limit at which the target overloaded becomes the ceiling (or lowers
-    /// it). With no call served in that time the target is stalled, working off calls whose
+    /// it). A re-probe of the ceiling that overloads goes back to just under it, where the
+    /// limit held before the re-probe. With no call served in that time the target is stalled, working off calls whose
     /// callers gave up: the limit halves and the ceiling stays. Slow start ends. A re-probe
     /// of the ceiling that overloads again doubles the wait before the next one.
     fn on_overload(&mut self, rtt: Duration, now: Instant) {
@@ -362,7 +380,11 @@ impl ConcurrencyController {
         }
         let since = now.checked_sub(rtt).unwrap_or(now);
         let served = self.recent_ok.iter().filter(|t| **t >= since).count();
-        let (cut, ceiling) = if served > 0 {
+        let (cut, ceiling) = if reprobed {
+            // A re-probe of the ceiling overloaded again: the limit just under it held for
+            // the clean windows before the re-probe, so that is where it goes back to.
+            (at.saturating_sub(1), at)
+        } else if served > 0 {
             // The target's capacity: the calls it finished during the timed-out call's life,
             // scaled from that life to one no-load call (a slot serves rtt / baseline calls
             // in that time).

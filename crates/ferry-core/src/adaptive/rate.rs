@@ -30,13 +30,21 @@
 //! * **One decrease per round trip.** Only a signal from a call *sent after the last change*
 //!   counts: calls sent at the old rate are still coming back refused and say nothing about
 //!   the new one (TCP's "once per RTT").
-//! * **Probe upward slowly.** After `probe_interval` (default 1 s) *and* at least
+//! * **Climb back halfway.** Below the rate that was in force at the last refusal, each
+//!   probe (below) goes halfway back to it, as BIC's binary search does: a cut taken from
+//!   an estimate that spanned a `Retry-After` pause undershoots the target's rate, and
+//!   the rate that was refused bounds it from above, so a few probes find it again.
+//! * **Probe upward slowly.** Beyond that rate, after `probe_interval` (default 1 s) *and* at least
 //!   `probe_calls` calls' worth of time at the current rate (default 10) without a counted
 //!   signal, the rate grows by `probe_ratio` (default 2 %) of itself, doubling with each
 //!   consecutive clean probe (2 %, 4 %, 8 % ..., at most 50 %, as BIC and CUBIC grow fast
 //!   far from the last loss), so a target whose limit was raised, or whose rate was
 //!   underestimated, is found again in a few probes; a slow target (one call every two
 //!   seconds) is probed as gently, per call, as a fast one.
+//!   The rate only grows while it is used (at least 80 % of it gets through over the
+//!   look-back window): a rate the client does not reach, held back by its concurrency or
+//!   its source, says nothing about the target, and growing it would leave the next burst
+//!   unpaced (TCP's congestion-window validation).
 //! * **Never below `min`** (default 0.05 calls/s): a refusal costs time, never the item.
 //!
 //! The controller only decides the rate; pacing at it is `governor`'s GCRA with a burst of
@@ -50,6 +58,10 @@ use tokio::time::Instant;
 
 /// How far above the accepted rate the first rate is set (see `on_limited`).
 const FIRST_ESTIMATE_HEADROOM: f64 = 1.5;
+
+/// The share of the rate that must get through for the rate to grow (the app-limited
+/// guard in `on_accepted`).
+const USED_SHARE: f64 = 0.8;
 
 /// The shortest span an estimate of the accepted rate is taken over.
 const MIN_SPAN: Duration = Duration::from_millis(250);
@@ -96,6 +108,8 @@ pub struct RateController {
     accepted: VecDeque<Instant>,
     /// Clean probes since the last counted signal.
     streak: u32,
+    /// The rate in force at the last counted refusal.
+    refused_at: Option<f64>,
 }
 
 impl RateController {
@@ -108,6 +122,7 @@ impl RateController {
             first_accept: None,
             accepted: VecDeque::new(),
             streak: 0,
+            refused_at: None,
         }
     }
 
@@ -133,11 +148,31 @@ impl RateController {
         if now.saturating_duration_since(changed).as_secs_f64() < hold {
             return false;
         }
-        // Consecutive clean probes grow faster (2 %, 4 %, 8 % ... at most 50 %), so a rate
-        // far below the target's (an estimate taken early) recovers in a few probes.
-        let growth = (self.config.probe_ratio * f64::from(1u32 << self.streak.min(8))).min(0.5);
-        self.streak += 1;
-        self.set(rate * (1.0 + growth), now);
+        // The app-limited guard (as TCP's congestion-window validation, RFC 7661): a rate
+        // the client does not use says nothing about whether more would be refused, so it
+        // only grows while calls get through at close to it. Otherwise a client held back by
+        // its concurrency would raise an unused rate without bound, and the next burst
+        // would meet the target's limit unpaced.
+        if self
+            .accepted_rate(now)
+            .is_some_and(|got| got < USED_SHARE * rate)
+        {
+            return false;
+        }
+        // Below the rate that was last refused, halfway back to it per probe (BIC's binary
+        // search): the cut undershot, and the rate that was refused is known. At or above
+        // it, consecutive clean probes grow faster (2 %, 4 %, 8 % ... at most 50 %), so a
+        // limit that was raised is found again in a few probes.
+        let next = match self.refused_at {
+            Some(max) if rate < max * (1.0 - self.config.probe_ratio) => rate + (max - rate) / 2.0,
+            _ => {
+                let growth =
+                    (self.config.probe_ratio * f64::from(1u32 << self.streak.min(8))).min(0.5);
+                self.streak += 1;
+                rate * (1.0 + growth)
+            }
+        };
+        self.set(next, now);
         true
     }
 
@@ -162,6 +197,9 @@ impl RateController {
             (None, None) => 1.0,
         };
         self.streak = 0;
+        // The rate that was refused: the probes climb back halfway to it at a time. A first
+        // refusal's rate is what got through (the client set no rate yet).
+        self.refused_at = Some(self.rate.or(estimate).unwrap_or(next).max(next));
         self.set(next, now);
         true
     }
@@ -322,12 +360,38 @@ mod tests {
         let now = Instant::now();
         ctl.on_limited(now, now);
         let low = ctl.rate().unwrap_or_default();
-        for _ in 0..600 {
-            tokio::time::advance(Duration::from_secs(1)).await;
+        // A client that sends at the learned rate, every call accepted, for a minute.
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end && ctl.rate().unwrap_or_default() <= low * 2.0 {
+            let pace = 1.0 / ctl.rate().unwrap_or(1.0);
+            tokio::time::advance(Duration::from_secs_f64(pace)).await;
             ctl.on_accepted(Instant::now());
         }
         let high = ctl.rate().unwrap_or_default();
-        assert!(high > low * 2.0, "{low} -> {high}");
+        assert!(high > low * 2.0, "{low} -> {high} in a minute");
+    }
+
+    /// A client held back by something else (its concurrency, its source) does not raise a
+    /// rate it never reaches: the rate stays within reach of what gets through.
+    #[tokio::test(start_paused = true)]
+    async fn an_unused_rate_does_not_grow() {
+        let mut ctl = RateController::new(RateConfig::default());
+        for _ in 0..100 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let now = Instant::now();
+        ctl.on_limited(now, now);
+        // Ten calls a second got through: the first rate is 15 a second.
+        let first = ctl.rate().unwrap_or_default();
+        assert!((14.0..=16.0).contains(&first), "rate {first}");
+        // Then the client sends 5 a second for ten minutes, all accepted.
+        for _ in 0..3000 {
+            tokio::time::advance(Duration::from_millis(200)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let rate = ctl.rate().unwrap_or_default();
+        assert!(rate <= first, "an unused rate grew: {first} -> {rate}");
     }
 
     /// Against token buckets of several rates and bursts, the paced client gets at least

@@ -13,6 +13,10 @@ use crate::adaptive::{BatchSizeController, ConcurrencyController, Signal};
 use crate::dispatch::Concurrency;
 use crate::policy::SizeFeedback;
 
+/// The adaptive limit from which a slow-starting engine probes the batch size (see
+/// [`Limit::may_probe`]).
+const PROBE_FROM_LIMIT: usize = 4;
+
 /// How many calls may be in flight.
 pub(super) enum Limit {
     Fixed(usize),
@@ -67,6 +71,26 @@ impl Limit {
     pub(super) fn on_dispatch(&mut self, in_flight: usize, now: Instant) {
         if let Limit::Adaptive(c) = self {
             c.on_dispatch(in_flight, now);
+        }
+    }
+
+    /// A full batch of another size than the current one came back served (see
+    /// [`ConcurrencyController::on_ack`]).
+    pub(super) fn on_ack(&mut self) {
+        if let Limit::Adaptive(c) = self {
+            c.on_ack();
+        }
+    }
+
+    /// Whether a batch-size probe may take a slot: a probe over a hidden limit holds its
+    /// slot until it times out, which costs little out of many slots but a large share of
+    /// one or two. So while an adaptive limit is still in slow start below
+    /// [`PROBE_FROM_LIMIT`], the size waits (it is probed as soon as the limit is there, or
+    /// as soon as slow start ends: a target with few slots is probed all the same).
+    pub(super) fn may_probe(&self) -> bool {
+        match self {
+            Limit::Fixed(_) => true,
+            Limit::Adaptive(c) => !c.in_slow_start() || c.limit() >= PROBE_FROM_LIMIT,
         }
     }
 

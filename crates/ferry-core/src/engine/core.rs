@@ -347,6 +347,7 @@ where
         // Once input has ended, the size learned by a probe could serve only the tail, while
         // a probe over a hidden limit holds a slot until its timeout: no probes then.
         let may_probe = !self.input_closed()
+            && self.limit.may_probe()
             && (self.limit.get() > 1 || !std::mem::take(&mut self.last_was_probe));
         if let (Size::Adaptive(c), true) = (&mut self.size, may_probe) {
             if let Some(want) = c.wanted_probe() {
@@ -399,7 +400,7 @@ where
             outcome,
             latency,
         } = done;
-        let n = batch.len();
+        let (n, batch_sent) = (batch.len(), batch.sent_size);
         let probe = std::mem::take(&mut batch.probe);
         let end = outcome.end();
         let timed_out = end == CallEnd::TimedOut;
@@ -467,6 +468,11 @@ where
         let size = self.size.get();
         if end == CallEnd::Done {
             self.limit.on_served(now);
+            // A full batch of another size (cut before the size changed, a probe) held a
+            // slot like any other: slow start counts it.
+            if decision.signal == Signal::Neutral && (n as f64) >= 0.9 * batch_sent as f64 {
+                self.limit.on_ack();
+            }
         }
         self.limit.on_response(latency, decision.signal, now, size);
         tracing::debug!(
