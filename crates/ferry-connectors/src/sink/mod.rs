@@ -14,8 +14,10 @@
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
 //! message; connection errors are retried.
 
+mod admin;
 mod copy;
 
+pub use admin::execute;
 pub use copy::{ChildTable, CopySink, CopySinkConfig};
 
 use std::str::FromStr;
