@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
@@ -10,14 +11,21 @@ use sqlx::{ConnectOptions, Connection, Executor};
 use crate::error::Error;
 
 /// Runs `sql` (one or more statements) on the database at `url` (`postgres://`,
-/// `sqlite:PATH` or a `.db` path), on a connection of its own.
+/// `mysql://`/`mariadb://`, `sqlite:PATH` or a `.db` path), on a connection of its own.
 pub async fn execute(url: &str, sql: &str) -> Result<(), Error> {
     let ctx = |what: &str| {
         let context = format!("{what} `{sql}`");
         move |source| Error::Sql { context, source }
     };
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+    if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+        let url = format!("mysql://{}", url.split_once("://").map_or(url, |(_, r)| r));
+        let mut conn = MySqlConnection::connect(&url)
+            .await
+            .map_err(ctx("connecting to run"))?;
+        conn.execute(sql).await.map_err(ctx("running"))?;
+        let _ = conn.close().await;
+    } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         let mut conn = PgConnection::connect(url)
             .await
             .map_err(ctx("connecting to run"))?;

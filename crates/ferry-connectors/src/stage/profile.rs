@@ -358,22 +358,30 @@ impl std::fmt::Display for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "profile ({:.2} s): step        busy  idle  waited-in  blocked-out  items in -> out  errors  queue mean/max"
-            , self.elapsed_s
+            "profile: {:.2} s, {:.0} items/s (busy/idle: share of the run; waiting: for input; blocked: by the next step)",
+            self.elapsed_s, self.items_per_sec
+        )?;
+        writeln!(
+            f,
+            "  {:<12} {:>7} {:>5} {:>5} {:>7} {:>7} {:>9} {:>9} {:>6}  queue mean/max",
+            "step", "workers", "busy", "idle", "waiting", "blocked", "items in", "out", "errors"
         )?;
         let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0));
         for n in &self.nodes {
             let queue = match n.queue_capacity {
-                Some(c) => format!("{:.0}/{} of {c}", n.mean_queue_depth, n.max_queue_depth),
+                Some(c) => format!(
+                    "{:.0}/{} (bound {c})",
+                    n.mean_queue_depth, n.max_queue_depth
+                ),
                 None => format!("{:.0}/{}", n.mean_queue_depth, n.max_queue_depth),
             };
             writeln!(
                 f,
-                "  {:<14} x{:<3} {:>4.0}% {:>4.0}%  {:>9}  {:>11}  {:>7} -> {:<7} {:>6}  {}",
+                "  {:<12} {:>7} {:>5} {:>5} {:>7} {:>7} {:>9} {:>9} {:>6}  {}",
                 n.name,
                 n.workers,
-                n.busy_share * 100.0,
-                n.idle_share * 100.0,
+                pct(Some(n.busy_share)),
+                pct(Some(n.idle_share)),
                 pct(n.waiting_share),
                 pct(n.blocked_share),
                 n.items_in,
@@ -381,13 +389,13 @@ impl std::fmt::Display for Profile {
                 n.errors,
                 queue
             )?;
-            if let Some(l) = &n.latency_ms {
-                writeln!(
-                    f,
-                    "  {:<14} batch latency p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
-                    "", l.p50, l.p95, l.p99
-                )?;
-            }
+        }
+        if let Some(l) = self.nodes.iter().find_map(|n| n.latency_ms.as_ref()) {
+            writeln!(
+                f,
+                "  sink batch latency: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms",
+                l.p50, l.p95, l.p99
+            )?;
         }
         write!(f, "{}", self.bottleneck_line())
     }

@@ -82,11 +82,11 @@ pub fn run_stage(
                 stats_w.add_busy(started);
                 let _ = tx.send(out);
             });
-            let t = Instant::now();
+            // Waiting here is waiting for the stage's own workers (a full order queue); the
+            // collector counts the waits on the next step.
             if order_tx.send(rx).await.is_err() {
                 return;
             }
-            stats.add_blocked(t);
         }
     });
     let collect_stats = Arc::clone(&stats);
