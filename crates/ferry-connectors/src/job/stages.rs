@@ -14,8 +14,8 @@ use super::spec::{JobConfig, StageSpec};
 use crate::error::Error;
 use crate::source::{ItemStream, XmlStats};
 use crate::stage::{
-    run_stage, NodeProfile, Profile, QueueSample, SourceMeter, Stage, StageStats, XmlStage,
-    MAX_SAMPLES,
+    run_stage, NodeProfile, Profile, QueueSample, SourceGate, SourceMeter, Stage, StageStats,
+    XmlStage, MAX_SAMPLES,
 };
 
 /// Builds the running stage `spec` describes; `index` is its 0-based place in the file.
@@ -35,6 +35,7 @@ pub(super) struct Pipeline {
     /// An XML source's own counters.
     pub(super) xml_stats: Option<Arc<XmlStats>>,
     source: Arc<StageStats>,
+    gate: SourceGate,
     stages: Vec<(Arc<StageStats>, Arc<dyn Stage>)>,
     /// Nanoseconds the run waited to hand items to the engine (the sink's back-pressure).
     pub(super) blocked: Duration,
@@ -45,7 +46,8 @@ impl Pipeline {
     pub(super) async fn open(job: &JobConfig) -> Result<Pipeline, Error> {
         let (stream, xml_stats) = open_source(&job.source).await?;
         let source = StageStats::new("source");
-        let mut stream = SourceMeter::wrap(stream, Arc::clone(&source));
+        let gate = SourceGate::default();
+        let mut stream = SourceMeter::wrap(stream, Arc::clone(&source), Arc::clone(&gate));
         let mut stages = Vec::with_capacity(job.stages.len());
         for (i, spec) in job.stages.iter().enumerate() {
             let stage = build_stage(spec, i);
@@ -62,6 +64,7 @@ impl Pipeline {
             stream,
             xml_stats,
             source,
+            gate,
             stages,
             blocked: Duration::ZERO,
         })
@@ -79,6 +82,10 @@ impl Pipeline {
         progress: watch::Receiver<Progress>,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<Vec<QueueSample>> {
+        if self.stages.is_empty() {
+            // The source feeds the engine: its waits count only while the sink may starve.
+            let _ = self.gate.set(progress.clone());
+        }
         let stats: Vec<Arc<StageStats>> = self.stages.iter().map(|(s, _)| Arc::clone(s)).collect();
         tokio::spawn(async move {
             let started = Instant::now();

@@ -23,7 +23,7 @@ mod xml;
 pub use api::{Stage, StageError, StageKey, StageSettings, DEFAULT_QUEUE};
 pub(crate) use profile::mean_max;
 pub use profile::{
-    Latency, NodeProfile, Profile, QueueSample, SourceMeter, StageStats, MAX_SAMPLES,
+    Latency, NodeProfile, Profile, QueueSample, SourceGate, SourceMeter, StageStats, MAX_SAMPLES,
 };
 pub use runner::run_stage;
 pub use xml::{XmlStage, XmlStageConfig};

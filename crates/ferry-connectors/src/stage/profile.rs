@@ -6,7 +6,8 @@
 //! `workers x wall`; `waiting` is the time its dispatcher waited for input; `blocked` the
 //! time it waited for room downstream (back-pressure). The source's `busy` is the time the
 //! pipeline waited for the source's next item (what a source does on its own threads ahead
-//! of that is not seen). The sink's is the engine's: the share of time a call was in
+//! of that is not seen; feeding the engine directly, only the waits while the engine held
+//! less than a batch count). The sink's is the engine's: the share of time a call was in
 //! flight. The bottleneck is the step with the largest busy share.
 
 use std::pin::Pin;
@@ -146,22 +147,37 @@ impl StageStats {
     }
 }
 
+/// Decides whether a wait for the source counts as the source holding the pipeline up:
+/// when the source feeds the engine directly, only while the engine holds less than a batch
+/// waiting (with a batch waiting, the sink is the one the items wait for).
+pub type SourceGate = Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<ferry_core::Progress>>>;
+
 /// Measures a source through its stream: how long the consumer waited for each next item,
 /// and how many items and errors came.
 pub struct SourceMeter {
     inner: ItemStream,
     stats: Arc<StageStats>,
+    gate: SourceGate,
     waiting_since: Option<Instant>,
 }
 
 impl SourceMeter {
     /// Wraps `inner`, counting into `stats` (`items_out`, `errors`, and `busy` as the
-    /// consumer's waits).
-    pub fn wrap(inner: ItemStream, stats: Arc<StageStats>) -> ItemStream {
+    /// consumer's waits, those `gate` lets through once it is set).
+    pub fn wrap(inner: ItemStream, stats: Arc<StageStats>, gate: SourceGate) -> ItemStream {
         Box::pin(SourceMeter {
             inner,
             stats,
+            gate,
             waiting_since: None,
+        })
+    }
+
+    /// Whether a wait starting now counts (see [`SourceGate`]).
+    fn counts(&self) -> bool {
+        self.gate.get().is_none_or(|p| {
+            let p = p.borrow();
+            p.in_flight.saturating_sub(p.executing) < p.batch_size.max(1) as u64
         })
     }
 }
@@ -173,7 +189,9 @@ impl futures_core::Stream for SourceMeter {
         let this = self.get_mut();
         match this.inner.as_mut().poll_next(cx) {
             Poll::Pending => {
-                this.waiting_since.get_or_insert_with(Instant::now);
+                if this.waiting_since.is_none() && this.counts() {
+                    this.waiting_since = Some(Instant::now());
+                }
                 Poll::Pending
             }
             Poll::Ready(next) => {

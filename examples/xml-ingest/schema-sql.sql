@@ -1,0 +1,15 @@
+-- The `orders` table for the `sql` handler on MariaDB/MySQL and SQLite (orders-sql.toml):
+-- the same columns as schema.sql's `orders` (the line items stay in their XML list).
+CREATE TABLE orders (
+    id            BIGINT PRIMARY KEY,
+    placed_at     DATETIME NOT NULL,
+    customer_id   VARCHAR(16) NOT NULL,
+    customer_name TEXT NOT NULL,
+    email         TEXT,
+    total         DECIMAL(12, 2) NOT NULL,
+    currency      CHAR(3) NOT NULL,
+    order_date    DATE NOT NULL,
+    paid          BOOLEAN NOT NULL,
+    note          TEXT,
+    item_count    INTEGER NOT NULL
+);
