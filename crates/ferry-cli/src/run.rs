@@ -164,8 +164,19 @@ pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let job = job::load(&args.job, &opts)?;
+    let stages = match job.stages.len() {
+        0 => String::new(),
+        _ => format!(
+            ", stages: {}",
+            job.stages
+                .iter()
+                .map(|s| s.settings().name.clone())
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        ),
+    };
     println!(
-        "{}: valid ({} format, engine `{}`, batch cap {}, concurrency cap {})",
+        "{}: valid ({} format, engine `{}`, batch cap {}, concurrency cap {}{stages})",
         args.job.display(),
         job.format,
         job.engine.name,

@@ -50,19 +50,23 @@ pub(super) fn read_xml_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
 /// `PREFIX.lists.*`; no column at all is an error.
 pub(super) fn read_mapping(r: &mut Reader<'_>, prefix: &str) -> Mapping {
     let mut columns = Vec::new();
-    for (name, leaf) in r.table(&format!("{prefix}.columns")) {
+    let written = r.table(&format!("{prefix}.columns"));
+    let any = !written.is_empty();
+    for (name, leaf) in written {
         let key = format!("{prefix}.columns.{name}");
         if let Some(field) = field(r, &key, &leaf) {
             columns.push((name, field));
         }
     }
     columns.extend(read_lists(r, prefix));
-    if columns.is_empty() {
+    if columns.is_empty() && !any && !r.has_under(&format!("{prefix}.lists")) {
         let line = r.section_line(prefix);
+        // `stage.0` is written `[stage.columns]` under its `[[stage]]`.
+        let table = prefix.split('.').next().unwrap_or(prefix);
         r.err(
             &format!("{prefix}.columns"),
             line,
-            format!("XML needs columns, e.g. [{prefix}.columns] id = \"@id as integer\""),
+            format!("XML needs columns, e.g. [{table}.columns] id = \"@id as integer\""),
         );
     }
     Mapping { columns }
