@@ -78,9 +78,19 @@ pub fn run_stage(
             );
             pool.spawn(move || {
                 let started = Instant::now();
-                let out = process_chunk(&*stage, &name, &key, chunk, &stats_w);
+                // A panic must not take the process down (rayon aborts on one that escapes a
+                // job): the chunk's answer is dropped, and the collector ends the stream with
+                // an error.
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    process_chunk(&*stage, &name, &key, chunk, &stats_w)
+                }));
                 stats_w.add_busy(started);
-                let _ = tx.send(out);
+                match out {
+                    Ok(out) => {
+                        let _ = tx.send(out);
+                    }
+                    Err(_) => tracing::error!(stage = %name, "the stage panicked"),
+                }
             });
             // Waiting here is waiting for the stage's own workers (a full order queue); the
             // collector counts the waits on the next step.
@@ -219,5 +229,132 @@ fn approx_size(value: &Value) -> usize {
         Value::String(s) => s.len(),
         Value::Array(values) => values.iter().map(approx_size).sum::<usize>() + 2,
         Value::Object(map) => map.iter().map(|(k, v)| k.len() + approx_size(v)).sum(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures_util::StreamExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::stage::{StageError, StageSettings};
+
+    /// Doubles `n` into two outputs; refuses `n % 7 == 3`; panics on `n == -1`.
+    struct Twice;
+
+    impl Stage for Twice {
+        fn process(&self, payload: &Value) -> Result<Vec<Value>, StageError> {
+            let n = payload["n"].as_i64().unwrap_or(0);
+            if n == -1 {
+                panic!("a bug in the stage");
+            }
+            if n % 7 == 3 {
+                return Err(StageError::new(format!("{n} is refused")));
+            }
+            Ok(vec![json!({"n": n, "half": 0}), json!({"n": n, "half": 1})])
+        }
+    }
+
+    fn items(ns: impl Iterator<Item = i64> + Send + 'static) -> ItemStream {
+        Box::pin(futures_util::stream::iter(ns.map(|n| {
+            Ok(Item::new(format!("k{n}"), n.max(0) as u64, json!({"n": n})))
+        })))
+    }
+
+    fn settings(workers: usize, queue: usize) -> StageSettings {
+        StageSettings {
+            workers,
+            queue,
+            ..StageSettings::new("twice")
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outputs_keep_input_order_and_refusals_name_the_stage() {
+        let stats = StageStats::new("twice");
+        let out = run_stage(
+            items(0..5000),
+            Arc::new(Twice),
+            &settings(3, 16),
+            Arc::clone(&stats),
+        )
+        .unwrap();
+        let got: Vec<Result<Item<Value>, Error>> = out.collect().await;
+        let mut expected_n = (0..5000).filter(|n| n % 7 != 3);
+        let mut oks = got.iter().filter_map(|r| r.as_ref().ok());
+        while let Some(n) = expected_n.next() {
+            for half in 0..2 {
+                let item = oks.next().unwrap();
+                assert_eq!(item.payload(), &json!({"n": n, "half": half}));
+                assert_eq!(item.key().as_str(), format!("k{n}/{}", half + 1));
+            }
+        }
+        assert!(oks.next().is_none());
+        let refused: Vec<String> = got
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(refused.len(), (0..5000).filter(|n| n % 7 == 3).count());
+        assert_eq!(refused[0], "stage `twice`: item `k3`: 3 is refused");
+        let node = stats.node(std::time::Duration::from_secs(1), (0.0, 0));
+        assert_eq!((node.items_in, node.errors), (5000, refused.len() as u64));
+        assert_eq!(node.items_out, 2 * (5000 - refused.len() as u64));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stage_that_is_not_read_stops_reading_its_input() {
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let endless = items((0..).map(move |n| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            n * 7 // never refused
+        }));
+        let (workers, queue) = (2, 8);
+        let mut out = run_stage(
+            endless,
+            Arc::new(Twice),
+            &settings(workers, queue),
+            StageStats::new("twice"),
+        )
+        .unwrap();
+        // Nothing reads the output: the stage fills its queue, then its workers' chunks, then
+        // stops reading. The bound holds whenever it is looked at; the wait only lets the
+        // stage run into it.
+        let bound = (queue + (workers * 2 + 2 + 2) * CHUNK) as u64;
+        let mut last = u64::MAX;
+        for _ in 0..200 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let now = pulled.load(Ordering::Relaxed);
+            assert!(now <= bound, "{now} items read, bound {bound}");
+            if now == last && now > 0 {
+                break;
+            }
+            last = now;
+        }
+        // Reading resumes the flow, in order.
+        let first = out.next().await.unwrap().unwrap();
+        assert_eq!(first.key().as_str(), "k0/1");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_stage_ends_the_stream_with_an_error() {
+        let out = run_stage(
+            items([1, 2, -1, 4].into_iter()),
+            Arc::new(Twice),
+            &settings(1, 4),
+            StageStats::new("twice"),
+        )
+        .unwrap();
+        let got: Vec<Result<Item<Value>, Error>> = out.collect().await;
+        let last = got.last().unwrap().as_ref().unwrap_err().to_string();
+        assert!(
+            last.contains("stage `twice`") && last.contains("panicked"),
+            "{last}"
+        );
     }
 }
