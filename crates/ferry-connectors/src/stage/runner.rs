@@ -283,9 +283,8 @@ mod tests {
         )
         .unwrap();
         let got: Vec<Result<Item<Value>, Error>> = out.collect().await;
-        let mut expected_n = (0..5000).filter(|n| n % 7 != 3);
         let mut oks = got.iter().filter_map(|r| r.as_ref().ok());
-        while let Some(n) = expected_n.next() {
+        for n in (0..5000).filter(|n| n % 7 != 3) {
             for half in 0..2 {
                 let item = oks.next().unwrap();
                 assert_eq!(item.payload(), &json!({"n": n, "half": half}));
