@@ -120,6 +120,18 @@ mod tests {
         assert!(s.warnings().is_empty());
     }
 
+    proptest::proptest! {
+        /// Whatever text a field holds, the stage yields rows or names its error; it never
+        /// panics.
+        #[test]
+        fn any_text_maps_or_names_its_error(doc in "(<order id=\"[0-9x]{1,3}\">|</order>|<name>|</name>|<i/>|&amp;|&bad;|<!\\[CDATA\\[|\\]\\]>|[a-z<>/=\" ]){0,40}") {
+            match stage().process(&serde_json::json!({"doc": doc})) {
+                Ok(rows) => proptest::prop_assert!(!rows.is_empty()),
+                Err(e) => proptest::prop_assert!(!e.message.is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn bad_documents_name_the_reason() {
         let s = stage();
