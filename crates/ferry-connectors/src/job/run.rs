@@ -1,4 +1,5 @@
-//! The batch runner: source -> engine (handler) -> checkpoint and dead letters.
+//! The batch runner: source -> stages (`[[stage]]`, see `stages`) -> engine (handler) ->
+//! checkpoint and dead letters, and the pipeline's profile at the end.
 //!
 //! A bad source record (a malformed line or element, a failed cast, a missing key) is
 //! dead-lettered with its position and the reason, and reading goes on; with
@@ -20,7 +21,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::stage::Profile;
 use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -35,6 +35,7 @@ use super::stages::Pipeline;
 use crate::error::Error;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
+use crate::stage::Profile;
 
 /// How to run.
 #[derive(Debug, Clone, Default)]
