@@ -214,12 +214,22 @@ pub(super) fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Opti
                 );
             }
             let key = r.string("handler.key");
+            let children = super::copy_format::read_children(r);
+            if !children.is_empty() && key.is_none() {
+                let line = r.section_line("handler");
+                r.err(
+                    "handler.key",
+                    line,
+                    "child tables need the parent's key column (their rows are joined to it)",
+                );
+            }
             url.zip(table).map(|(url, table)| {
                 HandlerSpec::Sql(crate::sink::SqlSinkConfig {
                     url,
                     table,
                     columns,
                     key,
+                    children,
                 })
             })
         }

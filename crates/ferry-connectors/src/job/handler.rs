@@ -179,10 +179,14 @@ pub(super) fn describe(
             ExecHandler::request_line(items)
         ),
         HandlerSpec::Sql(cfg) => format!(
-            "insert {} rows into {} ({})",
+            "insert {} rows into {} ({}){}",
             items.len(),
             cfg.table,
-            cfg.columns.join(", ")
+            cfg.columns.join(", "),
+            cfg.children
+                .iter()
+                .map(|c| format!(", their `{}` lists into {}", c.field, c.table))
+                .collect::<String>()
         ),
         HandlerSpec::PgCopy(cfg) => format!(
             "COPY {} rows into {} ({}){}",

@@ -37,8 +37,11 @@ pub async fn execute(url: &str, sql: &str) -> Result<(), Error> {
         } else {
             SqliteConnectOptions::new().filename(url)
         };
-        let mut conn: SqliteConnection =
-            options.connect().await.map_err(ctx("connecting to run"))?;
+        let mut conn: SqliteConnection = options
+            .create_if_missing(true)
+            .connect()
+            .await
+            .map_err(ctx("connecting to run"))?;
         conn.execute(sql).await.map_err(ctx("running"))?;
         let _ = conn.close().await;
     }

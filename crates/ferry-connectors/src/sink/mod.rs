@@ -13,331 +13,34 @@
 //! (`ON CONFLICT (key) DO UPDATE`; on MariaDB `ON DUPLICATE KEY UPDATE`, or `INSERT IGNORE`
 //! when the key is the only column), which makes a retried or resumed batch harmless.
 //!
+//! Child tables (`handler.children.FIELD`, as for the COPY sink): each item's list field's
+//! objects become rows of the child table, joined by the parent's key and, if asked, their
+//! 1-based position; in the batch's transaction the child rows of its parents are deleted
+//! and inserted again, so a resent or resumed batch leaves each list exactly once.
+//!
 //! Errors: a constraint or type error fails the whole statement without saying which row, so
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
 //! message; connection errors are retried.
 
 mod admin;
 mod copy;
+mod sql;
 
 pub use admin::execute;
 pub use copy::{ChildTable, CopySink, CopySinkConfig};
-
-use std::str::FromStr;
-
-use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler};
-use serde_json::Value;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
-
-use crate::error::Error;
-
-/// Settings of a [`SqlSink`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlSinkConfig {
-    /// `sqlite:PATH` (created if missing), a `.db` path, `postgres://...`, or
-    /// `mysql://...` / `mariadb://...`.
-    pub url: String,
-    /// The target table (it must exist).
-    pub table: String,
-    /// Payload fields to write, one column each (same names).
-    pub columns: Vec<String>,
-    /// A unique column: upsert on it instead of a plain insert.
-    pub key: Option<String>,
-}
-
-enum Db {
-    Sqlite(SqlitePool),
-    /// The pool and each column's type name, in `columns` order.
-    Postgres(PgPool, Vec<String>),
-    /// The pool and, per column in `columns` order, whether it holds a date and time.
-    MySql(MySqlPool, Vec<bool>),
-}
-
-/// Writes batches into a table.
-pub struct SqlSink {
-    db: Db,
-    config: SqlSinkConfig,
-}
-
-impl std::fmt::Debug for SqlSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlSink")
-            .field("table", &self.config.table)
-            .finish_non_exhaustive()
-    }
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-impl SqlSink {
-    /// Connects and, on PostgreSQL, reads the column types; errors name the table or column.
-    pub async fn open(config: SqlSinkConfig) -> Result<Self, Error> {
-        if config.columns.is_empty() {
-            return Err(Error::Http {
-                url: config.table.clone(),
-                message: "the SQL sink needs at least one column".into(),
-            });
-        }
-        let ctx = |what: &str| {
-            let what = format!("{what} (sink table `{}`)", config.table);
-            move |source| Error::Sql {
-                context: what.clone(),
-                source,
-            }
-        };
-        let lower = config.url.to_ascii_lowercase();
-        let db = if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
-            let url = match config.url.split_once("://") {
-                Some((_, rest)) => format!("mysql://{rest}"),
-                None => config.url.clone(),
-            };
-            let pool = MySqlPoolOptions::new()
-                .max_connections(8)
-                .connect(&url)
-                .await
-                .map_err(ctx("connecting"))?;
-            let rows = sqlx::query("SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?")
-                .bind(&config.table)
-                .fetch_all(&pool)
-                .await
-                .map_err(ctx("reading the columns"))?;
-            let mut datetime = Vec::with_capacity(config.columns.len());
-            for column in &config.columns {
-                let found = rows
-                    .iter()
-                    .find(|r| r.try_get::<String, _>(0).is_ok_and(|n| &n == column));
-                match found.and_then(|r| r.try_get::<String, _>(1).ok()) {
-                    Some(t) => datetime.push(matches!(
-                        t.to_ascii_lowercase().as_str(),
-                        "datetime" | "timestamp"
-                    )),
-                    None => {
-                        return Err(Error::Sql {
-                            context: format!("sink table `{}`", config.table),
-                            source: sqlx::Error::ColumnNotFound(column.clone()),
-                        })
-                    }
-                }
-            }
-            Db::MySql(pool, datetime)
-        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .connect(&config.url)
-                .await
-                .map_err(ctx("connecting"))?;
-            let rows = sqlx::query("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = current_schema()")
-                .bind(&config.table)
-                .fetch_all(&pool)
-                .await
-                .map_err(ctx("reading the columns"))?;
-            let mut types = Vec::with_capacity(config.columns.len());
-            for column in &config.columns {
-                let found = rows
-                    .iter()
-                    .find(|r| r.try_get::<String, _>(0).is_ok_and(|n| &n == column));
-                match found.and_then(|r| r.try_get::<String, _>(1).ok()) {
-                    Some(t) => types.push(t),
-                    None => {
-                        return Err(Error::Sql {
-                            context: format!("sink table `{}`", config.table),
-                            source: sqlx::Error::ColumnNotFound(column.clone()),
-                        })
-                    }
-                }
-            }
-            Db::Postgres(pool, types)
-        } else {
-            let options = if lower.starts_with("sqlite:") {
-                SqliteConnectOptions::from_str(&config.url).map_err(ctx("connecting"))?
-            } else {
-                SqliteConnectOptions::new().filename(&config.url)
-            };
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.create_if_missing(true))
-                .await
-                .map_err(ctx("connecting"))?;
-            Db::Sqlite(pool)
-        };
-        Ok(SqlSink { db, config })
-    }
-
-    /// The statement for `rows` rows (placeholders per database).
-    fn statement(&self, rows: usize) -> String {
-        if let Db::MySql(..) = &self.db {
-            return self.mysql_statement(rows);
-        }
-        let cols = &self.config.columns;
-        let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            quote(&self.config.table),
-            cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
-        );
-        let mut n = 0;
-        for r in 0..rows {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for (c, _) in cols.iter().enumerate() {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                match &self.db {
-                    Db::Sqlite(_) | Db::MySql(..) => sql.push('?'),
-                    Db::Postgres(_, types) => sql.push_str(&format!("${n}::{}", quote(&types[c]))),
-                }
-            }
-            sql.push(')');
-        }
-        if let Some(key) = &self.config.key {
-            let updates: Vec<String> = cols
-                .iter()
-                .filter(|c| *c != key)
-                .map(|c| format!("{0} = excluded.{0}", quote(c)))
-                .collect();
-            if updates.is_empty() {
-                sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quote(key)));
-            } else {
-                sql.push_str(&format!(
-                    " ON CONFLICT ({}) DO UPDATE SET {}",
-                    quote(key),
-                    updates.join(", ")
-                ));
-            }
-        }
-        sql
-    }
-
-    /// MariaDB's statement for `rows` rows: backquoted names, `?` placeholders, and
-    /// `ON DUPLICATE KEY UPDATE` (or `INSERT IGNORE` when the key is the only column).
-    fn mysql_statement(&self, rows: usize) -> String {
-        let q = |ident: &str| format!("`{}`", ident.replace('`', "``"));
-        let cols = &self.config.columns;
-        let updates: Vec<String> = match &self.config.key {
-            Some(key) => cols
-                .iter()
-                .filter(|c| *c != key)
-                .map(|c| format!("{0} = VALUES({0})", q(c)))
-                .collect(),
-            None => Vec::new(),
-        };
-        let ignore = self.config.key.is_some() && updates.is_empty();
-        let row = format!("({})", vec!["?"; cols.len()].join(", "));
-        let mut sql = format!(
-            "INSERT {}INTO {} ({}) VALUES {}",
-            if ignore { "IGNORE " } else { "" },
-            q(&self.config.table),
-            cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
-            vec![row; rows].join(", ")
-        );
-        if !updates.is_empty() {
-            sql.push_str(" ON DUPLICATE KEY UPDATE ");
-            sql.push_str(&updates.join(", "));
-        }
-        sql
-    }
-
-    async fn write(&self, batch: &Batch<Value>) -> Result<(), sqlx::Error> {
-        let sql = self.statement(batch.len());
-        let field = |payload: &Value, c: &str| payload.get(c).cloned().unwrap_or(Value::Null);
-        match &self.db {
-            Db::Sqlite(pool) => {
-                let mut q = sqlx::query(&sql);
-                for payload in batch.payloads() {
-                    for c in &self.config.columns {
-                        q = match field(payload, c) {
-                            Value::Null => q.bind(None::<String>),
-                            Value::Bool(b) => q.bind(b),
-                            Value::Number(n) => match n.as_i64() {
-                                Some(i) => q.bind(i),
-                                None => q.bind(n.as_f64()),
-                            },
-                            Value::String(s) => q.bind(s),
-                            other => q.bind(other.to_string()),
-                        };
-                    }
-                }
-                let mut tx = pool.begin().await?;
-                q.execute(&mut *tx).await?;
-                tx.commit().await
-            }
-            Db::MySql(pool, datetime) => {
-                let mut q = sqlx::query(&sql);
-                for payload in batch.payloads() {
-                    for (c, is_datetime) in self.config.columns.iter().zip(datetime) {
-                        q = match field(payload, c) {
-                            Value::Null => q.bind(None::<String>),
-                            Value::Bool(b) => q.bind(b),
-                            Value::Number(n) => match n.as_i64() {
-                                Some(i) => q.bind(i),
-                                None => q.bind(n.as_f64()),
-                            },
-                            Value::String(s) if *is_datetime => q.bind(mysql_datetime(s)),
-                            Value::String(s) => q.bind(s),
-                            other => q.bind(other.to_string()),
-                        };
-                    }
-                }
-                let mut tx = pool.begin().await?;
-                q.execute(&mut *tx).await?;
-                tx.commit().await
-            }
-            Db::Postgres(pool, _) => {
-                let mut q = sqlx::query(&sql);
-                for payload in batch.payloads() {
-                    for c in &self.config.columns {
-                        q = match field(payload, c) {
-                            Value::Null => q.bind(None::<String>),
-                            Value::String(s) => q.bind(Some(s)),
-                            other => q.bind(Some(other.to_string())),
-                        };
-                    }
-                }
-                let mut tx = pool.begin().await?;
-                q.execute(&mut *tx).await?;
-                tx.commit().await
-            }
-        }
-    }
-}
-
-/// A timestamp as MariaDB's `DATETIME` reads it: `T` -> space, a `Z` (UTC) dropped.
-fn mysql_datetime(s: String) -> String {
-    let s = s.strip_suffix('Z').map(str::to_owned).unwrap_or(s);
-    if s.as_bytes().get(10) == Some(&b'T') {
-        format!("{} {}", &s[..10], &s[11..])
-    } else {
-        s
-    }
-}
-
-impl Handler<Value, Value> for SqlSink {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        Box::pin(async move {
-            match self.write(batch).await {
-                Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
-                Err(sqlx::Error::Database(e)) => {
-                    BatchOutcome::split(format!("{}: {}", self.config.table, e.message()))
-                }
-                Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.config.table)),
-            }
-        })
-    }
-}
+pub use sql::{SqlSink, SqlSinkConfig};
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
     use ferry_core::{Engine, EngineConfig, Item, MemoryDeadLetters};
     use serde_json::json;
+    use serde_json::Value;
+    use sqlx::postgres::PgPool;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    use sqlx::Row;
 
     async fn sqlite_sink(path: &std::path::Path, key: Option<&str>) -> SqlSink {
         let url = format!("sqlite:{}", path.display());
@@ -359,6 +62,7 @@ mod tests {
             table: "t".into(),
             columns: vec!["id".into(), "name".into(), "score".into()],
             key: key.map(str::to_owned),
+            children: Vec::new(),
         })
         .await
         .unwrap()
@@ -446,6 +150,7 @@ mod tests {
                 "ok".into(),
             ],
             key: Some("id".into()),
+            children: Vec::new(),
         })
         .await
         .unwrap();
