@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# XML ingest benchmark on MariaDB and SQLite: N generated orders -> the `orders` table with
-# `ferry run examples/xml-ingest/orders-sql.toml` (XML in, rows committed; the `sql` handler's
-# multi-row INSERT ... ON DUPLICATE KEY UPDATE / ON CONFLICT, idempotent by key), each beside
+# XML ingest benchmark on MariaDB and SQLite: N generated orders -> `orders` and `order_lines`
+# with `ferry run examples/xml-ingest/orders-sql.toml` (XML in, rows committed; the `sql`
+# handler's multi-row INSERT ... ON DUPLICATE KEY UPDATE / ON CONFLICT of the orders and the
+# inserts of their lines per batch, in one transaction, idempotent by key), each beside
 # its own bulk-load baseline of the same rows as CSV in the same run (the conversion not
 # counted): MariaDB `LOAD DATA LOCAL INFILE` through the `mariadb` client, SQLite
 # `sqlite3 .import --csv` (in one transaction). Each side runs ROUNDS times, alternating;
@@ -42,7 +43,7 @@ best_load=""; best_ferry_m=""
 for round in $(seq "$ROUNDS"); do
   mariadb_fresh
   t0=$(now)
-  "${MARIADB[@]}" "$DB" -e "LOAD DATA LOCAL INFILE '$DIR/data/orders.csv' INTO TABLE orders FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'"
+  "${MARIADB[@]}" "$DB" -e "LOAD DATA LOCAL INFILE '$DIR/data/orders.csv' INTO TABLE orders FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'; LOAD DATA LOCAL INFILE '$DIR/data/order_lines.csv' INTO TABLE order_lines FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"'"
   load=$(echo "$(now) - $t0" | bc -l)
   mariadb_fresh
   t0=$(now)
@@ -53,7 +54,7 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "--- Ferry -> MariaDB, end report of the last round ---"
 cat "$DIR/ferry-mariadb-$ROUNDS.txt"
-"${MARIADB[@]}" "$DB" -e "SELECT COUNT(*) AS orders, COUNT(DISTINCT id) AS ids, SUM(total) AS total_sum, SUM(email IS NULL) AS null_emails FROM orders"
+"${MARIADB[@]}" "$DB" -e "SELECT COUNT(*) AS orders, COUNT(DISTINCT id) AS ids, SUM(total) AS total_sum, SUM(email IS NULL) AS null_emails, (SELECT COUNT(*) FROM order_lines) AS line_items FROM orders"
 "${MARIADB[@]}" -e "DROP DATABASE $DB"
 
 # --- SQLite ---
@@ -63,7 +64,7 @@ for round in $(seq "$ROUNDS"); do
   sqlite3 "$DIR/import.db" < "$EX/schema-sql.sql"
   sqlite3 "$DIR/ferry.db" < "$EX/schema-sql.sql"
   t0=$(now)
-  sqlite3 "$DIR/import.db" "BEGIN" ".import --csv $DIR/data/orders.csv orders" "COMMIT"
+  sqlite3 "$DIR/import.db" "BEGIN" ".import --csv $DIR/data/orders.csv orders" ".import --csv $DIR/data/order_lines.csv order_lines" "COMMIT"
   import=$(echo "$(now) - $t0" | bc -l)
   t0=$(now)
   ferry_run "sqlite:$DIR/ferry.db" "$round" sqlite
@@ -73,7 +74,7 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "--- Ferry -> SQLite, end report of the last round ---"
 cat "$DIR/ferry-sqlite-$ROUNDS.txt"
-sqlite3 "$DIR/ferry.db" "SELECT 'orders=' || COUNT(*), 'ids=' || COUNT(DISTINCT id), 'null_emails=' || SUM(email IS NULL) FROM orders"
+sqlite3 "$DIR/ferry.db" "SELECT 'orders=' || COUNT(*), 'ids=' || COUNT(DISTINCT id), 'null_emails=' || SUM(email IS NULL), 'lines=' || (SELECT COUNT(*) FROM order_lines) FROM orders"
 
 rate() { echo "$N / $1" | bc -l; }
 printf 'MariaDB LOAD DATA LOCAL INFILE (bulk load alone): best %.2f s = %.0f orders/s\n' "$best_load" "$(rate "$best_load")"

@@ -1,5 +1,5 @@
--- The `orders` table for the `sql` handler on MariaDB/MySQL and SQLite (orders-sql.toml):
--- the same columns as schema.sql's `orders` (the line items stay in their XML list).
+-- The tables for the `sql` handler on MariaDB/MySQL and SQLite (orders-sql.toml): the same
+-- columns as schema.sql's.
 CREATE TABLE orders (
     id            BIGINT PRIMARY KEY,
     placed_at     DATETIME NOT NULL,
@@ -12,4 +12,14 @@ CREATE TABLE orders (
     paid          BOOLEAN NOT NULL,
     note          TEXT,
     item_count    INTEGER NOT NULL
+);
+
+CREATE TABLE order_lines (
+    order_id    BIGINT NOT NULL REFERENCES orders (id),
+    line_no     INTEGER NOT NULL,
+    sku         VARCHAR(16) NOT NULL,
+    qty         INTEGER NOT NULL,
+    price       DECIMAL(10, 2) NOT NULL,
+    description TEXT,
+    PRIMARY KEY (order_id, line_no)
 );
