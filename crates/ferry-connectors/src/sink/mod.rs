@@ -15,8 +15,10 @@
 //!
 //! Child tables (`handler.children.FIELD`, as for the COPY sink): each item's list field's
 //! objects become rows of the child table, joined by the parent's key and, if asked, their
-//! 1-based position; in the batch's transaction the child rows of its parents are deleted
-//! and inserted again, so a resent or resumed batch leaves each list exactly once.
+//! 1-based position, in the batch's transaction. With a position the rows are upserted on
+//! (parent key, position), the child table's unique key; without one the child rows of the
+//! batch's parents are deleted and inserted again. Either way a resent or resumed batch
+//! leaves each list exactly once.
 //!
 //! Errors: a constraint or type error fails the whole statement without saying which row, so
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
@@ -128,6 +130,55 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(again, 10);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without a position column, a child table's rows of a batch's parents are deleted and
+    /// inserted again: a batch sent twice leaves each list once.
+    #[tokio::test]
+    async fn child_rows_without_a_position_are_replaced_not_doubled() {
+        let dir = std::env::temp_dir().join(format!("ferry-sink-children-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("c.db").display());
+        execute(&url, "DROP TABLE IF EXISTS p; DROP TABLE IF EXISTS c; CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (pid INTEGER NOT NULL, sku TEXT)").await.unwrap();
+        let config = SqlSinkConfig {
+            url: url.clone(),
+            table: "p".into(),
+            columns: vec!["id".into()],
+            key: Some("id".into()),
+            children: vec![ChildTable {
+                field: "lines".into(),
+                table: "c".into(),
+                columns: vec!["sku".into()],
+                parent_key: "pid".into(),
+                position: None,
+            }],
+        };
+        for _ in 0..2 {
+            let items = (1..=40u64).map(|i| {
+                Item::new(
+                    i,
+                    i,
+                    json!({"id": i, "lines": [{"sku": format!("a{i}")}, {"sku": format!("b{i}")}]}),
+                )
+            });
+            let report = Engine::new(
+                EngineConfig::standard(),
+                SqlSink::open(config.clone()).await.unwrap(),
+            )
+            .unwrap()
+            .run_iter(items)
+            .await
+            .unwrap();
+            assert_eq!(report.progress.succeeded, 40);
+        }
+        let pool = SqlitePool::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM c")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 80);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

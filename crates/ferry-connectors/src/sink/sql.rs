@@ -134,22 +134,26 @@ impl SqlSink {
         }
     }
 
-    /// `INSERT INTO table (columns) VALUES ...` for `rows` rows, an upsert on `key` if any.
+    /// `INSERT INTO table (columns) VALUES ...` for `rows` rows, an upsert on the unique
+    /// `key` columns if any.
     fn insert(
         &self,
         table: &str,
         columns: &[String],
         types: &[String],
         rows: usize,
-        key: Option<&str>,
+        key: &[&str],
     ) -> String {
         let names: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
         let updates: Vec<&String> = match key {
-            Some(k) => columns.iter().filter(|c| *c != k).collect(),
-            None => Vec::new(),
+            [] => Vec::new(),
+            k => columns
+                .iter()
+                .filter(|c| !k.contains(&c.as_str()))
+                .collect(),
         };
         let mysql = matches!(self.pool, Pool::MySql(_));
-        let ignore = mysql && key.is_some() && updates.is_empty();
+        let ignore = mysql && !key.is_empty() && updates.is_empty();
         let mut sql = format!(
             "INSERT {}INTO {} ({}) VALUES ",
             if ignore { "IGNORE " } else { "" },
@@ -171,7 +175,14 @@ impl SqlSink {
             }
             sql.push(')');
         }
-        let Some(key) = key else { return sql };
+        if key.is_empty() {
+            return sql;
+        }
+        let target = key
+            .iter()
+            .map(|k| self.quote(k))
+            .collect::<Vec<_>>()
+            .join(", ");
         let set = |f: &dyn Fn(&str) -> String| {
             updates
                 .iter()
@@ -185,19 +196,19 @@ impl SqlSink {
                 sql.push_str(&set(&|c| format!("{c} = VALUES({c})")));
             }
         } else if updates.is_empty() {
-            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", self.quote(key)));
+            sql.push_str(&format!(" ON CONFLICT ({target}) DO NOTHING"));
         } else {
-            sql.push_str(&format!(
-                " ON CONFLICT ({}) DO UPDATE SET ",
-                self.quote(key)
-            ));
+            sql.push_str(&format!(" ON CONFLICT ({target}) DO UPDATE SET "));
             sql.push_str(&set(&|c| format!("{c} = excluded.{c}")));
         }
         sql
     }
 
-    /// The batch's statements: the parents' upsert, then per child table the deletion of
-    /// the batch's parents' rows and their inserts (so a resent batch leaves them as one).
+    /// The batch's statements: the parents' upsert, then per child table its rows: upserted
+    /// on (parent key, position) when there is a position column (the child table's unique
+    /// key), else the batch's parents' rows deleted and inserted again; either way a resent
+    /// batch leaves each list once. (Deleting takes range locks that make concurrent
+    /// batches deadlock on MariaDB: a position avoids them.)
     fn statements<'a>(&'a self, batch: &'a Batch<Value>) -> Vec<Statement<'a>> {
         let field = |payload: &'a Value, c: &str| {
             payload
@@ -210,7 +221,13 @@ impl SqlSink {
             .flat_map(|p| cols.iter().map(move |c| field(p, c)))
             .collect();
         let key = self.config.key.as_deref();
-        let sql = self.insert(&self.config.table, cols, &self.types, batch.len(), key);
+        let sql = self.insert(
+            &self.config.table,
+            cols,
+            &self.types,
+            batch.len(),
+            key.as_slice(),
+        );
         let mut out: Vec<Statement<'a>> = vec![(sql, values, &self.types)];
         let Some(key) = key else { return out };
         let keys: Vec<Cow<'a, Value>> = batch.payloads().map(|p| field(p, key)).collect();
@@ -222,12 +239,18 @@ impl SqlSink {
                     .join(", "),
                 _ => vec!["?"; keys.len()].join(", "),
             };
-            let delete = format!(
-                "DELETE FROM {} WHERE {} IN ({marks})",
-                self.quote(&child.table),
-                self.quote(&child.parent_key)
-            );
-            out.push((delete, keys.clone(), &types[..1]));
+            let unique: Vec<&str> = match &child.position {
+                Some(position) => vec![child.parent_key.as_str(), position.as_str()],
+                None => {
+                    let delete = format!(
+                        "DELETE FROM {} WHERE {} IN ({marks})",
+                        self.quote(&child.table),
+                        self.quote(&child.parent_key)
+                    );
+                    out.push((delete, keys.clone(), &types[..1]));
+                    Vec::new()
+                }
+            };
             let mut rows: Vec<Cow<'a, Value>> = Vec::new();
             for (payload, parent) in batch.payloads().zip(&keys) {
                 let Some(Value::Array(list)) = payload.get(&child.field) else {
@@ -244,7 +267,7 @@ impl SqlSink {
             let per_row = columns.len();
             let chunk = (MAX_BINDS / per_row).max(1) * per_row;
             for part in rows.chunks(chunk) {
-                let sql = self.insert(&child.table, columns, types, part.len() / per_row, None);
+                let sql = self.insert(&child.table, columns, types, part.len() / per_row, &unique);
                 out.push((sql, part.to_vec(), types));
             }
         }
