@@ -284,3 +284,104 @@ fn postgres_down_is_one_clear_error_and_an_unmatched_path_is_a_warning() {
         "{text}"
     );
 }
+
+#[test]
+fn orders_kept_in_a_table_land_exactly_through_an_xml_stage_with_a_profile() {
+    let s = Scratch::new("stage");
+    s.generate(2000, &["--raw", "--seed", "11"]);
+    let raw_sql = std::fs::read_to_string(Path::new(EXAMPLE).join("raw.sql")).unwrap();
+    s.psql(&raw_sql, None);
+    s.psql(
+        "\\copy raw_orders FROM 'raw_orders.csv' CSV",
+        Some(&s.dir.join("data")),
+    );
+    let profile = s.dir.join("profile.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("run")
+        .arg(Path::new(EXAMPLE).join("orders-from-table.toml"))
+        .args(["--set", "checkpoint.enabled=false"])
+        .args([
+            "--set",
+            &format!("dead_letters.path={}", s.dir.join("dead.jsonl").display()),
+        ])
+        .arg("--profile")
+        .arg(&profile)
+        .env("DATABASE_URL", s.url())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_exact(&s.check(), 2000);
+    // The end report's profile: a line per step and the bottleneck.
+    let steps: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("batch latency"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| ["source", "xml", "sink"].contains(w))
+        .collect();
+    assert_eq!(steps, ["source", "xml", "sink"], "{text}");
+    assert!(text.contains("\nbottleneck: "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes[1]["name"], "xml");
+    assert_eq!(nodes[1]["items_in"], 2000);
+    assert_eq!(nodes[1]["items_out"], 2000);
+    assert_eq!(nodes[2]["items_out"], 2000);
+    assert!(nodes[2]["latency_ms"]["p95"].as_f64().unwrap() > 0.0);
+    assert!(!json["queue_samples"].as_array().unwrap().is_empty());
+    let bottleneck = json["bottleneck"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("bottleneck: {bottleneck} (busy ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn tune_prints_a_row_per_setting_and_the_best_set_line() {
+    let s = Scratch::new("tune");
+    s.generate(1500, &["--seed", "3"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("tune")
+        .arg(Path::new(EXAMPLE).join("orders.toml"))
+        .args([
+            "--sample",
+            "1000",
+            "--workers",
+            "1,2",
+            "--batch",
+            "250,1000",
+        ])
+        .args([
+            "--set",
+            &format!("source.path={}", s.dir.join("data/orders.xml").display()),
+        ])
+        .args(["--set", &format!("handler.url={}", s.url())])
+        .args(["--reset", "TRUNCATE order_lines, orders"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("bottleneck: "))
+        .filter(|l| !l.starts_with("best"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(text.contains("\nbest: "), "{text}");
+    let set_line = text.lines().last().unwrap();
+    assert!(
+        set_line.starts_with("--set source.workers=")
+            && set_line.contains("--set batch.max_items=")
+            && set_line.ends_with("--set batch.adaptive=false"),
+        "{text}"
+    );
+    // The last setting's rows are there, once each: the reset emptied the tables before it.
+    assert_eq!(s.psql("SELECT COUNT(*) FROM orders", None), "1000");
+}

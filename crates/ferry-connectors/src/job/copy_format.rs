@@ -52,7 +52,9 @@ struct Child {
     position: Option<String>,
 }
 
-fn read_children(r: &mut Reader<'_>) -> Vec<ChildTable> {
+/// Reads `[handler.children.FIELD]` tables (`table`, `columns_list`, `parent_key`,
+/// `position`): shared by the `postgres_copy` and `sql` handlers.
+pub(super) fn read_children(r: &mut Reader<'_>) -> Vec<ChildTable> {
     let mut children: BTreeMap<String, Child> = BTreeMap::new();
     for (sub, leaf) in r.table("handler.children") {
         let key = format!("handler.children.{sub}");

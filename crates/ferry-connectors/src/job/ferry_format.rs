@@ -1,4 +1,5 @@
-//! Ferry's own job-file format (`docs/job-file.md`): `[job]`, `[source]`, `[handler]`,
+//! Ferry's own job-file format (`docs/job-file.md`): `[job]`, `[source]`, `[[stage]]`
+//! (`stage_format`), `[handler]`,
 //! `[vars]`, `[batch]`, `[dispatch]`, `[retry]`, `[dead_letters]`, `[checkpoint]`. Limits in
 //! it are caps: the adaptive controllers work under them unless a fixed setting is asked for.
 
@@ -35,6 +36,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     engine.name = name.clone();
 
     let source = read_source(r);
+    let stages = super::stage_format::read_stages(r);
     let on_error = read_on_error(r);
     let vars = read_vars(r);
     let handler = read_handler(r, vars);
@@ -58,6 +60,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         name,
         path: r.file.path.clone(),
         source: source?,
+        stages,
         on_error,
         handler: handler?,
         engine,
@@ -211,12 +214,22 @@ pub(super) fn read_handler(r: &mut Reader<'_>, vars: Map<String, Value>) -> Opti
                 );
             }
             let key = r.string("handler.key");
+            let children = super::copy_format::read_children(r);
+            if !children.is_empty() && key.is_none() {
+                let line = r.section_line("handler");
+                r.err(
+                    "handler.key",
+                    line,
+                    "child tables need the parent's key column (their rows are joined to it)",
+                );
+            }
             url.zip(table).map(|(url, table)| {
                 HandlerSpec::Sql(crate::sink::SqlSinkConfig {
                     url,
                     table,
                     columns,
                     key,
+                    children,
                 })
             })
         }

@@ -139,6 +139,12 @@ impl<'a> Reader<'a> {
         self.file.leaves.iter().any(|l| l.key == key)
     }
 
+    /// Whether the file sets any key under `prefix.`.
+    pub(super) fn has_under(&self, prefix: &str) -> bool {
+        let p = format!("{}.", self.physical(prefix));
+        self.file.leaves.iter().any(|l| l.key.starts_with(&p))
+    }
+
     /// Records that `key` is one the format reads.
     fn ask(&mut self, key: String) {
         if !self.asked.contains(&key) {

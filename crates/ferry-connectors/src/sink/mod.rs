@@ -1,237 +1,48 @@
 //! SQL sinks. The PostgreSQL `COPY` sink ([`CopySink`]) streams batches with `COPY`,
 //! parent and child tables in one transaction, idempotent by key.
 //!
-//! The SQL sink ([`SqlSink`]): each batch becomes one multi-row `INSERT` (or upsert) in one transaction, on
-//! SQLite or PostgreSQL.
+//! The SQL sink ([`SqlSink`]): each batch becomes one multi-row `INSERT` (or upsert) in one
+//! transaction, on SQLite, PostgreSQL or MariaDB/MySQL (`mysql://` or `mariadb://` URLs).
 //!
 //! Values come from each item's payload by column name. On PostgreSQL every value is sent as
 //! text and cast to the column's own type (read from `information_schema` when the sink
 //! opens), so JSON numbers, strings and dates land in `int4`, `numeric`, `date` or `jsonb`
-//! columns alike; on SQLite values keep their JSON type. With a `key` column the statement
-//! is an upsert (`ON CONFLICT (key) DO UPDATE`), which makes a retried batch harmless.
+//! columns alike; on SQLite and MariaDB values keep their JSON type (strings are converted
+//! by the column; on MariaDB a timestamp's `T` and `Z` are dropped for `DATETIME` and
+//! `TIMESTAMP` columns, which hold no zone). With a `key` column the statement is an upsert
+//! (`ON CONFLICT (key) DO UPDATE`; on MariaDB `ON DUPLICATE KEY UPDATE`, or `INSERT IGNORE`
+//! when the key is the only column), which makes a retried or resumed batch harmless.
+//!
+//! Child tables (`handler.children.FIELD`, as for the COPY sink): each item's list field's
+//! objects become rows of the child table, joined by the parent's key and, if asked, their
+//! 1-based position, in the batch's transaction. With a position the rows are upserted on
+//! (parent key, position), the child table's unique key; without one the child rows of the
+//! batch's parents are deleted and inserted again. Either way a resent or resumed batch
+//! leaves each list exactly once.
 //!
 //! Errors: a constraint or type error fails the whole statement without saying which row, so
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
 //! message; connection errors are retried.
 
+mod admin;
 mod copy;
+mod sql;
 
+pub use admin::execute;
 pub use copy::{ChildTable, CopySink, CopySinkConfig};
-
-use std::str::FromStr;
-
-use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler};
-use serde_json::Value;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
-
-use crate::error::Error;
-
-/// Settings of a [`SqlSink`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlSinkConfig {
-    /// `sqlite:PATH` (created if missing), a `.db` path, or `postgres://...`.
-    pub url: String,
-    /// The target table (it must exist).
-    pub table: String,
-    /// Payload fields to write, one column each (same names).
-    pub columns: Vec<String>,
-    /// A unique column: upsert on it instead of a plain insert.
-    pub key: Option<String>,
-}
-
-enum Db {
-    Sqlite(SqlitePool),
-    /// The pool and each column's type name, in `columns` order.
-    Postgres(PgPool, Vec<String>),
-}
-
-/// Writes batches into a table.
-pub struct SqlSink {
-    db: Db,
-    config: SqlSinkConfig,
-}
-
-impl std::fmt::Debug for SqlSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlSink")
-            .field("table", &self.config.table)
-            .finish_non_exhaustive()
-    }
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
-impl SqlSink {
-    /// Connects and, on PostgreSQL, reads the column types; errors name the table or column.
-    pub async fn open(config: SqlSinkConfig) -> Result<Self, Error> {
-        if config.columns.is_empty() {
-            return Err(Error::Http {
-                url: config.table.clone(),
-                message: "the SQL sink needs at least one column".into(),
-            });
-        }
-        let ctx = |what: &str| {
-            let what = format!("{what} (sink table `{}`)", config.table);
-            move |source| Error::Sql {
-                context: what.clone(),
-                source,
-            }
-        };
-        let lower = config.url.to_ascii_lowercase();
-        let db = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .connect(&config.url)
-                .await
-                .map_err(ctx("connecting"))?;
-            let rows = sqlx::query("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = current_schema()")
-                .bind(&config.table)
-                .fetch_all(&pool)
-                .await
-                .map_err(ctx("reading the columns"))?;
-            let mut types = Vec::with_capacity(config.columns.len());
-            for column in &config.columns {
-                let found = rows
-                    .iter()
-                    .find(|r| r.try_get::<String, _>(0).is_ok_and(|n| &n == column));
-                match found.and_then(|r| r.try_get::<String, _>(1).ok()) {
-                    Some(t) => types.push(t),
-                    None => {
-                        return Err(Error::Sql {
-                            context: format!("sink table `{}`", config.table),
-                            source: sqlx::Error::ColumnNotFound(column.clone()),
-                        })
-                    }
-                }
-            }
-            Db::Postgres(pool, types)
-        } else {
-            let options = if lower.starts_with("sqlite:") {
-                SqliteConnectOptions::from_str(&config.url).map_err(ctx("connecting"))?
-            } else {
-                SqliteConnectOptions::new().filename(&config.url)
-            };
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.create_if_missing(true))
-                .await
-                .map_err(ctx("connecting"))?;
-            Db::Sqlite(pool)
-        };
-        Ok(SqlSink { db, config })
-    }
-
-    /// The statement for `rows` rows (placeholders per database).
-    fn statement(&self, rows: usize) -> String {
-        let cols = &self.config.columns;
-        let mut sql = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            quote(&self.config.table),
-            cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
-        );
-        let mut n = 0;
-        for r in 0..rows {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            for (c, _) in cols.iter().enumerate() {
-                if c > 0 {
-                    sql.push_str(", ");
-                }
-                n += 1;
-                match &self.db {
-                    Db::Sqlite(_) => sql.push('?'),
-                    Db::Postgres(_, types) => sql.push_str(&format!("${n}::{}", quote(&types[c]))),
-                }
-            }
-            sql.push(')');
-        }
-        if let Some(key) = &self.config.key {
-            let updates: Vec<String> = cols
-                .iter()
-                .filter(|c| *c != key)
-                .map(|c| format!("{0} = excluded.{0}", quote(c)))
-                .collect();
-            if updates.is_empty() {
-                sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", quote(key)));
-            } else {
-                sql.push_str(&format!(
-                    " ON CONFLICT ({}) DO UPDATE SET {}",
-                    quote(key),
-                    updates.join(", ")
-                ));
-            }
-        }
-        sql
-    }
-
-    async fn write(&self, batch: &Batch<Value>) -> Result<(), sqlx::Error> {
-        let sql = self.statement(batch.len());
-        let field = |payload: &Value, c: &str| payload.get(c).cloned().unwrap_or(Value::Null);
-        match &self.db {
-            Db::Sqlite(pool) => {
-                let mut q = sqlx::query(&sql);
-                for payload in batch.payloads() {
-                    for c in &self.config.columns {
-                        q = match field(payload, c) {
-                            Value::Null => q.bind(None::<String>),
-                            Value::Bool(b) => q.bind(b),
-                            Value::Number(n) => match n.as_i64() {
-                                Some(i) => q.bind(i),
-                                None => q.bind(n.as_f64()),
-                            },
-                            Value::String(s) => q.bind(s),
-                            other => q.bind(other.to_string()),
-                        };
-                    }
-                }
-                let mut tx = pool.begin().await?;
-                q.execute(&mut *tx).await?;
-                tx.commit().await
-            }
-            Db::Postgres(pool, _) => {
-                let mut q = sqlx::query(&sql);
-                for payload in batch.payloads() {
-                    for c in &self.config.columns {
-                        q = match field(payload, c) {
-                            Value::Null => q.bind(None::<String>),
-                            Value::String(s) => q.bind(Some(s)),
-                            other => q.bind(Some(other.to_string())),
-                        };
-                    }
-                }
-                let mut tx = pool.begin().await?;
-                q.execute(&mut *tx).await?;
-                tx.commit().await
-            }
-        }
-    }
-}
-
-impl Handler<Value, Value> for SqlSink {
-    fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
-        Box::pin(async move {
-            match self.write(batch).await {
-                Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
-                Err(sqlx::Error::Database(e)) => {
-                    BatchOutcome::split(format!("{}: {}", self.config.table, e.message()))
-                }
-                Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.config.table)),
-            }
-        })
-    }
-}
+pub use sql::{SqlSink, SqlSinkConfig};
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
     use ferry_core::{Engine, EngineConfig, Item, MemoryDeadLetters};
     use serde_json::json;
+    use serde_json::Value;
+    use sqlx::postgres::PgPool;
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+    use sqlx::Row;
 
     async fn sqlite_sink(path: &std::path::Path, key: Option<&str>) -> SqlSink {
         let url = format!("sqlite:{}", path.display());
@@ -253,6 +64,7 @@ mod tests {
             table: "t".into(),
             columns: vec!["id".into(), "name".into(), "score".into()],
             key: key.map(str::to_owned),
+            children: Vec::new(),
         })
         .await
         .unwrap()
@@ -321,6 +133,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Without a position column, a child table's rows of a batch's parents are deleted and
+    /// inserted again: a batch sent twice leaves each list once.
+    #[tokio::test]
+    async fn child_rows_without_a_position_are_replaced_not_doubled() {
+        let dir = std::env::temp_dir().join(format!("ferry-sink-children-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("c.db").display());
+        execute(&url, "DROP TABLE IF EXISTS p; DROP TABLE IF EXISTS c; CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (pid INTEGER NOT NULL, sku TEXT)").await.unwrap();
+        let config = SqlSinkConfig {
+            url: url.clone(),
+            table: "p".into(),
+            columns: vec!["id".into()],
+            key: Some("id".into()),
+            children: vec![ChildTable {
+                field: "lines".into(),
+                table: "c".into(),
+                columns: vec!["sku".into()],
+                parent_key: "pid".into(),
+                position: None,
+            }],
+        };
+        for _ in 0..2 {
+            let items = (1..=40u64).map(|i| {
+                Item::new(
+                    i,
+                    i,
+                    json!({"id": i, "lines": [{"sku": format!("a{i}")}, {"sku": format!("b{i}")}]}),
+                )
+            });
+            let report = Engine::new(
+                EngineConfig::standard(),
+                SqlSink::open(config.clone()).await.unwrap(),
+            )
+            .unwrap()
+            .run_iter(items)
+            .await
+            .unwrap();
+            assert_eq!(report.progress.succeeded, 40);
+        }
+        let pool = SqlitePool::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM c")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 80);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test]
     async fn postgres_casts_text_to_column_types() {
         let url = "postgres://postgres@127.0.0.1:5432/test";
@@ -340,6 +201,7 @@ mod tests {
                 "ok".into(),
             ],
             key: Some("id".into()),
+            children: Vec::new(),
         })
         .await
         .unwrap();
