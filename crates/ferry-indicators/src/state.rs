@@ -175,7 +175,12 @@ impl IndicatorState {
         let numbers = self
             .ema
             .iter()
-            .chain([&self.signal, &self.avg_gain, &self.avg_loss, &self.prev_close])
+            .chain([
+                &self.signal,
+                &self.avg_gain,
+                &self.avg_loss,
+                &self.prev_close,
+            ])
             .chain(self.window.iter());
         for x in numbers {
             out.push(' ');
@@ -258,11 +263,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn walk(seed: u64, n: usize) -> Vec<f64> {
-        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let mut price = 100.0;
         (0..n)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let step = ((x >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 4.0;
                 price = (price + step).max(1.0);
                 (price * 100.0).round() / 100.0
