@@ -11,6 +11,10 @@ currency attribute, a date, a paid flag, an optional note (free text with entiti
 line breaks and non-ASCII letters) and 1 to 4 line items with attributes, in document order.
 About 500 bytes of XML per order.
 
+--raw also writes OUT_DIR/raw_orders.csv: one row (id, doc) per order holding its XML
+document, as the original system kept its records in a table (`raw.sql` creates it, and
+`orders-from-table.toml` parses that column with an `xml` stage).
+
 --bad inserts, after every 1000th order, a record that is not well-formed and one whose
 total is not a decimal: the job dead-letters both and writes every other record.
 """
@@ -103,6 +107,7 @@ def main():
     ap.add_argument("--gz", action="store_true")
     ap.add_argument("--files", type=int, default=0)
     ap.add_argument("--bad", action="store_true")
+    ap.add_argument("--raw", action="store_true")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     os.makedirs(args.out, exist_ok=True)
@@ -112,6 +117,7 @@ def main():
              else [f"orders-{k + 1}{suffix}" for k in range(args.files)])
     per_file = -(-args.n // len(names))
     oid = 0
+    raw = open(os.path.join(args.out, "raw_orders.csv"), "w", encoding="utf-8") if args.raw else None
     with open(os.path.join(args.out, "orders.csv"), "w", encoding="utf-8") as orders_csv, \
          open(os.path.join(args.out, "order_lines.csv"), "w", encoding="utf-8") as lines_csv:
         for name in names:
@@ -123,6 +129,8 @@ def main():
                     oid += 1
                     rec, row, lines = order(rng, oid)
                     xml.write(rec)
+                    if raw:
+                        raw.write(csv_line([str(oid), rec]))
                     orders_csv.write(csv_line(row))
                     for line in lines:
                         lines_csv.write(csv_line(line))
@@ -130,6 +138,8 @@ def main():
                         xml.write(f'<order id="bad{oid}"><customer><name>x</customer></order>\n')
                         xml.write(f'<order id="{10**9 + oid}"><total currency="EUR">12,50</total></order>\n')
                 xml.write("</orders>\n")
+    if raw:
+        raw.close()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ mod phased;
 mod progress;
 mod run;
 mod serve;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,10 @@ enum Command {
     Run(run::RunArgs),
     /// Check a job file and report every error at once (file, line, key, what was expected).
     Validate(run::ValidateArgs),
+    /// Run a job on its first N items (--sample) over a sweep of stage workers and batch
+    /// sizes, into a scratch target you name (--set handler.url=..., --reset SQL), and print
+    /// a table (items/s, sink p95, bottleneck) and the --set line of the best setting.
+    Tune(tune::TuneArgs),
     /// Run the job service: the `/v1` API, the KubeSentiment-compatible batch API
     /// (`/api/v1/batch/...`) and an in-process worker with the built-in handlers (`sentiment`,
     /// `echo`) and those of `--config`, on a durable store (SQLite by default).
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => run::validate(args).map(|()| Exit::Ok),
+            Command::Tune(args) => tune::tune(args).await.map(|()| Exit::Ok),
             Command::Serve(args) => serve::serve(args).await.map(|()| Exit::Ok),
             Command::Worker(args) => serve::worker(args).await.map(|()| Exit::Ok),
             Command::Keys(args) => keys::run(args).await.map(|()| Exit::Ok),

@@ -40,6 +40,11 @@ pub(crate) struct RunArgs {
     /// then prints its report and exits 130; a second Ctrl-C exits at once.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     grace: Option<Duration>,
+    /// Write the pipeline's profile (per step busy/idle share, items in and out, queue depth
+    /// over time, the sink's batch latency p50/p95/p99, the bottleneck) to FILE as JSON; the
+    /// end report prints it either way.
+    #[arg(long, value_name = "FILE.json")]
+    profile: Option<PathBuf>,
 }
 
 /// Options of `ferry validate`.
@@ -72,6 +77,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         resume: args.resume,
         restart: args.restart,
         show_requests: args.show,
+        limit: None,
         shutdown: CancellationToken::new(),
     };
     if args.dry_run {
@@ -120,6 +126,13 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     );
     if let Some(p) = &summary.source_profile {
         println!("{p}");
+    }
+    println!("{}", summary.profile);
+    if let Some(path) = &args.profile {
+        let json = serde_json::to_string_pretty(&summary.profile)?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        println!("profile written to {}", path.display());
     }
     for w in &summary.warnings {
         println!("warning: {w}");

@@ -39,6 +39,19 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A stage of the job's pipeline could not process an item (`[[stage]]`): the item is
+    /// dead-lettered with the stage's name and the reason, the others go on.
+    #[error("stage `{stage}`: item `{key}`: {message}")]
+    Stage {
+        /// The stage's name.
+        stage: String,
+        /// The item's key.
+        key: String,
+        /// What is wrong.
+        message: String,
+        /// The item's payload as the stage received it (written to the dead letter).
+        payload: Box<serde_json::Value>,
+    },
     /// A key column is missing or empty in a record.
     #[error("{origin}: row {row}: key column `{column}` is missing or empty")]
     MissingKey {
@@ -136,13 +149,16 @@ impl Error {
     pub fn is_record_error(&self) -> bool {
         matches!(
             self,
-            Error::Record { .. } | Error::RecordAt { .. } | Error::MissingKey { .. }
+            Error::Record { .. }
+                | Error::RecordAt { .. }
+                | Error::MissingKey { .. }
+                | Error::Stage { .. }
         )
     }
 
     /// Where a record error happened, as a stable key (`file:line`, `file@byte`,
-    /// `origin#row`) and a JSON object naming the source and the position; `None` for
-    /// other errors.
+    /// `origin#row`, or the item's own key for a stage's error) and a JSON object naming the
+    /// source and the position (or the stage and the item); `None` for other errors.
     pub fn record_position(&self) -> Option<(String, serde_json::Value)> {
         use serde_json::json;
         match self {
@@ -157,6 +173,15 @@ impl Error {
             Error::MissingKey { origin, row, .. } => Some((
                 format!("{origin}#{row}"),
                 json!({"source": origin, "row": row}),
+            )),
+            Error::Stage {
+                stage,
+                key,
+                payload,
+                ..
+            } => Some((
+                key.clone(),
+                json!({"stage": stage, "key": key, "item": payload}),
             )),
             _ => None,
         }

@@ -12,6 +12,7 @@ pub mod job;
 pub mod monday;
 pub mod sink;
 pub mod source;
+pub mod stage;
 pub mod template;
 
 pub use error::Error;

@@ -113,6 +113,7 @@ pub(super) fn board_update_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         on_error: super::spec::OnError::default(),
         name,
         path: r.file.path.clone(),
+        stages: Vec::new(),
         source: SourceSpec::Sql {
             url: database_url?,
             query: query?,

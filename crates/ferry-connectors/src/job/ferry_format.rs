@@ -1,4 +1,5 @@
-//! Ferry's own job-file format (`docs/job-file.md`): `[job]`, `[source]`, `[handler]`,
+//! Ferry's own job-file format (`docs/job-file.md`): `[job]`, `[source]`, `[[stage]]`
+//! (`stage_format`), `[handler]`,
 //! `[vars]`, `[batch]`, `[dispatch]`, `[retry]`, `[dead_letters]`, `[checkpoint]`. Limits in
 //! it are caps: the adaptive controllers work under them unless a fixed setting is asked for.
 
@@ -35,6 +36,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
     engine.name = name.clone();
 
     let source = read_source(r);
+    let stages = super::stage_format::read_stages(r);
     let on_error = read_on_error(r);
     let vars = read_vars(r);
     let handler = read_handler(r, vars);
@@ -58,6 +60,7 @@ pub(super) fn ferry_job(r: &mut Reader<'_>) -> Option<JobConfig> {
         name,
         path: r.file.path.clone(),
         source: source?,
+        stages,
         on_error,
         handler: handler?,
         engine,

@@ -2,7 +2,8 @@
 //!
 //! The file is parsed with `toml_edit`, which keeps spans, and flattened into dotted keys
 //! (`dispatch.timeout`, `column_mapping.date4`) each with its value and 1-based line, in
-//! document order. `--set key=value` overrides replace or add leaves (line 0). The `reader`
+//! document order; the tables of an array of tables (`[[stage]]`) are numbered from 0
+//! (`stage.0.type`). `--set key=value` overrides replace or add leaves (line 0). The `reader`
 //! then reads the leaves a format asks for and reports every problem at once; whatever was
 //! never read is an unknown key.
 
@@ -176,7 +177,14 @@ fn flatten_table(table: &toml_edit::Table, prefix: &str, text: &str, out: &mut V
                     });
                 }
             }
-            Item::ArrayOfTables(_) | Item::None => out.push(Leaf {
+            // `[[stage]]` blocks: `stage.0.type`, `stage.1.columns.id`, ... (0-based, in
+            // document order), so `--set stage.0.workers=4` reaches one of them.
+            Item::ArrayOfTables(tables) => {
+                for (i, t) in tables.iter().enumerate() {
+                    flatten_table(t, &format!("{dotted}.{i}"), text, out);
+                }
+            }
+            Item::None => out.push(Leaf {
                 key: dotted,
                 value: Val::Str("<array of tables>".into()),
                 line,
@@ -246,6 +254,21 @@ mod tests {
         assert_eq!(
             f.leaves[3].value,
             Val::Array(vec![Val::Int(15), Val::Int(5), Val::Int(1)])
+        );
+    }
+
+    #[test]
+    fn arrays_of_tables_are_numbered_from_zero() {
+        let text = "[[stage]]\ntype = \"xml\"\n[stage.columns]\nid = \"@id\"\n\n[[stage]]\ntype = \"other\"\n";
+        let f = JobFile::parse(Path::new("job.toml"), text).unwrap();
+        let keys: Vec<(&str, usize)> = f.leaves.iter().map(|l| (l.key.as_str(), l.line)).collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("stage.0.type", 2),
+                ("stage.0.columns.id", 4),
+                ("stage.1.type", 7)
+            ]
         );
     }
 

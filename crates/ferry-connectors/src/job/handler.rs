@@ -146,7 +146,13 @@ impl Handler<Value, Value> for JsonlSink {
                 buf.push(b'\n');
             }
             let mut file = self.file.lock().await;
-            match file.write_all(&buf).await {
+            // Tokio's file hands the write to a blocking thread: without the flush a batch
+            // would be confirmed before its lines are in the file (and lost if the run ends).
+            let written = match file.write_all(&buf).await {
+                Ok(()) => file.flush().await,
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(()) => BatchOutcome::ok(std::iter::repeat_n(Value::Null, batch.len())),
                 Err(e) => BatchOutcome::retry(None, format!("{}: {e}", self.path.display())),
             }
@@ -191,5 +197,15 @@ pub(super) fn describe(
         HandlerSpec::Jsonl { path } => {
             format!("append {} lines to {}", items.len(), path.display())
         }
+    }
+}
+
+/// The database URL of a handler that writes to one (`sql`, `postgres_copy`), for
+/// `ferry tune --reset`.
+pub fn handler_url(spec: &HandlerSpec) -> Option<&str> {
+    match spec {
+        HandlerSpec::Sql(c) => Some(&c.url),
+        HandlerSpec::PgCopy(c) => Some(&c.url),
+        _ => None,
     }
 }

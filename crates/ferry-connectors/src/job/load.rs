@@ -326,10 +326,13 @@ mod tests {
                 board_update = h.contains("board-update");
                 sections.clear();
             } else if let Some(h) = line.strip_prefix("### ") {
+                // `[[stage]]`: an array of tables, its first table's keys are `stage.0.*`.
                 sections = h
                     .split('`')
-                    .filter_map(|p| p.strip_prefix('[')?.strip_suffix(']'))
-                    .map(str::to_owned)
+                    .filter_map(|p| match p.strip_prefix("[[") {
+                        Some(a) => a.strip_suffix("]]").map(|a| format!("{a}.0")),
+                        None => p.strip_prefix('[')?.strip_suffix(']').map(str::to_owned),
+                    })
                     .collect();
             } else if let Some(row) = line.strip_prefix("| `") {
                 let cells: Vec<&str> = row.split(" | ").collect();
@@ -363,11 +366,14 @@ mod tests {
     /// A file setting every documented key that applies to a source of type `source` and a
     /// handler of type `handler` (values are arbitrary: only unknown keys are looked for).
     fn file_with_keys(keys: &[DocKey], source: &str, handler: &str) -> String {
-        let mut text =
-            format!("vars.example = 1\nsource.type = \"{source}\"\nhandler.type = \"{handler}\"\n");
+        let mut text = format!(
+            "vars.example = 1\nsource.type = \"{source}\"\nhandler.type = \"{handler}\"\nstage.0.type = \"xml\"\n"
+        );
         for k in keys.iter().filter(|k| !k.key.ends_with(".type")) {
             let ty = if k.key.starts_with("source.") {
                 source
+            } else if k.key.starts_with("stage.") {
+                "xml"
             } else {
                 handler
             };
@@ -445,13 +451,20 @@ mod tests {
             ("MONDAY_API_TOKEN", "tok"),
         ]);
         let examples = doc_examples();
-        assert_eq!(examples.len(), 2);
+        assert_eq!(examples.len(), 3);
         let ferry = check(&examples[0], &env).unwrap();
         assert_eq!(ferry.format, JobFormat::Ferry);
-        let board = check(&examples[1], &env).unwrap();
+        // The stages' example: a SQL source's text column parsed by an `xml` stage.
+        let staged = format!(
+            "{}\n[handler]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n",
+            examples[1]
+        );
+        let staged = check(&staged, &env).unwrap();
+        assert_eq!(staged.stages.len(), 1);
+        let board = check(&examples[2], &env).unwrap();
         assert_eq!(board.format, JobFormat::BoardUpdate);
         assert_eq!(
-            without_comments(&examples[1]),
+            without_comments(&examples[2]),
             without_comments(BOARD_UPDATE)
         );
     }

@@ -20,11 +20,14 @@ mod run;
 mod service;
 mod sources;
 mod spec;
+mod stage_format;
+mod stages;
 mod xml_format;
 
 pub use checkpoint::{Checkpoint, Status};
-pub use handler::SpecHandler;
+pub use handler::{handler_url, SpecHandler};
 pub use load::{load, EnvLookup, LoadOptions};
 pub use run::{dry_run, run, DryRun, RunOptions, RunSummary};
 pub use service::{load_service_handlers, ServiceHandler};
-pub use spec::{HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec};
+pub use spec::{HandlerSpec, JobConfig, JobFormat, OnError, SourceSpec, StageSpec};
+pub use stages::build_stage;

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::stage::Profile;
 use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -28,8 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Checkpoint, Status};
 use super::handler::{describe, SpecHandler};
-use super::sources::{count_source, open_source, BadRecords};
+use super::sources::{count_source, BadRecords};
 use super::spec::{HandlerSpec, JobConfig, OnError};
+use super::stages::Pipeline;
 use crate::error::Error;
 use crate::graphql::GraphqlHandler;
 use crate::http::HttpHandler;
@@ -45,6 +47,9 @@ pub struct RunOptions {
     pub restart: bool,
     /// How many requests a dry run prints (default 3 when 0).
     pub show_requests: usize,
+    /// Send only the first N items that reach the handler, then finish as if the source
+    /// had ended (`ferry tune --sample N`). `None`: all of them.
+    pub limit: Option<u64>,
     /// Cancelled to interrupt the run (Ctrl-C): no new item is read, what waits is
     /// cancelled, calls in flight get the engine's `shutdown_grace`, the checkpoint keeps
     /// every confirmed item. Default: never cancelled.
@@ -94,6 +99,9 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
     /// The source's own stages, busy and idle, and the bottleneck (XML sources).
     pub source_profile: Option<String>,
+    /// The pipeline's profile: source, stages and sink, busy and idle, items, queue depths,
+    /// the sink's batch latency, and the bottleneck.
+    pub profile: Profile,
     /// Whether [`RunOptions::shutdown`] interrupted the run: the report's cancelled items
     /// and the items never read were not confirmed, and `--resume` sends them.
     pub interrupted: bool,
@@ -107,7 +115,7 @@ pub async fn dry_run(job: &JobConfig, opts: &RunOptions) -> Result<DryRun, Error
     } else {
         opts.show_requests
     };
-    let (mut stream, _) = open_source(&job.source).await?;
+    let mut stream = Pipeline::open(job).await?.stream;
     let batch_size = match &job.engine.sizing {
         ferry_core::BatchSizing::Adaptive(c) => c.initial.min(job.engine.max_items()),
         ferry_core::BatchSizing::Fixed => job.engine.max_items(),
@@ -202,8 +210,8 @@ where
         (Some(c), true) => c.settled_keys().await?,
         _ => HashSet::new(),
     };
-    let (mut stream, xml_stats) = open_source(&job.source).await?;
     let handler = SpecHandler::start(&job.handler).await?;
+    let mut pipeline = Pipeline::open(job).await?;
     let counters = handler.counters();
     let mut engine = Engine::new(job.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&job.dead_letters))
@@ -215,6 +223,8 @@ where
     }
     let mut running = engine.start();
     let progress_task = tokio::spawn(on_start(running.progress()));
+    let stop_sampling = CancellationToken::new();
+    let sampler = pipeline.sampler(running.progress(), stop_sampling.clone());
     let mut settled = running
         .take_settled()
         .ok_or_else(|| Error::Engine(ferry_core::Error::Closed))?;
@@ -246,11 +256,15 @@ where
     let mut bad = BadRecords::new(&job.dead_letters, checkpoint.clone());
     let mut skipped = 0u64;
     let mut source_error = None;
+    let mut sent = 0u64;
     loop {
+        if opts.limit.is_some_and(|n| sent >= n) {
+            break;
+        }
         let next = tokio::select! {
             biased;
             () = opts.shutdown.cancelled() => break,
-            next = stream.next() => next,
+            next = pipeline.stream.next() => next,
         };
         let Some(next) = next else { break };
         match next {
@@ -259,9 +273,12 @@ where
                     skipped += 1;
                     continue;
                 }
+                let t = std::time::Instant::now();
                 if intake.push(item).await.is_err() {
                     break;
                 }
+                pipeline.blocked += t.elapsed();
+                sent += 1;
             }
             Err(e) if e.is_record_error() && job.on_error == OnError::DeadLetter => {
                 tracing::warn!(error = %e, "dead-lettered a bad source record");
@@ -277,8 +294,16 @@ where
         }
     }
     drop(intake);
-    drop(stream);
+    // Stops the source and the stages (an interrupted run reads no further).
+    pipeline.stream = Box::pin(futures_util::stream::empty());
     let report = running.finish().await?;
+    stop_sampling.cancel();
+    let samples = sampler.await.unwrap_or_default();
+    let profile = pipeline.profile(&report, samples);
+    let xml_stats = pipeline.xml_stats.clone();
+    let mut warnings: Vec<String> = xml_stats.as_ref().map(|s| s.warnings()).unwrap_or_default();
+    warnings.extend(pipeline.warnings());
+    drop(pipeline);
     match writer.await {
         Ok(result) => result?,
         Err(e) => return Err(Error::Engine(ferry_core::Error::Task(e.to_string()))),
@@ -294,8 +319,9 @@ where
         checkpoint: checkpoint.map(|c| c.path().to_owned()),
         source_error,
         bad_records: bad.count(),
-        warnings: xml_stats.map(|s| s.warnings()).unwrap_or_default(),
+        warnings,
         source_profile,
+        profile,
         interrupted: opts.shutdown.is_cancelled(),
     })
 }

@@ -10,6 +10,7 @@ use ferry_core::{Concurrency, EngineConfig};
 
 use crate::graphql::GraphqlConfig;
 use crate::source::KeyBy;
+use crate::stage::{StageSettings, XmlStageConfig};
 
 /// Where items come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,37 @@ pub enum SourceSpec {
         /// How items are keyed (by a mapped column).
         key: KeyBy,
     },
+}
+
+/// A step of the pipeline between the source and the handler (`[[stage]]`): its type's
+/// settings beside the [`StageSettings`] every stage has. Built into a running
+/// [`Stage`](crate::stage::Stage) by the runner (`job/stages.rs`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StageSpec {
+    /// Parse an XML text field of each item, one output item per record element.
+    Xml {
+        /// `name`, `workers`, `queue`, `key`.
+        settings: StageSettings,
+        /// The field, the record element, the mapping.
+        config: XmlStageConfig,
+    },
+}
+
+impl StageSpec {
+    /// The settings every stage has.
+    pub fn settings(&self) -> &StageSettings {
+        match self {
+            StageSpec::Xml { settings, .. } => settings,
+        }
+    }
+
+    /// The settings every stage has, to change (`ferry tune`).
+    pub fn settings_mut(&mut self) -> &mut StageSettings {
+        match self {
+            StageSpec::Xml { settings, .. } => settings,
+        }
+    }
 }
 
 /// What happens to a source record that cannot be read (`source.on_error`).
@@ -105,6 +137,9 @@ pub struct JobConfig {
     pub path: PathBuf,
     /// The source.
     pub source: SourceSpec,
+    /// The stages between the source and the handler, in order (`[[stage]]`; none by
+    /// default).
+    pub stages: Vec<StageSpec>,
     /// The handler.
     pub handler: HandlerSpec,
     /// What a bad source record does.

@@ -19,22 +19,7 @@ pub(super) fn read_xml_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
     let record = r.required_string("source.record");
     let workers = r.positive("source.workers").unwrap_or(0);
     let key = r.key_by("source.key");
-    let mut columns = Vec::new();
-    for (name, leaf) in r.table("source.columns") {
-        let key = format!("source.columns.{name}");
-        if let Some(field) = field(r, &key, &leaf) {
-            columns.push((name, field));
-        }
-    }
-    columns.extend(read_lists(r));
-    if columns.is_empty() {
-        let line = r.section_line("source");
-        r.err(
-            "source.columns",
-            line,
-            "an XML source needs columns, e.g. [source.columns] id = \"@id as integer\"",
-        );
-    }
+    let columns = read_mapping(r, "source");
     let input = match (path, url, query, column) {
         (Some(p), None, None, None) => Some(XmlInput::Files(r.relative(&p))),
         (None, Some(url), Some(query), Some(column)) => {
@@ -54,11 +39,33 @@ pub(super) fn read_xml_source(r: &mut Reader<'_>) -> Option<SourceSpec> {
         config: XmlConfig {
             input: input?,
             record: record?,
-            mapping: Mapping { columns },
+            mapping: columns,
             workers,
         },
         key,
     })
+}
+
+/// Reads the mapping under `prefix` (`source`, `stage.0`): `PREFIX.columns.*` and
+/// `PREFIX.lists.*`; no column at all is an error.
+pub(super) fn read_mapping(r: &mut Reader<'_>, prefix: &str) -> Mapping {
+    let mut columns = Vec::new();
+    for (name, leaf) in r.table(&format!("{prefix}.columns")) {
+        let key = format!("{prefix}.columns.{name}");
+        if let Some(field) = field(r, &key, &leaf) {
+            columns.push((name, field));
+        }
+    }
+    columns.extend(read_lists(r, prefix));
+    if columns.is_empty() {
+        let line = r.section_line(prefix);
+        r.err(
+            &format!("{prefix}.columns"),
+            line,
+            format!("XML needs columns, e.g. [{prefix}.columns] id = \"@id as integer\""),
+        );
+    }
+    Mapping { columns }
 }
 
 /// A column's field from its string, or an error at its line.
@@ -81,15 +88,15 @@ fn field(r: &mut Reader<'_>, key: &str, leaf: &Leaf) -> Option<Field> {
     }
 }
 
-/// `[source.lists.NAME]`: `path` (the repeated element) and `columns.*` (paths relative to
-/// it); each list is one column holding an array of objects.
 /// A list being read: its place in the file, line, path and columns.
 type ListParts = (usize, Option<Path>, Vec<(String, Field)>, usize);
 
-fn read_lists(r: &mut Reader<'_>) -> Vec<(String, Field)> {
+/// `[PREFIX.lists.NAME]`: `path` (the repeated element) and `columns.*` (paths relative to
+/// it); each list is one column holding an array of objects.
+fn read_lists(r: &mut Reader<'_>, prefix: &str) -> Vec<(String, Field)> {
     let mut lists: BTreeMap<String, ListParts> = BTreeMap::new();
-    for (sub, leaf) in r.table("source.lists") {
-        let key = format!("source.lists.{sub}");
+    for (sub, leaf) in r.table(&format!("{prefix}.lists")) {
+        let key = format!("{prefix}.lists.{sub}");
         let order = lists.len();
         let (name, rest) = sub.split_once('.').unwrap_or((sub.as_str(), ""));
         let entry = lists
@@ -118,7 +125,7 @@ fn read_lists(r: &mut Reader<'_>) -> Vec<(String, Field)> {
             r.err(
                 &key,
                 leaf.line,
-                format!("unknown key; expected source.lists.{name}.path or source.lists.{name}.columns.COLUMN"),
+                format!("unknown key; expected {prefix}.lists.{name}.path or {prefix}.lists.{name}.columns.COLUMN"),
             );
         }
     }
@@ -129,12 +136,12 @@ fn read_lists(r: &mut Reader<'_>) -> Vec<(String, Field)> {
                 out.push((order, name, Field::List(path, columns)))
             }
             Some(_) => r.err(
-                &format!("source.lists.{name}.columns"),
+                &format!("{prefix}.lists.{name}.columns"),
                 line,
                 "a list needs columns (paths relative to the repeated element)",
             ),
             None => r.err(
-                &format!("source.lists.{name}.path"),
+                &format!("{prefix}.lists.{name}.path"),
                 line,
                 "missing required key (the repeated element, e.g. \"items/item\")",
             ),

@@ -1,27 +1,33 @@
 //! SQL sinks. The PostgreSQL `COPY` sink ([`CopySink`]) streams batches with `COPY`,
 //! parent and child tables in one transaction, idempotent by key.
 //!
-//! The SQL sink ([`SqlSink`]): each batch becomes one multi-row `INSERT` (or upsert) in one transaction, on
-//! SQLite or PostgreSQL.
+//! The SQL sink ([`SqlSink`]): each batch becomes one multi-row `INSERT` (or upsert) in one
+//! transaction, on SQLite, PostgreSQL or MariaDB/MySQL (`mysql://` or `mariadb://` URLs).
 //!
 //! Values come from each item's payload by column name. On PostgreSQL every value is sent as
 //! text and cast to the column's own type (read from `information_schema` when the sink
 //! opens), so JSON numbers, strings and dates land in `int4`, `numeric`, `date` or `jsonb`
-//! columns alike; on SQLite values keep their JSON type. With a `key` column the statement
-//! is an upsert (`ON CONFLICT (key) DO UPDATE`), which makes a retried batch harmless.
+//! columns alike; on SQLite and MariaDB values keep their JSON type (strings are converted
+//! by the column; on MariaDB a timestamp's `T` and `Z` are dropped for `DATETIME` and
+//! `TIMESTAMP` columns, which hold no zone). With a `key` column the statement is an upsert
+//! (`ON CONFLICT (key) DO UPDATE`; on MariaDB `ON DUPLICATE KEY UPDATE`, or `INSERT IGNORE`
+//! when the key is the only column), which makes a retried or resumed batch harmless.
 //!
 //! Errors: a constraint or type error fails the whole statement without saying which row, so
 //! the batch is split until the bad row stands alone and is dead-lettered with the database's
 //! message; connection errors are retried.
 
+mod admin;
 mod copy;
 
+pub use admin::execute;
 pub use copy::{ChildTable, CopySink, CopySinkConfig};
 
 use std::str::FromStr;
 
 use ferry_core::{Batch, BatchOutcome, BoxFuture, Handler};
 use serde_json::Value;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::Row;
@@ -31,7 +37,8 @@ use crate::error::Error;
 /// Settings of a [`SqlSink`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqlSinkConfig {
-    /// `sqlite:PATH` (created if missing), a `.db` path, or `postgres://...`.
+    /// `sqlite:PATH` (created if missing), a `.db` path, `postgres://...`, or
+    /// `mysql://...` / `mariadb://...`.
     pub url: String,
     /// The target table (it must exist).
     pub table: String,
@@ -45,6 +52,8 @@ enum Db {
     Sqlite(SqlitePool),
     /// The pool and each column's type name, in `columns` order.
     Postgres(PgPool, Vec<String>),
+    /// The pool and, per column in `columns` order, whether it holds a date and time.
+    MySql(MySqlPool, Vec<bool>),
 }
 
 /// Writes batches into a table.
@@ -82,7 +91,41 @@ impl SqlSink {
             }
         };
         let lower = config.url.to_ascii_lowercase();
-        let db = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        let db = if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+            let url = match config.url.split_once("://") {
+                Some((_, rest)) => format!("mysql://{rest}"),
+                None => config.url.clone(),
+            };
+            let pool = MySqlPoolOptions::new()
+                .max_connections(8)
+                .connect(&url)
+                .await
+                .map_err(ctx("connecting"))?;
+            let rows = sqlx::query("SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?")
+                .bind(&config.table)
+                .fetch_all(&pool)
+                .await
+                .map_err(ctx("reading the columns"))?;
+            let mut datetime = Vec::with_capacity(config.columns.len());
+            for column in &config.columns {
+                let found = rows
+                    .iter()
+                    .find(|r| r.try_get::<String, _>(0).is_ok_and(|n| &n == column));
+                match found.and_then(|r| r.try_get::<String, _>(1).ok()) {
+                    Some(t) => datetime.push(matches!(
+                        t.to_ascii_lowercase().as_str(),
+                        "datetime" | "timestamp"
+                    )),
+                    None => {
+                        return Err(Error::Sql {
+                            context: format!("sink table `{}`", config.table),
+                            source: sqlx::Error::ColumnNotFound(column.clone()),
+                        })
+                    }
+                }
+            }
+            Db::MySql(pool, datetime)
+        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
                 .connect(&config.url)
@@ -127,6 +170,9 @@ impl SqlSink {
 
     /// The statement for `rows` rows (placeholders per database).
     fn statement(&self, rows: usize) -> String {
+        if let Db::MySql(..) = &self.db {
+            return self.mysql_statement(rows);
+        }
         let cols = &self.config.columns;
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ",
@@ -145,7 +191,7 @@ impl SqlSink {
                 }
                 n += 1;
                 match &self.db {
-                    Db::Sqlite(_) => sql.push('?'),
+                    Db::Sqlite(_) | Db::MySql(..) => sql.push('?'),
                     Db::Postgres(_, types) => sql.push_str(&format!("${n}::{}", quote(&types[c]))),
                 }
             }
@@ -166,6 +212,35 @@ impl SqlSink {
                     updates.join(", ")
                 ));
             }
+        }
+        sql
+    }
+
+    /// MariaDB's statement for `rows` rows: backquoted names, `?` placeholders, and
+    /// `ON DUPLICATE KEY UPDATE` (or `INSERT IGNORE` when the key is the only column).
+    fn mysql_statement(&self, rows: usize) -> String {
+        let q = |ident: &str| format!("`{}`", ident.replace('`', "``"));
+        let cols = &self.config.columns;
+        let updates: Vec<String> = match &self.config.key {
+            Some(key) => cols
+                .iter()
+                .filter(|c| *c != key)
+                .map(|c| format!("{0} = VALUES({0})", q(c)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let ignore = self.config.key.is_some() && updates.is_empty();
+        let row = format!("({})", vec!["?"; cols.len()].join(", "));
+        let mut sql = format!(
+            "INSERT {}INTO {} ({}) VALUES {}",
+            if ignore { "IGNORE " } else { "" },
+            q(&self.config.table),
+            cols.iter().map(|c| q(c)).collect::<Vec<_>>().join(", "),
+            vec![row; rows].join(", ")
+        );
+        if !updates.is_empty() {
+            sql.push_str(" ON DUPLICATE KEY UPDATE ");
+            sql.push_str(&updates.join(", "));
         }
         sql
     }
@@ -194,6 +269,27 @@ impl SqlSink {
                 q.execute(&mut *tx).await?;
                 tx.commit().await
             }
+            Db::MySql(pool, datetime) => {
+                let mut q = sqlx::query(&sql);
+                for payload in batch.payloads() {
+                    for (c, is_datetime) in self.config.columns.iter().zip(datetime) {
+                        q = match field(payload, c) {
+                            Value::Null => q.bind(None::<String>),
+                            Value::Bool(b) => q.bind(b),
+                            Value::Number(n) => match n.as_i64() {
+                                Some(i) => q.bind(i),
+                                None => q.bind(n.as_f64()),
+                            },
+                            Value::String(s) if *is_datetime => q.bind(mysql_datetime(s)),
+                            Value::String(s) => q.bind(s),
+                            other => q.bind(other.to_string()),
+                        };
+                    }
+                }
+                let mut tx = pool.begin().await?;
+                q.execute(&mut *tx).await?;
+                tx.commit().await
+            }
             Db::Postgres(pool, _) => {
                 let mut q = sqlx::query(&sql);
                 for payload in batch.payloads() {
@@ -210,6 +306,16 @@ impl SqlSink {
                 tx.commit().await
             }
         }
+    }
+}
+
+/// A timestamp as MariaDB's `DATETIME` reads it: `T` -> space, a `Z` (UTC) dropped.
+fn mysql_datetime(s: String) -> String {
+    let s = s.strip_suffix('Z').map(str::to_owned).unwrap_or(s);
+    if s.as_bytes().get(10) == Some(&b'T') {
+        format!("{} {}", &s[..10], &s[11..])
+    } else {
+        s
     }
 }
 

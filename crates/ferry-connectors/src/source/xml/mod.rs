@@ -67,6 +67,8 @@ pub struct XmlConfig {
 /// path matched in, for the warning about paths that never match.
 #[derive(Debug)]
 pub struct XmlStats {
+    /// The job-file table the columns are under (`source.columns`, `stage.0.columns`).
+    prefix: String,
     columns: Vec<(String, String)>,
     records: AtomicU64,
     hits: Vec<AtomicU64>,
@@ -88,8 +90,11 @@ fn add_elapsed(counter: &AtomicU64, since: std::time::Instant) {
 }
 
 impl XmlStats {
-    fn new(mapping: &Mapping) -> Self {
+    /// Counters for `mapping`, whose columns the job file holds under `prefix`
+    /// (`source.columns`).
+    pub(crate) fn new(mapping: &Mapping, prefix: &str) -> Self {
         XmlStats {
+            prefix: prefix.to_owned(),
             columns: mapping
                 .columns
                 .iter()
@@ -152,6 +157,16 @@ impl XmlStats {
         )
     }
 
+    /// Counts one mapped record and the columns whose paths matched in it.
+    fn count(&self, hits: &[bool]) {
+        self.records.fetch_add(1, Ordering::Relaxed);
+        for (counter, hit) in self.hits.iter().zip(hits) {
+            if *hit {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Records mapped so far.
     pub fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
@@ -168,7 +183,10 @@ impl XmlStats {
             .zip(&self.hits)
             .filter(|(_, h)| h.load(Ordering::Relaxed) == 0)
             .map(|((name, path), _)| {
-                format!("source.columns.{name}: path `{path}` matched nothing in any of the {n} records")
+                format!(
+                    "{}.{name}: path `{path}` matched nothing in any of the {n} records",
+                    self.prefix
+                )
             })
             .collect()
     }
@@ -196,7 +214,7 @@ enum Slot {
 /// Files are matched now (no match is an [`Error::Io`]); reading, parsing and mapping
 /// happen on other threads.
 pub async fn xml(config: &XmlConfig, key: KeyBy) -> Result<(ItemStream, Arc<XmlStats>), Error> {
-    let stats = Arc::new(XmlStats::new(&config.mapping));
+    let stats = Arc::new(XmlStats::new(&config.mapping, "source.columns"));
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -295,12 +313,7 @@ impl Job {
         let element = dom::parse(bytes).map_err(bad)?;
         let mut hits = vec![false; self.mapping.columns.len()];
         let row = self.mapping.apply(&element, &mut hits).map_err(bad)?;
-        self.stats.records.fetch_add(1, Ordering::Relaxed);
-        for (counter, hit) in self.stats.hits.iter().zip(hits) {
-            if hit {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.stats.count(&hits);
         let size = bytes.len();
         let origin = format!("{}@{}", raw.origin, raw.offset);
         self.key
@@ -312,6 +325,34 @@ impl Job {
                 other => other,
             })
     }
+}
+
+/// Maps every `record` element of one document held in memory (an item's text field, for
+/// the `xml` stage), in document order, counting into `stats`; the error names the byte
+/// offset of the first record that cannot be read or mapped, or says there is none.
+pub(crate) fn map_document(
+    doc: &[u8],
+    record: &str,
+    mapping: &Mapping,
+    stats: &XmlStats,
+) -> Result<Vec<serde_json::Map<String, Value>>, String> {
+    let mut splitter = Splitter::new(std::io::Cursor::new(doc), record);
+    let mut rows = Vec::new();
+    let mut hits = vec![false; mapping.columns.len()];
+    while let Some(piece) = splitter.next_piece().map_err(|e| e.to_string())? {
+        let (offset, bytes) = match piece {
+            Piece::Record { offset, bytes } => (offset, bytes),
+            Piece::Bad { offset, message } => return Err(format!("byte {offset}: {message}")),
+        };
+        let at = |m: String| format!("byte {offset}: {m}");
+        let element = dom::parse(&bytes).map_err(at)?;
+        rows.push(mapping.apply(&element, &mut hits).map_err(at)?);
+        stats.count(&hits);
+    }
+    if rows.is_empty() {
+        return Err(format!("no <{record}> element in the document"));
+    }
+    Ok(rows)
 }
 
 /// The reader thread's state: the chunk being filled and the next record's index.
