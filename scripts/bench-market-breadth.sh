@@ -4,6 +4,7 @@
 # (read_sql + groupby ewm/rolling + to_sql into the same database) measured in the same run.
 #
 #   scripts/bench-market-breadth.sh [TICKERS] [DAYS]
+#   PRICES_DB=big.db scripts/bench-market-breadth.sh 5000 2520   # reuse generated prices
 #
 #   1. the seed's size, 133 tickers x 200 days: Ferry end to end (process start to exit);
 #   2. TICKERS x DAYS (default 5,000 x 2,520 = 12.6 M price rows): Ferry, then pandas, each on
@@ -26,7 +27,14 @@ secs() { python3 -c "import time; print(f'{time.time():.3f}')"; }
 bench() { # NAME TICKERS DAYS
   local name=$1 dir=$work/$1
   mkdir -p "$dir"
-  python3 "$ex/generate.py" --db "$dir/market.db" --tickers "$2" --days "$3" >/dev/null
+  if [ "$name" = large ] && [ -n "${PRICES_DB:-}" ]; then
+    # Prices made earlier by generate.py with the same TICKERS and DAYS (generating 12.6 M
+    # rows takes minutes); only `prices` is kept.
+    cp "$PRICES_DB" "$dir/market.db"
+    python3 -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript('DELETE FROM indicators; DELETE FROM breadth; DROP TABLE IF EXISTS ferry_indicator_state;'); c.commit()" "$dir/market.db"
+  else
+    python3 "$ex/generate.py" --db "$dir/market.db" --tickers "$2" --days "$3" >/dev/null
+  fi
   cp "$dir/market.db" "$dir/pandas.db"
   cp "$ex/market-breadth.toml" "$dir/"
   sync
