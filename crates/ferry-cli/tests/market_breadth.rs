@@ -332,3 +332,67 @@ fn a_missing_table_and_an_unknown_after_are_clear_errors() {
         "{err}"
     );
 }
+
+/// PostgreSQL by URL (`127.0.0.1:5432`, user `postgres`, a database of the test's own): the
+/// same job file, the same prices, the same values as on SQLite, bit for bit.
+#[test]
+fn postgresql_gives_the_values_of_sqlite() {
+    let m = Market::new("pg", 30, 120);
+    let (code, out, err) = m.run(&[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let name = format!("ferry_market_{}", std::process::id());
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let psql = |url: &str, sql: &str| {
+        let mut cmd = Command::new("psql");
+        cmd.args([url, "-v", "ON_ERROR_STOP=1", "-tAF|", "-c", "SET extra_float_digits = 3", "-c", sql]);
+        let out = run(cmd, DEADLINE);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    psql(admin, &format!("DROP DATABASE IF EXISTS {name}"));
+    psql(admin, &format!("CREATE DATABASE {name}"));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let mut gen = Command::new("python3");
+    gen.arg(example("generate.py"))
+        .args(["--db", &url, "--tickers", "30", "--days", "120"]);
+    let g = run(gen, DEADLINE);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.arg("run").arg(m.job()).arg("--restart").env("MARKET_DB", &url);
+    let out = run(cmd, DEADLINE);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("30 tickers computed, 0 dead-lettered, 3600 rows written"), "{text}");
+    // Every value as text that round-trips: Python's repr on SQLite, extra_float_digits = 3
+    // on PostgreSQL; compared as numbers.
+    let sqlite = m.rows("SELECT * FROM indicators ORDER BY ticker, date")
+        + &m.rows("SELECT * FROM breadth ORDER BY date");
+    let pg = psql(&url, "SELECT * FROM indicators ORDER BY ticker, date")
+        + &psql(&url, "SELECT * FROM breadth ORDER BY date");
+    psql(admin, &format!("DROP DATABASE {name}"));
+    let sqlite: Vec<Vec<String>> = sqlite
+        .lines()
+        .map(|l| {
+            l.trim_matches(|c| c == '(' || c == ')')
+                .split(", ")
+                .map(|v| v.trim_matches('\'').replace("None", ""))
+                .collect()
+        })
+        .collect();
+    let pg: Vec<Vec<String>> = pg
+        .lines()
+        .filter(|l| !l.is_empty() && *l != "SET")
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(sqlite.len(), 3600 + 120);
+    assert_eq!(sqlite.len(), pg.len());
+    for (a, b) in sqlite.iter().zip(&pg) {
+        assert_eq!(a.len(), b.len(), "{a:?} {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(x), Ok(y)) => assert_eq!(x.to_bits(), y.to_bits(), "{a:?}\n{b:?}"),
+                _ => assert_eq!(x, y, "{a:?}\n{b:?}"),
+            }
+        }
+    }
+}

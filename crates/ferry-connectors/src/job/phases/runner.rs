@@ -24,6 +24,10 @@ use super::handler::PhaseHandler;
 use crate::error::Error;
 use crate::job::{Checkpoint, Status};
 
+/// Groups that may wait in the engine's intake (the source holds 16 more, a batch up to
+/// `phase.batch.max_items`).
+const INTAKE_GROUPS: usize = 64;
+
 /// The checkpoint key that records a phase as complete (no group key can be it).
 const COMPLETE: &str = "\u{0}phase complete";
 
@@ -176,6 +180,8 @@ where
     let engine = Engine::new(p.engine.clone(), handler)?
         .dead_letters(JsonlDeadLetters::new(&p.dead_letters))
         .cancellation(opts.shutdown.clone())
+        // A group can be thousands of rows: hold few of them waiting, not the default 1,024.
+        .intake_capacity(INTAKE_GROUPS)
         .emit_settled(64);
     let mut running = engine.start();
     let progress_task = tokio::spawn(on_start(p, running.progress()));
