@@ -344,9 +344,22 @@ fn postgresql_gives_the_values_of_sqlite() {
     let admin = "postgres://postgres@127.0.0.1:5432/postgres";
     let psql = |url: &str, sql: &str| {
         let mut cmd = Command::new("psql");
-        cmd.args([url, "-v", "ON_ERROR_STOP=1", "-tAF|", "-c", "SET extra_float_digits = 3", "-c", sql]);
+        cmd.args([
+            url,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAF|",
+            "-c",
+            "SET extra_float_digits = 3",
+            "-c",
+            sql,
+        ]);
         let out = run(cmd, DEADLINE);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     psql(admin, &format!("DROP DATABASE IF EXISTS {name}"));
@@ -358,11 +371,22 @@ fn postgresql_gives_the_values_of_sqlite() {
     let g = run(gen, DEADLINE);
     assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.arg("run").arg(m.job()).arg("--restart").env("MARKET_DB", &url);
+    cmd.arg("run")
+        .arg(m.job())
+        .arg("--restart")
+        .env("MARKET_DB", &url);
     let out = run(cmd, DEADLINE);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("30 tickers computed, 0 dead-lettered, 3600 rows written"), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("30 tickers computed, 0 dead-lettered, 3600 rows written"),
+        "{text}"
+    );
     // Every value as text that round-trips: Python's repr on SQLite, extra_float_digits = 3
     // on PostgreSQL; compared as numbers.
     let sqlite = m.rows("SELECT * FROM indicators ORDER BY ticker, date")
