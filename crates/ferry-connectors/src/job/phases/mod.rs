@@ -1,6 +1,6 @@
 //! Phased jobs: `[[phase]]` blocks in a job file, each a group-by SQL source -> a built-in
 //! CPU stage (`indicators`, `breadth`) -> a SQL sink, run one after another in `after`
-//! order with a checkpoint per phase (`docs/job-file.md`, "Phased jobs").
+//! order with a checkpoint per phase (`docs/phases.md`).
 //!
 //! `config` reads the file, `group` streams a query's rows as groups, `stage` computes,
 //! `handler` runs the stage and writes a batch in one transaction (`db`), `runner` runs the
