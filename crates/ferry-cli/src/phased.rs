@@ -124,9 +124,12 @@ async fn follow(name: String, unit: String, mut progress: watch::Receiver<Progre
         let p = progress.borrow_and_update().clone();
         if ticked || p.finished {
             if p.finished || progress.has_changed().is_err() {
+                // Over the whole phase, not the recent rate the running lines show.
+                let rate =
+                    (p.succeeded + p.dead_lettered) as f64 / p.elapsed.as_secs_f64().max(1e-9);
                 eprintln!(
-                    "phase {name}: {} {unit} done, {} dead-lettered in {:.1?} ({:.0} {unit}/s)",
-                    p.succeeded, p.dead_lettered, p.elapsed, p.rate
+                    "phase {name}: {} {unit} done, {} dead-lettered in {:.1?} ({rate:.0} {unit}/s)",
+                    p.succeeded, p.dead_lettered, p.elapsed
                 );
                 return;
             }
