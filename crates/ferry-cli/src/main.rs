@@ -6,6 +6,7 @@ mod demo;
 mod handlers;
 mod interrupt;
 mod keys;
+mod phased;
 mod progress;
 mod run;
 mod serve;

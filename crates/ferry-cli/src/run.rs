@@ -58,6 +58,10 @@ pub(crate) struct ValidateArgs {
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
+    if crate::phased::is_phased(&args.job) {
+        anyhow::ensure!(!args.dry_run, "a phased job has no dry run");
+        return crate::phased::run(&args.job, args.resume, args.restart, args.grace).await;
+    }
     let opts = LoadOptions {
         sets: args.sets,
         max_concurrent: args.max_concurrent,
@@ -158,6 +162,9 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<Exit> {
 }
 
 pub(crate) fn validate(args: ValidateArgs) -> anyhow::Result<()> {
+    if crate::phased::is_phased(&args.job) {
+        return crate::phased::validate(&args.job);
+    }
     let opts = LoadOptions {
         sets: args.sets,
         dry_run: true,

@@ -318,6 +318,8 @@ mod tests {
             "http",
             "exec",
             "postgres_copy",
+            "indicators",
+            "breadth",
         ];
         let mut out = Vec::new();
         let (mut board_update, mut sections) = (false, Vec::new());

@@ -16,6 +16,7 @@ mod ferry_format;
 mod file;
 mod handler;
 mod load;
+pub mod phases;
 mod reader;
 mod run;
 mod service;

@@ -10,7 +10,7 @@ use ferry_core::{Concurrency, EngineConfig};
 
 use crate::graphql::GraphqlConfig;
 use crate::source::KeyBy;
-use crate::stage::{StageSettings, XmlStageConfig};
+use crate::stage::{GroupStageConfig, StageSettings, XmlStageConfig};
 
 /// Where items come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,20 +60,38 @@ pub enum StageSpec {
         /// The field, the record element, the mapping.
         config: XmlStageConfig,
     },
+    /// Per-ticker indicators of a payload holding one ticker's rows (`docs/indicators.md`).
+    Indicators {
+        /// `name`, `workers`, `queue`, `key`.
+        settings: StageSettings,
+        /// The group and rows fields.
+        config: GroupStageConfig,
+    },
+    /// One date's market breadth from a payload holding that date's rows.
+    Breadth {
+        /// `name`, `workers`, `queue`, `key`.
+        settings: StageSettings,
+        /// The group and rows fields.
+        config: GroupStageConfig,
+    },
 }
 
 impl StageSpec {
     /// The settings every stage has.
     pub fn settings(&self) -> &StageSettings {
         match self {
-            StageSpec::Xml { settings, .. } => settings,
+            StageSpec::Xml { settings, .. }
+            | StageSpec::Indicators { settings, .. }
+            | StageSpec::Breadth { settings, .. } => settings,
         }
     }
 
     /// The settings every stage has, to change (`ferry tune`).
     pub fn settings_mut(&mut self) -> &mut StageSettings {
         match self {
-            StageSpec::Xml { settings, .. } => settings,
+            StageSpec::Xml { settings, .. }
+            | StageSpec::Indicators { settings, .. }
+            | StageSpec::Breadth { settings, .. } => settings,
         }
     }
 }

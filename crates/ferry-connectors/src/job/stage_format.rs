@@ -5,10 +5,10 @@
 use super::file::Val;
 use super::reader::Reader;
 use super::spec::StageSpec;
-use crate::stage::{StageKey, StageSettings, XmlStageConfig, DEFAULT_QUEUE};
+use crate::stage::{GroupStageConfig, StageKey, StageSettings, XmlStageConfig, DEFAULT_QUEUE};
 
 /// The stage types there are, for the error about an unknown one.
-const TYPES: &str = "xml";
+const TYPES: &str = "xml, indicators or breadth";
 
 /// Reads every `[[stage]]`, in order.
 pub(super) fn read_stages(r: &mut Reader<'_>) -> Vec<StageSpec> {
@@ -79,6 +79,28 @@ fn read_stage(r: &mut Reader<'_>, i: usize) -> Option<StageSpec> {
                 },
             })
         }
+        Some(ty @ ("indicators" | "breadth")) => {
+            let default_group = if ty == "indicators" { "ticker" } else { "date" };
+            let config = GroupStageConfig {
+                group: r
+                    .string(&format!("{p}.group"))
+                    .unwrap_or_else(|| default_group.to_owned()),
+                rows: r
+                    .string(&format!("{p}.rows"))
+                    .unwrap_or_else(|| "rows".to_owned()),
+            };
+            Some(if ty == "indicators" {
+                StageSpec::Indicators {
+                    settings: settings(ty),
+                    config,
+                }
+            } else {
+                StageSpec::Breadth {
+                    settings: settings(ty),
+                    config,
+                }
+            })
+        }
         Some(other) => {
             r.unknown_type(&p, other, TYPES);
             None
@@ -145,7 +167,9 @@ mod tests {
         let text = format!("{SOURCE}\n[[stage]]\ntype = \"xml\"\nfield = \"doc\"\nrecord = \"order\"\nworkers = 3\nqueue = 50\nkey = \"id\"\nkeep = [\"id\"]\n[stage.columns]\nid = \"@id as integer\"\n[stage.lists.lines]\npath = \"items/item\"\ncolumns.sku = \"@sku\"\n\n[[stage]]\ntype = \"xml\"\nfield = \"x\"\nrecord = \"r\"\ncolumns.a = \"@a\"\n{HANDLER}");
         let job = check(&text).unwrap();
         assert_eq!(job.stages.len(), 2);
-        let StageSpec::Xml { settings, config } = &job.stages[0];
+        let StageSpec::Xml { settings, config } = &job.stages[0] else {
+            panic!("an xml stage: {:?}", job.stages[0]);
+        };
         assert_eq!(
             settings,
             &StageSettings {
@@ -175,7 +199,7 @@ mod tests {
             "/jobs/p.toml:10: `stage.0.workers`: must be at least 0, got -1",
             "/jobs/p.toml:11: `stage.0.key`: expected a field name",
             "/jobs/p.toml:13: `stage.0.columns.id`: `money` is not a type",
-            "/jobs/p.toml:16: `stage.1.type`: unknown stage.1 type `nope`; expected xml",
+            "/jobs/p.toml:16: `stage.1.type`: unknown stage.1 type `nope`; expected xml, indicators or breadth",
             "/jobs/p.toml:23: `stage.2.bogus`: unknown key",
         ] {
             assert!(err.contains(want), "{want}\n{err}");

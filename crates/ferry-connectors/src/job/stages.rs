@@ -25,6 +25,10 @@ pub fn build_stage(spec: &StageSpec, index: usize) -> Arc<dyn Stage> {
             config.clone(),
             &format!("stage.{index}.columns"),
         )),
+        StageSpec::Indicators { config, .. } => {
+            Arc::new(crate::stage::IndicatorsStage(config.clone()))
+        }
+        StageSpec::Breadth { config, .. } => Arc::new(crate::stage::BreadthStage(config.clone())),
     }
 }
 

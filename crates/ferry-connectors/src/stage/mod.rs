@@ -16,11 +16,13 @@
 //! and the bottleneck.
 
 mod api;
+mod market;
 mod profile;
 mod runner;
 mod xml;
 
 pub use api::{Stage, StageError, StageKey, StageSettings, DEFAULT_QUEUE};
+pub use market::{BreadthStage, GroupStageConfig, IndicatorsStage};
 pub(crate) use profile::mean_max;
 pub use profile::{
     Latency, NodeProfile, Profile, QueueSample, SourceGate, SourceMeter, StageStats, MAX_SAMPLES,
