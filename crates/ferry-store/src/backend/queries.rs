@@ -295,16 +295,17 @@ where
         options: &StoreOptions,
     ) -> Result<Vec<QueueDepth>, Error> {
         const W: &str = "reading queue depths";
-        let jobs = sqlx::query(
-            "SELECT priority, COUNT(*) FROM jobs WHERE status IN ('pending', 'processing') \
-             GROUP BY priority",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(sql(W))?;
-        let items = sqlx::query(
-            "SELECT priority, state, COUNT(*) FROM items WHERE state IN ('queued', 'leased') \
-             GROUP BY priority, state",
+        // From the jobs' counters, not by counting items: unfinished jobs, and cancelled
+        // ones whose items are still in flight (`jobs_cancelled_in_flight`).
+        let rows = sqlx::query(
+            "SELECT priority, COUNT(*), CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+             FROM jobs WHERE status IN ('pending', 'processing') GROUP BY priority \
+             UNION ALL \
+             SELECT priority, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+             FROM jobs WHERE status = 'cancelled' \
+             AND total > succeeded + failed + cancelled + queued GROUP BY priority",
         )
         .fetch_all(pool)
         .await
@@ -316,23 +317,15 @@ where
             queued_items: 0,
             in_flight_items: 0,
         });
-        for row in &jobs {
+        for row in &rows {
             let p: i64 = row.try_get(0).map_err(sql(W))?;
-            let n: i64 = row.try_get(1).map_err(sql(W))?;
+            let jobs: i64 = row.try_get(1).map_err(sql(W))?;
+            let queued: i64 = row.try_get(2).map_err(sql(W))?;
+            let in_flight: i64 = row.try_get(3).map_err(sql(W))?;
             if let Some(d) = depths.get_mut(p as usize) {
-                d.unfinished_jobs = n as u64;
-            }
-        }
-        for row in &items {
-            let p: i64 = row.try_get(0).map_err(sql(W))?;
-            let state: String = row.try_get(1).map_err(sql(W))?;
-            let n: i64 = row.try_get(2).map_err(sql(W))?;
-            if let Some(d) = depths.get_mut(p as usize) {
-                if state == "queued" {
-                    d.queued_items = n as u64;
-                } else {
-                    d.in_flight_items = n as u64;
-                }
+                d.unfinished_jobs += jobs.max(0) as u64;
+                d.queued_items += queued.max(0) as u64;
+                d.in_flight_items += in_flight.max(0) as u64;
             }
         }
         Ok(depths.to_vec())
