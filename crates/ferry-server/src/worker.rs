@@ -10,7 +10,8 @@
 //! * An item travels through the engine keyed by its store id, so its outcome finds its row.
 //!   The engine does the batching, adaptive concurrency, retries with backoff and splitting;
 //!   what it dead-letters is dead-lettered in the store.
-//! * Results are recorded per settled batch in one store transaction; the store's lease check
+//! * Results are recorded per settled batch in one store transaction (batches that settled
+//!   while the last one was being written are joined into one); the store's lease check
 //!   and unique result constraint make a second record of an item impossible, so a worker
 //!   that lost its lease (it hung, the item was rescued) cannot record it twice.
 //! * Leases are renewed every third of their length while the worker runs, and at each
@@ -432,6 +433,10 @@ impl Worker {
     }
 }
 
+/// Most items whose outcomes one store transaction records (settled batches that wait
+/// together are joined up to this).
+const MAX_ACK_ITEMS: usize = 4096;
+
 /// Writes one engine's settled outcomes to the store.
 async fn record(
     store: Arc<dyn Store>,
@@ -440,7 +445,17 @@ async fn record(
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    while let Some(batch) = settled.recv().await {
+    while let Some(first) = settled.recv().await {
+        // Batched acknowledgements: whatever else has settled meanwhile goes into the same
+        // store transaction (at once, never waiting for more), so a busy worker writes
+        // fewer, larger transactions and an idle one writes each batch as it comes.
+        let mut batch = first;
+        while batch.len() < MAX_ACK_ITEMS {
+            match settled.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let n = batch.len();
         let mut results = Vec::with_capacity(n);
         let mut ended = Vec::with_capacity(n);
