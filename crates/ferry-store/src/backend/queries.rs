@@ -238,26 +238,31 @@ where
     ) -> Result<Option<Page<ResultRow>>, Error> {
         const W: &str = "reading results";
         let limit = page_limit(limit);
-        let exists = sqlx::query("SELECT id FROM jobs WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(job_id.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(sql(W))?;
-        if exists.is_none() {
-            return Ok(None);
-        }
+        // The page in one statement, the job's tenant checked by the join; only an empty
+        // page needs a second look, to tell "no such job" from "no more items".
         let rows = sqlx::query(
-            "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM items i \
-             LEFT JOIN results r ON r.item_id = i.id \
-             WHERE i.job_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3",
+            "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM jobs j \
+             JOIN items i ON i.job_id = j.id LEFT JOIN results r ON r.item_id = i.id \
+             WHERE j.tenant = $1 AND j.id = $2 AND i.id > $3 ORDER BY i.id LIMIT $4",
         )
+        .bind(tenant)
         .bind(job_id.as_str())
         .bind(after.unwrap_or(0))
         .bind(limit as i64 + 1)
         .fetch_all(pool)
         .await
         .map_err(sql(W))?;
+        if rows.is_empty() {
+            let exists = sqlx::query("SELECT id FROM jobs WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(job_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(sql(W))?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+        }
         let rows = rows
             .iter()
             .map(result_from_row)

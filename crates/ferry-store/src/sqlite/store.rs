@@ -57,7 +57,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             // Pages read through a memory map: every commit empties the readers' page
             // caches, and re-reading pages by `pread` copied them through the kernel each time.
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            .pragma("mmap_size", MMAP_BYTES.to_string())
+            // Statement journals (an `INSERT` of a job's items may need to undo itself) and
+            // temporary b-trees in memory: no temporary file created and deleted per job.
+            .pragma("temp_store", "MEMORY");
         let writer = pool_options::<Sqlite>()
             .max_connections(1)
             .connect_with(connect.clone())
