@@ -28,7 +28,7 @@ fn id_and_job(rows: &[SqliteRow], what: &'static str) -> Result<Vec<(i64, String
 /// Decodes the one JSON row an aggregating statement (`json_group_array`) answers.
 fn decode<T: serde::de::DeserializeOwned>(text: &str, what: &'static str) -> Result<T, Error> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt {
-        message: format!("{what}: the store answered {e}"),
+        message: format!("{what}: an aggregated row is not the JSON expected: {e}"),
     })
 }
 
