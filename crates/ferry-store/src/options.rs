@@ -86,20 +86,6 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_the_seeds_limits() {
-        let o = StoreOptions::new();
-        assert_eq!(Priority::DESCENDING.map(|p| o.limit(p)), [100, 500, 1000]);
-        assert_eq!(o.max_connections.get(), 10);
-        let o = o.queue_limit(Priority::Low, NonZeroUsize::new(7).unwrap());
-        assert_eq!(o.limit(Priority::Low), 7);
-    }
-}
-
 /// Connections idle at least this long are checked (pinged) before a pool hands them out;
 /// busier ones are not.
 pub(crate) const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -125,4 +111,18 @@ fn ping_if_idle<DB: sqlx::Database>(
         }
         Ok(conn.ping().await.is_ok())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds_limits() {
+        let o = StoreOptions::new();
+        assert_eq!(Priority::DESCENDING.map(|p| o.limit(p)), [100, 500, 1000]);
+        assert_eq!(o.max_connections.get(), 10);
+        let o = o.queue_limit(Priority::Low, NonZeroUsize::new(7).unwrap());
+        assert_eq!(o.limit(Priority::Low), 7);
+    }
 }
