@@ -22,7 +22,8 @@
 //!   claims, results and dead letters are retried with backoff ([`crate::retry`]) until it
 //!   answers again; renewals and rescues go on at their pace and log failures.
 //! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
-//!   polling loop.
+//!   polling loop; a claim that got fewer items than it asked for is followed by that wait
+//!   too, not by a claim that would find nothing.
 //! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
 //!   calls already in flight get `shutdown_grace` to finish and be recorded; then every lease
 //!   still held is released, so another worker takes the rest at once rather than after the
@@ -269,9 +270,9 @@ impl Worker {
                         _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
                     }
                 }
+                let asked = room.min(opts.claim_batch);
                 let claim = retry::transient("claiming items", &shutdown, || {
-                    self.store
-                        .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
+                    self.store.claim(&opts.id, asked, opts.lease)
                 });
                 let claimed = match claim.await {
                     Ok(claimed) => claimed,
@@ -286,11 +287,21 @@ impl Worker {
                         _ = self.store.wait_for_work(opts.idle_wait) => continue,
                     }
                 }
+                let drained = claimed.len() < asked;
                 report.claimed += claimed.len() as u64;
                 counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
                 for item in claimed {
                     self.dispatch(item, &mut lanes, &counters, &shutdown)
                         .await?;
+                }
+                // A claim that got less than it asked for emptied the queue (for this
+                // worker): wait for a wake-up rather than claim nothing next. Work that
+                // arrived meanwhile left a wake-up behind, so this wait ends at once.
+                if drained {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.store.wait_for_work(opts.idle_wait) => {}
+                    }
                 }
             }
             Ok::<(), Error>(())
