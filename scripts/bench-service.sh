@@ -15,10 +15,11 @@
 #   3. One client, two servers, same run: `ferry serve` (SQLite, its own process) and the
 #      Python peer of the batch API (examples/sentiment-service/peer: FastAPI, in memory,
 #      VADER; its venv in target/py-peer), each loaded by `ferry-bench service --url` with
-#      the first load's shape, alternating, twice; each line gives the server process's CPU
-#      per text (`--pid`).
-#   4. Scaling: the `sleep` handler (20 ms per batch) on PostgreSQL with 1, 2 and 4
-#      `ferry worker` processes, 200 jobs x 100 items, 8 clients: items/s per worker count.
+#      the first load's shape, alternating, three times; each line gives the server
+#      process's CPU per text (`--pid`).
+#   4. Scaling: the `sleep` handler (a model serving one batch of at most 32 items at a time
+#      per process, 20 ms per batch) on PostgreSQL with 1, 2 and 4 `ferry worker` processes,
+#      100 jobs x 1,000 items, 8 clients: items/s per worker count.
 # PostgreSQL: POSTGRES_URL, else $DATABASE_URL, else postgres://postgres@127.0.0.1:5432/test
 # (a fresh schema is created and dropped).
 set -euo pipefail
@@ -56,7 +57,7 @@ for port in 18721 18722; do
     sleep 0.1
   done
 done
-for round in 1 2; do
+for round in 1 2 3; do
   echo "== round $round: ferry serve (SQLite), then the Python peer, same client"
   $bench service --url http://127.0.0.1:18721 --pid $ferry_pid --jobs 200 --items 100 --clients 8
   $bench service --url http://127.0.0.1:18722 --pid $peer_pid --jobs 200 --items 100 --clients 8
@@ -65,5 +66,5 @@ kill $ferry_pid $peer_pid
 
 # 4. Scaling on PostgreSQL with a handler that waits 20 ms per batch.
 for w in 1 2 4; do
-  $bench service --store "$PG" --handler sleep --workers $w --jobs 200 --items 100 --clients 8
+  $bench service --store "$PG" --handler sleep --workers $w --jobs 100 --items 1000 --clients 8
 done

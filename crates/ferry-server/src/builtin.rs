@@ -15,7 +15,8 @@ impl Handlers {
     /// The built-in handlers: `sentiment` (the VADER model, behind a result cache keyed by
     /// the text's hash: 1 hour, 100,000 texts, as KubeSentiment's `cache_ttl_seconds =
     /// 3600`), `echo` (the no-op handler: each item's payload is its result) and `sleep`
-    /// (`echo` after 20 ms per batch, a stand-in for a slow I/O-bound handler). Claims
+    /// (`echo` after 20 ms per batch of at most 32, one batch at a time per process: a
+    /// stand-in for a model that serves one batch at a time, see [`Sleep`]). Claims
     /// already arrive in batches, so the engine waits at most 2 ms (high jobs' items 1 ms)
     /// for a batch to fill: a small job is not held back (with 10 ms, one client's 100-text
     /// jobs took 19.5 ms submit-to-done instead of 7.5 ms; under load batches fill first and
@@ -42,7 +43,11 @@ impl Handlers {
                 config.clone(),
             )
             .register("echo", Echo, config.clone())
-            .register("sleep", Sleep(Duration::from_millis(20)), config)
+            .register(
+                "sleep",
+                Sleep::new(Duration::from_millis(20)),
+                Sleep::engine_config(config),
+            )
     }
 
     /// The engine settings the service runs a handler with unless told otherwise (the
@@ -72,16 +77,49 @@ impl Handler<Value, Value> for Echo {
     }
 }
 
-/// The handler `sleep`: [`Echo`] after waiting its duration per batch (20 ms in
-/// [`Handlers::builtin`]), so scaling runs see workers that wait rather than compute.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sleep(pub Duration);
+/// The handler `sleep`: [`Echo`] after holding the process's one model slot for its
+/// duration per batch (20 ms in [`Handlers::builtin`], whose batches hold at most
+/// [`Sleep::BATCH`] items). It stands for a model that serves one batch at a time per
+/// process (a GPU or a CPU-bound model with a fixed batch size): batches of one process
+/// wait for the slot in turn, so one process does at most one batch per 20 ms, however
+/// many calls the engine makes at once, and throughput grows with the number of worker
+/// processes, as long as claims and results cost them little. Clones share the slot.
+#[derive(Debug, Clone)]
+pub struct Sleep {
+    per_batch: Duration,
+    slot: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Sleep {
+    /// The model's batch size: the built-in `sleep` handler's batches hold at most this many
+    /// items, filled before they are sent (fixed sizing, as a model's batch size is).
+    pub const BATCH: usize = 32;
+
+    /// A handler that holds its one slot for `per_batch` on each batch.
+    pub fn new(per_batch: Duration) -> Self {
+        Sleep {
+            per_batch,
+            slot: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// `config` with batches of [`BATCH`](Self::BATCH) items, fixed: how the built-in
+    /// `sleep` handler runs (one process: at most 32 items per 20 ms, 1,600 items/s).
+    pub fn engine_config(mut config: EngineConfig) -> EngineConfig {
+        let batch = std::num::NonZeroUsize::new(Self::BATCH).unwrap_or(std::num::NonZeroUsize::MIN);
+        config.flush = config.flush.max_items(batch);
+        config.sizing = ferry_core::BatchSizing::Fixed;
+        config
+    }
+}
 
 impl Handler<Value, Value> for Sleep {
     fn call<'a>(&'a self, batch: &'a Batch<Value>) -> BoxFuture<'a, BatchOutcome<Value>> {
         let results: Vec<Value> = batch.payloads().cloned().collect();
         Box::pin(async move {
-            tokio::time::sleep(self.0).await;
+            // The semaphore is never closed; were it, the batch would simply not wait.
+            let _slot = self.slot.acquire().await;
+            tokio::time::sleep(self.per_batch).await;
             BatchOutcome::ok(results)
         })
     }
@@ -102,9 +140,26 @@ mod tests {
     async fn sleep_echoes_after_its_time() {
         let batch = Batch::new(vec![Item::new("a", 0, Value::from(1))]);
         let started = tokio::time::Instant::now();
-        let outcome = Sleep(Duration::from_millis(20)).call(&batch).await;
+        let outcome = Sleep::new(Duration::from_millis(20)).call(&batch).await;
         assert_eq!(started.elapsed(), Duration::from_millis(20));
         assert!(matches!(outcome, BatchOutcome::Done(ref items) if items.len() == 1));
+    }
+
+    #[test]
+    fn sleep_runs_fixed_batches_of_its_model_size() {
+        let config = Sleep::engine_config(Handlers::engine_config());
+        assert_eq!(config.flush.items_cap(), 32);
+        assert!(matches!(config.sizing, ferry_core::BatchSizing::Fixed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_serves_one_batch_at_a_time() {
+        let batch = Batch::new(vec![Item::new("a", 0, Value::from(1))]);
+        let sleep = Sleep::new(Duration::from_millis(20));
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(sleep.call(&batch), sleep.call(&batch));
+        assert_eq!(started.elapsed(), Duration::from_millis(40));
+        assert!(matches!(a, BatchOutcome::Done(_)) && matches!(b, BatchOutcome::Done(_)));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! * An item travels through the engine keyed by its store id, so its outcome finds its row.
 //!   The engine does the batching, adaptive concurrency, retries with backoff and splitting;
 //!   what it dead-letters is dead-lettered in the store.
-//! * Results are recorded per settled batch in one store transaction; the store's lease check
+//! * Results are recorded per settled batch in one store transaction (batches that settled
+//!   while the last one was being written are joined into one); the store's lease check
 //!   and unique result constraint make a second record of an item impossible, so a worker
 //!   that lost its lease (it hung, the item was rescued) cannot record it twice.
 //! * Leases are renewed every third of their length while the worker runs, and at each
@@ -21,7 +22,8 @@
 //!   claims, results and dead letters are retried with backoff ([`crate::retry`]) until it
 //!   answers again; renewals and rescues go on at their pace and log failures.
 //! * Idle workers sleep in [`Store::wait_for_work`] (LISTEN/NOTIFY on PostgreSQL), not in a
-//!   polling loop.
+//!   polling loop; a claim that got fewer items than it asked for is followed by that wait
+//!   too, not by a claim that would find nothing.
 //! * Shutdown: stop claiming and cancel every engine: items waiting in it end at once,
 //!   calls already in flight get `shutdown_grace` to finish and be recorded; then every lease
 //!   still held is released, so another worker takes the rest at once rather than after the
@@ -268,9 +270,9 @@ impl Worker {
                         _ = tokio::time::sleep(Duration::from_millis(5)) => continue,
                     }
                 }
+                let asked = room.min(opts.claim_batch);
                 let claim = retry::transient("claiming items", &shutdown, || {
-                    self.store
-                        .claim(&opts.id, room.min(opts.claim_batch), opts.lease)
+                    self.store.claim(&opts.id, asked, opts.lease)
                 });
                 let claimed = match claim.await {
                     Ok(claimed) => claimed,
@@ -285,11 +287,21 @@ impl Worker {
                         _ = self.store.wait_for_work(opts.idle_wait) => continue,
                     }
                 }
+                let drained = claimed.len() < asked;
                 report.claimed += claimed.len() as u64;
                 counters.held.fetch_add(claimed.len(), Ordering::AcqRel);
                 for item in claimed {
                     self.dispatch(item, &mut lanes, &counters, &shutdown)
                         .await?;
+                }
+                // A claim that got less than it asked for emptied the queue (for this
+                // worker): wait for a wake-up rather than claim nothing next. Work that
+                // arrived meanwhile left a wake-up behind, so this wait ends at once.
+                if drained {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.store.wait_for_work(opts.idle_wait) => {}
+                    }
                 }
             }
             Ok::<(), Error>(())
@@ -432,6 +444,10 @@ impl Worker {
     }
 }
 
+/// Most items whose outcomes one store transaction records (settled batches that wait
+/// together are joined up to this).
+const MAX_ACK_ITEMS: usize = 4096;
+
 /// Writes one engine's settled outcomes to the store.
 async fn record(
     store: Arc<dyn Store>,
@@ -440,7 +456,17 @@ async fn record(
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    while let Some(batch) = settled.recv().await {
+    while let Some(first) = settled.recv().await {
+        // Batched acknowledgements: whatever else has settled meanwhile goes into the same
+        // store transaction (at once, never waiting for more), so a busy worker writes
+        // fewer, larger transactions and an idle one writes each batch as it comes.
+        let mut batch = first;
+        while batch.len() < MAX_ACK_ITEMS {
+            match settled.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
         let n = batch.len();
         let mut results = Vec::with_capacity(n);
         let mut ended = Vec::with_capacity(n);

@@ -86,6 +86,33 @@ fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
+/// Connections idle at least this long are checked (pinged) before a pool hands them out;
+/// busier ones are not.
+pub(crate) const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The pool settings both backends use: a connection is pinged before it is handed out
+/// only when it sat idle for [`PING_IDLE`] (sqlx's default pings on every acquire: one more
+/// round trip per statement, to a server or, on SQLite, to the connection's own thread); a
+/// failed ping drops the connection and the pool opens another, as before.
+pub(crate) fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle::<DB>)
+}
+
+fn ping_if_idle<DB: sqlx::Database>(
+    conn: &mut DB::Connection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> ferry_core::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        if meta.idle_for < PING_IDLE {
+            return Ok(true);
+        }
+        Ok(conn.ping().await.is_ok())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Stores written by older versions open and are migrated in order: a version-1 store
 //! (before fair claims) and a version-2 store (fair claims, before a job's own limits) reach
-//! version 3, keep their queued work claimable, and accept jobs with limits. On SQLite and on
+//! version 4, keep their queued work claimable and counted, and accept jobs with limits. On SQLite and on
 //! PostgreSQL (`postgres://postgres@127.0.0.1:5432/test` or `FERRY_TEST_PG_URL`, a fresh
 //! schema per test, dropped afterwards).
 
@@ -117,6 +117,16 @@ async fn check_migrated(store: Arc<dyn Store>, clock: &ManualClock) {
         ),
         (new.id.clone(), JobStatus::Failed, 2)
     );
+    // Queue depths come from the jobs' counters: the old job's item still queued, and the
+    // in-flight items of both jobs, the failed job's included until they are reported.
+    let medium = |d: Vec<ferry_store::QueueDepth>| {
+        let d = d
+            .into_iter()
+            .find(|d| d.priority == Priority::Medium)
+            .unwrap();
+        (d.unfinished_jobs, d.queued_items, d.in_flight_items)
+    };
+    assert_eq!(medium(store.queue_depths().await.unwrap()), (1, 1, 4));
     let rest = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(rest.len(), 1, "only the old job's last item is left");
     assert_eq!(rest[0].job_id.as_str(), OLD_JOB);
@@ -145,7 +155,7 @@ async fn sqlite_from(version: usize) {
         .fetch_one(&raw)
         .await
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     check_migrated(store, &clock).await;
     raw.close().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -181,7 +191,7 @@ async fn postgres_from(version: usize) {
             .fetch_one(&raw)
             .await
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, 4);
         check_migrated(store, &clock).await;
     });
     let outcome = futures_util::FutureExt::catch_unwind(outcome).await;
@@ -196,21 +206,21 @@ async fn postgres_from(version: usize) {
 }
 
 #[tokio::test]
-async fn sqlite_version_1_store_migrates_to_3() {
+async fn sqlite_version_1_store_migrates_to_4() {
     sqlite_from(1).await;
 }
 
 #[tokio::test]
-async fn sqlite_version_2_store_migrates_to_3() {
+async fn sqlite_version_2_store_migrates_to_4() {
     sqlite_from(2).await;
 }
 
 #[tokio::test]
-async fn postgres_version_1_store_migrates_to_3() {
+async fn postgres_version_1_store_migrates_to_4() {
     postgres_from(1).await;
 }
 
 #[tokio::test]
-async fn postgres_version_2_store_migrates_to_3() {
+async fn postgres_version_2_store_migrates_to_4() {
     postgres_from(2).await;
 }

@@ -238,26 +238,31 @@ where
     ) -> Result<Option<Page<ResultRow>>, Error> {
         const W: &str = "reading results";
         let limit = page_limit(limit);
-        let exists = sqlx::query("SELECT id FROM jobs WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(job_id.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(sql(W))?;
-        if exists.is_none() {
-            return Ok(None);
-        }
+        // The page in one statement, the job's tenant checked by the join; only an empty
+        // page needs a second look, to tell "no such job" from "no more items".
         let rows = sqlx::query(
-            "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM items i \
-             LEFT JOIN results r ON r.item_id = i.id \
-             WHERE i.job_id = $1 AND i.id > $2 ORDER BY i.id LIMIT $3",
+            "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM jobs j \
+             JOIN items i ON i.job_id = j.id LEFT JOIN results r ON r.item_id = i.id \
+             WHERE j.tenant = $1 AND j.id = $2 AND i.id > $3 ORDER BY i.id LIMIT $4",
         )
+        .bind(tenant)
         .bind(job_id.as_str())
         .bind(after.unwrap_or(0))
         .bind(limit as i64 + 1)
         .fetch_all(pool)
         .await
         .map_err(sql(W))?;
+        if rows.is_empty() {
+            let exists = sqlx::query("SELECT id FROM jobs WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(job_id.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(sql(W))?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+        }
         let rows = rows
             .iter()
             .map(result_from_row)
@@ -295,16 +300,17 @@ where
         options: &StoreOptions,
     ) -> Result<Vec<QueueDepth>, Error> {
         const W: &str = "reading queue depths";
-        let jobs = sqlx::query(
-            "SELECT priority, COUNT(*) FROM jobs WHERE status IN ('pending', 'processing') \
-             GROUP BY priority",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(sql(W))?;
-        let items = sqlx::query(
-            "SELECT priority, state, COUNT(*) FROM items WHERE state IN ('queued', 'leased') \
-             GROUP BY priority, state",
+        // From the jobs' counters, not by counting items: unfinished jobs, and cancelled
+        // ones whose items are still in flight (`jobs_cancelled_in_flight`).
+        let rows = sqlx::query(
+            "SELECT priority, COUNT(*), CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+             FROM jobs WHERE status IN ('pending', 'processing') GROUP BY priority \
+             UNION ALL \
+             SELECT priority, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+             FROM jobs WHERE status = 'cancelled' \
+             AND total > succeeded + failed + cancelled + queued GROUP BY priority",
         )
         .fetch_all(pool)
         .await
@@ -316,23 +322,15 @@ where
             queued_items: 0,
             in_flight_items: 0,
         });
-        for row in &jobs {
+        for row in &rows {
             let p: i64 = row.try_get(0).map_err(sql(W))?;
-            let n: i64 = row.try_get(1).map_err(sql(W))?;
+            let jobs: i64 = row.try_get(1).map_err(sql(W))?;
+            let queued: i64 = row.try_get(2).map_err(sql(W))?;
+            let in_flight: i64 = row.try_get(3).map_err(sql(W))?;
             if let Some(d) = depths.get_mut(p as usize) {
-                d.unfinished_jobs = n as u64;
-            }
-        }
-        for row in &items {
-            let p: i64 = row.try_get(0).map_err(sql(W))?;
-            let state: String = row.try_get(1).map_err(sql(W))?;
-            let n: i64 = row.try_get(2).map_err(sql(W))?;
-            if let Some(d) = depths.get_mut(p as usize) {
-                if state == "queued" {
-                    d.queued_items = n as u64;
-                } else {
-                    d.in_flight_items = n as u64;
-                }
+                d.unfinished_jobs += jobs.max(0) as u64;
+                d.queued_items += queued.max(0) as u64;
+                d.in_flight_items += in_flight.max(0) as u64;
             }
         }
         Ok(depths.to_vec())

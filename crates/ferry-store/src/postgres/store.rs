@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::backend::Backend;
 use crate::common::Wakeups;
 use crate::error::{redact, sql, Error};
-use crate::options::StoreOptions;
+use crate::options::{pool_options, StoreOptions};
 use crate::postgres::migrations;
 
 /// A PostgreSQL transaction.
@@ -71,7 +71,7 @@ impl PgStore {
             check_schema(schema)?;
             connect = connect.options([("search_path", schema)]);
         }
-        let pool = PgPoolOptions::new()
+        let pool = pool_options::<Postgres>()
             .max_connections(options.max_connections.get())
             .connect_with(connect.clone())
             .await

@@ -1,12 +1,12 @@
-//! SQLite's submission, cancellation and re-drive statements: items inserted with
-//! multi-row `INSERT`s, id lists passed as one JSON array (`json_each`). No row locks:
+//! SQLite's submission, cancellation and re-drive statements: items inserted, and id lists
+//! passed, as one JSON array each (`json_each`). No row locks:
 //! every write transaction holds SQLite's one write lock.
 
 use sqlx::Row;
 
 use crate::backend::JobStatements;
 use crate::error::{sql, Error};
-use crate::sqlite::sql::{id_list, values, INSERT_CHUNK};
+use crate::sqlite::sql::id_list;
 use crate::sqlite::store::{SqliteStore, SqliteTx};
 use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
 
@@ -62,24 +62,28 @@ impl JobStatements for SqliteStore {
         job: &NewJob,
         now: f64,
     ) -> Result<(), Error> {
-        for items in job.items.chunks(INSERT_CHUNK) {
-            let q = format!(
-                "INSERT INTO items (job_id, key, payload, priority, state, available_at) VALUES {}",
-                values(items.len(), 4, 2, "($1, {}, $2, 'queued', $3)")
-            );
-            let mut query = sqlx::query(&q)
-                .persistent(false)
-                .bind(id.as_str())
-                .bind(db_index(job.priority) as i64)
-                .bind(now);
-            for item in items {
-                query = query.bind(&item.key).bind(item.payload.to_string());
-            }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(sql("creating a job"))?;
-        }
+        // One cached statement for the whole job, whatever its size: the items travel as
+        // one JSON array of `[key, payload text]` pairs, read by `json_each` (no statement
+        // text to build, no placeholders to look up).
+        let rows: Vec<(&str, String)> = job
+            .items
+            .iter()
+            .map(|item| (item.key.as_str(), item.payload.to_string()))
+            .collect();
+        let rows = serde_json::to_string(&rows).map_err(|e| Error::Corrupt {
+            message: format!("an item could not be encoded: {e}"),
+        })?;
+        sqlx::query(
+            "INSERT INTO items (job_id, key, payload, priority, state, available_at) \
+             SELECT $1, value ->> 0, value ->> 1, $2, 'queued', $3 FROM json_each($4)",
+        )
+        .bind(id.as_str())
+        .bind(db_index(job.priority) as i64)
+        .bind(now)
+        .bind(rows)
+        .execute(&mut **tx)
+        .await
+        .map_err(sql("creating a job"))?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //! - `store`: opening the file, the pools, transactions and wake-ups;
 //! - `jobs`: submission, cancellation and re-drive statements;
 //! - `leases`: claim, lease, completion and failure statements;
-//! - `sql`: statement text (JSON id lists, multi-row `VALUES`);
+//! - `sql`: statement text (JSON id lists);
 //! - `migrations`: the schema's versions.
 
 mod jobs;
