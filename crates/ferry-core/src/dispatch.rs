@@ -207,6 +207,7 @@ impl Throttle {
             let mut learned = learned.lock().unwrap_or_else(|e| e.into_inner());
             if learned.controller.on_accepted(now) {
                 learned.rebuild(self.clock);
+                tracing::debug!(rate = learned.controller.rate(), "learned rate probed up");
             }
         }
     }
@@ -217,6 +218,7 @@ impl Throttle {
             let mut learned = learned.lock().unwrap_or_else(|e| e.into_inner());
             if learned.controller.on_limited(sent_at, now) {
                 learned.rebuild(self.clock);
+                tracing::debug!(rate = learned.controller.rate(), "learned rate cut");
             }
         }
     }

@@ -22,8 +22,10 @@
 //!   snaps it down to the estimate if the target's rate was that after all. Each later counted signal multiplies the rate
 //!   by `decrease_ratio` (default 0.95: a refusal costs the target little, while an
 //!   estimate taken across a `Retry-After` pause undershoots), or, when the rate is far
-//!   above the estimate (under 80 % of it gets through: a first estimate taken in a burst),
-//!   sets it to the estimate. Estimates span at least 250 ms, so two calls that got through
+//!   above the estimate, sets it to the estimate: under 80 % of the first rate gets through
+//!   (a first estimate taken in a burst), under half of a later one (the target's limit
+//!   came down; an estimate spanning a fixed window's pause reads lower than the window's
+//!   rate, so a later rate only snaps when far off). Estimates span at least 250 ms, so two calls that got through
 //!   a millisecond before the first refusal do not read as two thousand per second; an
 //!   early estimate errs high rather than low, since a refusal is cheap and quickly
 //!   corrected while a rate set too low only recovers probe by probe.
@@ -33,7 +35,10 @@
 //! * **Climb back halfway.** Below the rate that was in force at the last refusal, each
 //!   probe (below) goes halfway back to it, as BIC's binary search does: a cut taken from
 //!   an estimate that spanned a `Retry-After` pause undershoots the target's rate, and
-//!   the rate that was refused bounds it from above, so a few probes find it again.
+//!   the rate that was refused bounds it from above, so a few probes find it again. Back
+//!   there, the first probe beyond it waits four probe intervals (CUBIC's plateau around
+//!   its last maximum): a refusal at that rate is likely, and a fixed window's refusal
+//!   pauses every call until the window ends.
 //! * **Probe upward slowly.** Beyond that rate, after `probe_interval` (default 1 s) *and* at least
 //!   `probe_calls` calls' worth of time at the current rate (default 10) without a counted
 //!   signal, the rate grows by `probe_ratio` (default 2 %) of itself, doubling with each
@@ -58,6 +63,14 @@ use tokio::time::Instant;
 
 /// How far above the accepted rate the first rate is set (see `on_limited`).
 const FIRST_ESTIMATE_HEADROOM: f64 = 1.5;
+
+/// Below these shares of the rate, what got through replaces the rate on a refusal: for
+/// the first rate, then for any later one (see `on_limited`).
+const SNAP_BELOW: [f64; 2] = [0.8, 0.5];
+
+/// How many probe intervals the rate holds at the rate last refused before probing beyond
+/// it.
+const PLATEAU: f64 = 4.0;
 
 /// The share of the rate that must get through for the rate to grow (the app-limited
 /// guard in `on_accepted`).
@@ -110,6 +123,8 @@ pub struct RateController {
     streak: u32,
     /// The rate in force at the last counted refusal.
     refused_at: Option<f64>,
+    /// Whether the rate came down since the first refusal set it.
+    decreased: bool,
 }
 
 impl RateController {
@@ -123,6 +138,7 @@ impl RateController {
             accepted: VecDeque::new(),
             streak: 0,
             refused_at: None,
+            decreased: false,
         }
     }
 
@@ -140,11 +156,20 @@ impl RateController {
         let (Some(rate), Some(changed)) = (self.rate, self.changed_at) else {
             return false;
         };
-        let hold = self
+        let mut hold = self
             .config
             .probe_interval
             .as_secs_f64()
             .max(self.config.probe_calls / rate);
+        // Back at the rate that was last refused, the first probe beyond it waits longer
+        // (CUBIC's plateau around its last maximum): a refusal there is likely, and costs
+        // every call the server's whole `Retry-After`.
+        let at_refused = self
+            .refused_at
+            .is_some_and(|max| rate >= max * (1.0 - self.config.probe_ratio));
+        if at_refused && self.streak == 0 {
+            hold *= PLATEAU;
+        }
         if now.saturating_duration_since(changed).as_secs_f64() < hold {
             return false;
         }
@@ -185,8 +210,11 @@ impl RateController {
         self.forget_before(now);
         let estimate = self.accepted_rate(now);
         let next = match (self.rate, estimate) {
-            // Far above what gets through (a first estimate taken in a burst): snap down.
-            (Some(rate), Some(est)) if est < 0.8 * rate => est,
+            // Far above what gets through: snap down. Under 80 % for the first rate (an
+            // estimate taken in a burst); later only under half, since an estimate that
+            // spans a `Retry-After` pause (a fixed window's, up to the window) undershoots,
+            // and snapping to it would cost seconds at half speed after every refusal.
+            (Some(rate), Some(est)) if est < SNAP_BELOW[usize::from(self.decreased)] * rate => est,
             (Some(rate), _) => rate * self.config.decrease_ratio,
             // The first refusal may come while the client was still ramping up (slow
             // start, a burst over a small bucket), when what got through is what was sent:
@@ -196,6 +224,7 @@ impl RateController {
             // Refused before anything got through: start slow and probe up.
             (None, None) => 1.0,
         };
+        self.decreased = self.rate.is_some();
         self.streak = 0;
         // The rate that was refused: the probes climb back halfway to it at a time. A first
         // refusal's rate is what got through (the client set no rate yet).
@@ -360,15 +389,16 @@ mod tests {
         let now = Instant::now();
         ctl.on_limited(now, now);
         let low = ctl.rate().unwrap_or_default();
-        // A client that sends at the learned rate, every call accepted, for a minute.
-        let end = Instant::now() + Duration::from_secs(60);
+        // A client that sends at the learned rate, every call accepted, for three minutes
+        // (a plateau at the refused rate, then probes growing 2 %, 4 %, 8 % ...).
+        let end = Instant::now() + Duration::from_secs(180);
         while Instant::now() < end && ctl.rate().unwrap_or_default() <= low * 2.0 {
             let pace = 1.0 / ctl.rate().unwrap_or(1.0);
             tokio::time::advance(Duration::from_secs_f64(pace)).await;
             ctl.on_accepted(Instant::now());
         }
         let high = ctl.rate().unwrap_or_default();
-        assert!(high > low * 2.0, "{low} -> {high} in a minute");
+        assert!(high > low * 2.0, "{low} -> {high} in three minutes");
     }
 
     /// A client held back by something else (its concurrency, its source) does not raise a
