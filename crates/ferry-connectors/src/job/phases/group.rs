@@ -139,9 +139,8 @@ pub(crate) async fn connect_sqlite_or_pg(
         // file is read through the page cache rather than copied into SQLite's own.
         .pragma("cache_size", SOURCE_CACHE_SIZE)
         .pragma("mmap_size", SOURCE_MMAP_SIZE)
-        // The sort's spill stays in memory: on a busy disk, writing and re-reading
-        // gigabytes of temporary files was most of a 12.6 M-row date-ordered query's time
-        // (BENCHMARKS.md, market breadth). The cost is memory about the sorted rows' size.
+        // The sort's spill stays in memory, not in gigabytes of temporary files on disk
+        // (docs/phases.md). The cost is memory about the sorted rows' size.
         .pragma("temp_store", "memory")
         .connect()
         .await?;
