@@ -139,9 +139,6 @@ pub(crate) async fn connect_sqlite_or_pg(
         // file is read through the page cache rather than copied into SQLite's own.
         .pragma("cache_size", SOURCE_CACHE_SIZE)
         .pragma("mmap_size", SOURCE_MMAP_SIZE)
-        // The sort's spill stays in memory, not in gigabytes of temporary files on disk
-        // (docs/phases.md). The cost is memory about the sorted rows' size.
-        .pragma("temp_store", "memory")
         .connect()
         .await?;
     Ok((Some(c), None))
