@@ -102,6 +102,14 @@ fn is_postgres(url: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
+/// Rows buffered between SQLite's worker thread and the pump.
+const SOURCE_ROW_CHANNEL: usize = 4096;
+/// The source connection's page cache: 256 MiB (negative: KiB), which also bounds the
+/// memory an `ORDER BY` sorts in before it spills.
+const SOURCE_CACHE_SIZE: &str = "-262144";
+/// Memory-mapped reads of up to 4 GiB of the database file.
+const SOURCE_MMAP_SIZE: &str = "4294967296";
+
 /// Opens a SQLite (`sqlite:PATH`, a `.db` path) or PostgreSQL connection.
 pub(crate) async fn connect_sqlite_or_pg(
     url: &str,
@@ -124,6 +132,13 @@ pub(crate) async fn connect_sqlite_or_pg(
         .create_if_missing(false)
         // A long query is this source's normal work, not a slow statement to warn about.
         .disable_statement_logging()
+        // Rows cross from SQLite's worker thread in batches of this many, not one
+        // hand-off (and thread wake-up) per row as with sqlx's default of 50.
+        .row_buffer_size(SOURCE_ROW_CHANNEL)
+        // A big `ORDER BY` sorts in memory before spilling to temporary files, and the
+        // file is read through the page cache rather than copied into SQLite's own.
+        .pragma("cache_size", SOURCE_CACHE_SIZE)
+        .pragma("mmap_size", SOURCE_MMAP_SIZE)
         .connect()
         .await?;
     Ok((Some(c), None))
