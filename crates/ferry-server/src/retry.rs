@@ -54,6 +54,33 @@ where
     }
 }
 
+/// Attempts of an operation at shutdown (see [`at_shutdown`]).
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// Runs `op` once the worker is stopping: a transient failure is tried again twice, 50 ms
+/// and 100 ms later (a pooled connection that the database terminated fails its first use
+/// and is replaced on the next), then returned; the shutdown never waits longer for a
+/// database that is gone.
+pub(crate) async fn at_shutdown<T, F, Fut>(what: &str, mut op: F) -> Result<T, ferry_store::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ferry_store::Error>>,
+{
+    let mut wait = FIRST;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < SHUTDOWN_ATTEMPTS => {
+                tracing::debug!(what, error = %e, attempt, "store unavailable at shutdown; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +132,33 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_transient());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_shutdown_a_dropped_connection_is_tried_again_then_given_up() {
+        // The first use of a terminated connection fails; the next attempt succeeds.
+        let calls = AtomicU32::new(0);
+        let got = at_shutdown("releasing", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(lost())
+            } else {
+                Ok(3)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 3);
+        // A database that stays away: three attempts, 150 ms, then the error.
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let err = at_shutdown("releasing", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(lost())
+        })
+        .await
+        .unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(started.elapsed(), Duration::from_millis(150));
     }
 }

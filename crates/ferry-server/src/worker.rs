@@ -325,7 +325,20 @@ impl Worker {
         keepalive.abort();
         watch.abort();
         batch_metrics::set_active_jobs(0);
-        report.released = self.store.release(&opts.id).await?;
+        report.released = match retry::at_shutdown("taking leases back", || {
+            self.store.release(&opts.id)
+        })
+        .await
+        {
+            Ok(n) => n,
+            // The database is away: the leases lapse and another worker rescues the
+            // items, as after a crash; nothing this worker settled is lost.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(worker = %opts.id, error = %e, "could not take leases back at shutdown; they lapse and are rescued");
+                0
+            }
+            Err(e) => return Err(e.into()),
+        };
         report.completed = counters.completed.load(Ordering::Acquire);
         report.dead_lettered = counters.dead.load(Ordering::Acquire);
         result?;
