@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 
 use crate::error::Error;
+use ferry_core::Settled;
 
 /// How an item ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +145,27 @@ impl Checkpoint {
             .map_err(self.ctx("clearing"))?;
         Ok(())
     }
+}
+
+/// The checkpoint rows of a settled batch: its succeeded and dead-lettered items, with the
+/// reason of each dead letter. A cancelled item is not recorded: a resume sends it again.
+pub(crate) fn checkpoint_rows<T, R>(
+    batch: &[Settled<T, R>],
+) -> Vec<(String, Status, Option<String>)> {
+    batch
+        .iter()
+        .filter_map(|s| match s {
+            Settled::Succeeded { item, .. } => {
+                Some((item.key().to_string(), Status::Succeeded, None))
+            }
+            Settled::DeadLettered(d) => Some((
+                d.item.key().to_string(),
+                Status::DeadLettered,
+                Some(d.error.clone()),
+            )),
+            Settled::Cancelled(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

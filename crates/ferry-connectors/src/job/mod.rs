@@ -26,6 +26,7 @@ mod stage_format;
 mod stages;
 mod xml_format;
 
+pub(crate) use checkpoint::checkpoint_rows;
 pub use checkpoint::{Checkpoint, Status};
 pub use handler::{handler_url, SpecHandler};
 pub use load::{load, EnvLookup, LoadOptions};

@@ -21,13 +21,13 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
+use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpoint, Status};
+use super::checkpoint::{checkpoint_rows, Checkpoint};
 use super::handler::{describe, SpecHandler};
 use super::sources::{count_source, BadRecords};
 use super::spec::{HandlerSpec, JobConfig, OnError};
@@ -232,20 +232,7 @@ where
     let writer_checkpoint = checkpoint.clone();
     let writer = tokio::spawn(async move {
         while let Some(batch) = settled.recv().await {
-            let rows: Vec<(String, Status, Option<String>)> = batch
-                .iter()
-                .filter_map(|s| match s {
-                    Settled::Succeeded { item, .. } => {
-                        Some((item.key().to_string(), Status::Succeeded, None))
-                    }
-                    Settled::DeadLettered(d) => Some((
-                        d.item.key().to_string(),
-                        Status::DeadLettered,
-                        Some(d.error.clone()),
-                    )),
-                    Settled::Cancelled(_) => None,
-                })
-                .collect();
+            let rows = checkpoint_rows(&batch);
             if let Some(c) = &writer_checkpoint {
                 c.record(&rows).await?;
             }

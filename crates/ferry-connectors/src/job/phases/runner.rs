@@ -14,7 +14,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report, Settled};
+use ferry_core::{Engine, Item, JsonlDeadLetters, Progress, Report};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ use super::config::{Phase, PhasedJob};
 use super::group;
 use super::handler::PhaseHandler;
 use crate::error::Error;
-use crate::job::{Checkpoint, Status};
+use crate::job::{checkpoint_rows, Checkpoint, Status};
 
 /// Groups that may wait in the engine's intake (the source holds 16 more, a batch up to
 /// `phase.batch.max_items`).
@@ -191,20 +191,7 @@ where
     let writer_checkpoint = checkpoint.clone();
     let writer = tokio::spawn(async move {
         while let Some(batch) = settled.recv().await {
-            let rows: Vec<(String, Status, Option<String>)> = batch
-                .iter()
-                .filter_map(|s| match s {
-                    Settled::Succeeded { item, .. } => {
-                        Some((item.key().to_string(), Status::Succeeded, None))
-                    }
-                    Settled::DeadLettered(d) => Some((
-                        d.item.key().to_string(),
-                        Status::DeadLettered,
-                        Some(d.error.clone()),
-                    )),
-                    Settled::Cancelled(_) => None,
-                })
-                .collect();
+            let rows = checkpoint_rows(&batch);
             writer_checkpoint.record(&rows).await?;
         }
         Ok::<(), Error>(())
