@@ -25,7 +25,10 @@
 //!   above the estimate, sets it to the estimate: under 80 % of the first rate gets through
 //!   (a first estimate taken in a burst), under half of a later one (the target's limit
 //!   came down; an estimate spanning a fixed window's pause reads lower than the window's
-//!   rate, so a later rate only snaps when far off). Estimates span at least 250 ms, so two calls that got through
+//!   rate, so a later rate only snaps when far off). A refusal that comes before any probe since the
+//!   last cut also snaps to the estimate (when below the rate): the cut was not enough,
+//!   and with no probe between, the look-back saw calls paced at the target, not a long
+//!   pause, so creeping down 5 % per refusal would only cost the target more refusals. Estimates span at least 250 ms, so two calls that got through
 //!   a millisecond before the first refusal do not read as two thousand per second; an
 //!   early estimate errs high rather than low, since a refusal is cheap and quickly
 //!   corrected while a rate set too low only recovers probe by probe.
@@ -125,6 +128,8 @@ pub struct RateController {
     refused_at: Option<f64>,
     /// Whether the rate came down since the first refusal set it.
     decreased: bool,
+    /// Whether the last change was a cut (no probe since).
+    cut_last: bool,
 }
 
 impl RateController {
@@ -139,6 +144,7 @@ impl RateController {
             streak: 0,
             refused_at: None,
             decreased: false,
+            cut_last: false,
         }
     }
 
@@ -197,6 +203,7 @@ impl RateController {
                 rate * (1.0 + growth)
             }
         };
+        self.cut_last = false;
         self.set(next, now);
         true
     }
@@ -215,6 +222,11 @@ impl RateController {
             // spans a `Retry-After` pause (a fixed window's, up to the window) undershoots,
             // and snapping to it would cost seconds at half speed after every refusal.
             (Some(rate), Some(est)) if est < SNAP_BELOW[usize::from(self.decreased)] * rate => est,
+            // Refused again before any probe: the last cut was not enough, and calls paced
+            // at it met the limit within one look-back with no probe between, so what got
+            // through is measured at the target's pace, not across a long pause: take it.
+            // (A fixed window's refusals come a window apart, with probes between.)
+            (Some(rate), Some(est)) if self.cut_last && est < rate => est,
             (Some(rate), _) => rate * self.config.decrease_ratio,
             // The first refusal may come while the client was still ramping up (slow
             // start, a burst over a small bucket), when what got through is what was sent:
@@ -225,6 +237,7 @@ impl RateController {
             (None, None) => 1.0,
         };
         self.decreased = self.rate.is_some();
+        self.cut_last = true;
         self.streak = 0;
         // The rate that was refused: the probes climb back halfway to it at a time. A first
         // refusal's rate is what got through (the client set no rate yet).
@@ -370,6 +383,36 @@ mod tests {
             assert!(!ctl.on_limited(sent, Instant::now()));
         }
         assert_eq!(ctl.rate(), rate);
+    }
+
+    /// A first rate set from a burst over a small bucket errs high; refused again before
+    /// any probe, the rate takes what got through instead of creeping down 5 % per refusal
+    /// (each refusal one more call the target turns away).
+    #[tokio::test(start_paused = true)]
+    async fn a_second_refusal_before_any_probe_takes_what_got_through() {
+        let mut ctl = RateController::new(RateConfig::default());
+        // Twenty calls a second got through for two seconds; refused: the first rate
+        // is 30 a second, refused at once: snapped down to 20.
+        for _ in 0..40 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let now = Instant::now();
+        ctl.on_limited(now, now);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let now = Instant::now();
+        ctl.on_limited(now, now);
+        assert!((19.0..=21.0).contains(&ctl.rate().unwrap_or_default()));
+        // Then 12 a second get through at that pace, and the next refusal comes before a
+        // probe: the rate is what got through, not 20 × 0.95.
+        for _ in 0..24 {
+            tokio::time::advance(Duration::from_millis(83)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let now = Instant::now();
+        ctl.on_limited(now, now);
+        let rate = ctl.rate().unwrap_or_default();
+        assert!((11.0..=13.5).contains(&rate), "rate {rate}");
     }
 
     #[tokio::test(start_paused = true)]

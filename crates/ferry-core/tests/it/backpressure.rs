@@ -42,10 +42,14 @@ struct BucketState {
     tokens: f64,
     at: Instant,
     applied: HashMap<u64, u32>,
-    /// Calls admitted and refused, in all and once the learning is over (from the 10th
-    /// admitted call on).
+    /// Calls admitted and refused, in all and once the learning is over: from the 10th
+    /// call admitted after the first refusal on (the client learns nothing before the
+    /// target first says "too fast", and the calls already on their way when it does are
+    /// refused with it).
     accepted: u64,
     refused: u64,
+    /// Calls admitted since the first refusal, `None` before it.
+    accepted_since_refusal: Option<u64>,
     steady_accepted: u64,
     steady_refused: u64,
 }
@@ -57,14 +61,18 @@ impl BucketApi {
         let dt = now.saturating_duration_since(s.at).as_secs_f64();
         s.tokens = (s.tokens + dt * self.rate).min(self.burst);
         s.at = now;
-        let steady = s.accepted >= 10;
+        let steady = s.accepted_since_refusal.is_some_and(|n| n >= 10);
         if s.tokens >= 1.0 {
             s.tokens -= 1.0;
             s.accepted += 1;
+            if let Some(n) = s.accepted_since_refusal.as_mut() {
+                *n += 1;
+            }
             s.steady_accepted += u64::from(steady);
             return Ok(());
         }
         s.refused += 1;
+        s.accepted_since_refusal.get_or_insert(0);
         s.steady_refused += u64::from(steady);
         let wait = (1.0 - s.tokens) / self.rate;
         Err(match self.rounding {
@@ -133,6 +141,7 @@ proptest! {
                     applied: HashMap::new(),
                     accepted: 0,
                     refused: 0,
+                    accepted_since_refusal: None,
                     steady_accepted: 0,
                     steady_refused: 0,
                 }),
