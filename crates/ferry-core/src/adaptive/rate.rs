@@ -221,7 +221,17 @@ impl RateController {
             // estimate taken in a burst); later only under half, since an estimate that
             // spans a `Retry-After` pause (a fixed window's, up to the window) undershoots,
             // and snapping to it would cost seconds at half speed after every refusal.
-            (Some(rate), Some(est)) if est < SNAP_BELOW[usize::from(self.decreased)] * rate => est,
+            // The first snap goes no lower than the first estimate (the first rate without
+            // its headroom): what got through before the first refusal did get through, and
+            // an estimate read just after it spans the client's own ramp-up and `Retry-After`
+            // pause (3 calls in 0.6 s against an 8/s bucket read as 5/s).
+            (Some(rate), Some(est)) if est < SNAP_BELOW[usize::from(self.decreased)] * rate => {
+                if self.decreased {
+                    est
+                } else {
+                    est.max(rate / FIRST_ESTIMATE_HEADROOM)
+                }
+            }
             // Refused again before any probe: the last cut was not enough, and calls paced
             // at it met the limit within one look-back with no probe between, so what got
             // through is measured at the target's pace, not across a long pause: take it.
