@@ -82,6 +82,12 @@ pub(crate) async fn run(
                 s.skipped
             );
         }
+        if s.unchanged > 0 {
+            println!(
+                "unchanged: {} {unit} not written (the sink holds the same row)",
+                s.unchanged
+            );
+        }
         println!(
             "batches: {} calls, {} retries, final batch {} {unit}, peak concurrency {}",
             p.calls, p.retries, r.final_batch_size, r.peak_concurrency

@@ -52,6 +52,7 @@ struct SourceDoc {
     url: String,
     query: String,
     group_by: String,
+    series: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,8 +120,12 @@ pub struct Phase {
     pub source_url: String,
     /// The source query (ordered by `group_by`).
     pub query: String,
-    /// The column whose consecutive equal values make one group (one item).
+    /// The column whose consecutive equal values make one group (one item); with `series`,
+    /// the column whose equal values the stage folds into one group, wherever they are.
     pub group_by: String,
+    /// The query is ordered by this column, then `group_by`, and the stage folds each row
+    /// into its group as the rows stream (`breadth`: rows by ticker, groups by date).
+    pub series: Option<String>,
     /// The stage.
     pub stage: StageKind,
     /// The sink database.
@@ -267,6 +272,17 @@ pub fn parse_phased(
                 StageKind::Breadth
             }
         };
+        if p.source.series.is_some() && !stage.folds() {
+            errors.push(config_error(
+                path,
+                line_of(text, "series"),
+                "phase.source.series",
+                format!(
+                    "phase `{}`: only a `breadth` stage folds a series-ordered source",
+                    p.name
+                ),
+            ));
+        }
         let mut engine = EngineConfig::standard();
         engine.name = format!("{name}/{}", p.name);
         let cap = p.batch.max_items.unwrap_or(256).max(1);
@@ -288,6 +304,7 @@ pub fn parse_phased(
             source_url: expand(&p.source.url, "phase.source.url", &mut errors),
             query: expand(&p.source.query, "phase.source.query", &mut errors),
             group_by: p.source.group_by.clone(),
+            series: p.source.series.clone(),
             stage,
             sink_url: expand(&p.sink.url, "phase.sink.url", &mut errors),
             sink_table: p.sink.table.clone(),

@@ -3,10 +3,18 @@
 //! (a group = one date's rows of all tickers -> one breadth row). Pure functions of a group
 //! and, for indicators, its stored state; the handler (`handler`) runs them on the blocking
 //! pool and writes their rows.
+//!
+//! `breadth` also folds ([`BreadthFold`]): with `source.series = "ticker"` the rows come in
+//! the tables' key order (ticker, date), each is counted into its date's figures as it
+//! streams, and the previous close is the previous row of the same ticker.
 
-use ferry_indicators::{breadth, check_closes, BreadthRow, IndicatorState, Indicators};
+use std::collections::{HashMap, HashSet};
 
-use super::group::{Cell, Group};
+use ferry_indicators::{
+    breadth, check_closes, Breadth, BreadthCounts, BreadthRow, IndicatorState, Indicators,
+};
+
+use super::group::{Cell, Fold, Group, Unit};
 
 /// Which stage, with what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +76,18 @@ pub(crate) const BREADTH_INPUTS: [&str; 8] = [
     "macd_signal",
 ];
 
+/// The columns a folded `breadth` reads besides the series and the date: the previous close
+/// is the previous row of the same series.
+pub(crate) const BREADTH_FOLD_INPUTS: [&str; 7] = [
+    "close",
+    "ema20",
+    "ema50",
+    "ema200",
+    "rsi14",
+    "macd",
+    "macd_signal",
+];
+
 /// The state table's columns.
 pub(crate) const STATE_COLUMNS: [&str; 3] = ["ticker", "last_date", "state"];
 
@@ -78,6 +98,11 @@ impl StageKind {
             StageKind::Indicators { .. } => (&INDICATOR_COLUMNS, &["ticker", "date"]),
             StageKind::Breadth => (&BREADTH_COLUMNS, &["date"]),
         }
+    }
+
+    /// Whether the stage can fold a series-ordered source (`source.series`).
+    pub(crate) fn folds(&self) -> bool {
+        matches!(self, StageKind::Breadth)
     }
 
     /// The source columns the stage reads (besides the group key).
@@ -204,20 +229,153 @@ pub(crate) fn breadth_row(group: &Group) -> Result<Computed, String> {
     let Some(b) = breadth(&rows) else {
         return Ok(Computed::default());
     };
-    let count = |n: u64| Cell::Int(i64::try_from(n).unwrap_or(i64::MAX));
     Ok(Computed {
-        rows: vec![vec![
-            Cell::Text(group.key.clone()),
-            count(b.tickers),
-            count(b.advancers),
-            count(b.decliners),
-            Cell::Real(b.pct_above_ema20),
-            Cell::Real(b.pct_above_ema50),
-            Cell::Real(b.pct_above_ema200),
-            Cell::Real(b.pct_rsi_over_70),
-            Cell::Real(b.pct_rsi_under_30),
-            Cell::Real(b.pct_macd_over_signal),
-        ]],
+        rows: vec![breadth_cells(group.key.clone(), &b)],
         state: None,
     })
+}
+
+/// A `breadth` table row.
+fn breadth_cells(date: String, b: &Breadth) -> Vec<Cell> {
+    let count = |n: u64| Cell::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    vec![
+        Cell::Text(date),
+        count(b.tickers),
+        count(b.advancers),
+        count(b.decliners),
+        Cell::Real(b.pct_above_ema20),
+        Cell::Real(b.pct_above_ema50),
+        Cell::Real(b.pct_above_ema200),
+        Cell::Real(b.pct_rsi_over_70),
+        Cell::Real(b.pct_rsi_under_30),
+        Cell::Real(b.pct_macd_over_signal),
+    ]
+}
+
+/// Takes a cell's text out of a row that is done with.
+fn take_text(cell: &mut Cell) -> String {
+    match std::mem::replace(cell, Cell::Null) {
+        Cell::Text(s) => s,
+        other => other.text(),
+    }
+}
+
+/// `breadth` over rows in (series, date) order: each row counts in its date's figures as it
+/// arrives, so memory is one set of counters per date, and the previous close is the
+/// previous row of the same series. A date with a row the figures cannot use (a NULL close
+/// or EMA) is dead-lettered with the reason, like a date group with that row.
+pub(crate) struct BreadthFold {
+    series_name: String,
+    group_by: String,
+    series: usize,
+    date: usize,
+    inputs: [usize; 7],
+    /// Series already passed (a series must be together).
+    seen: HashSet<String>,
+    /// The last row: its series, date and close.
+    last: Option<(String, String, Option<f64>)>,
+    dates: HashMap<String, Result<BreadthCounts, String>>,
+}
+
+impl BreadthFold {
+    /// Finds the columns the fold reads in the query's `columns`.
+    pub(crate) fn new(columns: &[String], series: &str, group_by: &str) -> Result<Self, String> {
+        let find = |name: &str| {
+            columns.iter().position(|c| c == name).ok_or_else(|| {
+                format!(
+                    "the stage reads column `{name}`, which the query does not return; its columns: {}",
+                    columns.join(", ")
+                )
+            })
+        };
+        let mut inputs = [0usize; 7];
+        for (slot, name) in inputs.iter_mut().zip(BREADTH_FOLD_INPUTS) {
+            *slot = find(name)?;
+        }
+        Ok(Self {
+            series_name: series.to_owned(),
+            group_by: group_by.to_owned(),
+            series: find(series)?,
+            date: find(group_by)?,
+            inputs,
+            seen: HashSet::new(),
+            last: None,
+            dates: HashMap::new(),
+        })
+    }
+}
+
+impl Fold for BreadthFold {
+    fn push(&mut self, mut row: Vec<Cell>) -> Result<(), String> {
+        let series = take_text(&mut row[self.series]);
+        let date = take_text(&mut row[self.date]);
+        let prev_close = match self.last.take() {
+            Some((s, d, close)) if s == series => {
+                if date <= d {
+                    return Err(format!(
+                        "rows of {} `{series}` are not in {} order (`{date}` after `{d}`): the query must ORDER BY {}, {}",
+                        self.series_name, self.group_by, self.series_name, self.group_by
+                    ));
+                }
+                close
+            }
+            Some((s, ..)) => {
+                self.seen.insert(s);
+                if self.seen.contains(&series) {
+                    return Err(format!(
+                        "rows of {} `{series}` are not together: the query must ORDER BY {}, {}",
+                        self.series_name, self.series_name, self.group_by
+                    ));
+                }
+                None
+            }
+            None => None,
+        };
+        let value = |i: usize| row[self.inputs[i]].number();
+        let close = value(0);
+        let counted = (|| {
+            let need = |i: usize| {
+                value(i).ok_or_else(|| {
+                    format!("`{}` is NULL for {} `{series}`", BREADTH_FOLD_INPUTS[i], self.series_name)
+                })
+            };
+            Ok::<_, String>(BreadthRow {
+                close: need(0)?,
+                prev_close,
+                ema20: need(1)?,
+                ema50: need(2)?,
+                ema200: need(3)?,
+                rsi14: value(4),
+                macd: need(5)?,
+                macd_signal: need(6)?,
+            })
+        })();
+        let slot = match self.dates.get_mut(&date) {
+            Some(slot) => slot,
+            None => self.dates.entry(date.clone()).or_insert(Ok(BreadthCounts::default())),
+        };
+        match (slot.as_mut(), counted) {
+            (Ok(counts), Ok(r)) => counts.add(&r),
+            (Ok(_), Err(reason)) => *slot = Err(reason),
+            (Err(_), _) => {}
+        }
+        self.last = Some((series, date, close));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Unit> {
+        let mut dates: Vec<(String, Result<BreadthCounts, String>)> =
+            self.dates.into_iter().collect();
+        dates.sort_by(|a, b| a.0.cmp(&b.0));
+        dates
+            .into_iter()
+            .filter_map(|(key, counts)| {
+                let row = match counts {
+                    Ok(c) => breadth_cells(key.clone(), &c.finish()?),
+                    Err(reason) => return Some(Unit::Folded { key, row: Err(reason) }),
+                };
+                Some(Unit::Folded { key, row: Ok(row) })
+            })
+            .collect()
+    }
 }
