@@ -113,11 +113,24 @@ impl Unit {
         }
     }
 
-    /// A rough size in bytes, for the engine's batching.
+    /// The memory it holds, in bytes, roughly (the engine's memory limits count these; an
+    /// underestimate lets a fast source fill memory with groups waiting for the sink).
     pub(crate) fn bytes(&self) -> usize {
+        let row = |r: &Vec<Cell>| {
+            std::mem::size_of::<Vec<Cell>>()
+                + r.len() * std::mem::size_of::<Cell>()
+                + r.iter()
+                    .map(|c| match c {
+                        Cell::Text(s) => s.len(),
+                        _ => 0,
+                    })
+                    .sum::<usize>()
+        };
         match self {
-            Unit::Rows(g) => g.rows.len() * 16,
-            Unit::Folded { .. } => 16,
+            // Rows of a group are alike: the first one's size stands for all.
+            Unit::Rows(g) => g.rows.first().map_or(0, row) * g.rows.len(),
+            Unit::Folded { row: Ok(r), .. } => row(r),
+            Unit::Folded { .. } => 64,
         }
     }
 }

@@ -379,3 +379,170 @@ impl Fold for BreadthFold {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    const COLUMNS: [&str; 9] = [
+        "ticker",
+        "date",
+        "close",
+        "ema20",
+        "ema50",
+        "ema200",
+        "rsi14",
+        "macd",
+        "macd_signal",
+    ];
+
+    fn columns() -> Vec<String> {
+        COLUMNS.iter().map(|c| (*c).to_owned()).collect()
+    }
+
+    /// A row of `COLUMNS`: close, then EMA20/50/200 all `ema`, RSI, MACD and signal.
+    fn row(ticker: &str, date: &str, close: f64, ema: f64, rsi: Option<f64>) -> Vec<Cell> {
+        vec![
+            Cell::Text(ticker.into()),
+            Cell::Text(date.into()),
+            Cell::Real(close),
+            Cell::Real(ema),
+            Cell::Real(ema),
+            Cell::Real(ema),
+            rsi.map_or(Cell::Null, Cell::Real),
+            Cell::Real(close),
+            Cell::Real(ema),
+        ]
+    }
+
+    fn folded(rows: Vec<Vec<Cell>>) -> Result<Vec<Unit>, String> {
+        let mut fold = Box::new(BreadthFold::new(&columns(), "ticker", "date")?);
+        for r in rows {
+            fold.push(r)?;
+        }
+        Ok(fold.finish())
+    }
+
+    #[test]
+    fn folding_by_ticker_gives_the_rows_of_date_groups_with_previous_closes() {
+        let by_ticker = vec![
+            row("A", "d1", 10.0, 9.0, None),
+            row("A", "d2", 11.0, 12.0, Some(75.0)),
+            row("A", "d3", 10.5, 10.0, Some(20.0)),
+            row("B", "d2", 5.0, 4.0, None),
+            row("B", "d3", 5.0, 6.0, Some(50.0)),
+        ];
+        let units = folded(by_ticker).unwrap();
+        let keys: Vec<&str> = units.iter().map(Unit::key).collect();
+        assert_eq!(keys, ["d1", "d2", "d3"]);
+        // The same dates as groups of rows with their previous closes (`breadth_row`).
+        let group = |key: &str, rows: Vec<(f64, Option<f64>, f64, Option<f64>)>| {
+            let columns: Vec<String> = [
+                "close",
+                "prev_close",
+                "ema20",
+                "ema50",
+                "ema200",
+                "rsi14",
+                "macd",
+                "macd_signal",
+            ]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+            let g = Group {
+                key: key.into(),
+                columns: Arc::new(columns),
+                rows: rows
+                    .into_iter()
+                    .map(|(close, prev, ema, rsi)| {
+                        vec![
+                            Cell::Real(close),
+                            prev.map_or(Cell::Null, Cell::Real),
+                            Cell::Real(ema),
+                            Cell::Real(ema),
+                            Cell::Real(ema),
+                            rsi.map_or(Cell::Null, Cell::Real),
+                            Cell::Real(close),
+                            Cell::Real(ema),
+                        ]
+                    })
+                    .collect(),
+            };
+            breadth_row(&g).unwrap().rows.remove(0)
+        };
+        let want = [
+            group("d1", vec![(10.0, None, 9.0, None)]),
+            group(
+                "d2",
+                vec![(11.0, Some(10.0), 12.0, Some(75.0)), (5.0, None, 4.0, None)],
+            ),
+            group(
+                "d3",
+                vec![
+                    (10.5, Some(11.0), 10.0, Some(20.0)),
+                    (5.0, Some(5.0), 6.0, Some(50.0)),
+                ],
+            ),
+        ];
+        for (u, w) in units.iter().zip(want) {
+            let Unit::Folded { row: Ok(row), .. } = u else {
+                panic!("{u:?}");
+            };
+            assert_eq!(row, &w);
+        }
+        // d3: A declined (10.5 < 11), B unchanged; d2: A advanced, B has no previous close.
+        let Unit::Folded { row: Ok(d3), .. } = &units[2] else {
+            panic!()
+        };
+        assert_eq!(d3[1..4], [Cell::Int(2), Cell::Int(0), Cell::Int(1)]);
+    }
+
+    #[test]
+    fn a_null_value_dead_letters_its_date_only() {
+        let mut bad = row("B", "d2", 5.0, 4.0, None);
+        bad[3] = Cell::Null;
+        let units = folded(vec![
+            row("A", "d1", 10.0, 9.0, None),
+            row("A", "d2", 11.0, 12.0, None),
+            row("B", "d1", 5.0, 4.0, None),
+            bad,
+        ])
+        .unwrap();
+        assert!(matches!(&units[0], Unit::Folded { row: Ok(_), .. }));
+        let Unit::Folded { key, row: Err(reason) } = &units[1] else {
+            panic!("{:?}", units[1]);
+        };
+        assert_eq!(key, "d2");
+        assert_eq!(reason, "`ema20` is NULL for ticker `B`");
+    }
+
+    #[test]
+    fn rows_out_of_ticker_date_order_stop_the_fold() {
+        let e = folded(vec![
+            row("A", "d2", 10.0, 9.0, None),
+            row("A", "d1", 10.0, 9.0, None),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "rows of ticker `A` are not in date order (`d1` after `d2`): the query must ORDER BY ticker, date"
+        );
+        let e = folded(vec![
+            row("A", "d1", 10.0, 9.0, None),
+            row("B", "d1", 10.0, 9.0, None),
+            row("A", "d2", 10.0, 9.0, None),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "rows of ticker `A` are not together: the query must ORDER BY ticker, date"
+        );
+        let e = BreadthFold::new(&columns()[..8], "ticker", "date").err();
+        assert!(
+            e.is_some_and(|e| e.starts_with("the stage reads column `macd_signal`")),
+        );
+    }
+}
