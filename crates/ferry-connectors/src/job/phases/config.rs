@@ -414,4 +414,26 @@ sink = { type = "sql", url = "${DB:-sqlite:m.db}", table = "indicators" }
         let e = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap_err();
         assert!(e.to_string().contains("make a cycle"), "{e}");
     }
+
+    #[test]
+    fn a_series_is_read_for_a_folding_stage_only() {
+        let text = JOB.replace(
+            "group_by = \"date\"",
+            "group_by = \"date\", series = \"ticker\"",
+        );
+        let job = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap();
+        assert_eq!(job.phases[1].series.as_deref(), Some("ticker"));
+        assert_eq!(job.phases[0].series, None);
+        let text = JOB.replace(
+            "group_by = \"ticker\"",
+            "group_by = \"ticker\", series = \"date\"",
+        );
+        let e = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "phase `indicators`: only a `breadth` stage folds a series-ordered source"
+            ),
+            "{e}"
+        );
+    }
 }

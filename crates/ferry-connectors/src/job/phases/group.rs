@@ -159,6 +159,9 @@ pub(crate) trait Fold: Send + Sync + 'static {
     fn finish(self: Box<Self>) -> Vec<Unit>;
 }
 
+/// Makes a phase's fold from the query's columns (`Err`: a column it needs is missing).
+pub(crate) type MakeFold<'a> = &'a dyn Fn(&[String]) -> Result<Box<dyn Fold>, String>;
+
 /// The opened source: its columns (known before the first row) and the groups.
 pub(crate) struct GroupSource {
     /// The query's columns.
@@ -197,7 +200,9 @@ fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite:
     use rusqlite::OpenFlags;
     let c = rusqlite::Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     c.pragma_update(None, "cache_size", SOURCE_CACHE_SIZE)?;
     c.pragma_update(None, "mmap_size", SOURCE_MMAP_SIZE)?;
@@ -274,7 +279,7 @@ pub(crate) async fn open(
     query: &str,
     group_by: &str,
     phase: &str,
-    fold: Option<&dyn Fn(&[String]) -> Result<Box<dyn Fold>, String>>,
+    fold: Option<MakeFold<'_>>,
 ) -> Result<GroupSource, Error> {
     let ctx = |what: &str| {
         let context = format!("phase `{phase}`: {what}");
@@ -402,13 +407,17 @@ impl Pump {
                 .prepare(query)
                 .map_err(|e| Some(read_error(&self.phase, e)))?;
             let width = stmt.column_count();
-            let mut rows = stmt.query([]).map_err(|e| Some(read_error(&self.phase, e)))?;
+            let mut rows = stmt
+                .query([])
+                .map_err(|e| Some(read_error(&self.phase, e)))?;
             let mut since_check = 0u32;
             while let Some(row) = rows.next().map_err(|e| Some(read_error(&self.phase, e)))? {
                 let cells = (0..width).map(|i| sqlite_cell(row.get_ref(i))).collect();
                 match self.shape.push(cells) {
                     Ok(Some(unit)) => {
-                        self.tx.blocking_send(Ok(Arc::new(unit))).map_err(|_| None)?;
+                        self.tx
+                            .blocking_send(Ok(Arc::new(unit)))
+                            .map_err(|_| None)?;
                     }
                     Ok(None) => {}
                     Err(message) => return Err(Some(self.out_of_order(message))),

@@ -19,9 +19,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Phase, PhasedJob};
+use super::fold::BreadthFold;
 use super::group::{self, Unit};
 use super::handler::PhaseHandler;
-use super::stage::BreadthFold;
 use crate::error::Error;
 use crate::job::{checkpoint_rows, Checkpoint, Status};
 
@@ -171,8 +171,7 @@ where
         let series = p.series.as_deref().unwrap_or_default();
         Ok(Box::new(BreadthFold::new(columns, series, &p.group_by)?))
     };
-    let fold: Option<&dyn Fn(&[String]) -> Result<Box<dyn group::Fold>, String>> =
-        p.series.as_ref().map(|_| &make_fold as _);
+    let fold: Option<group::MakeFold<'_>> = p.series.as_ref().map(|_| &make_fold as _);
     let mut source = group::open(&p.source_url, &p.query, &p.group_by, &p.name, fold).await?;
     let missing: Vec<String> = match p.series {
         Some(_) => Vec::new(),
