@@ -27,7 +27,13 @@ pub(crate) fn validate(path: &Path) -> anyhow::Result<()> {
     let order: Vec<String> = job
         .phases
         .iter()
-        .map(|p| format!("{} (groups by {})", p.name, p.group_by))
+        .map(|p| match &p.series {
+            Some(series) => format!(
+                "{} (groups by {}, folded from rows by {series})",
+                p.name, p.group_by
+            ),
+            None => format!("{} (groups by {})", p.name, p.group_by),
+        })
         .collect();
     println!(
         "{}: valid (phased job `{}`: {})",
