@@ -27,7 +27,13 @@ pub(crate) fn validate(path: &Path) -> anyhow::Result<()> {
     let order: Vec<String> = job
         .phases
         .iter()
-        .map(|p| format!("{} (groups by {})", p.name, p.group_by))
+        .map(|p| match &p.series {
+            Some(series) => format!(
+                "{} (groups by {}, folded from rows by {series})",
+                p.name, p.group_by
+            ),
+            None => format!("{} (groups by {})", p.name, p.group_by),
+        })
         .collect();
     println!(
         "{}: valid (phased job `{}`: {})",
@@ -80,6 +86,12 @@ pub(crate) async fn run(
             println!(
                 "resumed: {} {unit} skipped (already recorded in the checkpoint)",
                 s.skipped
+            );
+        }
+        if s.unchanged > 0 {
+            println!(
+                "unchanged: {} {unit} not written (the sink holds the same row)",
+                s.unchanged
             );
         }
         println!(

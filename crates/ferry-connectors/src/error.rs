@@ -71,6 +71,15 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// A SQLite query failed (the phases' SQLite source, read without sqlx).
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// A job file (or a `--set` override) is invalid. `line` is 0 when unknown (or for a
     /// `--set` override); `key` is empty when the problem is not one key's.
     #[error("{}", config_message(file, *line, key, message))]

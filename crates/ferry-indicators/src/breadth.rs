@@ -45,25 +45,64 @@ pub struct Breadth {
     pub pct_macd_over_signal: f64,
 }
 
+/// One date's counts, folded one ticker's row at a time: what [`breadth`] computes, for a
+/// caller that sees a date's rows spread over a stream (ordered by ticker, not by date).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BreadthCounts {
+    tickers: u64,
+    advancers: u64,
+    decliners: u64,
+    above_ema20: u64,
+    above_ema50: u64,
+    above_ema200: u64,
+    rsi_over_70: u64,
+    rsi_under_30: u64,
+    macd_over_signal: u64,
+}
+
+impl BreadthCounts {
+    /// Counts one ticker's row.
+    pub fn add(&mut self, r: &BreadthRow) {
+        let one = |c: bool| u64::from(c);
+        self.tickers += 1;
+        self.advancers += one(r.prev_close.is_some_and(|p| r.close > p));
+        self.decliners += one(r.prev_close.is_some_and(|p| r.close < p));
+        self.above_ema20 += one(r.close > r.ema20);
+        self.above_ema50 += one(r.close > r.ema50);
+        self.above_ema200 += one(r.close > r.ema200);
+        self.rsi_over_70 += one(r.rsi14.is_some_and(|x| x > 70.0));
+        self.rsi_under_30 += one(r.rsi14.is_some_and(|x| x < 30.0));
+        self.macd_over_signal += one(r.macd > r.macd_signal);
+    }
+
+    /// The date's breadth; `None` if no row was counted.
+    pub fn finish(&self) -> Option<Breadth> {
+        if self.tickers == 0 {
+            return None;
+        }
+        let n = self.tickers as f64;
+        let pct = |k: u64| k as f64 / n * 100.0;
+        Some(Breadth {
+            tickers: self.tickers,
+            advancers: self.advancers,
+            decliners: self.decliners,
+            pct_above_ema20: pct(self.above_ema20),
+            pct_above_ema50: pct(self.above_ema50),
+            pct_above_ema200: pct(self.above_ema200),
+            pct_rsi_over_70: pct(self.rsi_over_70),
+            pct_rsi_under_30: pct(self.rsi_under_30),
+            pct_macd_over_signal: pct(self.macd_over_signal),
+        })
+    }
+}
+
 /// One date's breadth from its tickers' rows; `None` for no rows.
 pub fn breadth(rows: &[BreadthRow]) -> Option<Breadth> {
-    if rows.is_empty() {
-        return None;
+    let mut counts = BreadthCounts::default();
+    for r in rows {
+        counts.add(r);
     }
-    let n = rows.len() as u64;
-    let count = |f: &dyn Fn(&BreadthRow) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
-    let pct = |k: u64| k as f64 / n as f64 * 100.0;
-    Some(Breadth {
-        tickers: n,
-        advancers: count(&|r| r.prev_close.is_some_and(|p| r.close > p)),
-        decliners: count(&|r| r.prev_close.is_some_and(|p| r.close < p)),
-        pct_above_ema20: pct(count(&|r| r.close > r.ema20)),
-        pct_above_ema50: pct(count(&|r| r.close > r.ema50)),
-        pct_above_ema200: pct(count(&|r| r.close > r.ema200)),
-        pct_rsi_over_70: pct(count(&|r| r.rsi14.is_some_and(|x| x > 70.0))),
-        pct_rsi_under_30: pct(count(&|r| r.rsi14.is_some_and(|x| x < 30.0))),
-        pct_macd_over_signal: pct(count(&|r| r.macd > r.macd_signal)),
-    })
+    counts.finish()
 }
 
 #[cfg(test)]
@@ -100,5 +139,20 @@ mod tests {
         assert_eq!(b.pct_rsi_under_30, 25.0);
         assert_eq!(b.pct_macd_over_signal, 25.0);
         assert_eq!(breadth(&[]), None);
+    }
+
+    #[test]
+    fn counts_folded_in_any_order_give_the_same_breadth() {
+        let rows = [
+            row(12.0, Some(11.0), Some(75.0)),
+            row(9.0, Some(9.5), Some(25.0)),
+            row(11.0, None, None),
+        ];
+        let mut counts = BreadthCounts::default();
+        for r in rows.iter().rev() {
+            counts.add(r);
+        }
+        assert_eq!(counts.finish(), breadth(&rows));
+        assert_eq!(BreadthCounts::default().finish(), None);
     }
 }

@@ -24,7 +24,8 @@
 //!
 //! Per date, [`breadth`] counts the tickers, advancers and decliners (a ticker's first row is
 //! neither) and the percentages above EMA20/50/200, with RSI over 70 / under 30 and with MACD
-//! over its signal.
+//! over its signal; [`BreadthCounts`] folds the same counts one row at a time, for rows that
+//! arrive ordered by ticker rather than by date.
 //!
 //! A ticker whose data is bad ([`check_closes`]: a NULL or non-finite close, fewer than
 //! [`MIN_ROWS`] rows) gets an [`Error`] naming the reason and no rows.
@@ -34,6 +35,6 @@ mod error;
 mod ewm;
 mod state;
 
-pub use breadth::{breadth, Breadth, BreadthRow};
+pub use breadth::{breadth, Breadth, BreadthCounts, BreadthRow};
 pub use error::Error;
 pub use state::{check_closes, compute, IndicatorState, Indicators, MIN_ROWS};

@@ -52,6 +52,7 @@ struct SourceDoc {
     url: String,
     query: String,
     group_by: String,
+    series: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -119,8 +120,12 @@ pub struct Phase {
     pub source_url: String,
     /// The source query (ordered by `group_by`).
     pub query: String,
-    /// The column whose consecutive equal values make one group (one item).
+    /// The column whose consecutive equal values make one group (one item); with `series`,
+    /// the column whose equal values the stage folds into one group, wherever they are.
     pub group_by: String,
+    /// The query is ordered by this column, then `group_by`, and the stage folds each row
+    /// into its group as the rows stream (`breadth`: rows by ticker, groups by date).
+    pub series: Option<String>,
     /// The stage.
     pub stage: StageKind,
     /// The sink database.
@@ -267,6 +272,17 @@ pub fn parse_phased(
                 StageKind::Breadth
             }
         };
+        if p.source.series.is_some() && !stage.folds() {
+            errors.push(config_error(
+                path,
+                line_of(text, "series"),
+                "phase.source.series",
+                format!(
+                    "phase `{}`: only a `breadth` stage folds a series-ordered source",
+                    p.name
+                ),
+            ));
+        }
         let mut engine = EngineConfig::standard();
         engine.name = format!("{name}/{}", p.name);
         let cap = p.batch.max_items.unwrap_or(256).max(1);
@@ -288,6 +304,7 @@ pub fn parse_phased(
             source_url: expand(&p.source.url, "phase.source.url", &mut errors),
             query: expand(&p.source.query, "phase.source.query", &mut errors),
             group_by: p.source.group_by.clone(),
+            series: p.source.series.clone(),
             stage,
             sink_url: expand(&p.sink.url, "phase.sink.url", &mut errors),
             sink_table: p.sink.table.clone(),
@@ -396,5 +413,27 @@ sink = { type = "sql", url = "${DB:-sqlite:m.db}", table = "indicators" }
         );
         let e = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap_err();
         assert!(e.to_string().contains("make a cycle"), "{e}");
+    }
+
+    #[test]
+    fn a_series_is_read_for_a_folding_stage_only() {
+        let text = JOB.replace(
+            "group_by = \"date\"",
+            "group_by = \"date\", series = \"ticker\"",
+        );
+        let job = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap();
+        assert_eq!(job.phases[1].series.as_deref(), Some("ticker"));
+        assert_eq!(job.phases[0].series, None);
+        let text = JOB.replace(
+            "group_by = \"ticker\"",
+            "group_by = \"ticker\", series = \"date\"",
+        );
+        let e = parse_phased(Path::new("/j/m.toml"), &text, &|_| None).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "phase `indicators`: only a `breadth` stage folds a series-ordered source"
+            ),
+            "{e}"
+        );
     }
 }

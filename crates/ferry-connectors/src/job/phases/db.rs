@@ -87,6 +87,42 @@ impl Db {
         }
     }
 
+    /// Every row of `u`'s table by its first column (read as text; the other columns as
+    /// stored), for comparing a folded phase's rows with what the table holds.
+    pub(crate) async fn rows_by_key(
+        &self,
+        u: &Upsert,
+    ) -> Result<std::collections::HashMap<String, Vec<Cell>>, sqlx::Error> {
+        let columns: Vec<String> = u
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match i {
+                0 => format!("CAST({} AS TEXT)", quote(c)),
+                _ => quote(c),
+            })
+            .collect();
+        let sql = format!("SELECT {} FROM {}", columns.join(", "), quote(&u.table));
+        let rows: Vec<Vec<Cell>> = match self {
+            Db::Sqlite(p) => sqlx::query(&sql)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(super::group::sqlite_row)
+                .collect(),
+            Db::Postgres(p) => sqlx::query(&sql)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(super::group::pg_row)
+                .collect(),
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.first()?.text(), r)))
+            .collect())
+    }
+
     /// Checks that `table` has `columns` and a unique key on `key`, by preparing a one-row
     /// upsert; on PostgreSQL also reads the column types. Errors name the table.
     pub(crate) async fn upsert(

@@ -7,6 +7,10 @@
 //! Rows are decoded into typed [`Cell`]s (no JSON in between). A group whose key shows up
 //! again after another group means the query is not ordered by that column: that stops the
 //! phase with a message saying so.
+//!
+//! With a [`Fold`] (a phase with `source.series`), rows are not cut into groups: each is
+//! folded into its group's result as it streams (the query ordered by series, e.g. ticker,
+//! not by the group column), and every group is handed on, folded, at the end of the rows.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -84,17 +88,86 @@ impl serde::Serialize for Group {
     }
 }
 
+/// One item of a phase: a group of rows for the stage, or a group the stage folded while
+/// the rows streamed.
+#[derive(Debug)]
+pub(crate) enum Unit {
+    /// Consecutive rows with the same `group_by` value.
+    Rows(Group),
+    /// A group folded from rows spread over the stream: the stage's output row, or why the
+    /// group is dead-lettered.
+    Folded {
+        /// The value of the group-by column.
+        key: String,
+        /// The output row, or the reason it has none.
+        row: Result<Vec<Cell>, String>,
+    },
+}
+
+impl Unit {
+    /// The group's key.
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Unit::Rows(g) => &g.key,
+            Unit::Folded { key, .. } => key,
+        }
+    }
+
+    /// The memory it holds, in bytes, roughly (the engine's memory limits count these; an
+    /// underestimate lets a fast source fill memory with groups waiting for the sink).
+    pub(crate) fn bytes(&self) -> usize {
+        let row = |r: &Vec<Cell>| {
+            std::mem::size_of::<Vec<Cell>>()
+                + r.len() * std::mem::size_of::<Cell>()
+                + r.iter()
+                    .map(|c| match c {
+                        Cell::Text(s) => s.len(),
+                        _ => 0,
+                    })
+                    .sum::<usize>()
+        };
+        match self {
+            // Rows of a group are alike: the first one's size stands for all.
+            Unit::Rows(g) => g.rows.first().map_or(0, row) * g.rows.len(),
+            Unit::Folded { row: Ok(r), .. } => row(r),
+            Unit::Folded { .. } => 64,
+        }
+    }
+}
+
+/// A dead letter names the group (and its size), not its rows.
+impl serde::Serialize for Unit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Unit::Rows(g) => g.serialize(s),
+            Unit::Folded { key, .. } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("group", key)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// A stage that folds rows into their groups as they stream, instead of receiving each
+/// group's rows together.
+pub(crate) trait Fold: Send + Sync + 'static {
+    /// Folds one row (the query's columns). `Err` stops the phase (the rows are not in the
+    /// order the fold needs).
+    fn push(&mut self, row: Vec<Cell>) -> Result<(), String>;
+    /// The folded groups, in key order.
+    fn finish(self: Box<Self>) -> Vec<Unit>;
+}
+
+/// Makes a phase's fold from the query's columns (`Err`: a column it needs is missing).
+pub(crate) type MakeFold<'a> = &'a dyn Fn(&[String]) -> Result<Box<dyn Fold>, String>;
+
 /// The opened source: its columns (known before the first row) and the groups.
 pub(crate) struct GroupSource {
     /// The query's columns.
     pub(crate) columns: Arc<Vec<String>>,
     /// The groups, then the end (or an error, then the end).
-    pub(crate) groups: mpsc::Receiver<Result<Arc<Group>, Error>>,
-}
-
-enum Conn {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
+    pub(crate) groups: mpsc::Receiver<Result<Arc<Unit>, Error>>,
 }
 
 fn is_postgres(url: &str) -> bool {
@@ -102,56 +175,111 @@ fn is_postgres(url: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
-/// Rows buffered between SQLite's worker thread and the pump.
-const SOURCE_ROW_CHANNEL: usize = 4096;
 /// The source connection's page cache: 256 MiB (negative: KiB), which also bounds the
 /// memory an `ORDER BY` sorts in before it spills.
-const SOURCE_CACHE_SIZE: &str = "-262144";
+const SOURCE_CACHE_SIZE: i64 = -262_144;
 /// Memory-mapped reads of up to 4 GiB of the database file.
-const SOURCE_MMAP_SIZE: &str = "4294967296";
+const SOURCE_MMAP_SIZE: i64 = 4_294_967_296;
+/// How many rows the SQLite reader goes between looks at whether the phase still wants rows.
+const CHECK_EVERY: u32 = 4096;
 
-/// Opens a SQLite (`sqlite:PATH`, a `.db` path) or PostgreSQL connection.
-pub(crate) async fn connect_sqlite_or_pg(
-    url: &str,
-    read_only: bool,
-) -> Result<(Option<sqlx::SqliteConnection>, Option<sqlx::PgConnection>), sqlx::Error> {
-    if is_postgres(url) {
-        let c = PgConnectOptions::from_str(url)?
-            .disable_statement_logging()
-            .connect()
-            .await?;
-        return Ok((None, Some(c)));
-    }
-    let options = if url.to_ascii_lowercase().starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url)?
+/// The SQLite file a `sqlite:PATH` URL (or a bare `.db` path) names.
+fn sqlite_file(url: &str) -> Result<std::path::PathBuf, sqlx::Error> {
+    if url.to_ascii_lowercase().starts_with("sqlite:") {
+        Ok(SqliteConnectOptions::from_str(url)?
+            .get_filename()
+            .to_owned())
     } else {
-        SqliteConnectOptions::new().filename(url)
-    };
-    let c = options
-        .read_only(read_only)
-        .create_if_missing(false)
-        // A long query is this source's normal work, not a slow statement to warn about.
-        .disable_statement_logging()
-        // Rows cross from SQLite's worker thread in batches of this many, not one
-        // hand-off (and thread wake-up) per row as with sqlx's default of 50.
-        .row_buffer_size(SOURCE_ROW_CHANNEL)
-        // A big `ORDER BY` sorts in memory before spilling to temporary files, and the
-        // file is read through the page cache rather than copied into SQLite's own.
-        .pragma("cache_size", SOURCE_CACHE_SIZE)
-        .pragma("mmap_size", SOURCE_MMAP_SIZE)
-        .connect()
-        .await?;
-    Ok((Some(c), None))
+        Ok(url.into())
+    }
 }
 
-/// Runs `query` on `url` and groups its rows by `group_by`. Connecting, a query that does
-/// not prepare (a missing table, a typo) and a missing `group_by` column are errors here,
-/// before any row is read.
+/// Opens a read-only SQLite connection tuned for one long ordered query: a 256 MiB page
+/// cache and `mmap` reads.
+fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let c = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    c.pragma_update(None, "cache_size", SOURCE_CACHE_SIZE)?;
+    c.pragma_update(None, "mmap_size", SOURCE_MMAP_SIZE)?;
+    Ok(c)
+}
+
+/// What the rows become: groups of consecutive equal keys, or a stage's fold.
+enum Shape {
+    Groups(Grouper),
+    Fold(Box<dyn Fold>),
+}
+
+impl Shape {
+    /// Takes one row; a finished group comes back. `Err` stops the phase.
+    fn push(&mut self, cells: Vec<Cell>) -> Result<Option<Unit>, String> {
+        match self {
+            Shape::Groups(g) => Ok(g.push(cells)?.map(Unit::Rows)),
+            Shape::Fold(f) => f.push(cells).map(|()| None),
+        }
+    }
+
+    /// What is left at the end of the rows.
+    fn finish(self) -> Vec<Unit> {
+        match self {
+            Shape::Groups(g) => g.current.map(Unit::Rows).into_iter().collect(),
+            Shape::Fold(f) => f.finish(),
+        }
+    }
+}
+
+/// Cuts rows into groups of consecutive rows with the same key.
+struct Grouper {
+    columns: Arc<Vec<String>>,
+    key_index: usize,
+    group_by: String,
+    seen: HashSet<String>,
+    current: Option<Group>,
+}
+
+impl Grouper {
+    /// Adds a row; the group it ends comes back.
+    fn push(&mut self, cells: Vec<Cell>) -> Result<Option<Group>, String> {
+        let key = cells[self.key_index].text();
+        if let Some(g) = &mut self.current {
+            if g.key == key {
+                g.rows.push(cells);
+                return Ok(None);
+            }
+        }
+        if !self.seen.insert(key.clone()) {
+            return Err(format!(
+                "rows of {} `{key}` are not together: the query must ORDER BY {} first",
+                self.group_by, self.group_by
+            ));
+        }
+        let next = Group {
+            key,
+            columns: self.columns.clone(),
+            rows: vec![cells],
+        };
+        Ok(self.current.replace(next))
+    }
+}
+
+/// Runs `query` on `url` and groups its rows by `group_by`, or, with `fold` (made from the
+/// query's columns), folds every row into its group and hands the groups on at the end.
+/// Connecting, a query that does not prepare (a missing table, a typo), a missing `group_by`
+/// column and a fold that cannot read the columns are errors here, before any row is read.
+///
+/// SQLite is read with rusqlite on a thread of its own (values decoded straight from the
+/// statement, groups handed over whole); PostgreSQL with sqlx.
 pub(crate) async fn open(
     url: &str,
     query: &str,
     group_by: &str,
     phase: &str,
+    fold: Option<MakeFold<'_>>,
 ) -> Result<GroupSource, Error> {
     let ctx = |what: &str| {
         let context = format!("phase `{phase}`: {what}");
@@ -160,24 +288,50 @@ pub(crate) async fn open(
             source,
         }
     };
-    let conn = match connect_sqlite_or_pg(url, true).await {
-        Ok((Some(c), _)) => Conn::Sqlite(c),
-        Ok((_, Some(c))) => Conn::Postgres(c),
-        Ok((None, None)) => unreachable!("one connection is made"),
-        Err(e) => return Err(ctx("connecting to the source database")(e)),
+    let sqlite_ctx = |what: &str| {
+        let context = format!("phase `{phase}`: {what}");
+        move |source| Error::Sqlite {
+            context: context.clone(),
+            source,
+        }
     };
-    let mut conn = conn;
+    enum Conn {
+        Sqlite(rusqlite::Connection),
+        Postgres(sqlx::PgConnection),
+    }
+    let mut conn = if is_postgres(url) {
+        let c = PgConnectOptions::from_str(url)
+            .map_err(ctx("connecting to the source database"))?
+            .disable_statement_logging()
+            .connect()
+            .await
+            .map_err(ctx("connecting to the source database"))?;
+        Conn::Postgres(c)
+    } else {
+        let path = sqlite_file(url).map_err(ctx("connecting to the source database"))?;
+        let c = tokio::task::spawn_blocking(move || open_sqlite(&path))
+            .await
+            .map_err(|e| Error::Engine(ferry_core::Error::Task(e.to_string())))?
+            .map_err(sqlite_ctx("connecting to the source database"))?;
+        Conn::Sqlite(c)
+    };
     let columns: Vec<String> = match &mut conn {
         Conn::Sqlite(c) => c
             .prepare(query)
-            .await
-            .map(|s| s.columns().iter().map(|c| c.name().to_owned()).collect()),
+            .map(|s| s.column_names().iter().map(|c| (*c).to_owned()).collect())
+            .map_err(sqlite_ctx("source query"))?,
         Conn::Postgres(c) => c
             .prepare(query)
             .await
-            .map(|s| s.columns().iter().map(|c| c.name().to_owned()).collect()),
-    }
-    .map_err(ctx("source query"))?;
+            .map(|s| s.columns().iter().map(|c| c.name().to_owned()).collect())
+            .map_err(ctx("source query"))?,
+    };
+    let config_error = |message: String| Error::Config {
+        file: Default::default(),
+        line: 0,
+        key: format!("phase `{phase}` source.query"),
+        message,
+    };
     let Some(key_index) = columns.iter().position(|c| c == group_by) else {
         return Err(Error::Config {
             file: Default::default(),
@@ -189,28 +343,39 @@ pub(crate) async fn open(
             ),
         });
     };
+    let fold = fold
+        .map(|make| make(&columns))
+        .transpose()
+        .map_err(config_error)?;
     let columns = Arc::new(columns);
+    let shape = match fold {
+        Some(f) => Shape::Fold(f),
+        None => Shape::Groups(Grouper {
+            columns: columns.clone(),
+            key_index,
+            group_by: group_by.to_owned(),
+            seen: HashSet::new(),
+            current: None,
+        }),
+    };
     let (tx, rx) = mpsc::channel(16);
     let pump = Pump {
-        columns: columns.clone(),
-        key_index,
-        group_by: group_by.to_owned(),
         phase: phase.to_owned(),
+        shape,
         tx,
     };
     let query = query.to_owned();
-    tokio::spawn(async move {
-        match conn {
-            Conn::Sqlite(mut c) => {
-                let rows = sqlx::query(&query).fetch(&mut c);
-                pump.run(rows, sqlite_row).await;
-            }
-            Conn::Postgres(mut c) => {
+    match conn {
+        Conn::Sqlite(c) => {
+            tokio::task::spawn_blocking(move || pump.run_sqlite(&c, &query));
+        }
+        Conn::Postgres(mut c) => {
+            tokio::spawn(async move {
                 let rows = sqlx::query(&query).fetch(&mut c);
                 pump.run(rows, pg_row).await;
-            }
+            });
         }
-    });
+    }
     Ok(GroupSource {
         columns,
         groups: rx,
@@ -218,20 +383,75 @@ pub(crate) async fn open(
 }
 
 struct Pump {
-    columns: Arc<Vec<String>>,
-    key_index: usize,
-    group_by: String,
     phase: String,
-    tx: mpsc::Sender<Result<Arc<Group>, Error>>,
+    shape: Shape,
+    tx: mpsc::Sender<Result<Arc<Unit>, Error>>,
 }
 
 impl Pump {
-    async fn run<R, S>(self, mut rows: S, decode: fn(&R) -> Vec<Cell>)
+    fn out_of_order(&self, message: String) -> Error {
+        Error::Http {
+            url: format!("phase `{}` source", self.phase),
+            message,
+        }
+    }
+
+    /// Reads a SQLite query to its end on this (blocking) thread.
+    fn run_sqlite(mut self, conn: &rusqlite::Connection, query: &str) {
+        let read_error = |phase: &str, source| Error::Sqlite {
+            context: format!("phase `{phase}`: reading the source"),
+            source,
+        };
+        let result = (|| -> Result<(), Option<Error>> {
+            let mut stmt = conn
+                .prepare(query)
+                .map_err(|e| Some(read_error(&self.phase, e)))?;
+            let width = stmt.column_count();
+            let mut rows = stmt
+                .query([])
+                .map_err(|e| Some(read_error(&self.phase, e)))?;
+            let mut since_check = 0u32;
+            while let Some(row) = rows.next().map_err(|e| Some(read_error(&self.phase, e)))? {
+                let cells = (0..width).map(|i| sqlite_cell(row.get_ref(i))).collect();
+                match self.shape.push(cells) {
+                    Ok(Some(unit)) => {
+                        self.tx
+                            .blocking_send(Ok(Arc::new(unit)))
+                            .map_err(|_| None)?;
+                    }
+                    Ok(None) => {}
+                    Err(message) => return Err(Some(self.out_of_order(message))),
+                }
+                since_check += 1;
+                if since_check == CHECK_EVERY {
+                    since_check = 0;
+                    if self.tx.is_closed() {
+                        return Err(None);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                for unit in self.shape.finish() {
+                    if self.tx.blocking_send(Ok(Arc::new(unit))).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(Some(e)) => {
+                let _ = self.tx.blocking_send(Err(e));
+            }
+            Err(None) => {}
+        }
+    }
+
+    /// Reads a sqlx row stream (PostgreSQL) to its end.
+    async fn run<R, S>(mut self, mut rows: S, decode: fn(&R) -> Vec<Cell>)
     where
         S: futures_core::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     {
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut current: Option<Group> = None;
         loop {
             let row = tokio::select! {
                 biased;
@@ -252,45 +472,44 @@ impl Pump {
                     return;
                 }
             };
-            let key = cells[self.key_index].text();
-            match &mut current {
-                Some(g) if g.key == key => g.rows.push(cells),
-                _ => {
-                    if seen.contains(&key) {
-                        let message = format!(
-                            "rows of {} `{key}` are not together: the query must ORDER BY {} first",
-                            self.group_by, self.group_by
-                        );
-                        let _ = self
-                            .tx
-                            .send(Err(Error::Http {
-                                url: format!("phase `{}` source", self.phase),
-                                message,
-                            }))
-                            .await;
+            match self.shape.push(cells) {
+                Ok(Some(unit)) => {
+                    if self.tx.send(Ok(Arc::new(unit))).await.is_err() {
                         return;
                     }
-                    seen.insert(key.clone());
-                    let next = Group {
-                        key,
-                        columns: self.columns.clone(),
-                        rows: vec![cells],
-                    };
-                    if let Some(done) = current.replace(next) {
-                        if self.tx.send(Ok(Arc::new(done))).await.is_err() {
-                            return;
-                        }
-                    }
+                }
+                Ok(None) => {}
+                Err(message) => {
+                    let e = self.out_of_order(message);
+                    let _ = self.tx.send(Err(e)).await;
+                    return;
                 }
             }
         }
-        if let Some(done) = current {
-            let _ = self.tx.send(Ok(Arc::new(done))).await;
+        for unit in self.shape.finish() {
+            if self.tx.send(Ok(Arc::new(unit))).await.is_err() {
+                return;
+            }
         }
     }
 }
 
-fn sqlite_row(row: &SqliteRow) -> Vec<Cell> {
+/// A SQLite value as a cell, by its own storage class (SQLite columns are dynamically
+/// typed; a blob is read as text).
+fn sqlite_cell(value: Result<rusqlite::types::ValueRef<'_>, rusqlite::Error>) -> Cell {
+    use rusqlite::types::ValueRef;
+    match value {
+        Ok(ValueRef::Integer(i)) => Cell::Int(i),
+        Ok(ValueRef::Real(x)) => Cell::Real(x),
+        Ok(ValueRef::Text(t) | ValueRef::Blob(t)) => {
+            Cell::Text(String::from_utf8_lossy(t).into_owned())
+        }
+        Ok(ValueRef::Null) | Err(_) => Cell::Null,
+    }
+}
+
+/// A SQLite row as cells, each by its value's own storage class.
+pub(crate) fn sqlite_row(row: &SqliteRow) -> Vec<Cell> {
     (0..row.columns().len())
         .map(|i| {
             let Ok(raw) = row.try_get_raw(i) else {
@@ -311,7 +530,8 @@ fn sqlite_row(row: &SqliteRow) -> Vec<Cell> {
         .collect()
 }
 
-fn pg_row(row: &PgRow) -> Vec<Cell> {
+/// A PostgreSQL row as cells (dates and numerics: select them as text or float8).
+pub(crate) fn pg_row(row: &PgRow) -> Vec<Cell> {
     row.columns()
         .iter()
         .enumerate()

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::config::Phase;
 use super::db::{Db, Upsert};
-use super::group::{Cell, Group};
+use super::group::{Cell, Unit};
 use super::stage::{self, Computed, StageKind, Stored, STATE_COLUMNS};
 use crate::error::Error;
 
@@ -76,6 +76,21 @@ impl PhaseHandler {
         self.written.clone()
     }
 
+    /// The sink table's rows by key, for a folded phase to leave out the groups whose row
+    /// is there already, unchanged.
+    pub(crate) async fn stored_rows(&self) -> Result<HashMap<String, Vec<Cell>>, Error> {
+        self.db
+            .rows_by_key(&self.out)
+            .await
+            .map_err(|source| Error::Sql {
+                context: format!(
+                    "phase `{}`: reading `{}` to compare",
+                    self.phase, self.out.table
+                ),
+                source,
+            })
+    }
+
     /// The stored states of `keys` (tickers without one are absent).
     async fn load_states(&self, keys: &[&str]) -> Result<HashMap<String, Stored>, String> {
         let Some(u) = &self.state else {
@@ -125,7 +140,16 @@ impl PhaseHandler {
     }
 }
 
-fn compute(stage: &StageKind, g: &Group, stored: Option<&Stored>) -> Result<Computed, String> {
+fn compute(stage: &StageKind, unit: &Unit, stored: Option<&Stored>) -> Result<Computed, String> {
+    let g = match unit {
+        Unit::Rows(g) => g,
+        Unit::Folded { row, .. } => {
+            return row.clone().map(|row| Computed {
+                rows: vec![row],
+                state: None,
+            })
+        }
+    };
     match stage {
         StageKind::Indicators {
             date,
@@ -136,11 +160,15 @@ fn compute(stage: &StageKind, g: &Group, stored: Option<&Stored>) -> Result<Comp
     }
 }
 
-impl Handler<Arc<Group>, ()> for PhaseHandler {
-    fn call<'a>(&'a self, batch: &'a Batch<Arc<Group>>) -> BoxFuture<'a, BatchOutcome<()>> {
+impl Handler<Arc<Unit>, ()> for PhaseHandler {
+    fn call<'a>(&'a self, batch: &'a Batch<Arc<Unit>>) -> BoxFuture<'a, BatchOutcome<()>> {
         Box::pin(async move {
-            let groups: Vec<Arc<Group>> = batch.payloads().cloned().collect();
-            let keys: Vec<&str> = batch.payloads().map(|g| g.key.as_str()).collect();
+            let groups: Vec<Arc<Unit>> = batch.payloads().cloned().collect();
+            let keys: Vec<&str> = batch
+                .payloads()
+                .filter(|u| matches!(u.as_ref(), Unit::Rows(_)))
+                .map(|u| u.key())
+                .collect();
             let stored = match self.load_states(&keys).await {
                 Ok(s) => s,
                 Err(e) => return BatchOutcome::retry(None, format!("reading the states: {e}")),
@@ -149,7 +177,7 @@ impl Handler<Arc<Group>, ()> for PhaseHandler {
             let computed = tokio::task::spawn_blocking(move || {
                 groups
                     .iter()
-                    .map(|g| compute(&stage, g, stored.get(&g.key)))
+                    .map(|u| compute(&stage, u, stored.get(u.key())))
                     .collect::<Vec<_>>()
             })
             .await;

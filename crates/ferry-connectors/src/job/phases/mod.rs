@@ -2,7 +2,8 @@
 //! CPU stage (`indicators`, `breadth`) -> a SQL sink, run one after another in `after`
 //! order with a checkpoint per phase (`docs/phases.md`).
 //!
-//! `config` reads the file, `group` streams a query's rows as groups, `stage` computes,
+//! `config` reads the file, `group` streams a query's rows as groups (or through `fold`,
+//! the `breadth` stage folding a ticker-ordered stream), `stage` computes,
 //! `handler` runs the stage and writes a batch in one transaction (`db`), `runner` runs the
 //! phases through the engine.
 //!
@@ -11,6 +12,7 @@
 
 mod config;
 mod db;
+mod fold;
 mod group;
 mod handler;
 mod runner;

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Phase, PhasedJob};
-use super::group;
+use super::fold::BreadthFold;
+use super::group::{self, Unit};
 use super::handler::PhaseHandler;
 use crate::error::Error;
 use crate::job::{checkpoint_rows, Checkpoint, Status};
@@ -71,6 +72,8 @@ pub struct PhaseSummary {
     pub rows_written: u64,
     /// Groups skipped because the checkpoint records them (`--resume`).
     pub skipped: u64,
+    /// Folded groups not written because the sink holds the same row already.
+    pub unchanged: u64,
     /// The phase's dead letters.
     pub dead_letters: PathBuf,
 }
@@ -115,6 +118,7 @@ where
             report: None,
             rows_written: 0,
             skipped: 0,
+            unchanged: 0,
             dead_letters: p.dead_letters.clone(),
         };
         if opts.shutdown.is_cancelled() {
@@ -158,13 +162,26 @@ where
     // The handler first: it creates the stage's state table, which the source may read.
     let handler = PhaseHandler::open(p).await?;
     let written = handler.written();
-    let mut source = group::open(&p.source_url, &p.query, &p.group_by, &p.name).await?;
-    let missing: Vec<String> = p
-        .stage
-        .inputs()
-        .into_iter()
-        .filter(|c| !source.columns.contains(c))
-        .collect();
+    // A folded phase writes only the groups whose row differs from the sink's (or is new).
+    let stored = match p.series {
+        Some(_) => handler.stored_rows().await?,
+        None => Default::default(),
+    };
+    let make_fold = |columns: &[String]| -> Result<Box<dyn group::Fold>, String> {
+        let series = p.series.as_deref().unwrap_or_default();
+        Ok(Box::new(BreadthFold::new(columns, series, &p.group_by)?))
+    };
+    let fold: Option<group::MakeFold<'_>> = p.series.as_ref().map(|_| &make_fold as _);
+    let mut source = group::open(&p.source_url, &p.query, &p.group_by, &p.name, fold).await?;
+    let missing: Vec<String> = match p.series {
+        Some(_) => Vec::new(),
+        None => p
+            .stage
+            .inputs()
+            .into_iter()
+            .filter(|c| !source.columns.contains(c))
+            .collect(),
+    };
     if !missing.is_empty() {
         return Err(Error::Config {
             file: PathBuf::new(),
@@ -198,6 +215,7 @@ where
     });
     let intake = running.intake();
     let mut skipped = 0u64;
+    let mut unchanged = 0u64;
     let mut index = 0u64;
     let mut source_error = None;
     loop {
@@ -209,12 +227,18 @@ where
         match next {
             None => break,
             Some(Ok(g)) => {
-                if done.contains(&g.key) {
+                if done.contains(g.key()) {
                     skipped += 1;
                     continue;
                 }
-                let bytes = g.rows.len() * 16;
-                let item = Item::new(g.key.clone(), index, g).with_bytes(bytes);
+                if let Unit::Folded { key, row: Ok(row) } = g.as_ref() {
+                    if stored.get(key) == Some(row) {
+                        unchanged += 1;
+                        continue;
+                    }
+                }
+                let bytes = g.bytes();
+                let item = Item::new(g.key().to_owned(), index, g).with_bytes(bytes);
                 index += 1;
                 if intake.push(item).await.is_err() {
                     break;
@@ -249,6 +273,7 @@ where
         report: Some(report),
         rows_written: written.load(Ordering::Relaxed),
         skipped,
+        unchanged,
         dead_letters: p.dead_letters.clone(),
     })
 }

@@ -3,8 +3,12 @@
 //! (a group = one date's rows of all tickers -> one breadth row). Pure functions of a group
 //! and, for indicators, its stored state; the handler (`handler`) runs them on the blocking
 //! pool and writes their rows.
+//!
+//! `breadth` also folds (`fold`): with `source.series = "ticker"` the rows come in the
+//! tables' key order (ticker, date) and each is counted into its date's figures as it
+//! streams.
 
-use ferry_indicators::{breadth, check_closes, BreadthRow, IndicatorState, Indicators};
+use ferry_indicators::{breadth, check_closes, Breadth, BreadthRow, IndicatorState, Indicators};
 
 use super::group::{Cell, Group};
 
@@ -78,6 +82,11 @@ impl StageKind {
             StageKind::Indicators { .. } => (&INDICATOR_COLUMNS, &["ticker", "date"]),
             StageKind::Breadth => (&BREADTH_COLUMNS, &["date"]),
         }
+    }
+
+    /// Whether the stage can fold a series-ordered source (`source.series`).
+    pub(crate) fn folds(&self) -> bool {
+        matches!(self, StageKind::Breadth)
     }
 
     /// The source columns the stage reads (besides the group key).
@@ -204,20 +213,25 @@ pub(crate) fn breadth_row(group: &Group) -> Result<Computed, String> {
     let Some(b) = breadth(&rows) else {
         return Ok(Computed::default());
     };
-    let count = |n: u64| Cell::Int(i64::try_from(n).unwrap_or(i64::MAX));
     Ok(Computed {
-        rows: vec![vec![
-            Cell::Text(group.key.clone()),
-            count(b.tickers),
-            count(b.advancers),
-            count(b.decliners),
-            Cell::Real(b.pct_above_ema20),
-            Cell::Real(b.pct_above_ema50),
-            Cell::Real(b.pct_above_ema200),
-            Cell::Real(b.pct_rsi_over_70),
-            Cell::Real(b.pct_rsi_under_30),
-            Cell::Real(b.pct_macd_over_signal),
-        ]],
+        rows: vec![breadth_cells(group.key.clone(), &b)],
         state: None,
     })
+}
+
+/// A `breadth` table row.
+pub(crate) fn breadth_cells(date: String, b: &Breadth) -> Vec<Cell> {
+    let count = |n: u64| Cell::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    vec![
+        Cell::Text(date),
+        count(b.tickers),
+        count(b.advancers),
+        count(b.decliners),
+        Cell::Real(b.pct_above_ema20),
+        Cell::Real(b.pct_above_ema50),
+        Cell::Real(b.pct_above_ema200),
+        Cell::Real(b.pct_rsi_over_70),
+        Cell::Real(b.pct_rsi_under_30),
+        Cell::Real(b.pct_macd_over_signal),
+    ]
 }
