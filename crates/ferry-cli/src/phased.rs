@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_connectors::job::phases::{self, PhaseOptions, PhaseState, PhasedJob};
+use ferry_connectors::job::phases::{self, PhaseOptions, PhaseState, PhasedJob, RowsRead};
 use ferry_core::Progress;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -59,8 +59,13 @@ pub(crate) async fn run(
     };
     let grace = grace.unwrap_or_else(|| job.phases[0].engine.shutdown_grace);
     interrupt::on_signals(opts.shutdown.clone(), grace)?;
-    let summaries = phases::run_phases(&job, &opts, |phase, progress| {
-        follow(phase.name.clone(), format!("{}s", phase.group_by), progress)
+    let summaries = phases::run_phases(&job, &opts, |phase, progress, rows| {
+        follow(
+            phase.name.clone(),
+            format!("{}s", phase.group_by),
+            progress,
+            rows,
+        )
     })
     .await?;
     let mut exit = Exit::Ok;
@@ -95,8 +100,8 @@ pub(crate) async fn run(
             );
         }
         println!(
-            "batches: {} calls, {} retries, final batch {} {unit}, peak concurrency {}",
-            p.calls, p.retries, r.final_batch_size, r.peak_concurrency
+            "batches: {} calls, {} retries, final batch {} {unit}, peak concurrency {}; {} source rows read",
+            p.calls, p.retries, r.final_batch_size, r.peak_concurrency, s.rows_read
         );
         if p.dead_lettered > 0 && exit == Exit::Ok {
             exit = Exit::DeadLetters;
@@ -119,8 +124,14 @@ fn state(s: PhaseState) -> &'static str {
 }
 
 /// Prints a phase's progress to stderr (a line a second on a terminal, every 5 s otherwise)
-/// and a last line as it ends.
-async fn follow(name: String, unit: String, mut progress: watch::Receiver<Progress>) {
+/// and a last line as it ends. While no group has reached the engine yet (a folded phase
+/// hands its groups on only at the end of its rows), the line counts the rows read.
+async fn follow(
+    name: String,
+    unit: String,
+    mut progress: watch::Receiver<Progress>,
+    rows: RowsRead,
+) {
     let every = if std::io::stderr().is_terminal() {
         Duration::from_secs(1)
     } else {
@@ -144,6 +155,12 @@ async fn follow(name: String, unit: String, mut progress: watch::Receiver<Progre
                     p.succeeded, p.dead_lettered, p.elapsed
                 );
                 return;
+            }
+            if p.succeeded + p.dead_lettered + p.in_flight == 0 {
+                let read = rows.get();
+                let rate = read as f64 / p.elapsed.as_secs_f64().max(1e-9);
+                eprintln!("phase {name}: reading the source, {read} rows read ({rate:.0} rows/s)");
+                continue;
             }
             eprintln!(
                 "phase {name}: {} {unit} done, {} in flight, {} dead-lettered ({:.0} {unit}/s)",

@@ -239,6 +239,8 @@ fn a_rerun_after_new_days_writes_only_them_and_equals_a_full_recomputation() {
         out.contains("500 tickers computed, 0 dead-lettered, 30000 rows written"),
         "{out}"
     );
+    // Each phase read 500 x 60 rows: phase 1 the prices, phase 2 the indicator rows.
+    assert_eq!(out.matches("; 30000 source rows read").count(), 2, "{out}");
     m.generate(500, 5, true);
     let (code, out, err) = m.run(&[]);
     assert_eq!(code, Some(0), "{out}\n{err}");
@@ -250,7 +252,10 @@ fn a_rerun_after_new_days_writes_only_them_and_equals_a_full_recomputation() {
         out.contains("5 dates computed, 0 dead-lettered, 5 rows written"),
         "{out}"
     );
-    // Phase 2 folds every row again and leaves out the 60 dates whose row is the same.
+    // Phase 1 read only the new days; phase 2 folds every row again and leaves out the 60
+    // dates whose row is the same.
+    assert!(out.contains("; 2500 source rows read"), "{out}");
+    assert!(out.contains("; 32500 source rows read"), "{out}");
     assert!(
         out.contains("unchanged: 60 dates not written (the sink holds the same row)"),
         "{out}"

@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -168,6 +169,24 @@ pub(crate) struct GroupSource {
     pub(crate) columns: Arc<Vec<String>>,
     /// The groups, then the end (or an error, then the end).
     pub(crate) groups: mpsc::Receiver<Result<Arc<Unit>, Error>>,
+    /// Rows read so far.
+    pub(crate) rows: RowsRead,
+}
+
+/// How many rows a phase's source has read so far: the progress of a folded phase, whose
+/// groups all come out at the end of the rows.
+#[derive(Debug, Clone, Default)]
+pub struct RowsRead(Arc<AtomicU64>);
+
+impl RowsRead {
+    /// The rows read so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 fn is_postgres(url: &str) -> bool {
@@ -359,10 +378,12 @@ pub(crate) async fn open(
         }),
     };
     let (tx, rx) = mpsc::channel(16);
+    let rows = RowsRead::default();
     let pump = Pump {
         phase: phase.to_owned(),
         shape,
         tx,
+        rows: rows.clone(),
     };
     let query = query.to_owned();
     match conn {
@@ -379,6 +400,7 @@ pub(crate) async fn open(
     Ok(GroupSource {
         columns,
         groups: rx,
+        rows,
     })
 }
 
@@ -386,6 +408,7 @@ struct Pump {
     phase: String,
     shape: Shape,
     tx: mpsc::Sender<Result<Arc<Unit>, Error>>,
+    rows: RowsRead,
 }
 
 impl Pump {
@@ -424,12 +447,14 @@ impl Pump {
                 }
                 since_check += 1;
                 if since_check == CHECK_EVERY {
+                    self.rows.add(u64::from(since_check));
                     since_check = 0;
                     if self.tx.is_closed() {
                         return Err(None);
                     }
                 }
             }
+            self.rows.add(u64::from(since_check));
             Ok(())
         })();
         match result {
@@ -460,7 +485,10 @@ impl Pump {
             };
             let cells = match row {
                 None => break,
-                Some(Ok(row)) => decode(&row),
+                Some(Ok(row)) => {
+                    self.rows.add(1);
+                    decode(&row)
+                }
                 Some(Err(source)) => {
                     let _ = self
                         .tx

@@ -19,5 +19,6 @@ mod runner;
 mod stage;
 
 pub use config::{is_phased, load_phased, parse_phased, Phase, PhasedJob};
+pub use group::RowsRead;
 pub use runner::{run_phases, PhaseOptions, PhaseState, PhaseSummary};
 pub use stage::StageKind;

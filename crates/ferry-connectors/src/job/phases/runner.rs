@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{Phase, PhasedJob};
 use super::fold::BreadthFold;
-use super::group::{self, Unit};
+use super::group::{self, RowsRead, Unit};
 use super::handler::PhaseHandler;
 use crate::error::Error;
 use crate::job::{checkpoint_rows, Checkpoint, Status};
@@ -74,18 +74,22 @@ pub struct PhaseSummary {
     pub skipped: u64,
     /// Folded groups not written because the sink holds the same row already.
     pub unchanged: u64,
+    /// Rows the phase's source read.
+    pub rows_read: u64,
     /// The phase's dead letters.
     pub dead_letters: PathBuf,
 }
 
-/// Runs the phases in order. `on_start(phase, progress)` is called as each phase starts.
+/// Runs the phases in order. `on_start(phase, progress, rows)` is called as each phase
+/// starts, with the engine's progress and the count of rows its source has read (a folded
+/// phase's only progress until the end of its rows).
 pub async fn run_phases<F, Fut>(
     job: &PhasedJob,
     opts: &PhaseOptions,
     mut on_start: F,
 ) -> Result<Vec<PhaseSummary>, Error>
 where
-    F: FnMut(&Phase, watch::Receiver<Progress>) -> Fut,
+    F: FnMut(&Phase, watch::Receiver<Progress>, RowsRead) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut checkpoints = Vec::with_capacity(job.phases.len());
@@ -119,6 +123,7 @@ where
             rows_written: 0,
             skipped: 0,
             unchanged: 0,
+            rows_read: 0,
             dead_letters: p.dead_letters.clone(),
         };
         if opts.shutdown.is_cancelled() {
@@ -156,7 +161,7 @@ async fn run_phase<F, Fut>(
     on_start: &mut F,
 ) -> Result<PhaseSummary, Error>
 where
-    F: FnMut(&Phase, watch::Receiver<Progress>) -> Fut,
+    F: FnMut(&Phase, watch::Receiver<Progress>, RowsRead) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     // The handler first: it creates the stage's state table, which the source may read.
@@ -201,7 +206,8 @@ where
         .intake_capacity(INTAKE_GROUPS)
         .emit_settled(64);
     let mut running = engine.start();
-    let progress_task = tokio::spawn(on_start(p, running.progress()));
+    let rows_read = source.rows.clone();
+    let progress_task = tokio::spawn(on_start(p, running.progress(), rows_read.clone()));
     let mut settled = running
         .take_settled()
         .ok_or_else(|| Error::Engine(ferry_core::Error::Closed))?;
@@ -274,6 +280,7 @@ where
         rows_written: written.load(Ordering::Relaxed),
         skipped,
         unchanged,
+        rows_read: rows_read.get(),
         dead_letters: p.dead_letters.clone(),
     })
 }
