@@ -138,6 +138,15 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A source's rows are not in the order the job reads them in (a phase's groups or
+    /// series not together).
+    #[error("{origin}: {message}")]
+    Order {
+        /// The source.
+        origin: String,
+        /// Which rows, and the `ORDER BY` the query needs.
+        message: String,
+    },
     /// An HTTP request could not be built or the target is unreachable.
     #[error("{url}: {message}")]
     Http {

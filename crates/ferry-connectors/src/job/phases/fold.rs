@@ -167,25 +167,18 @@ mod tests {
 
     use super::*;
     use crate::job::phases::group::Group;
-    use crate::job::phases::stage::breadth_row;
+    use crate::job::phases::stage::{breadth_row, BREADTH_INPUTS};
 
-    const COLUMNS: [&str; 9] = [
-        "ticker",
-        "date",
-        "close",
-        "ema20",
-        "ema50",
-        "ema200",
-        "rsi14",
-        "macd",
-        "macd_signal",
-    ];
-
+    /// The series, the date, then what the fold reads.
     fn columns() -> Vec<String> {
-        COLUMNS.iter().map(|c| (*c).to_owned()).collect()
+        ["ticker", "date"]
+            .into_iter()
+            .chain(BREADTH_FOLD_INPUTS)
+            .map(str::to_owned)
+            .collect()
     }
 
-    /// A row of `COLUMNS`: close, then EMA20/50/200 all `ema`, RSI, MACD and signal.
+    /// A row of `columns()`: close, then EMA20/50/200 all `ema`, RSI, MACD and signal.
     fn row(ticker: &str, date: &str, close: f64, ema: f64, rsi: Option<f64>) -> Vec<Cell> {
         vec![
             Cell::Text(ticker.into()),
@@ -222,19 +215,7 @@ mod tests {
         assert_eq!(keys, ["d1", "d2", "d3"]);
         // The same dates as groups of rows with their previous closes (`breadth_row`).
         let group = |key: &str, rows: Vec<(f64, Option<f64>, f64, Option<f64>)>| {
-            let columns: Vec<String> = [
-                "close",
-                "prev_close",
-                "ema20",
-                "ema50",
-                "ema200",
-                "rsi14",
-                "macd",
-                "macd_signal",
-            ]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect();
+            let columns: Vec<String> = BREADTH_INPUTS.into_iter().map(str::to_owned).collect();
             let g = Group {
                 key: key.into(),
                 columns: Arc::new(columns),

@@ -413,8 +413,8 @@ struct Pump {
 
 impl Pump {
     fn out_of_order(&self, message: String) -> Error {
-        Error::Http {
-            url: format!("phase `{}` source", self.phase),
+        Error::Order {
+            origin: format!("phase `{}` source", self.phase),
             message,
         }
     }
