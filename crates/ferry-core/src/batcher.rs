@@ -82,6 +82,17 @@ impl<T> Buffer<T> {
         bytes
     }
 
+    /// Returns items that left and came back unsent or unsettled (held aside by a search, a
+    /// search's fill) to the front of their priorities' queues, in order: they are older
+    /// than anything waiting, and leave first in full batches.
+    pub(crate) fn put_back(&mut self, items: Vec<Item<T>>) {
+        for item in items.into_iter().rev() {
+            self.len += 1;
+            self.bytes += item.bytes;
+            self.queues[item.priority.index()].push_front(item);
+        }
+    }
+
     /// Number of waiting items.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -155,6 +166,24 @@ impl<T> Buffer<T> {
     /// Cuts a batch of at most `max_items` items and `max_bytes` bytes (at least one item),
     /// highest priority first, oldest first within a priority. Empty buffer: `None`.
     pub(crate) fn cut(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
+        self.cut_up_to(max_items, max_bytes, 1)
+    }
+
+    /// Cuts at most `max_items` items of at most `max_bytes` bytes in all, to top up a batch
+    /// that already holds others: unlike [`cut`](Self::cut), not even one item over
+    /// `max_bytes`. `None` when nothing fits.
+    pub(crate) fn cut_fill(&mut self, max_items: usize, max_bytes: usize) -> Option<Batch<T>> {
+        self.cut_up_to(max_items, max_bytes, 0)
+            .filter(|b| !b.is_empty())
+    }
+
+    /// The cut of [`cut`](Self::cut); the first `oversize` items are taken whatever their size.
+    fn cut_up_to(
+        &mut self,
+        max_items: usize,
+        max_bytes: usize,
+        oversize: usize,
+    ) -> Option<Batch<T>> {
         if self.is_empty() {
             return None;
         }
@@ -167,7 +196,7 @@ impl<T> Buffer<T> {
             let mut full = false;
             for item in q.iter() {
                 if items.len() + take >= max_items
-                    || (items.len() + take > 0 && bytes + item.bytes > max_bytes)
+                    || (items.len() + take >= oversize && bytes + item.bytes > max_bytes)
                 {
                     full = true;
                     break;

@@ -286,6 +286,18 @@ pub struct Batch<T> {
     pub(crate) sent_behind: bool,
     /// Times it came back uncharged (throttled, or a crowded timeout): grows its wait.
     pub(crate) requeues: u32,
+    /// Set on a test call of an isolation search (`engine::isolate`).
+    pub(crate) suspects: Option<Suspects>,
+}
+
+/// Marks a batch as a test call of an isolation search: its first `count` items are the
+/// suspects under test; the rest, if any, are fresh items topped up to the batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Suspects {
+    /// The search this test belongs to.
+    pub(crate) search: u64,
+    /// How many of the batch's first items are under test.
+    pub(crate) count: usize,
 }
 
 impl<T> Batch<T> {
@@ -308,7 +320,14 @@ impl<T> Batch<T> {
             sent_size: 0,
             sent_behind: false,
             requeues: 0,
+            suspects: None,
         }
+    }
+
+    /// Appends `other`'s items after this batch's own.
+    pub(crate) fn append(&mut self, other: Batch<T>) {
+        self.bytes += other.bytes;
+        self.items.extend(other.items);
     }
 
     /// The batch in parts of at most `size` items (itself when it fits), in order, each

@@ -10,7 +10,7 @@
 //! | `Done`                   | each by its own outcome (table below)              | –               | `Ok` if comparable, else `Neutral` | success | accepted |
 //! | `Throttled { after }`    | cancelling: cancel; past the deadline: dead-letter; else requeue whole, uncharged | closed for `after` | `Neutral` | probe returned | limited |
 //! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned | accepted |
-//! | `Split`                  | cancelling: cancel; several items: split; one: dead-letter | –       | `Neutral`          | too large if probe | accepted |
+//! | `Split`                  | cancelling: cancel; a probe: split; several items: isolate the unnamed item; one: dead-letter | – | `Neutral` | too large if probe | accepted |
 //! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Overload`         | headroom         | accepted  |
 //! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        | accepted  |
 //! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   | –         |
@@ -125,6 +125,10 @@ pub(crate) enum Action {
         /// Whether a whole-batch failure is charged before the split.
         charge: bool,
     },
+    /// The batch failed as a whole naming no item: search it for the one item at fault,
+    /// testing one half at a time, while other calls go on (`engine::isolate`), charging
+    /// nobody.
+    Isolate,
     /// Dead-letter every item.
     DeadLetter,
     /// Cancel every item.
@@ -241,6 +245,11 @@ impl OutcomePolicy {
             CallEnd::Retry { after } => (self.retry_whole(batch, after), Signal::Backpressure),
             CallEnd::TooLarge | CallEnd::TimedOut if overload => {
                 (Action::Requeue { after: None }, Signal::Overload)
+            }
+            // An ordinary batch (a size that went through before) that fails naming no item
+            // almost always holds one bad item: searched for, not split for everyone.
+            CallEnd::Split if several && !batch.probe && !batch.cancelling => {
+                (Action::Isolate, Signal::Neutral)
             }
             CallEnd::Split | CallEnd::TooLarge | CallEnd::Panicked => {
                 (split_or_dead_letter(batch), Signal::Neutral)
@@ -385,6 +394,7 @@ mod tests {
         use Signal::{Backpressure as Bp, Neutral, Ok, Overload};
         use SizeFeedback as S;
         let split = Split { charge: false };
+        let isolate = Isolate;
         let charge_split = Split { charge: true };
         #[rustfmt::skip]
         let table: &[Row] = &[
@@ -404,8 +414,9 @@ mod tests {
             (E::Retry { after: AFTER }, batch(10, 4, ""), Retry { after: AFTER }, AFTER, Bp, S::Nothing),
             (E::Retry { after: AFTER }, batch(10, 0, "p"), Retry { after: AFTER }, AFTER, Bp, S::ReturnProbe),
             (E::Retry { after: AFTER }, batch(10, 0, "x"), Cancel, AFTER, Bp, S::Nothing),
-            // Split: the batch is cut; a single item is the culprit. Size learns only from a probe.
-            (E::Split, batch(10, 0, ""), split, None, Neutral, S::Nothing),
+            // Split: an ordinary batch is searched for the item at fault, a probe is cut, a single
+            // item is the culprit. Size learns only from a probe.
+            (E::Split, batch(10, 0, ""), isolate, None, Neutral, S::Nothing),
             (E::Split, batch(10, 0, "p"), split, None, Neutral, S::TooLarge),
             (E::Split, batch(1, 0, ""), DeadLetter, None, Neutral, S::Nothing),
             (E::Split, batch(10, 0, "x"), Cancel, None, Neutral, S::Nothing),

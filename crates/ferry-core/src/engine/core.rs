@@ -33,6 +33,7 @@ use super::call::{self, CallDone};
 use super::config::EngineConfig;
 use super::controllers::{Limit, Size};
 use super::intake::{Arrival, Arrivals};
+use super::isolate::Searches;
 use super::metrics::Metrics;
 use super::report::Report;
 use super::settled::{Outcomes, Settled};
@@ -49,6 +50,7 @@ use crate::policy::{
 };
 use crate::profile::StageProfile;
 use crate::progress::Progress;
+use crate::split::SplitStrategy;
 
 /// Most items taken from one intake channel per loop turn, so a flood of input cannot
 /// starve completions.
@@ -68,6 +70,8 @@ pub(super) struct Core<T, R, H> {
     abandon: CancellationToken,
     buffer: Buffer<T>,
     ready: VecDeque<Batch<T>>,
+    /// Halves held aside while the other half of a failed batch is tested.
+    searches: Searches<T>,
     /// Retried batches waiting out their backoff.
     backoffs: Backoffs<T>,
     /// Bytes of every accepted, unsettled item (buffered, queued, or in a call).
@@ -132,6 +136,7 @@ where
             abandon: CancellationToken::new(),
             buffer: Buffer::new(),
             ready: VecDeque::new(),
+            searches: Searches::new(),
             backoffs: Backoffs::new(),
             held_bytes: 0,
             calls: JoinSet::new(),
@@ -160,7 +165,10 @@ where
     }
 
     fn queued_items(&self) -> usize {
-        self.buffer.len() + self.ready.iter().map(Batch::len).sum::<usize>() + self.backoffs.items()
+        self.buffer.len()
+            + self.ready.iter().map(Batch::len).sum::<usize>()
+            + self.backoffs.items()
+            + self.searches.items()
     }
 
     fn done(&self) -> bool {
@@ -169,7 +177,8 @@ where
                 || (self.input_closed()
                     && self.buffer.is_empty()
                     && self.ready.is_empty()
-                    && self.backoffs.is_empty()))
+                    && self.backoffs.is_empty()
+                    && self.searches.is_empty()))
     }
 
     /// Whether intake of priority `p` may be read now.
@@ -316,7 +325,7 @@ where
             let batch = if fresh_first {
                 self.cut_fresh(target)
             } else {
-                self.ready.pop_front()
+                self.ready.pop_front().map(|b| self.top_up(b, target))
             };
             let Some(batch) = batch else {
                 // Nothing may leave yet: wake when the oldest waiting item must.
@@ -367,6 +376,20 @@ where
         self.buffer.cut(target, max_bytes)
     }
 
+    /// Tops a search's test call up to `target` items with fresh ones, so that a test that
+    /// passes is an ordinary full call (`isolate`).
+    fn top_up(&mut self, mut batch: Batch<T>, target: usize) -> Batch<T> {
+        // A single suspect is tested alone: failing, it is the item at fault, with no second
+        // call to tell it from the fill.
+        if batch.suspects.is_some_and(|s| s.count > 1) && batch.len() < target {
+            let room = self.cfg.flush.max_bytes.get().saturating_sub(batch.bytes);
+            if let Some(fill) = self.buffer.cut_fill(target - batch.len(), room) {
+                batch.append(fill);
+            }
+        }
+        batch
+    }
+
     fn spawn_call(&mut self, mut batch: Batch<T>, now: Instant) {
         for item in &mut batch.items {
             item.attempts += 1;
@@ -402,7 +425,9 @@ where
         } = done;
         let (n, batch_sent) = (batch.len(), batch.sent_size);
         let probe = std::mem::take(&mut batch.probe);
+        let suspects = batch.suspects.take();
         let end = outcome.end();
+        self.searches.note_call(end == CallEnd::Split);
         let timed_out = end == CallEnd::TimedOut;
         self.ledger.call_finished(n as u64, timed_out);
         self.profile.record(latency, n as u64);
@@ -457,8 +482,35 @@ where
             Err(reason) => (Vec::new(), reason),
         };
         let mut out = Outcomes::default();
+        if let Some(tag) = suspects {
+            match decision.action {
+                // The suspects under test passed: the fault is in the half held aside.
+                Action::PerItem => {
+                    if let Some(held) = self.searches.take(tag.search) {
+                        if self.cancelling {
+                            out.cancelled.extend(held.into_items());
+                        } else {
+                            let test = self.searches.step(held.into_items());
+                            self.ready.push_front(test);
+                        }
+                    }
+                }
+                Action::Isolate => {}
+                // Anything else ends the search: the held half goes back to ordinary work.
+                _ => {
+                    if let Some(held) = self.searches.take(tag.search) {
+                        if self.cancelling {
+                            out.cancelled.extend(held.into_items());
+                        } else {
+                            self.buffer.put_back(held.into_items());
+                        }
+                    }
+                }
+            }
+        }
         match decision.action {
             Action::PerItem => self.settle_items(batch, results, &mut out, now),
+            Action::Isolate => self.isolate(batch, suspects, &mut out),
             Action::Retry { after } => self.retry(batch, after, &reason, &mut out, now),
             Action::Requeue { after } => self.requeue(batch, after, &mut out, now),
             Action::Split { charge } => self.split(batch, charge, &mut out),
@@ -609,6 +661,41 @@ where
         }
     }
 
+    /// Searches `batch`, which failed naming no item, for the item at fault: the next step
+    /// of its search if it was a test call, else a new search (`isolate`). Bisects instead
+    /// under a ladder strategy or when such failures are common.
+    fn isolate(
+        &mut self,
+        batch: Batch<T>,
+        tag: Option<crate::item::Suspects>,
+        out: &mut Outcomes<T, R>,
+    ) {
+        // Failures charged at the batch's level are not any one item's (as in a split).
+        let refund = batch.level_failures;
+        let mut suspects = batch.into_items();
+        for item in &mut suspects {
+            item.failures = item.failures.saturating_sub(refund);
+        }
+        if let Some(tag) = tag {
+            // The fault is among the suspects (or, rarely, the fill): the fill and the half
+            // held aside go back to ordinary work.
+            let fill = suspects.split_off(tag.count.min(suspects.len()));
+            self.buffer.put_back(fill);
+            if let Some(held) = self.searches.take(tag.search) {
+                self.buffer.put_back(held.into_items());
+            }
+        }
+        let again = Batch::from_items(suspects);
+        if self.searches.prefer_bisection()
+            || !matches!(self.cfg.dispatch.split, SplitStrategy::Bisect)
+        {
+            return self.split(again, false, out);
+        }
+        out.splits += 1;
+        let test = self.searches.step(again.into_items());
+        self.ready.push_front(test);
+    }
+
     /// Stop intake: cancel everything that is not in a call.
     async fn begin_cancel(&mut self) -> Result<(), Error> {
         self.cancelling = true;
@@ -631,6 +718,9 @@ where
             out.cancelled.extend(batch.into_items());
         }
         for batch in self.backoffs.drain() {
+            out.cancelled.extend(batch.into_items());
+        }
+        for batch in self.searches.drain() {
             out.cancelled.extend(batch.into_items());
         }
         tracing::info!(engine = %self.cfg.name, cancelled = out.cancelled.len(), in_calls = self.calls.len(), "cancelling");

@@ -9,7 +9,7 @@
 //!
 //! Inside, each module only uses the ones listed after it: `handle` (the public handles)
 //! starts `core` (the event loop), which reads `intake` (the channels from producers, and
-//! the room left in them), runs `call` (one handler call as a task), keeps `backoff` (batches waiting out a retry delay) and `controllers` (the concurrency
+//! the room left in them), runs `call` (one handler call as a task), keeps `backoff` (batches waiting out a retry delay), `isolate` (the search for an item a failed batch does not name) and `controllers` (the concurrency
 //! limit and batch size, fixed or adaptive), and records into `settled` (how items end), `metrics` and
 //! `report`; `config` is read by all of them. What to do with a finished call is
 //! decided by [`policy`](crate::policy), outside the engine.
@@ -21,6 +21,7 @@ mod controllers;
 mod core;
 mod handle;
 mod intake;
+mod isolate;
 mod metrics;
 mod report;
 mod settled;

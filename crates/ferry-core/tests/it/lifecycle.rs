@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_core::{
-    handler_fn, Batch, BatchOutcome, Concurrency, Engine, EngineConfig, FlushPolicy, Item,
-    JsonlDeadLetters, MemoryLimits, Settled, Throttle,
+    handler_fn, Batch, BatchOutcome, BatchSizing, Concurrency, Engine, EngineConfig, FlushPolicy,
+    Item, JsonlDeadLetters, MemoryLimits, Settled, SplitStrategy, Throttle,
 };
 use tokio::time::Instant;
 
@@ -204,6 +204,124 @@ async fn a_panicking_handler_isolates_the_item_that_panics() {
         "{}",
         letters[0].error
     );
+}
+
+/// Runs 2,300 items in batches of 23, 4 calls at once, against a target that fails any
+/// batch holding item 500 or 1,500 as a whole, naming no item; returns the dead letters'
+/// payloads, the items that succeeded, and the sizes of every call made.
+async fn run_with_unnamed_bad_items(split: SplitStrategy) -> (Vec<u64>, u64, Vec<usize>) {
+    let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen = Arc::clone(&calls);
+    let handler = handler_fn(move |batch: &Batch<u64>| {
+        let bad = batch.payloads().any(|&k| k == 500 || k == 1500);
+        let n = batch.len();
+        seen.lock().unwrap().push(n);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if bad {
+                BatchOutcome::split("400: invalid value somewhere in the batch")
+            } else {
+                BatchOutcome::success(n)
+            }
+        })
+    });
+    let mut cfg = EngineConfig::standard();
+    cfg.flush = FlushPolicy::new().max_items(NonZeroUsize::new(23).unwrap());
+    cfg.sizing = BatchSizing::Fixed;
+    cfg.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(4).unwrap());
+    cfg.dispatch.split = split;
+    let dead = ferry_core::MemoryDeadLetters::new();
+    let report = Engine::new(cfg, handler)
+        .unwrap()
+        .dead_letters(dead.clone())
+        .run_iter((0..2300u64).map(|i| Item::new(i, i, i)))
+        .await
+        .unwrap();
+    let mut letters: Vec<u64> = dead.snapshot().iter().map(|l| *l.item.payload()).collect();
+    letters.sort_unstable();
+    let sizes = calls.lock().unwrap().clone();
+    (letters, report.progress.succeeded, sizes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unnamed_bad_item_is_found_with_few_calls_all_but_the_last_full() {
+    let (letters, succeeded, sizes) = run_with_unnamed_bad_items(SplitStrategy::Bisect).await;
+    assert_eq!(
+        letters,
+        vec![500, 1500],
+        "exactly the bad items, nothing else"
+    );
+    assert_eq!(succeeded, 2298);
+    // 100 calls without bad items; each search costs one call per halving of 23 (5) and
+    // the failed call itself, and its test calls are topped up to 23 with fresh items.
+    assert!(sizes.len() <= 100 + 2 * 7, "{} calls", sizes.len());
+    let small = sizes.iter().filter(|&&n| n < 23).count();
+    assert!(
+        small <= 2 * 3,
+        "{small} calls under the batch size: {sizes:?}"
+    );
+
+    // Plain halving (a ladder of halves) on the same work sends both halves each time.
+    let (letters, succeeded, halved) =
+        run_with_unnamed_bad_items(SplitStrategy::ladder(&[12, 6, 3, 2, 1]).unwrap()).await;
+    assert_eq!((letters, succeeded), (vec![500, 1500], 2298));
+    assert!(
+        halved.len() > sizes.len(),
+        "halving {} calls, the search {}",
+        halved.len(),
+        sizes.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_during_searches_for_unnamed_bad_items_accounts_for_every_item() {
+    // One bad item in 50: several searches are under way, with halves held aside, when the
+    // run is cancelled; the calls in flight finish within the grace.
+    for cancel_after in [150u64, 250, 350, 450, 550] {
+        let handler = handler_fn(|batch: &Batch<u64>| {
+            let bad = batch.payloads().any(|&k| k % 50 == 7);
+            let n = batch.len();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if bad {
+                    BatchOutcome::split("unnamed")
+                } else {
+                    BatchOutcome::success(n)
+                }
+            })
+        });
+        let mut cfg = EngineConfig::standard();
+        cfg.flush = FlushPolicy::new().max_items(NonZeroUsize::new(16).unwrap());
+        cfg.sizing = BatchSizing::Fixed;
+        cfg.dispatch.concurrency = Concurrency::Fixed(NonZeroUsize::new(4).unwrap());
+        cfg.shutdown_grace = Duration::from_secs(10);
+        let dead = ferry_core::MemoryDeadLetters::new();
+        let mut running = Engine::new(cfg, handler)
+            .unwrap()
+            .dead_letters(dead.clone())
+            .emit_settled(64)
+            .start();
+        let mut rx = running.take_settled().unwrap();
+        let intake = running.intake();
+        for i in 0..400u64 {
+            intake.push(Item::new(i, i, i)).await.unwrap();
+        }
+        drop(intake);
+        tokio::time::sleep(Duration::from_millis(cancel_after)).await;
+        running.cancel();
+        let report = running.finish().await.unwrap();
+        let p = &report.progress;
+        assert_eq!(p.succeeded + p.dead_lettered + p.cancelled, 400, "{report}");
+        assert!(p.cancelled > 0, "{report}");
+        assert!(dead.snapshot().iter().all(|l| l.item.payload() % 50 == 7));
+        let mut keys = std::collections::HashSet::new();
+        while let Some(batch) = rx.recv().await {
+            for s in batch {
+                assert!(keys.insert(s.key().clone()), "settled twice");
+            }
+        }
+        assert_eq!(keys.len(), 400, "cancelled after {cancel_after} ms");
+    }
 }
 
 #[tokio::test(start_paused = true)]
