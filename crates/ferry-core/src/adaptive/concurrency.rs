@@ -15,7 +15,8 @@
 //!   size* (the engine tells it the size with
 //!   [`set_batch_size`](ConcurrencyController::set_batch_size)) and, for a size it has not
 //!   measured, predicts the baseline from a least-squares line `rtt = a + b × size` through
-//!   the sizes it has (one point: the same RTT for smaller sizes, proportional for larger).
+//!   the sizes it has (one point: proportional; below the smallest size measured, never under
+//!   proportional from it).
 //!   Only windows that are not queueing become points, so a queue-inflated RTT never
 //!   becomes "normal". Baselines do not drift (a drifting baseline lets the limit creep up
 //!   while requests queue); instead, a window that still queues when the limit is already
@@ -242,13 +243,16 @@ impl ConcurrencyController {
         let n = self.size as f64;
         match self.points.len() {
             0 => None,
-            1 => self.points.iter().next().map(|(&s, &rtt)| {
-                if n <= s as f64 {
-                    rtt
-                } else {
-                    rtt * n / s as f64
-                }
-            }),
+            // One point: proportional, smaller sizes included. (Taking the same RTT for a
+            // smaller size, as this once did, let a window whose calls waited in the
+            // target's queue pass as calm and become that size's point: on a 3-slot gateway
+            // a batch of 7 took 500 ms alone and 680 ms queued, and 680 ms became "no
+            // load", holding the limit at twice the slots.)
+            1 => self
+                .points
+                .iter()
+                .next()
+                .map(|(&s, &rtt)| rtt * n / s as f64),
             _ => {
                 // Least-squares line through (size, rtt); a negative slope is noise: flat.
                 let k = self.points.len() as f64;
@@ -262,8 +266,14 @@ impl ConcurrencyController {
                     (sxy + dx * (r - my), sxx + dx * dx)
                 });
                 let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
-                let lowest = self.points.values().copied().fold(f64::INFINITY, f64::min);
-                Some((my + slope * (n - mx)).max(lowest.min(my)))
+                // Never below proportional from the smallest size measured: a noisy line
+                // can cross zero.
+                let floor = self
+                    .points
+                    .iter()
+                    .next()
+                    .map_or(0.0, |(&s, &rtt)| rtt * n.min(s as f64) / s as f64);
+                Some((my + slope * (n - mx)).max(floor))
             }
         }
     }
@@ -466,6 +476,13 @@ impl ConcurrencyController {
             if !self.window_backpressure && calm {
                 let point = self.points.entry(self.size).or_insert(c);
                 *point = point.min(c);
+                tracing::debug!(
+                    size = self.size,
+                    rtt_ms = (c * 1e3) as u64,
+                    predicted_ms = baseline.map(|b| (b * 1e3) as u64),
+                    limit = self.limit,
+                    "baseline point"
+                );
             }
         }
         self.window_start = Some(now);
