@@ -5,9 +5,12 @@
 //! sqlx runs each SQLite connection on a thread of its own and passes every statement and
 //! every row across a channel: two thread hand-offs per statement, which cost more than
 //! the statement (a primary-key lookup in a memory-mapped file takes microseconds). These
-//! reads are short and never wait on a writer (WAL: readers see the last commit), so they
-//! run where they are called. They read the file, not a cache: writes by other processes
-//! sharing the file (a `ferry worker` beside `ferry serve --no-worker`) show at once.
+//! reads are short and do not wait on a writer (WAL: readers see the last commit), so they
+//! run where they are called, blocking the caller's thread for as long as the statement
+//! runs. (SQLite can still answer "busy" in rare cases, such as recovering the WAL index
+//! after a crash; they then wait up to the busy timeout, as sqlx's connections do.) They
+//! read the file, not a cache: writes by other processes sharing the file (a `ferry
+//! worker` beside `ferry serve --no-worker`) show at once.
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -28,7 +31,8 @@ const JOB_BY_TENANT_AND_ID: &str = "SELECT id, tenant, handler, CAST(params AS T
      status, total, succeeded, failed, cancelled, created_at, started_at, completed_at, error, \
      timeout_seconds, max_batch_size FROM jobs WHERE tenant = ?1 AND id = ?2";
 
-/// Read-only connections to the store's file, used on the calling thread.
+/// Connections to the store's file for reads, used on the calling thread: opened read-write
+/// (a WAL reader writes the shared-memory index) with `query_only` set.
 #[derive(Debug)]
 pub(crate) struct DirectReader {
     path: std::path::PathBuf,
