@@ -13,9 +13,10 @@ use tokio::sync::Notify;
 
 use crate::backend::TenantBacklog;
 use crate::error::{json, sql, Error};
+use crate::options::StoreOptions;
 use crate::types::{
     from_db_index, hex, ApiKey, DeadLetter, ItemStatus, JobId, JobLimits, JobRecord, JobStatus,
-    NewJob, Page, ResultRow,
+    NewJob, Page, Priority, QueueDepth, ResultRow,
 };
 
 /// The record of a job about to be inserted from `job`: `pending`, or `completed` at once
@@ -43,6 +44,41 @@ pub(crate) fn new_job_record(id: JobId, job: &NewJob, now: f64) -> JobRecord {
         error: None,
         limits: job.limits,
     }
+}
+
+/// Per priority: unfinished jobs, queued items, items in flight ([`queue_depths_from`]
+/// reads its rows). From the jobs' counters, not by counting items: unfinished jobs, and
+/// cancelled ones whose items are still in flight (`jobs_cancelled_in_flight`).
+pub(crate) const QUEUE_DEPTHS: &str = "SELECT priority, COUNT(*), \
+     CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+     FROM jobs WHERE status IN ('pending', 'processing') GROUP BY priority \
+     UNION ALL \
+     SELECT priority, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+     CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
+     FROM jobs WHERE status = 'cancelled' \
+     AND total > succeeded + failed + cancelled + queued GROUP BY priority";
+
+/// The queue depths of every priority (high first) from [`QUEUE_DEPTHS`]' rows.
+pub(crate) fn queue_depths_from(
+    rows: &[(i64, i64, i64, i64)],
+    options: &StoreOptions,
+) -> Vec<QueueDepth> {
+    let mut depths = Priority::DESCENDING.map(|p| QueueDepth {
+        priority: p,
+        unfinished_jobs: 0,
+        limit: options.limit(p),
+        queued_items: 0,
+        in_flight_items: 0,
+    });
+    for &(p, jobs, queued, in_flight) in rows {
+        if let Some(d) = usize::try_from(p).ok().and_then(|p| depths.get_mut(p)) {
+            d.unfinished_jobs += jobs.max(0) as u64;
+            d.queued_items += queued.max(0) as u64;
+            d.in_flight_items += in_flight.max(0) as u64;
+        }
+    }
+    depths.to_vec()
 }
 
 /// The most rows one page holds; larger limits are clamped (and 0 becomes 1).
@@ -198,9 +234,90 @@ where
     row.try_get(i).map_err(sql(what))
 }
 
+/// A job row's columns as stored, in the order of the shared queries' `JOB_COLUMNS`: what
+/// either driver (sqlx, or the SQLite store's direct readers) reads before
+/// [`into_record`](Self::into_record) checks and converts it.
+#[derive(Debug)]
+pub(crate) struct JobColumns {
+    pub(crate) id: String,
+    pub(crate) tenant: String,
+    pub(crate) handler: String,
+    /// JSON text.
+    pub(crate) params: String,
+    pub(crate) priority: i64,
+    pub(crate) status: String,
+    pub(crate) total: i64,
+    pub(crate) succeeded: i64,
+    pub(crate) failed: i64,
+    pub(crate) cancelled: i64,
+    pub(crate) created_at: f64,
+    pub(crate) started_at: Option<f64>,
+    pub(crate) completed_at: Option<f64>,
+    pub(crate) error: Option<String>,
+    pub(crate) timeout_seconds: Option<f64>,
+    pub(crate) max_batch_size: Option<i64>,
+}
+
+impl JobColumns {
+    /// The job they describe; `Corrupt` for a priority, status or parameters this build
+    /// cannot read.
+    pub(crate) fn into_record(self) -> Result<JobRecord, Error> {
+        let JobColumns {
+            id,
+            tenant,
+            handler,
+            params,
+            priority,
+            status,
+            total,
+            succeeded,
+            failed,
+            cancelled,
+            created_at,
+            started_at,
+            completed_at,
+            error,
+            timeout_seconds,
+            max_batch_size,
+        } = self;
+        let count = |n: i64| n.max(0) as u64;
+        Ok(JobRecord {
+            params: json(&params, "job parameters")?,
+            priority: from_db_index(priority).ok_or_else(|| Error::Corrupt {
+                message: format!("job {id} has priority {priority}"),
+            })?,
+            // A job cancelled with a reason was failed by the service (its deadline passed).
+            status: match JobStatus::parse(&status) {
+                Some(JobStatus::Cancelled) if error.is_some() => JobStatus::Failed,
+                Some(s) => s,
+                None => {
+                    return Err(Error::Corrupt {
+                        message: format!("job {id} has status {status:?}"),
+                    })
+                }
+            },
+            tenant,
+            handler,
+            total: count(total),
+            succeeded: count(succeeded),
+            failed: count(failed),
+            cancelled: count(cancelled),
+            created_at,
+            started_at,
+            completed_at,
+            error,
+            limits: JobLimits {
+                timeout_seconds,
+                max_batch_size: max_batch_size.map(|n| n.max(1) as u64),
+            },
+            id: JobId::from(id),
+        })
+    }
+}
+
 /// Decodes the job columns in this order: id, tenant, handler, params (text),
 /// priority, status, total, succeeded, failed, cancelled, created_at, started_at,
-/// completed_at, error.
+/// completed_at, error, timeout_seconds, max_batch_size.
 pub(crate) fn job_from_row<R>(row: &R) -> Result<JobRecord, Error>
 where
     R: Row,
@@ -213,44 +330,58 @@ where
     for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
     const W: &str = "reading a job";
-    let id: String = get(row, 0, W)?;
-    let params: String = get(row, 3, W)?;
-    let priority: i64 = get(row, 4, W)?;
-    let status: String = get(row, 5, W)?;
-    let error: Option<String> = get(row, 13, W)?;
-    let max_batch_size: Option<i64> = get(row, 15, W)?;
-    let count = |i| get::<R, i64>(row, i, W).map(|n| n.max(0) as u64);
-    Ok(JobRecord {
+    JobColumns {
+        id: get(row, 0, W)?,
         tenant: get(row, 1, W)?,
         handler: get(row, 2, W)?,
-        params: json(&params, "job parameters")?,
-        priority: from_db_index(priority).ok_or_else(|| Error::Corrupt {
-            message: format!("job {id} has priority {priority}"),
-        })?,
-        // A job cancelled with a reason was failed by the service (its deadline passed).
-        status: match JobStatus::parse(&status) {
-            Some(JobStatus::Cancelled) if error.is_some() => JobStatus::Failed,
-            Some(s) => s,
-            None => {
-                return Err(Error::Corrupt {
-                    message: format!("job {id} has status {status:?}"),
-                })
-            }
-        },
-        total: count(6)?,
-        succeeded: count(7)?,
-        failed: count(8)?,
-        cancelled: count(9)?,
+        params: get(row, 3, W)?,
+        priority: get(row, 4, W)?,
+        status: get(row, 5, W)?,
+        total: get(row, 6, W)?,
+        succeeded: get(row, 7, W)?,
+        failed: get(row, 8, W)?,
+        cancelled: get(row, 9, W)?,
         created_at: get(row, 10, W)?,
         started_at: get(row, 11, W)?,
         completed_at: get(row, 12, W)?,
-        error,
-        limits: JobLimits {
-            timeout_seconds: get(row, 14, W)?,
-            max_batch_size: max_batch_size.map(|n| n.max(1) as u64),
-        },
-        id: JobId::from(id),
-    })
+        error: get(row, 13, W)?,
+        timeout_seconds: get(row, 14, W)?,
+        max_batch_size: get(row, 15, W)?,
+    }
+    .into_record()
+}
+
+/// A results row's columns as stored: item id, key, state, result (JSON text or NULL),
+/// last error.
+#[derive(Debug)]
+pub(crate) struct ResultColumns {
+    pub(crate) item_id: i64,
+    pub(crate) key: String,
+    pub(crate) state: String,
+    pub(crate) result: Option<String>,
+    pub(crate) error: Option<String>,
+}
+
+impl ResultColumns {
+    /// The row they describe; `Corrupt` for a state or result this build cannot read.
+    pub(crate) fn into_row(self) -> Result<ResultRow, Error> {
+        let ResultColumns {
+            item_id,
+            key,
+            state,
+            result,
+            error,
+        } = self;
+        Ok(ResultRow {
+            item_id,
+            key,
+            status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
+                message: format!("item {item_id} has state {state:?}"),
+            })?,
+            result: result.map(|r| json(&r, "a result")).transpose()?,
+            error,
+        })
+    }
 }
 
 /// Decodes: item id, key, state, result (text or NULL), last error.
@@ -263,18 +394,14 @@ where
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     const W: &str = "reading results";
-    let item_id: i64 = get(row, 0, W)?;
-    let state: String = get(row, 2, W)?;
-    let result: Option<String> = get(row, 3, W)?;
-    Ok(ResultRow {
-        item_id,
+    ResultColumns {
+        item_id: get(row, 0, W)?,
         key: get(row, 1, W)?,
-        status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
-            message: format!("item {item_id} has state {state:?}"),
-        })?,
-        result: result.map(|r| json(&r, "a result")).transpose()?,
+        state: get(row, 2, W)?,
+        result: get(row, 3, W)?,
         error: get(row, 4, W)?,
-    })
+    }
+    .into_row()
 }
 
 /// Decodes: item id, job id, key, payload (text), error, attempts, dead_at.

@@ -64,6 +64,16 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// A read on one of the SQLite store's own connections failed (the store's hottest
+    /// reads run on the caller's thread, not through sqlx).
+    #[error("{context}: {source}")]
+    Direct {
+        /// What was being done ("reading a job").
+        context: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
     /// The database holds something this build cannot read.
     #[error("corrupt store data: {message}")]
     Corrupt {
@@ -88,8 +98,17 @@ impl Error {
     /// retry (serialization failure, deadlock, SQLite busy). Workers back off and retry
     /// these; every other error is a bug or bad data and is reported.
     pub fn is_transient(&self) -> bool {
-        let Error::Sql { source, .. } = self else {
-            return false;
+        let source = match self {
+            Error::Sql { source, .. } => source,
+            Error::Direct { source, .. } => {
+                return source.sqlite_error_code().is_some_and(|code| {
+                    matches!(
+                        code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    )
+                })
+            }
+            _ => return false,
         };
         match source {
             sqlx::Error::Io(_)

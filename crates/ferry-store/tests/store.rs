@@ -109,3 +109,67 @@ mod postgres_only {
         }
     }
 }
+
+// The SQLite store reads a job, a results page and the queue depths on connections of its
+// own, on the caller's thread; they read the file, so another process's writes to it (a
+// `ferry worker` beside `ferry serve --no-worker`) show at once.
+mod sqlite_shared_file {
+    use ferry_store::{JobStatus, Priority, QueueDepth, SqliteStore, Store};
+    use serde_json::json;
+
+    /// Unfinished jobs, queued and in-flight items of the medium priority.
+    fn medium(depths: Vec<QueueDepth>) -> (u64, u64, u64) {
+        let d = depths
+            .into_iter()
+            .find(|d| d.priority == Priority::Medium)
+            .unwrap();
+        (d.unfinished_jobs, d.queued_items, d.in_flight_items)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_see_another_stores_writes_at_once() {
+        let dir = std::env::temp_dir().join(format!("ferry-store-shared-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("store.db");
+        let api = SqliteStore::open(&path).await.unwrap();
+        let worker = SqliteStore::open(&path).await.unwrap();
+
+        let job = api
+            .create_job(crate::suite::new_job("t", Priority::Medium, 3))
+            .await
+            .unwrap();
+        assert_eq!(medium(api.queue_depths().await.unwrap()), (1, 3, 0));
+        // Read once before the other store writes, so the reader has pages to refresh.
+        assert_eq!(
+            api.job("t", &job.id).await.unwrap().unwrap().status,
+            JobStatus::Pending
+        );
+
+        let claimed = worker.claim("w", 10, crate::suite::LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 3);
+        assert_eq!(medium(api.queue_depths().await.unwrap()), (1, 0, 3));
+        let first = vec![(claimed[0].item_id, json!({"n": 0}))];
+        assert_eq!(worker.complete("w", first).await.unwrap(), 1);
+        let seen = api.job("t", &job.id).await.unwrap().unwrap();
+        assert_eq!((seen.status, seen.succeeded), (JobStatus::Processing, 1));
+
+        let rest = claimed[1..]
+            .iter()
+            .map(|c| (c.item_id, json!({"n": c.key})))
+            .collect();
+        assert_eq!(worker.complete("w", rest).await.unwrap(), 2);
+        let seen = api.job("t", &job.id).await.unwrap().unwrap();
+        assert_eq!((seen.status, seen.succeeded), (JobStatus::Completed, 3));
+        let page = api.results("t", &job.id, None, 10).await.unwrap().unwrap();
+        assert_eq!(page.items.len(), 3);
+        assert_eq!(page.items[0].result, Some(json!({"n": 0})));
+        assert!(page.items.iter().all(|r| r.result.is_some()));
+        assert_eq!(medium(api.queue_depths().await.unwrap()), (0, 0, 0));
+        // Another tenant's job reads as absent.
+        assert_eq!(api.job("u", &job.id).await.unwrap(), None);
+        assert!(api.results("u", &job.id, None, 10).await.unwrap().is_none());
+
+        drop((api, worker));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -274,14 +274,16 @@ pub(super) async fn results(
     }
     let job = find(&state, &tenant, &id).await?;
     let rows = every_row(&state, &tenant, &job.id).await?;
+    let summary = summary(&job, &rows);
     // Saturating: a page far past the end is simply empty.
     let start = (page - 1).saturating_mul(page_size);
+    // The page's results are moved out of the rows, not copied.
     let shown: Vec<Value> = rows
-        .iter()
+        .into_iter()
         .skip(usize::try_from(start).unwrap_or(usize::MAX))
         .take(page_size as usize)
-        .map(|r| match (&r.result, &r.error) {
-            (Some(v), _) => v.clone(),
+        .map(|r| match (r.result, r.error) {
+            (Some(v), _) => v,
             (None, Some(e)) => json!({ "error": e }),
             (None, None) => {
                 json!({ "error": format!("not processed yet ({:?})", r.status).to_lowercase() })
@@ -295,7 +297,7 @@ pub(super) async fn results(
         page,
         page_size,
         has_more: start.saturating_add(page_size) < job.total,
-        summary: summary(&job, &rows),
+        summary,
     }))
 }
 

@@ -11,6 +11,7 @@ use super::queries::Queries;
 use crate::common::Wakeups;
 use crate::error::Error;
 use crate::options::StoreOptions;
+use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
 
 /// A database the store runs on (implemented by [`SqliteStore`](crate::SqliteStore) and
 /// [`PgStore`](crate::PgStore)).
@@ -44,6 +45,34 @@ pub(crate) trait Backend: Send + Sync + Debug {
 
     /// Wakes waiting workers (in every process sharing the database) once `tx` commits.
     fn notify(&self, tx: &mut Self::Tx) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// [`Store::job`](crate::Store::job), the read the service answers most often (every
+    /// status poll); by default a statement on the [`reader`](Backend::reader) pool.
+    fn read_job<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: &'a JobId,
+    ) -> impl Future<Output = Result<Option<JobRecord>, Error>> + Send + 'a {
+        Self::DB::job(self.reader(), tenant, id)
+    }
+
+    /// [`Store::results`](crate::Store::results); by default a statement on the
+    /// [`reader`](Backend::reader) pool.
+    fn read_results<'a>(
+        &'a self,
+        tenant: &'a str,
+        job_id: &'a JobId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Page<ResultRow>>, Error>> + Send + 'a {
+        Self::DB::results(self.reader(), tenant, job_id, after, limit)
+    }
+
+    /// [`Store::queue_depths`](crate::Store::queue_depths) (read at every batch-API
+    /// submit); by default a statement on the [`reader`](Backend::reader) pool.
+    fn read_queue_depths(&self) -> impl Future<Output = Result<Vec<QueueDepth>, Error>> + Send {
+        Self::DB::queue_depths(self.reader(), self.options())
+    }
 
     /// The current time from the configured clock.
     fn now(&self) -> f64 {

@@ -9,8 +9,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::fair_queries::FairQueries;
 use crate::common::{
-    api_key_from_row, dead_letter_from_row, job_from_row, page, page_limit, result_from_row, Delta,
-    ADJUST_JOB,
+    api_key_from_row, dead_letter_from_row, job_from_row, page, page_limit, queue_depths_from,
+    result_from_row, Delta, ADJUST_JOB, QUEUE_DEPTHS,
 };
 use crate::error::{sql, Error};
 use crate::options::StoreOptions;
@@ -300,40 +300,22 @@ where
         options: &StoreOptions,
     ) -> Result<Vec<QueueDepth>, Error> {
         const W: &str = "reading queue depths";
-        // From the jobs' counters, not by counting items: unfinished jobs, and cancelled
-        // ones whose items are still in flight (`jobs_cancelled_in_flight`).
-        let rows = sqlx::query(
-            "SELECT priority, COUNT(*), CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
-             FROM jobs WHERE status IN ('pending', 'processing') GROUP BY priority \
-             UNION ALL \
-             SELECT priority, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
-             CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) AS BIGINT) \
-             FROM jobs WHERE status = 'cancelled' \
-             AND total > succeeded + failed + cancelled + queued GROUP BY priority",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(sql(W))?;
-        let mut depths = Priority::DESCENDING.map(|p| QueueDepth {
-            priority: p,
-            unfinished_jobs: 0,
-            limit: options.limit(p),
-            queued_items: 0,
-            in_flight_items: 0,
-        });
-        for row in &rows {
-            let p: i64 = row.try_get(0).map_err(sql(W))?;
-            let jobs: i64 = row.try_get(1).map_err(sql(W))?;
-            let queued: i64 = row.try_get(2).map_err(sql(W))?;
-            let in_flight: i64 = row.try_get(3).map_err(sql(W))?;
-            if let Some(d) = depths.get_mut(p as usize) {
-                d.unfinished_jobs += jobs.max(0) as u64;
-                d.queued_items += queued.max(0) as u64;
-                d.in_flight_items += in_flight.max(0) as u64;
-            }
-        }
-        Ok(depths.to_vec())
+        let rows = sqlx::query(QUEUE_DEPTHS)
+            .fetch_all(pool)
+            .await
+            .map_err(sql(W))?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(sql(W))?,
+                    row.try_get(1).map_err(sql(W))?,
+                    row.try_get(2).map_err(sql(W))?,
+                    row.try_get(3).map_err(sql(W))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(queue_depths_from(&rows, options))
     }
 
     async fn insert_key(pool: &Pool<DB>, key: &ApiKey, hash: &str) -> Result<(), Error> {

@@ -26,7 +26,7 @@ impl<B: JobStatements + LeaseStatements> Store for B {
         tenant: &'a str,
         id: &'a JobId,
     ) -> BoxFuture<'a, Result<Option<JobRecord>, Error>> {
-        Box::pin(B::DB::job(self.reader(), tenant, id))
+        Box::pin(self.read_job(tenant, id))
     }
 
     fn list_jobs<'a>(
@@ -118,13 +118,7 @@ impl<B: JobStatements + LeaseStatements> Store for B {
         after_item_id: Option<i64>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Page<ResultRow>>, Error>> {
-        Box::pin(B::DB::results(
-            self.reader(),
-            tenant,
-            job_id,
-            after_item_id,
-            limit,
-        ))
+        Box::pin(self.read_results(tenant, job_id, after_item_id, limit))
     }
 
     fn dead_letters<'a>(
@@ -145,7 +139,7 @@ impl<B: JobStatements + LeaseStatements> Store for B {
     }
 
     fn queue_depths(&self) -> BoxFuture<'_, Result<Vec<QueueDepth>, Error>> {
-        Box::pin(B::DB::queue_depths(self.reader(), self.options()))
+        Box::pin(self.read_queue_depths())
     }
 
     fn sweep_results(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>> {

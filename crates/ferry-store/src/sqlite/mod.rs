@@ -7,11 +7,13 @@
 //! writes.
 //!
 //! - `store`: opening the file, the pools, transactions and wake-ups;
+//! - `direct`: the hottest reads on the caller's thread (rusqlite, not sqlx);
 //! - `jobs`: submission, cancellation and re-drive statements;
 //! - `leases`: claim, lease, completion and failure statements;
 //! - `sql`: statement text (JSON id lists);
 //! - `migrations`: the schema's versions.
 
+mod direct;
 mod jobs;
 mod leases;
 mod migrations;

@@ -13,7 +13,9 @@ use crate::backend::Backend;
 use crate::common::Wakeups;
 use crate::error::{sql, Error};
 use crate::options::{pool_options, StoreOptions};
+use crate::sqlite::direct::DirectReader;
 use crate::sqlite::migrations;
+use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
 
 /// How much of the file readers and the writer map into memory (`PRAGMA mmap_size`).
 const MMAP_BYTES: u64 = 1 << 30;
@@ -24,11 +26,15 @@ const MMAP_BYTES: u64 = 1 << 30;
 /// has one writer anyway; taking the lock up front means a transaction never fails half-way
 /// to upgrade it). Reads use a pool of their own and are not blocked by writes (WAL).
 /// `synchronous = NORMAL`: durable against a killed process, not against power loss. The
-/// file is read through a memory map of up to 1 GiB (`mmap_size`).
+/// file is read through a memory map of up to 1 GiB (`mmap_size`). A job, a page of results
+/// and the queue depths are read on connections of the store's own, on the caller's thread
+/// (`direct`), not through sqlx's connection threads.
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The hottest reads, on the caller's thread (see `direct`).
+    direct: DirectReader,
     path: PathBuf,
     options: StoreOptions,
     wake: Wakeups,
@@ -75,6 +81,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
+            direct: DirectReader::new(&path, MMAP_BYTES),
             path,
             options,
             wake: Wakeups::default(),
@@ -149,5 +156,23 @@ impl Backend for SqliteStore {
     async fn notify(&self, tx: &mut SqliteTx) -> Result<(), Error> {
         tx.wake = true;
         Ok(())
+    }
+
+    async fn read_job(&self, tenant: &str, id: &JobId) -> Result<Option<JobRecord>, Error> {
+        self.direct.job(tenant, id)
+    }
+
+    async fn read_results(
+        &self,
+        tenant: &str,
+        job_id: &JobId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Page<ResultRow>>, Error> {
+        self.direct.results(tenant, job_id, after, limit)
+    }
+
+    async fn read_queue_depths(&self) -> Result<Vec<QueueDepth>, Error> {
+        self.direct.queue_depths(&self.options)
     }
 }
