@@ -42,7 +42,7 @@ use crate::batcher::Buffer;
 use crate::deadletter::DeadLetterSink;
 use crate::dispatch::Throttle;
 use crate::error::Error;
-use crate::item::{Batch, Priority};
+use crate::item::{Batch, Priority, Suspects};
 use crate::ledger::Ledger;
 use crate::outcome::{Handler, ItemOutcome};
 use crate::policy::{
@@ -482,31 +482,8 @@ where
             Err(reason) => (Vec::new(), reason),
         };
         let mut out = Outcomes::default();
-        if let Some(tag) = suspects {
-            match decision.action {
-                // The suspects under test passed: the fault is in the half held aside.
-                Action::PerItem => {
-                    if let Some(held) = self.searches.take(tag.search) {
-                        if self.cancelling {
-                            out.cancelled.extend(held.into_items());
-                        } else {
-                            let test = self.searches.step(held.into_items());
-                            self.ready.push_front(test);
-                        }
-                    }
-                }
-                Action::Isolate => {}
-                // Anything else ends the search: the held half goes back to ordinary work.
-                _ => {
-                    if let Some(held) = self.searches.take(tag.search) {
-                        if self.cancelling {
-                            out.cancelled.extend(held.into_items());
-                        } else {
-                            self.buffer.put_back(held.into_items());
-                        }
-                    }
-                }
-            }
+        if let Some(tag) = suspects.filter(|_| decision.action != Action::Isolate) {
+            self.after_test(tag, decision.action == Action::PerItem, &mut out);
         }
         match decision.action {
             Action::PerItem => self.settle_items(batch, results, &mut out, now),
@@ -661,15 +638,27 @@ where
         }
     }
 
+    /// Carries a search on after its test call ended other than failing naming no item:
+    /// `passed`, the fault is in the half held aside, tested next; otherwise the search ends
+    /// and the held half goes back to ordinary work.
+    fn after_test(&mut self, tag: Suspects, passed: bool, out: &mut Outcomes<T, R>) {
+        let Some(held) = self.searches.take(tag.search) else {
+            return;
+        };
+        if self.cancelling {
+            out.cancelled.extend(held.into_items());
+        } else if passed {
+            let test = self.searches.step(held.into_items());
+            self.ready.push_front(test);
+        } else {
+            self.buffer.put_back(held.into_items());
+        }
+    }
+
     /// Searches `batch`, which failed naming no item, for the item at fault: the next step
     /// of its search if it was a test call, else a new search (`isolate`). Bisects instead
     /// under a ladder strategy or when such failures are common.
-    fn isolate(
-        &mut self,
-        batch: Batch<T>,
-        tag: Option<crate::item::Suspects>,
-        out: &mut Outcomes<T, R>,
-    ) {
+    fn isolate(&mut self, batch: Batch<T>, tag: Option<Suspects>, out: &mut Outcomes<T, R>) {
         // Failures charged at the batch's level are not any one item's (as in a split).
         let refund = batch.level_failures;
         let mut suspects = batch.into_items();
