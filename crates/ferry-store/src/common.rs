@@ -46,6 +46,22 @@ pub(crate) fn new_job_record(id: JobId, job: &NewJob, now: f64) -> JobRecord {
     }
 }
 
+/// The job columns a job row decodes from (`job_from_row`, `JobColumns`), in order.
+pub(crate) const JOB_COLUMNS: &str = "id, tenant, handler, CAST(params AS TEXT), priority, \
+     status, total, succeeded, failed, cancelled, created_at, started_at, completed_at, error, \
+     timeout_seconds, max_batch_size";
+
+/// A page of a job's results (`$1` tenant, `$2` job, `$3` after this item id, `$4` limit):
+/// item id, key, state, result, error. The job's tenant is checked by the join; only an
+/// empty page needs [`JOB_EXISTS`], to tell "no such job" from "no more items".
+pub(crate) const RESULTS_PAGE: &str = "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), \
+     i.last_error FROM jobs j JOIN items i ON i.job_id = j.id \
+     LEFT JOIN results r ON r.item_id = i.id \
+     WHERE j.tenant = $1 AND j.id = $2 AND i.id > $3 ORDER BY i.id LIMIT $4";
+
+/// Whether the job `$2` of tenant `$1` exists.
+pub(crate) const JOB_EXISTS: &str = "SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2";
+
 /// Per priority: unfinished jobs, queued items, items in flight ([`queue_depths_from`]
 /// reads its rows). From the jobs' counters, not by counting items: unfinished jobs, and
 /// cancelled ones whose items are still in flight (`jobs_cancelled_in_flight`).

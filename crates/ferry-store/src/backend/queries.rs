@@ -10,18 +10,13 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use super::fair_queries::FairQueries;
 use crate::common::{
     api_key_from_row, dead_letter_from_row, job_from_row, page, page_limit, queue_depths_from,
-    result_from_row, Delta, ADJUST_JOB, QUEUE_DEPTHS,
+    result_from_row, Delta, ADJUST_JOB, JOB_COLUMNS, JOB_EXISTS, QUEUE_DEPTHS, RESULTS_PAGE,
 };
 use crate::error::{sql, Error};
 use crate::options::StoreOptions;
 use crate::types::{
     db_index, ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth, ResultRow,
 };
-
-/// The job columns [`job_from_row`] decodes, in its order.
-const JOB_COLUMNS: &str = "id, tenant, handler, CAST(params AS TEXT), priority, status, total, \
-     succeeded, failed, cancelled, created_at, started_at, completed_at, error, timeout_seconds, \
-     max_batch_size";
 
 /// A connection of the driver `DB`.
 type Conn<DB> = <DB as Database>::Connection;
@@ -240,20 +235,16 @@ where
         let limit = page_limit(limit);
         // The page in one statement, the job's tenant checked by the join; only an empty
         // page needs a second look, to tell "no such job" from "no more items".
-        let rows = sqlx::query(
-            "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM jobs j \
-             JOIN items i ON i.job_id = j.id LEFT JOIN results r ON r.item_id = i.id \
-             WHERE j.tenant = $1 AND j.id = $2 AND i.id > $3 ORDER BY i.id LIMIT $4",
-        )
-        .bind(tenant)
-        .bind(job_id.as_str())
-        .bind(after.unwrap_or(0))
-        .bind(limit as i64 + 1)
-        .fetch_all(pool)
-        .await
-        .map_err(sql(W))?;
+        let rows = sqlx::query(RESULTS_PAGE)
+            .bind(tenant)
+            .bind(job_id.as_str())
+            .bind(after.unwrap_or(0))
+            .bind(limit as i64 + 1)
+            .fetch_all(pool)
+            .await
+            .map_err(sql(W))?;
         if rows.is_empty() {
-            let exists = sqlx::query("SELECT id FROM jobs WHERE tenant = $1 AND id = $2")
+            let exists = sqlx::query(JOB_EXISTS)
                 .bind(tenant)
                 .bind(job_id.as_str())
                 .fetch_optional(pool)

@@ -18,18 +18,16 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::common::{page, page_limit, queue_depths_from, JobColumns, ResultColumns, QUEUE_DEPTHS};
+use crate::common::{
+    page, page_limit, queue_depths_from, JobColumns, ResultColumns, JOB_COLUMNS, JOB_EXISTS,
+    QUEUE_DEPTHS, RESULTS_PAGE,
+};
 use crate::error::Error;
 use crate::options::StoreOptions;
 use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
 
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
 const KEEP_IDLE: usize = 8;
-
-/// The job columns, as in the shared queries (`JOB_COLUMNS`).
-const JOB_BY_TENANT_AND_ID: &str = "SELECT id, tenant, handler, CAST(params AS TEXT), priority, \
-     status, total, succeeded, failed, cancelled, created_at, started_at, completed_at, error, \
-     timeout_seconds, max_batch_size FROM jobs WHERE tenant = ?1 AND id = ?2";
 
 /// Connections to the store's file for reads, used on the calling thread: opened read-write
 /// (a WAL reader writes the shared-memory index) with `query_only` set.
@@ -88,9 +86,8 @@ impl DirectReader {
     pub(crate) fn job(&self, tenant: &str, id: &JobId) -> Result<Option<JobRecord>, Error> {
         const W: &str = "reading a job";
         self.with(W, |conn| {
-            let mut stmt = conn
-                .prepare_cached(JOB_BY_TENANT_AND_ID)
-                .map_err(direct(W))?;
+            let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id = $2");
+            let mut stmt = conn.prepare_cached(&sql).map_err(direct(W))?;
             stmt.query_row((tenant, id.as_str()), job_columns)
                 .optional()
                 .map_err(direct(W))?
@@ -110,13 +107,7 @@ impl DirectReader {
         const W: &str = "reading results";
         let limit = page_limit(limit);
         self.with(W, |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT i.id, i.key, i.state, CAST(r.result AS TEXT), i.last_error FROM jobs j \
-                     JOIN items i ON i.job_id = j.id LEFT JOIN results r ON r.item_id = i.id \
-                     WHERE j.tenant = ?1 AND j.id = ?2 AND i.id > ?3 ORDER BY i.id LIMIT ?4",
-                )
-                .map_err(direct(W))?;
+            let mut stmt = conn.prepare_cached(RESULTS_PAGE).map_err(direct(W))?;
             let columns = stmt
                 .query_map(
                     (
@@ -139,9 +130,7 @@ impl DirectReader {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(direct(W))?;
             if columns.is_empty() {
-                let mut exists = conn
-                    .prepare_cached("SELECT 1 FROM jobs WHERE tenant = ?1 AND id = ?2")
-                    .map_err(direct(W))?;
+                let mut exists = conn.prepare_cached(JOB_EXISTS).map_err(direct(W))?;
                 if !exists
                     .exists((tenant, job_id.as_str()))
                     .map_err(direct(W))?
