@@ -47,7 +47,6 @@ const BISECT_ABOVE: f64 = 0.25;
 pub(super) struct Searches<T> {
     next: u64,
     held: HashMap<u64, Batch<T>>,
-    held_items: usize,
     /// Running share of calls that failed naming no item.
     unnamed: f64,
 }
@@ -57,7 +56,6 @@ impl<T> Searches<T> {
         Searches {
             next: 0,
             held: HashMap::new(),
-            held_items: 0,
             unnamed: 0.0,
         }
     }
@@ -75,7 +73,7 @@ impl<T> Searches<T> {
 
     /// Items held aside in searches.
     pub(super) fn items(&self) -> usize {
-        self.held_items
+        self.held.values().map(Batch::len).sum()
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -93,7 +91,6 @@ impl<T> Searches<T> {
         let rest = suspects.split_off(suspects.len().div_ceil(2));
         let search = self.next;
         self.next += 1;
-        self.held_items += rest.len();
         self.held.insert(search, Batch::from_items(rest));
         let count = suspects.len();
         let mut test = Batch::from_items(suspects);
@@ -103,14 +100,11 @@ impl<T> Searches<T> {
 
     /// The half held aside by `search`, taken out of the search.
     pub(super) fn take(&mut self, search: u64) -> Option<Batch<T>> {
-        let held = self.held.remove(&search)?;
-        self.held_items -= held.len();
-        Some(held)
+        self.held.remove(&search)
     }
 
     /// Every held half, ending every search.
     pub(super) fn drain(&mut self) -> impl Iterator<Item = Batch<T>> + '_ {
-        self.held_items = 0;
         self.held.drain().map(|(_, b)| b)
     }
 }
