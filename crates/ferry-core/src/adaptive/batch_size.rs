@@ -131,6 +131,8 @@ pub struct BatchSizeController {
     last_full: Option<(usize, f64)>,
     /// Latencies (seconds) of the last full batches at the confirmed size, newest last.
     recent: std::collections::VecDeque<f64>,
+    /// The largest batch that went through so far.
+    largest_served: usize,
 }
 
 impl BatchSizeController {
@@ -148,6 +150,7 @@ impl BatchSizeController {
             bound: None,
             last_full: None,
             recent: std::collections::VecDeque::new(),
+            largest_served: 0,
         }
     }
 
@@ -194,6 +197,12 @@ impl BatchSizeController {
         self.ceiling
     }
 
+    /// The largest batch that went through so far (0 before the first): a batch no larger
+    /// that times out did not time out for its size.
+    pub fn largest_served(&self) -> usize {
+        self.largest_served
+    }
+
     /// The size of the probe in flight, if any.
     pub fn probe_in_flight(&self) -> Option<usize> {
         self.probe_out
@@ -201,7 +210,9 @@ impl BatchSizeController {
 
     /// The probe size the controller would like to try next (without taking it).
     pub fn wanted_probe(&self) -> Option<usize> {
-        if self.probe_out.is_some() {
+        // One probe at a time, and none before a batch of the confirmed size went through:
+        // the first size may itself be over the target's limit.
+        if self.probe_out.is_some() || self.largest_served < self.size {
             return None;
         }
         let cap = self
@@ -248,6 +259,7 @@ impl BatchSizeController {
         if probe {
             self.probe_out = None;
         }
+        self.largest_served = self.largest_served.max(len);
         if !probe && (!self.is_full(len) || len > self.size) {
             // A tail batch or split part says nothing about the size; nor does one cut
             // before the size came down, which is slower for being larger.
@@ -392,6 +404,12 @@ mod tests {
     #[test]
     fn a_failed_probe_keeps_the_confirmed_size() {
         let mut ctl = BatchSizeController::new(BatchSizeConfig::default());
+        assert_eq!(
+            ctl.probe(),
+            None,
+            "no probe before the first size went through"
+        );
+        ctl.on_success(16, Duration::from_millis(100), false);
         let n = ctl.probe().unwrap();
         assert_eq!(n, 24);
         assert_eq!(ctl.probe(), None, "one probe at a time");

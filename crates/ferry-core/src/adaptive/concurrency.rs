@@ -29,7 +29,8 @@
 //!   one round trip's growth before the first queued call comes back.
 //! * *Overload* (a call that timed out queued at the target, see [`Signal::Overload`]) is
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
-//!   target showed meanwhile and the limit that overloaded becomes a *ceiling*, held just
+//!   target showed meanwhile (the most calls it served at once during the timed-out call's
+//!   life) and the limit that overloaded becomes a *ceiling*, held just
 //!   under and re-probed after 8 clean windows (doubling after each re-probe that overloads
 //!   again, up to 128; a re-probe that overloads goes back to just under the ceiling, where
 //!   the limit held). Below half the limit that overloaded, the limit grows back per
@@ -168,6 +169,8 @@ pub struct ConcurrencyController {
     reached: bool,
     /// After an overload, the limit grows as in slow start up to here (TCP's `ssthresh`).
     regrow_to: usize,
+    /// The capacity the last overload measured (see `on_overload`).
+    last_capacity: Option<usize>,
     settling: bool,
     /// The lowest limit at which calls timed out in a queue, if any.
     ceiling: Option<usize>,
@@ -176,8 +179,8 @@ pub struct ConcurrencyController {
     clean_under_ceiling: u32,
     /// When the last overload cut the limit.
     overloaded_at: Option<Instant>,
-    /// When recent comparable calls finished well (for the capacity an overload reveals).
-    recent_ok: std::collections::VecDeque<Instant>,
+    /// When recent served calls left and came back (for the capacity an overload reveals).
+    recent_ok: std::collections::VecDeque<(Instant, Instant)>,
 }
 
 impl ConcurrencyController {
@@ -198,6 +201,7 @@ impl ConcurrencyController {
             settling: false,
             reached: false,
             regrow_to: 0,
+            last_capacity: None,
             ceiling: None,
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
@@ -304,10 +308,11 @@ impl ConcurrencyController {
         ceiling - 1
     }
 
-    /// Records a call the target served (it answered with per-item outcomes), comparable or
-    /// not: what an overload compares against.
-    pub fn on_served(&mut self, now: Instant) {
-        self.recent_ok.push_back(now);
+    /// Records a call the target served (it answered with per-item outcomes) after `rtt`,
+    /// comparable or not: what an overload compares against.
+    pub fn on_served(&mut self, rtt: Duration, now: Instant) {
+        let sent = now.checked_sub(rtt).unwrap_or(now);
+        self.recent_ok.push_back((sent, now));
         while self.recent_ok.len() > 4 * self.config.max.max(1) {
             self.recent_ok.pop_front();
         }
@@ -374,14 +379,35 @@ impl ConcurrencyController {
         self.slow_start
     }
 
+    /// The most served calls that were in flight at one instant, among those that came
+    /// back since `since`: a lower bound on the target's parallel slots.
+    fn most_served_at_once(&self, since: Instant) -> usize {
+        let mut edges: Vec<(Instant, i32)> = self
+            .recent_ok
+            .iter()
+            .filter(|(_, done)| *done >= since)
+            .flat_map(|&(sent, done)| [(sent, 1), (done, -1)])
+            .collect();
+        // At one instant an end counts before a start: back-to-back calls are not at once.
+        edges.sort_unstable();
+        let (mut now, mut most) = (0i32, 0i32);
+        for (_, step) in edges {
+            now += step;
+            most = most.max(now);
+        }
+        most.max(0) as usize
+    }
+
     /// A queued call timed out after `rtt`: the current limit is too many for the target.
-    /// The calls that finished well during that call's life, scaled to one no-load round
-    /// trip (`served × baseline / rtt`), are the target's capacity: the limit drops to it at
-    /// once, and the limit at which the target overloaded becomes the ceiling (or lowers
-    /// it). A re-probe of the ceiling that overloads goes back to just under it, where the
-    /// limit held before the re-probe. With no call served in that time the target is stalled, working off calls whose
-    /// callers gave up: the limit halves and the ceiling stays. Slow start ends. A re-probe
-    /// of the ceiling that overloads again doubles the wait before the next one.
+    /// The most calls the target was serving at once during that call's life (among the
+    /// calls it served) are its capacity: the limit drops to it at once, and the limit at
+    /// which the target overloaded becomes the ceiling (or lowers it). A re-probe of the
+    /// ceiling that overloads goes back to just under it, where the limit held before the
+    /// re-probe. With no call served in that time the target is stalled, working off calls
+    /// whose callers gave up: the limit halves and the ceiling stays. Slow start ends. A
+    /// re-probe of the ceiling that overloads again doubles the wait before the next one.
+    /// The limit then grows back per completed call, as in slow start, to half the limit
+    /// that overloaded or the capacity the previous overload measured, whichever is larger.
     fn on_overload(&mut self, rtt: Duration, now: Instant) {
         let at = self.limit;
         let reprobed = self.ceiling.is_some_and(|c| at >= c);
@@ -389,23 +415,30 @@ impl ConcurrencyController {
             self.reprobe_after = self.reprobe_after.saturating_mul(2).min(MAX_REPROBE_AFTER);
         }
         let since = now.checked_sub(rtt).unwrap_or(now);
-        let served = self.recent_ok.iter().filter(|t| **t >= since).count();
+        let served = self.most_served_at_once(since);
+        // Back to half the limit that overloaded as fast as slow start would (the cut may
+        // read a target still busy with abandoned calls as a small one), or to the capacity
+        // the overload before this one measured, if larger: a second overload soon after a
+        // first often comes from the target still working off the calls the first one
+        // abandoned, and reads it as smaller than it is. (If the target did shrink, the
+        // next overload measures it again: only the last measure counts.)
+        let mut regrow_to = at / 2;
         let (cut, ceiling) = if reprobed {
             // A re-probe of the ceiling overloaded again: the limit just under it held for
             // the clean windows before the re-probe, so that is where it goes back to.
             (at.saturating_sub(1), at)
         } else if served > 0 {
-            // The target's capacity: the calls it finished during the timed-out call's life,
-            // scaled from that life to one no-load call (a slot serves rtt / baseline calls
-            // in that time).
-            let per_call = self
-                .baseline_secs()
-                .map_or(1.0, |b| (b / rtt.as_secs_f64()).min(1.0));
-            let capacity = ((served as f64) * per_call).round() as usize;
+            // The target's capacity: the most calls it was serving at once during the
+            // timed-out call's life. (Counting the calls served in that time and scaling by
+            // baseline / rtt, as this once did, read a gateway whose slots each finished one
+            // call in the 1.5 s before a 504 as having two thirds of its slots.)
+            let capacity = served;
             let ceiling = self
                 .ceiling
                 .map_or(at, |c| c.min(at))
                 .max(self.config.min + 1);
+            regrow_to = regrow_to.max(self.last_capacity.unwrap_or(0));
+            self.last_capacity = Some(capacity);
             (capacity.max(1), ceiling)
         } else {
             // Nothing served for a whole timeout: the target is stalled (still working off
@@ -416,9 +449,7 @@ impl ConcurrencyController {
             (at / 2, ceiling)
         };
         self.ceiling = Some(ceiling);
-        // Back to half the limit that overloaded as fast as slow start would (the cut may
-        // read a target still busy with abandoned calls as a small one), then by one.
-        self.regrow_to = at / 2;
+        self.regrow_to = regrow_to;
         self.slow_start = false;
         self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;
@@ -642,7 +673,7 @@ mod tests {
             c.on_dispatch(l, Instant::now());
             tokio::time::advance(service).await;
             for _ in 0..l.min(slots) {
-                c.on_served(Instant::now());
+                c.on_served(service, Instant::now());
                 c.on_response(service, Signal::Ok, Instant::now());
             }
             if l > slots {

@@ -60,10 +60,10 @@ impl Limit {
         }
     }
 
-    /// The target served a call (per-item outcomes came back).
-    pub(super) fn on_served(&mut self, now: Instant) {
+    /// The target served a call (per-item outcomes came back) after `latency`.
+    pub(super) fn on_served(&mut self, latency: Duration, now: Instant) {
         if let Limit::Adaptive(c) = self {
-            c.on_served(now);
+            c.on_served(latency, now);
         }
     }
 
@@ -132,6 +132,15 @@ impl Size {
         match self {
             Size::Fixed(n) => *n,
             Size::Adaptive(c) => c.size(),
+        }
+    }
+
+    /// Whether a batch of `n` items is no larger than one that went through before (always,
+    /// for a fixed size).
+    pub(super) fn went_through(&self, n: usize) -> bool {
+        match self {
+            Size::Fixed(_) => true,
+            Size::Adaptive(c) => n <= c.largest_served(),
         }
     }
 

@@ -431,14 +431,16 @@ where
             probe,
             comparable,
             cancelling: self.cancelling,
-            // Overload only for batches no larger than the confirmed size when they left: a
-            // larger one (a probe sent back after a 429) that times out says the size is too
-            // large. (The size when it left: an overload may have shrunk it since.)
+            // Overload only for batches no larger than one that went through: a larger one
+            // (a probe sent back after a 429, or any batch before the first success, when
+            // the first size may be over the target's limit) that times out says the size is
+            // too large. A batch sent back whole after an overload keeps its items while the
+            // size may have shrunk since: its next timeout is queueing all the same.
             // At the lowest limit a timeout is size, unless the call queued behind calls that
             // timed out before it (whose work the target was still doing).
             crowded: batch.sent_with > 1
                 && (self.limit.can_decrease() || batch.sent_behind)
-                && n <= batch.sent_size,
+                && self.size.went_through(n),
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
@@ -481,7 +483,7 @@ where
         }
         let size = self.size.get();
         if end == CallEnd::Done {
-            self.limit.on_served(now);
+            self.limit.on_served(latency, now);
             // A full batch of another size (cut before the size changed, a probe) held a
             // slot like any other: slow start counts it.
             if decision.signal == Signal::Neutral && (n as f64) >= 0.9 * batch_sent as f64 {
