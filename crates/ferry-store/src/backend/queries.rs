@@ -412,7 +412,7 @@ where
     }
 
     async fn adjust(conn: &mut Conn<DB>, job: &str, d: Delta, now: f64) -> Result<(), Error> {
-        sqlx::query(ADJUST_JOB)
+        sqlx::query(ADJUST_JOB.as_str())
             .bind(job)
             .bind(d.succeeded)
             .bind(d.failed)
