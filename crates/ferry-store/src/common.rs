@@ -5,7 +5,6 @@
 //! and PostgreSQL.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -123,47 +122,29 @@ pub(crate) fn page<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> i64
 /// Updates a job's counters by the given deltas and re-derives its status (the rule of
 /// [`JobStatus`]): `$1` job id, `$2` succeeded, `$3` failed, `$4` cancelled, `$5` now,
 /// `$6` queued.
-pub(crate) static ADJUST_JOB: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE jobs SET {} WHERE id = $1",
-        adjust_set("$2", "$3", "$4", "$5", "$6")
-    )
-});
-
-/// The `SET` list of [`ADJUST_JOB`] with each delta (and the time) an SQL expression, for
-/// statements that take the deltas from elsewhere (a join).
 ///
 /// Right-hand sides see the old row, hence the deltas repeated in the conditions.
-pub(crate) fn adjust_set(
-    succeeded: &str,
-    failed: &str,
-    cancelled: &str,
-    now: &str,
-    queued: &str,
-) -> String {
-    format!(
-        "succeeded = succeeded + {succeeded},
-    failed = failed + {failed},
-    cancelled = cancelled + {cancelled},
-    queued = queued + {queued},
+pub(crate) const ADJUST_JOB: &str = "UPDATE jobs SET
+    succeeded = succeeded + $2,
+    failed = failed + $3,
+    cancelled = cancelled + $4,
+    queued = queued + $6,
     status = CASE
         WHEN status = 'cancelled' THEN 'cancelled'
-        WHEN succeeded + {succeeded} + failed + {failed} + cancelled + {cancelled} >= total
-            THEN CASE WHEN total > 0 AND failed + {failed} >= total THEN 'failed' ELSE 'completed' END
+        WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total
+            THEN CASE WHEN total > 0 AND failed + $3 >= total THEN 'failed' ELSE 'completed' END
         WHEN started_at IS NULL THEN 'pending'
         ELSE 'processing' END,
     completed_at = CASE
         WHEN status = 'cancelled' THEN completed_at
-        WHEN succeeded + {succeeded} + failed + {failed} + cancelled + {cancelled} >= total
-            THEN COALESCE(completed_at, {now})
+        WHEN succeeded + $2 + failed + $3 + cancelled + $4 >= total THEN COALESCE(completed_at, $5)
         ELSE NULL END,
     error = CASE
         WHEN status = 'cancelled' THEN error
-        WHEN total > 0 AND failed + {failed} >= total
+        WHEN total > 0 AND failed + $3 >= total
             THEN 'every item was dead-lettered'
-        ELSE NULL END"
-    )
-}
+        ELSE NULL END
+    WHERE id = $1";
 
 /// Counter changes of one job, applied with [`ADJUST_JOB`].
 #[derive(Debug, Default, Clone, Copy)]

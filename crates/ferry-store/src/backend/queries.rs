@@ -412,7 +412,7 @@ where
     }
 
     async fn adjust(conn: &mut Conn<DB>, job: &str, d: Delta, now: f64) -> Result<(), Error> {
-        sqlx::query(ADJUST_JOB.as_str())
+        sqlx::query(ADJUST_JOB)
             .bind(job)
             .bind(d.succeeded)
             .bind(d.failed)

@@ -7,7 +7,6 @@
 //! every statement of a SQLite transaction to the connection's own thread and back, and
 //! these three transactions are most of what `ferry serve` does per item.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use super::connection::Backend;
@@ -108,27 +107,6 @@ pub(crate) trait WriteStatements: Backend {
         now: f64,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// [`insert_job`](Self::insert_job) and, if it inserted the job,
-    /// [`insert_items`](Self::insert_items); whether it did. A backend may do both in one
-    /// statement.
-    fn insert_job_with_items<'a>(
-        &'a self,
-        tx: &'a mut Self::WriteTx,
-        job: &'a NewJob,
-        record: &'a JobRecord,
-        now: f64,
-    ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
-        async move {
-            if !self.insert_job(tx, job, record).await? {
-                return Ok(false);
-            }
-            if !job.items.is_empty() {
-                self.insert_items(tx, &record.id, job, now).await?;
-            }
-            Ok(true)
-        }
-    }
-
     /// Every job with queued items, by priority, with the claim numbers that last served
     /// it and its tenant: the lanes of the fair rotation.
     fn lanes(
@@ -175,32 +153,6 @@ pub(crate) trait WriteStatements: Backend {
         stamp: i64,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Records that claim `stamp` took, of each job of `per_job`, that many items at `now`
-    /// and served its tenant; returns what each job's items need. By default
-    /// [`serve_job`](Self::serve_job) per job, then [`serve_tenant`](Self::serve_tenant)
-    /// per tenant, each in id (name) order, the lock order every operation keeps.
-    fn serve_all<'a>(
-        &'a self,
-        tx: &'a mut Self::WriteTx,
-        per_job: &'a BTreeMap<String, i64>,
-        stamp: i64,
-        now: f64,
-    ) -> impl Future<Output = Result<BTreeMap<String, ClaimedJob>, Error>> + Send + 'a {
-        async move {
-            let mut served = BTreeMap::new();
-            let mut tenants = BTreeSet::new();
-            for (job, n) in per_job {
-                let s = self.serve_job(tx, job, *n, stamp, now).await?;
-                tenants.insert(s.tenant.clone());
-                served.insert(job.clone(), s);
-            }
-            for tenant in &tenants {
-                self.serve_tenant(tx, tenant, stamp).await?;
-            }
-            Ok(served)
-        }
-    }
-
     /// Moves those of `ids` still leased to `worker` to `done`; returns them with their jobs.
     fn finish_leased(
         &self,
@@ -217,22 +169,6 @@ pub(crate) trait WriteStatements: Backend {
         rows: &[(i64, &str)],
         now: f64,
     ) -> impl Future<Output = Result<Vec<i64>, Error>> + Send;
-
-    /// [`Store::complete`](crate::Store::complete) in one statement, outside any
-    /// transaction, where the backend can: each of `results` (item id, result JSON text)
-    /// still leased to `worker` ends done with its result, and its job counts it; returns
-    /// how many, or `None` where the caller is to run the transaction of
-    /// [`finish_leased`](Self::finish_leased), [`insert_results`](Self::insert_results) and
-    /// [`adjust_job`](Self::adjust_job) instead (the default).
-    fn complete_at_once<'a>(
-        &'a self,
-        worker: &'a str,
-        results: &'a BTreeMap<i64, String>,
-        now: f64,
-    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send + 'a {
-        let _ = (worker, results, now);
-        async { Ok(None) }
-    }
 
     /// Updates a job's counters and re-derives its status
     /// ([`ADJUST_JOB`](crate::common::ADJUST_JOB)).

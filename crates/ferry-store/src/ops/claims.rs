@@ -73,10 +73,16 @@ pub(super) async fn claim<B: WriteStatements>(
     }
     // Jobs in id order: the lock order every operation keeps.
     let mut info = BTreeMap::new();
-    for (job, served) in b.serve_all(&mut tx, &per_job, stamp, now).await? {
+    let mut tenants = BTreeSet::new();
+    for (job, n) in per_job {
+        let served = b.serve_job(&mut tx, &job, n, stamp, now).await?;
         let params = json(&served.params, "job parameters")?;
+        tenants.insert(served.tenant.clone());
         let cap = served.max_batch_size.map(|n| n.max(1) as u64);
         info.insert(job, (served.tenant, served.handler, params, cap));
+    }
+    for tenant in &tenants {
+        b.serve_tenant(&mut tx, tenant, stamp).await?;
     }
     b.commit_write(tx, W).await?;
     let mut claimed = Vec::with_capacity(rows.len());

@@ -27,10 +27,6 @@ pub(super) async fn complete<B: WriteStatements>(
         return Ok(0);
     }
     let now = b.now();
-    if let Some(recorded) = b.complete_at_once(worker, &by_id, now).await? {
-        log_skipped(worker, by_id.len() as u64, recorded);
-        return Ok(recorded);
-    }
     let ids: Vec<i64> = by_id.keys().copied().collect();
     let mut tx = b.begin_write(W).await?;
     let job_of: BTreeMap<i64, String> = b
@@ -64,19 +60,14 @@ pub(super) async fn complete<B: WriteStatements>(
         b.adjust_job(&mut tx, job, delta, now).await?;
     }
     b.commit_write(tx, W).await?;
-    log_skipped(worker, by_id.len() as u64, recorded);
-    Ok(recorded)
-}
-
-/// Logs results that were skipped: their items were not leased to the worker.
-fn log_skipped(worker: &str, sent: u64, recorded: u64) {
-    if recorded < sent {
+    if recorded < by_id.len() as u64 {
         tracing::debug!(
             worker,
-            skipped = sent - recorded,
+            skipped = by_id.len() as u64 - recorded,
             "results for items not leased to this worker were skipped"
         );
     }
+    Ok(recorded)
 }
 
 /// [`Store::fail`](crate::Store::fail).

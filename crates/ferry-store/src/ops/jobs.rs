@@ -36,7 +36,7 @@ pub(super) async fn submit<B: WriteStatements>(b: &B, job: NewJob) -> Result<Sub
         check_quota(b, &mut tx, &job, max.get(), now).await?;
     }
     let record = common::new_job_record(JobId::new(), &job, now);
-    if !b.insert_job_with_items(&mut tx, &job, &record, now).await? {
+    if !b.insert_job(&mut tx, &job, &record).await? {
         // A concurrent request with the same idempotency key won; return its job.
         drop(tx);
         let mut tx = b.begin_write(W).await?;
@@ -53,6 +53,7 @@ pub(super) async fn submit<B: WriteStatements>(b: &B, job: NewJob) -> Result<Sub
         });
     }
     if !job.items.is_empty() {
+        b.insert_items(&mut tx, &record.id, &job, now).await?;
         b.notify_write(&mut tx).await?;
     }
     b.commit_write(tx, W).await?;

@@ -5,96 +5,22 @@
 //! deadlock), results inserted with one `UNNEST`. The statements both databases share are
 //! those of [`Queries`] and [`FairQueries`].
 
-use std::collections::BTreeMap;
-use std::sync::LazyLock;
-
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
 use crate::backend::{
     Backend, ClaimedJob, FairQueries, Queries, Taken, TenantBacklog, WriteStatements,
 };
-use crate::common::{adjust_set, Delta};
+use crate::common::Delta;
 use crate::error::{sql, Error};
 use crate::fair::Lane;
-use crate::postgres::leases::id_and_job;
 use crate::postgres::migrations::LOCK_CLASS;
+use crate::postgres::leases::id_and_job;
 use crate::postgres::store::{PgStore, PgTx};
 use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
 
-/// Jobs of up to this many items are inserted with their job in one statement (`UNNEST`),
-/// larger ones by `COPY` (two round trips more, but no parameter arrays to build).
-const UNNEST_MAX_ITEMS: usize = 1000;
-
 /// Bytes per `COPY` message.
 const COPY_CHUNK: usize = 1 << 20;
-
-/// [`WriteStatements::complete_at_once`] on PostgreSQL: `$1` item ids, `$2` their results
-/// (JSON text), `$3` the worker, `$4` now. Locks in the order every operation keeps (the
-/// items in id order, then their jobs in id order: each step reads the one before it, so
-/// it runs after it), ends the items still leased to the worker, inserts their results
-/// unless they have one, and counts them in their jobs; answers a row per job counted.
-static COMPLETE_AT_ONCE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH mine AS MATERIALIZED (SELECT id FROM items \
-             WHERE id = ANY($1) AND state = 'leased' AND lease_owner = $3 \
-             ORDER BY id FOR UPDATE), \
-         done AS (UPDATE items i SET state = 'done', lease_owner = NULL, lease_until = NULL \
-             FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id), \
-         ins AS (INSERT INTO results (item_id, result, recorded_at) \
-             SELECT t.item_id, t.result::json, $4 \
-             FROM UNNEST($1::bigint[], $2::text[]) AS t (item_id, result) \
-             JOIN done ON done.id = t.item_id \
-             ON CONFLICT (item_id) DO NOTHING RETURNING item_id), \
-         d AS MATERIALIZED (SELECT done.job_id, COUNT(*) AS n \
-             FROM ins JOIN done ON done.id = ins.item_id GROUP BY done.job_id), \
-         locked AS MATERIALIZED (SELECT j.id FROM jobs j \
-             WHERE j.id IN (SELECT job_id FROM d) ORDER BY j.id FOR UPDATE) \
-         UPDATE jobs SET {} FROM d JOIN locked ON locked.id = d.job_id \
-         WHERE jobs.id = d.job_id RETURNING d.n",
-        adjust_set("d.n", "0", "0", "$4", "0")
-    )
-});
-
-/// [`WriteStatements::serve_all`] on PostgreSQL: `$1` job ids, `$2` items taken of each,
-/// `$3` the claim's number, `$4` now. Locks the jobs in id order, records the claim's turn
-/// on each and (after them) on each of their tenants, in name order; answers what each
-/// job's items need.
-const SERVE_ALL: &str =
-    "WITH a AS (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS a (job_id, n)), \
-     locked AS MATERIALIZED (SELECT j.id FROM jobs j \
-         WHERE j.id IN (SELECT job_id FROM a) ORDER BY j.id FOR UPDATE), \
-     s AS (UPDATE jobs SET queued = queued - a.n, served = $3, \
-         started_at = COALESCE(started_at, $4), \
-         status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
-         FROM a JOIN locked ON locked.id = a.job_id WHERE jobs.id = a.job_id \
-         RETURNING jobs.id, jobs.tenant, jobs.handler, CAST(jobs.params AS TEXT) AS params, \
-         jobs.max_batch_size), \
-     t AS (INSERT INTO tenant_turns (tenant, served) \
-         SELECT DISTINCT tenant, $3::bigint FROM s ORDER BY tenant \
-         ON CONFLICT (tenant) DO UPDATE SET served = excluded.served) \
-     SELECT id, tenant, handler, params, max_batch_size FROM s";
-
-/// A job's row (`$1` to `$12`), unless its tenant has a job with its idempotency key.
-const INSERT_JOB: &str =
-    "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
-             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
-             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
-
-/// A job's row (as [`INSERT_JOB`]) and, if inserted, its items (`$13` keys, `$14`
-/// payloads as JSON text, in order; `$15` the time they are available from); answers a row
-/// if the job was inserted.
-static INSERT_JOB_WITH_ITEMS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH j AS ({INSERT_JOB} RETURNING id), \
-         i AS (INSERT INTO items (job_id, key, payload, priority, state, available_at) \
-             SELECT j.id, t.k, t.p::json, $5, 'queued', $15 \
-             FROM j CROSS JOIN UNNEST($13::text[], $14::text[]) WITH ORDINALITY AS t (k, p, o) \
-             ORDER BY t.o) \
-         SELECT id FROM j"
-    )
-});
 
 impl WriteStatements for PgStore {
     type WriteTx = PgTx;
@@ -137,54 +63,6 @@ impl WriteStatements for PgStore {
         Postgres::tenant_backlog(tx, tenant).await
     }
 
-    async fn insert_job_with_items<'a>(
-        &'a self,
-        tx: &'a mut PgTx,
-        job: &'a NewJob,
-        record: &'a JobRecord,
-        now: f64,
-    ) -> Result<bool, Error> {
-        if job.items.is_empty() || job.items.len() > UNNEST_MAX_ITEMS {
-            if !self.insert_job(tx, job, record).await? {
-                return Ok(false);
-            }
-            if !job.items.is_empty() {
-                self.insert_items(tx, &record.id, job, now).await?;
-            }
-            return Ok(true);
-        }
-        // One round trip for the job and its items (`COPY` takes three).
-        let (keys, payloads): (Vec<&str>, Vec<String>) = job
-            .items
-            .iter()
-            .map(|item| (item.key.as_str(), item.payload.to_string()))
-            .unzip();
-        let inserted = sqlx::query(INSERT_JOB_WITH_ITEMS.as_str())
-            .bind(record.id.as_str())
-            .bind(&job.tenant)
-            .bind(&job.handler)
-            .bind(job.params.to_string())
-            .bind(db_index(job.priority) as i64)
-            .bind(record.status.as_str())
-            .bind(&job.idempotency_key)
-            .bind(record.total as i64)
-            .bind(record.created_at)
-            .bind(record.completed_at)
-            .bind(job.limits.timeout_seconds)
-            .bind(
-                job.limits
-                    .max_batch_size
-                    .map(|n| n.min(i64::MAX as u64) as i64),
-            )
-            .bind(&keys)
-            .bind(&payloads)
-            .bind(now)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(sql("creating a job"))?;
-        Ok(inserted.is_some())
-    }
-
     async fn lanes(&self, tx: &mut PgTx) -> Result<[Vec<Lane>; 3], Error> {
         Postgres::lanes(tx).await
     }
@@ -206,71 +84,6 @@ impl WriteStatements for PgStore {
 
     async fn serve_tenant(&self, tx: &mut PgTx, tenant: &str, stamp: i64) -> Result<(), Error> {
         Postgres::serve_tenant(tx, tenant, stamp).await
-    }
-
-    async fn serve_all<'a>(
-        &'a self,
-        tx: &'a mut PgTx,
-        per_job: &'a BTreeMap<String, i64>,
-        stamp: i64,
-        now: f64,
-    ) -> Result<BTreeMap<String, ClaimedJob>, Error> {
-        const W: &str = "claiming items";
-        // One statement for every job and tenant the claim served (by default, one per
-        // job and one per tenant).
-        let (jobs, counts): (Vec<&str>, Vec<i64>) =
-            per_job.iter().map(|(j, n)| (j.as_str(), *n)).unzip();
-        let rows = sqlx::query(SERVE_ALL)
-            .bind(&jobs)
-            .bind(&counts)
-            .bind(stamp)
-            .bind(now)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(sql(W))?;
-        let mut served = BTreeMap::new();
-        for row in &rows {
-            let job: String = row.try_get(0).map_err(sql(W))?;
-            let claimed = ClaimedJob {
-                tenant: row.try_get(1).map_err(sql(W))?,
-                handler: row.try_get(2).map_err(sql(W))?,
-                params: row.try_get(3).map_err(sql(W))?,
-                max_batch_size: row.try_get(4).map_err(sql(W))?,
-            };
-            served.insert(job, claimed);
-        }
-        if let Some(job) = per_job.keys().find(|j| !served.contains_key(*j)) {
-            return Err(Error::Corrupt {
-                message: format!("claimed items belong to a missing job {job}"),
-            });
-        }
-        Ok(served)
-    }
-
-    async fn complete_at_once<'a>(
-        &'a self,
-        worker: &'a str,
-        results: &'a BTreeMap<i64, String>,
-        now: f64,
-    ) -> Result<Option<u64>, Error> {
-        // Under an in-flight quota a completion also wakes waiting workers: that takes the
-        // transaction.
-        if self.options().tenant_max_in_flight.is_some() {
-            return Ok(None);
-        }
-        let (ids, values): (Vec<i64>, Vec<&str>) =
-            results.iter().map(|(id, v)| (*id, v.as_str())).unzip();
-        // One statement, one round trip, its own transaction (by default: begin, end the
-        // items, insert the results, count them per job, commit).
-        let counted: Vec<i64> = sqlx::query_scalar(COMPLETE_AT_ONCE.as_str())
-            .bind(&ids)
-            .bind(&values)
-            .bind(worker)
-            .bind(now)
-            .fetch_all(self.writer())
-            .await
-            .map_err(sql("recording results"))?;
-        Ok(Some(counted.iter().sum::<i64>().max(0) as u64))
     }
 
     async fn adjust_job(
@@ -310,27 +123,32 @@ impl WriteStatements for PgStore {
         job: &NewJob,
         record: &JobRecord,
     ) -> Result<bool, Error> {
-        let inserted = sqlx::query(INSERT_JOB)
-            .bind(record.id.as_str())
-            .bind(&job.tenant)
-            .bind(&job.handler)
-            .bind(job.params.to_string())
-            .bind(db_index(job.priority) as i64)
-            .bind(record.status.as_str())
-            .bind(&job.idempotency_key)
-            .bind(record.total as i64)
-            .bind(record.created_at)
-            .bind(record.completed_at)
-            .bind(job.limits.timeout_seconds)
-            .bind(
-                job.limits
-                    .max_batch_size
-                    .map(|n| n.min(i64::MAX as u64) as i64),
-            )
-            .execute(&mut **tx)
-            .await
-            .map_err(sql("creating a job"))?
-            .rows_affected();
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
+             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
+             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
+             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind(record.id.as_str())
+        .bind(&job.tenant)
+        .bind(&job.handler)
+        .bind(job.params.to_string())
+        .bind(db_index(job.priority) as i64)
+        .bind(record.status.as_str())
+        .bind(&job.idempotency_key)
+        .bind(record.total as i64)
+        .bind(record.created_at)
+        .bind(record.completed_at)
+        .bind(job.limits.timeout_seconds)
+        .bind(
+            job.limits
+                .max_batch_size
+                .map(|n| n.min(i64::MAX as u64) as i64),
+        )
+        .execute(&mut **tx)
+        .await
+        .map_err(sql("creating a job"))?
+        .rows_affected();
         Ok(inserted > 0)
     }
 

@@ -350,7 +350,7 @@ impl WriteStatements for SqliteStore {
         now: f64,
     ) -> Result<(), Error> {
         const W: &str = "updating a job's counts";
-        let mut stmt = tx.conn().prepare_cached(&ADJUST_JOB).map_err(direct(W))?;
+        let mut stmt = tx.conn().prepare_cached(ADJUST_JOB).map_err(direct(W))?;
         stmt.execute(named_params! {
             "$1": job,
             "$2": d.succeeded,
