@@ -14,8 +14,8 @@ use crate::backend::{
 use crate::common::Delta;
 use crate::error::{sql, Error};
 use crate::fair::Lane;
-use crate::postgres::migrations::LOCK_CLASS;
 use crate::postgres::leases::id_and_job;
+use crate::postgres::migrations::LOCK_CLASS;
 use crate::postgres::store::{PgStore, PgTx};
 use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
 
