@@ -131,3 +131,97 @@ pub(super) fn direct(context: &'static str) -> impl Fn(rusqlite::Error) -> Error
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::backend::Backend;
+    use crate::sqlite::SqliteStore;
+    use crate::store::Store;
+    use crate::types::{NewItem, NewJob, Priority};
+
+    /// A fresh directory for one test's store.
+    fn scratch(name: &str) -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferry-writer-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn job(n: usize) -> NewJob {
+        NewJob {
+            tenant: String::new(),
+            handler: "echo".into(),
+            params: serde_json::json!({}),
+            priority: Priority::Medium,
+            items: (0..n)
+                .map(|i| NewItem {
+                    key: i.to_string(),
+                    payload: serde_json::json!(i),
+                })
+                .collect(),
+            idempotency_key: None,
+            limits: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_transaction_rolls_back_and_the_next_one_begins() {
+        let dir = scratch("rollback");
+        let path = dir.join("t.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let writer = DirectWriter::open(&path, 0, Duration::from_secs(1)).unwrap();
+        let tx = writer.begin("testing").await.unwrap();
+        tx.conn().execute("INSERT INTO t VALUES (1)", []).unwrap();
+        drop(tx);
+        let tx = writer.begin("testing").await.unwrap();
+        tx.conn().execute("INSERT INTO t VALUES (2)", []).unwrap();
+        assert!(!tx.commit("testing").unwrap(), "nothing asked for a wake-up");
+        let seen: Vec<i64> = setup
+            .prepare("SELECT x FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(seen, vec![2], "the dropped transaction's row is gone");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A submit (the store's own connection) while a sqlx transaction is open on a
+    /// single-threaded runtime: it waits at the gate without holding the thread, so the
+    /// sqlx transaction can finish, instead of both waiting on SQLite's write lock until the
+    /// busy timeout.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_submit_waits_at_the_gate_for_an_open_sqlx_transaction() {
+        let dir = scratch("gate");
+        let store = std::sync::Arc::new(SqliteStore::open(dir.join("s.db")).await.unwrap());
+        let tx = store.begin("testing").await.unwrap();
+        let submit = tokio::spawn({
+            let store = std::sync::Arc::clone(&store);
+            async move { store.submit_job(job(3)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!submit.is_finished(), "the submit waits while the transaction is open");
+        let started = std::time::Instant::now();
+        store.commit(tx, "testing").await.unwrap();
+        let submitted = submit.await.unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let job = store.job("", &submitted.job.id).await.unwrap().unwrap();
+        assert_eq!(job.total, 3);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
