@@ -188,7 +188,10 @@ mod tests {
         drop(tx);
         let tx = writer.begin("testing").await.unwrap();
         tx.conn().execute("INSERT INTO t VALUES (2)", []).unwrap();
-        assert!(!tx.commit("testing").unwrap(), "nothing asked for a wake-up");
+        assert!(
+            !tx.commit("testing").unwrap(),
+            "nothing asked for a wake-up"
+        );
         let seen: Vec<i64> = setup
             .prepare("SELECT x FROM t")
             .unwrap()
@@ -214,7 +217,10 @@ mod tests {
             async move { store.submit_job(job(3)).await }
         });
         tokio::task::yield_now().await;
-        assert!(!submit.is_finished(), "the submit waits while the transaction is open");
+        assert!(
+            !submit.is_finished(),
+            "the submit waits while the transaction is open"
+        );
         let started = std::time::Instant::now();
         store.commit(tx, "testing").await.unwrap();
         let submitted = submit.await.unwrap().unwrap();
