@@ -10,9 +10,9 @@
 //! taking closures: that still costs a hand-off and a wake-up per transaction, and these
 //! transactions are short (tens to hundreds of microseconds for a batch of 100). What it
 //! costs instead: while a transaction runs it holds the calling runtime thread (a submit of
-//! 200,000 items, for as long as their inserts take), and when another process holds the file's write lock
-//! (`ferry worker` beside `ferry serve --no-worker`) the caller's thread waits in SQLite's
-//! busy handler, up to the busy timeout, as sqlx's connection thread did.
+//! 200,000 items, for as long as their inserts take), and when another process holds the
+//! file's write lock (`ferry worker` beside `ferry serve --no-worker`) the caller's thread
+//! waits in SQLite's busy handler, up to the busy timeout, as sqlx's connection thread did.
 //!
 //! The sqlx writer still runs the other transactions (cancel, fail, release, rescue,
 //! re-drive, sweep); each takes this connection's mutex too, for as long as it runs, so
