@@ -27,15 +27,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The embedded store: one SQLite file in WAL mode, for one process.
 ///
-/// Write transactions run one at a time in the process (a gate they all pass), each
-/// `BEGIN IMMEDIATE` (SQLite has one writer anyway; taking the lock up front means a
-/// transaction never fails half-way to upgrade it): submit, claim and complete on a
-/// connection of the store's own (`writer`), the others on sqlx's writer connection. Reads
-/// use a pool of their own and are not blocked by writes (WAL). `synchronous = NORMAL`: durable against a killed process, not against power loss. The
-/// file is read through a memory map of up to 1 GiB (`mmap_size`). A job, a page of results
-/// and the queue depths are read on connections of the store's own, on the caller's thread
-/// (`direct`), not through sqlx's connection threads; the transactions of submit, claim and
-/// complete likewise run whole on a write connection of its own (`writer`).
+/// Write transactions run one at a time in the process (a gate they all pass), each `BEGIN
+/// IMMEDIATE` (SQLite has one writer anyway; taking the lock up front means a transaction
+/// never fails half-way to upgrade it): submit, claim and complete on a connection of the
+/// store's own (`writer`), the others on sqlx's writer connection. Reads use a pool of
+/// their own and are not blocked by writes (WAL). `synchronous = NORMAL`: durable against a
+/// killed process, not against power loss. The file is read through a memory map of up to 1
+/// GiB (`mmap_size`). A job, a page of results and the queue depths are read on connections
+/// of the store's own, on the caller's thread (`direct`), not through sqlx's connection
+/// threads; the transactions of submit, claim and complete likewise run whole on a write
+/// connection of its own (`writer`).
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
