@@ -30,7 +30,7 @@ pub(crate) trait Backend: Send + Sync + Debug {
     /// The pool for reads (SQLite: readers that writes do not block).
     fn reader(&self) -> &Pool<Self::DB>;
 
-    /// The pool for single-statement writes (SQLite: the one writer connection).
+    /// The pool for single-statement writes (SQLite: sqlx's writer connection).
     fn writer(&self) -> &Pool<Self::DB>;
 
     /// Opens a write transaction; `what` names the operation in errors.

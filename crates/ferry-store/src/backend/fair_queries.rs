@@ -32,6 +32,31 @@ pub(crate) struct TenantBacklog {
     pub(crate) since: Option<f64>,
 }
 
+/// Every job with queued items, with its claim numbers and its tenant's ([`FairQueries::lanes`]).
+pub(crate) const LANES: &str = "SELECT j.id, j.tenant, j.priority, j.seq, j.served, j.queued, \
+             COALESCE(t.served, 0) FROM jobs j LEFT JOIN tenant_turns t ON t.tenant = j.tenant \
+             WHERE j.queued > 0";
+
+/// A tenant's items in flight ([`FairQueries::in_flight`]).
+pub(crate) const IN_FLIGHT: &str =
+    "SELECT CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) \
+             AS BIGINT) FROM jobs WHERE tenant = $1 AND status IN ('pending', 'processing')";
+
+/// A tenant's queued and claimed items ([`FairQueries::tenant_backlog`]).
+pub(crate) const TENANT_BACKLOG: &str = "SELECT CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(total - queued), 0) AS BIGINT), MIN(started_at) \
+             FROM jobs WHERE tenant = $1 AND status IN ('pending', 'processing')";
+
+/// A claim's turn recorded on a job ([`FairQueries::serve_job`]).
+pub(crate) const SERVE_JOB: &str = "UPDATE jobs SET queued = queued - $2, served = $3, \
+             started_at = COALESCE(started_at, $4), \
+             status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
+             WHERE id = $1 RETURNING tenant, handler, CAST(params AS TEXT), max_batch_size";
+
+/// A claim's turn recorded on a tenant ([`FairQueries::serve_tenant`]).
+pub(crate) const SERVE_TENANT: &str = "INSERT INTO tenant_turns (tenant, served) VALUES ($1, $2) \
+             ON CONFLICT (tenant) DO UPDATE SET served = excluded.served";
+
 /// A connection of the driver `DB`.
 type Conn<DB> = <DB as Database>::Connection;
 
@@ -88,14 +113,7 @@ where
 {
     async fn lanes(conn: &mut Conn<DB>) -> Result<[Vec<Lane>; 3], Error> {
         const W: &str = "claiming items";
-        let rows = sqlx::query(
-            "SELECT j.id, j.tenant, j.priority, j.seq, j.served, j.queued, \
-             COALESCE(t.served, 0) FROM jobs j LEFT JOIN tenant_turns t ON t.tenant = j.tenant \
-             WHERE j.queued > 0",
-        )
-        .fetch_all(conn)
-        .await
-        .map_err(sql(W))?;
+        let rows = sqlx::query(LANES).fetch_all(conn).await.map_err(sql(W))?;
         let mut lanes: [Vec<Lane>; 3] = Default::default();
         for row in &rows {
             let p: i64 = row.try_get(2).map_err(sql(W))?;
@@ -119,27 +137,20 @@ where
     }
 
     async fn in_flight(conn: &mut Conn<DB>, tenant: &str) -> Result<i64, Error> {
-        sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(total - succeeded - failed - cancelled - queued), 0) \
-             AS BIGINT) FROM jobs WHERE tenant = $1 AND status IN ('pending', 'processing')",
-        )
-        .bind(tenant)
-        .fetch_one(conn)
-        .await
-        .map_err(sql("claiming items"))
+        sqlx::query_scalar(IN_FLIGHT)
+            .bind(tenant)
+            .fetch_one(conn)
+            .await
+            .map_err(sql("claiming items"))
     }
 
     async fn tenant_backlog(conn: &mut Conn<DB>, tenant: &str) -> Result<TenantBacklog, Error> {
         const W: &str = "creating a job";
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(queued), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(total - queued), 0) AS BIGINT), MIN(started_at) \
-             FROM jobs WHERE tenant = $1 AND status IN ('pending', 'processing')",
-        )
-        .bind(tenant)
-        .fetch_one(conn)
-        .await
-        .map_err(sql(W))?;
+        let row = sqlx::query(TENANT_BACKLOG)
+            .bind(tenant)
+            .fetch_one(conn)
+            .await
+            .map_err(sql(W))?;
         Ok(TenantBacklog {
             queued: row.try_get(0).map_err(sql(W))?,
             claimed: row.try_get(1).map_err(sql(W))?,
@@ -155,19 +166,14 @@ where
         now: f64,
     ) -> Result<ClaimedJob, Error> {
         const W: &str = "claiming items";
-        let row = sqlx::query(
-            "UPDATE jobs SET queued = queued - $2, served = $3, \
-             started_at = COALESCE(started_at, $4), \
-             status = CASE WHEN status = 'pending' THEN 'processing' ELSE status END \
-             WHERE id = $1 RETURNING tenant, handler, CAST(params AS TEXT), max_batch_size",
-        )
-        .bind(job)
-        .bind(taken)
-        .bind(stamp)
-        .bind(now)
-        .fetch_optional(conn)
-        .await
-        .map_err(sql(W))?;
+        let row = sqlx::query(SERVE_JOB)
+            .bind(job)
+            .bind(taken)
+            .bind(stamp)
+            .bind(now)
+            .fetch_optional(conn)
+            .await
+            .map_err(sql(W))?;
         let Some(row) = row else {
             return Err(Error::Corrupt {
                 message: format!("claimed items belong to a missing job {job}"),
@@ -182,15 +188,12 @@ where
     }
 
     async fn serve_tenant(conn: &mut Conn<DB>, tenant: &str, stamp: i64) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO tenant_turns (tenant, served) VALUES ($1, $2) \
-             ON CONFLICT (tenant) DO UPDATE SET served = excluded.served",
-        )
-        .bind(tenant)
-        .bind(stamp)
-        .execute(conn)
-        .await
-        .map_err(sql("claiming items"))?;
+        sqlx::query(SERVE_TENANT)
+            .bind(tenant)
+            .bind(stamp)
+            .execute(conn)
+            .await
+            .map_err(sql("claiming items"))?;
         Ok(())
     }
 }

@@ -18,6 +18,14 @@ use crate::types::{
     db_index, ApiKey, DeadLetter, JobId, JobRecord, Page, Priority, QueueDepth, ResultRow,
 };
 
+/// Unfinished jobs of a priority ([`Queries::count_unfinished`]).
+pub(crate) const COUNT_UNFINISHED: &str =
+    "SELECT COUNT(*) FROM jobs WHERE priority = $1 AND status IN ('pending', 'processing')";
+
+/// Jobs of a priority finished since a time ([`Queries::count_finished_since`]).
+pub(crate) const COUNT_FINISHED_SINCE: &str =
+    "SELECT COUNT(*) FROM jobs WHERE priority = $1 AND completed_at >= $2";
+
 /// A connection of the driver `DB`.
 type Conn<DB> = <DB as Database>::Connection;
 
@@ -383,13 +391,11 @@ where
     }
 
     async fn count_unfinished(conn: &mut Conn<DB>, priority: Priority) -> Result<i64, Error> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE priority = $1 AND status IN ('pending', 'processing')",
-        )
-        .bind(db_index(priority) as i64)
-        .fetch_one(conn)
-        .await
-        .map_err(sql("creating a job"))
+        sqlx::query_scalar(COUNT_UNFINISHED)
+            .bind(db_index(priority) as i64)
+            .fetch_one(conn)
+            .await
+            .map_err(sql("creating a job"))
     }
 
     async fn count_finished_since(
@@ -397,7 +403,7 @@ where
         priority: Priority,
         since: f64,
     ) -> Result<i64, Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE priority = $1 AND completed_at >= $2")
+        sqlx::query_scalar(COUNT_FINISHED_SINCE)
             .bind(db_index(priority) as i64)
             .bind(since)
             .fetch_one(conn)

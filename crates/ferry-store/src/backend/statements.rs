@@ -1,6 +1,7 @@
 //! The statements whose SQL or locking differs between databases, by concept:
-//! [`JobStatements`] (submission, cancellation, re-drive) and [`LeaseStatements`] (claims,
-//! leases, completion, failure, taking leases back). Each runs inside the caller's
+//! [`JobStatements`] (cancellation, re-drive) and [`LeaseStatements`] (leases, failure,
+//! taking leases back); those of submission, claims and completion are
+//! [`WriteStatements`](super::WriteStatements). Each runs inside the caller's
 //! transaction unless it says otherwise; PostgreSQL locks what it reads, SQLite needs no
 //! row locks (its transactions hold the one write lock).
 
@@ -8,7 +9,7 @@ use std::future::Future;
 
 use super::connection::Backend;
 use crate::error::Error;
-use crate::types::{JobId, JobRecord, NewJob, Priority};
+use crate::types::{JobId, Priority};
 
 /// A claimed row before its job's details are attached.
 #[derive(Debug)]
@@ -31,42 +32,8 @@ pub(crate) struct LeasedItem {
     pub(crate) tenant: String,
 }
 
-/// Submission, cancellation and re-drive statements.
+/// Cancellation and re-drive statements.
 pub(crate) trait JobStatements: Backend {
-    /// Serialises job creation in `priority` until the transaction ends, so the queue
-    /// limit holds across processes.
-    fn lock_queue(
-        &self,
-        tx: &mut Self::Tx,
-        priority: Priority,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Serialises quota checks of `tenant` until the transaction ends, so its quota holds
-    /// across processes.
-    fn lock_tenant(
-        &self,
-        tx: &mut Self::Tx,
-        tenant: &str,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Inserts the job row of `record`; `false` when a concurrent job with the same
-    /// idempotency key won.
-    fn insert_job(
-        &self,
-        tx: &mut Self::Tx,
-        job: &NewJob,
-        record: &JobRecord,
-    ) -> impl Future<Output = Result<bool, Error>> + Send;
-
-    /// Bulk-inserts the job's items, queued and available from `now`.
-    fn insert_items(
-        &self,
-        tx: &mut Self::Tx,
-        id: &JobId,
-        job: &NewJob,
-        now: f64,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
     /// The status of the tenant's job, locking it.
     fn lock_job_status(
         &self,
@@ -100,21 +67,8 @@ pub(crate) trait JobStatements: Backend {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// Claim, lease, completion and failure statements.
+/// Lease, failure and take-back statements.
 pub(crate) trait LeaseStatements: Backend {
-    /// Leases, for each `(job, n)` of `asks`, up to `n` available items of that job (all of
-    /// `priority`) to `worker` until `until`, oldest first, counting an attempt (PostgreSQL
-    /// skips items other claimers hold locked). The jobs' counters are the caller's.
-    fn take(
-        &self,
-        tx: &mut Self::Tx,
-        worker: &str,
-        until: f64,
-        priority: Priority,
-        asks: &[(&str, i64)],
-        now: f64,
-    ) -> impl Future<Output = Result<Vec<Taken>, Error>> + Send;
-
     /// Extends every lease `worker` holds to `until`, outside any transaction; returns how
     /// many.
     fn extend_leases(
@@ -122,23 +76,6 @@ pub(crate) trait LeaseStatements: Backend {
         worker: &str,
         until: f64,
     ) -> impl Future<Output = Result<u64, Error>> + Send;
-
-    /// Moves those of `ids` still leased to `worker` to `done`; returns them with their jobs.
-    fn finish_leased(
-        &self,
-        tx: &mut Self::Tx,
-        worker: &str,
-        ids: &[i64],
-    ) -> impl Future<Output = Result<Vec<(i64, String)>, Error>> + Send;
-
-    /// Inserts results (item id, JSON text) unless the item has one; returns the ids
-    /// inserted.
-    fn insert_results(
-        &self,
-        tx: &mut Self::Tx,
-        rows: &[(i64, &str)],
-        now: f64,
-    ) -> impl Future<Output = Result<Vec<i64>, Error>> + Send;
 
     /// The item if it is leased to `worker`, locking it and its job.
     fn leased_item(

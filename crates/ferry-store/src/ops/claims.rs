@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::backend::{FairQueries, LeaseStatements, Queries, Taken};
+use crate::backend::{LeaseStatements, Queries, Taken, WriteStatements};
 use crate::common::{secs, Delta};
 use crate::error::{json, Error};
 use crate::fair::{self, Lane};
@@ -14,7 +14,7 @@ use crate::schedule::Plan;
 use crate::types::{db_index, ClaimedItem, JobId, Priority};
 
 /// [`Store::claim`](crate::Store::claim).
-pub(super) async fn claim<B: LeaseStatements>(
+pub(super) async fn claim<B: WriteStatements>(
     b: &B,
     worker: &str,
     limit: usize,
@@ -26,8 +26,8 @@ pub(super) async fn claim<B: LeaseStatements>(
     }
     let now = b.now();
     let until = now + secs(lease);
-    let mut tx = b.begin(W).await?;
-    let mut lanes = B::DB::lanes(&mut tx).await?;
+    let mut tx = b.begin_write(W).await?;
+    let mut lanes = b.lanes(&mut tx).await?;
     if lanes.iter().all(Vec::is_empty) {
         return Ok(Vec::new());
     }
@@ -35,7 +35,7 @@ pub(super) async fn claim<B: LeaseStatements>(
     if let Some(max) = b.options().tenant_max_in_flight {
         let tenants: BTreeSet<&str> = lanes.iter().flatten().map(|l| l.tenant.as_str()).collect();
         for tenant in tenants {
-            let busy = B::DB::in_flight(&mut tx, tenant).await?.max(0) as u64;
+            let busy = b.in_flight(&mut tx, tenant).await?.max(0) as u64;
             room.insert(tenant.to_owned(), max.get().saturating_sub(busy));
         }
     }
@@ -75,16 +75,16 @@ pub(super) async fn claim<B: LeaseStatements>(
     let mut info = BTreeMap::new();
     let mut tenants = BTreeSet::new();
     for (job, n) in per_job {
-        let served = B::DB::serve_job(&mut tx, &job, n, stamp, now).await?;
+        let served = b.serve_job(&mut tx, &job, n, stamp, now).await?;
         let params = json(&served.params, "job parameters")?;
         tenants.insert(served.tenant.clone());
         let cap = served.max_batch_size.map(|n| n.max(1) as u64);
         info.insert(job, (served.tenant, served.handler, params, cap));
     }
     for tenant in &tenants {
-        B::DB::serve_tenant(&mut tx, tenant, stamp).await?;
+        b.serve_tenant(&mut tx, tenant, stamp).await?;
     }
-    b.commit(tx, W).await?;
+    b.commit_write(tx, W).await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for r in rows {
         let Some((tenant, handler, params, cap)) = info.get(&r.job_id) else {
@@ -115,9 +115,9 @@ pub(super) async fn claim<B: LeaseStatements>(
 /// again what a lane could not give (it ran dry, or its items wait or are locked) until
 /// `n` are taken or no lane has more. Lowers the lanes' caps and the tenants' `room`.
 #[allow(clippy::too_many_arguments)]
-async fn take_fairly<B: LeaseStatements>(
+async fn take_fairly<B: WriteStatements>(
     b: &B,
-    tx: &mut B::Tx,
+    tx: &mut B::WriteTx,
     worker: &str,
     until: f64,
     now: f64,

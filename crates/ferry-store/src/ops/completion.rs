@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::{LeaseStatements, Queries};
+use crate::backend::{LeaseStatements, Queries, WriteStatements};
 use crate::common::{secs, Delta};
 use crate::error::Error;
 use crate::types::{FailOutcome, JobStatus};
 
 /// [`Store::complete`](crate::Store::complete).
-pub(super) async fn complete<B: LeaseStatements>(
+pub(super) async fn complete<B: WriteStatements>(
     b: &B,
     worker: &str,
     results: Vec<(i64, Value)>,
@@ -28,7 +28,7 @@ pub(super) async fn complete<B: LeaseStatements>(
     }
     let now = b.now();
     let ids: Vec<i64> = by_id.keys().copied().collect();
-    let mut tx = b.begin(W).await?;
+    let mut tx = b.begin_write(W).await?;
     let job_of: BTreeMap<i64, String> = b
         .finish_leased(&mut tx, worker, &ids)
         .await?
@@ -49,7 +49,7 @@ pub(super) async fn complete<B: LeaseStatements>(
     let mut recorded = 0;
     // Under an in-flight quota, a finished item may let a waiting worker claim again.
     if !per_job.is_empty() && b.options().tenant_max_in_flight.is_some() {
-        b.notify(&mut tx).await?;
+        b.notify_write(&mut tx).await?;
     }
     for (job, n) in per_job {
         recorded += n as u64;
@@ -57,9 +57,9 @@ pub(super) async fn complete<B: LeaseStatements>(
             succeeded: n,
             ..Delta::default()
         };
-        B::DB::adjust(&mut tx, job, delta, now).await?;
+        b.adjust_job(&mut tx, job, delta, now).await?;
     }
-    b.commit(tx, W).await?;
+    b.commit_write(tx, W).await?;
     if recorded < by_id.len() as u64 {
         tracing::debug!(
             worker,

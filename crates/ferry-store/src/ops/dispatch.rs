@@ -7,7 +7,7 @@ use ferry_core::BoxFuture;
 use serde_json::Value;
 
 use super::{claims, completion, dead_letters, jobs};
-use crate::backend::{JobStatements, LeaseStatements, Queries};
+use crate::backend::{JobStatements, LeaseStatements, Queries, WriteStatements};
 use crate::common::{self, secs};
 use crate::error::Error;
 use crate::store::Store;
@@ -16,7 +16,7 @@ use crate::types::{
     Page, QueueDepth, ResultRow, Submitted,
 };
 
-impl<B: JobStatements + LeaseStatements> Store for B {
+impl<B: JobStatements + LeaseStatements + WriteStatements> Store for B {
     fn submit_job(&self, job: NewJob) -> BoxFuture<'_, Result<Submitted, Error>> {
         Box::pin(jobs::submit(self, job))
     }

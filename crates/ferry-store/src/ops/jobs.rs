@@ -1,19 +1,19 @@
 //! Submitting jobs (validation, idempotency keys, queue limits, bulk item inserts),
 //! cancelling them, failing those past their deadline, and the measured throughput.
 
-use crate::backend::{FairQueries, JobStatements, Queries};
+use crate::backend::{JobStatements, Queries, WriteStatements};
 use crate::common::{self, RETRY_WINDOW_SECS};
 use crate::error::Error;
 use crate::types::{JobId, JobRecord, JobStatus, NewJob, Submitted};
 
 /// [`Store::submit_job`](crate::Store::submit_job).
-pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submitted, Error> {
+pub(super) async fn submit<B: WriteStatements>(b: &B, job: NewJob) -> Result<Submitted, Error> {
     const W: &str = "creating a job";
     common::validate(&job)?;
     let now = b.now();
-    let mut tx = b.begin(W).await?;
+    let mut tx = b.begin_write(W).await?;
     if let Some(key) = &job.idempotency_key {
-        if let Some(existing) = B::DB::job_by_key(&mut tx, &job.tenant, key).await? {
+        if let Some(existing) = b.job_by_key(&mut tx, &job.tenant, key).await? {
             return Ok(Submitted {
                 job: existing,
                 created: false,
@@ -22,10 +22,10 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
     }
     b.lock_queue(&mut tx, job.priority).await?;
     let limit = b.options().limit(job.priority);
-    let unfinished = B::DB::count_unfinished(&mut tx, job.priority).await?;
+    let unfinished = b.count_unfinished(&mut tx, job.priority).await?;
     if unfinished as u64 >= limit {
         let since = now - RETRY_WINDOW_SECS;
-        let finished = B::DB::count_finished_since(&mut tx, job.priority, since).await?;
+        let finished = b.count_finished_since(&mut tx, job.priority, since).await?;
         return Err(Error::QueueFull {
             priority: job.priority,
             limit,
@@ -39,9 +39,10 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
     if !b.insert_job(&mut tx, &job, &record).await? {
         // A concurrent request with the same idempotency key won; return its job.
         drop(tx);
-        let mut tx = b.begin(W).await?;
+        let mut tx = b.begin_write(W).await?;
         let key = job.idempotency_key.as_deref().unwrap_or_default();
-        let existing = B::DB::job_by_key(&mut tx, &job.tenant, key)
+        let existing = b
+            .job_by_key(&mut tx, &job.tenant, key)
             .await?
             .ok_or_else(|| Error::Corrupt {
                 message: format!("idempotency key {key:?} conflicts but names no job"),
@@ -53,9 +54,9 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
     }
     if !job.items.is_empty() {
         b.insert_items(&mut tx, &record.id, &job, now).await?;
-        b.notify(&mut tx).await?;
+        b.notify_write(&mut tx).await?;
     }
-    b.commit(tx, W).await?;
+    b.commit_write(tx, W).await?;
     Ok(Submitted {
         created: true,
         job: record,
@@ -64,9 +65,9 @@ pub(super) async fn submit<B: JobStatements>(b: &B, job: NewJob) -> Result<Submi
 
 /// Refuses a job that would take its tenant past `max` queued items: `TenantQuota` (retry
 /// later), or `InvalidJob` when the job alone is larger than the quota.
-async fn check_quota<B: JobStatements>(
+async fn check_quota<B: WriteStatements>(
     b: &B,
-    tx: &mut B::Tx,
+    tx: &mut B::WriteTx,
     job: &NewJob,
     max: u64,
     now: f64,
@@ -80,7 +81,7 @@ async fn check_quota<B: JobStatements>(
         });
     }
     b.lock_tenant(tx, &job.tenant).await?;
-    let backlog = B::DB::tenant_backlog(tx, &job.tenant).await?;
+    let backlog = b.tenant_backlog(tx, &job.tenant).await?;
     let queued = backlog.queued.max(0) as u64;
     if queued + more <= max {
         return Ok(());

@@ -1,101 +1,14 @@
-//! PostgreSQL's submission, cancellation and re-drive statements: items bulk-inserted with
-//! `COPY`, queue limits serialised by an advisory lock, rows locked (`FOR UPDATE`) before
+//! PostgreSQL's cancellation and re-drive statements: rows locked (`FOR UPDATE`) before
 //! they change.
 
 use sqlx::Row;
 
 use crate::backend::JobStatements;
 use crate::error::{sql, Error};
-use crate::postgres::migrations::LOCK_CLASS;
 use crate::postgres::store::{PgStore, PgTx};
-use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
-
-/// Bytes per `COPY` message.
-const COPY_CHUNK: usize = 1 << 20;
+use crate::types::JobId;
 
 impl JobStatements for PgStore {
-    async fn lock_queue(&self, tx: &mut PgTx, priority: Priority) -> Result<(), Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(db_index(priority) as i32)
-            .execute(&mut **tx)
-            .await
-            .map_err(sql("creating a job"))?;
-        Ok(())
-    }
-
-    async fn lock_tenant(&self, tx: &mut PgTx, tenant: &str) -> Result<(), Error> {
-        // Another class than the queue locks: their keys are the priorities 0 to 2.
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(LOCK_CLASS + 1)
-            .bind(tenant)
-            .execute(&mut **tx)
-            .await
-            .map_err(sql("creating a job"))?;
-        Ok(())
-    }
-
-    async fn insert_job(
-        &self,
-        tx: &mut PgTx,
-        job: &NewJob,
-        record: &JobRecord,
-    ) -> Result<bool, Error> {
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
-             VALUES ($1, $2, $3, $4::json, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
-             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )
-        .bind(record.id.as_str())
-        .bind(&job.tenant)
-        .bind(&job.handler)
-        .bind(job.params.to_string())
-        .bind(db_index(job.priority) as i64)
-        .bind(record.status.as_str())
-        .bind(&job.idempotency_key)
-        .bind(record.total as i64)
-        .bind(record.created_at)
-        .bind(record.completed_at)
-        .bind(job.limits.timeout_seconds)
-        .bind(
-            job.limits
-                .max_batch_size
-                .map(|n| n.min(i64::MAX as u64) as i64),
-        )
-        .execute(&mut **tx)
-        .await
-        .map_err(sql("creating a job"))?
-        .rows_affected();
-        Ok(inserted > 0)
-    }
-
-    async fn insert_items(
-        &self,
-        tx: &mut PgTx,
-        id: &JobId,
-        job: &NewJob,
-        now: f64,
-    ) -> Result<(), Error> {
-        const W: &str = "creating a job";
-        let data = copy_rows(id, job, now);
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY items (job_id, key, payload, priority, state, available_at) FROM STDIN",
-            )
-            .await
-            .map_err(sql(W))?;
-        for chunk in data.chunks(COPY_CHUNK) {
-            if let Err(e) = copy.send(chunk).await {
-                // Best effort: the transaction is rolled back either way.
-                let _ = copy.abort("ferry-store: sending items failed").await;
-                return Err(sql(W)(e));
-            }
-        }
-        copy.finish().await.map_err(sql(W))?;
-        Ok(())
-    }
-
     async fn lock_job_status(
         &self,
         tx: &mut PgTx,
@@ -169,45 +82,5 @@ impl JobStatements for PgStore {
         .await
         .map_err(sql(W))?;
         Ok(())
-    }
-}
-
-/// The `COPY ... FROM STDIN` text-format rows for a job's items.
-fn copy_rows(id: &JobId, job: &NewJob, now: f64) -> Vec<u8> {
-    let mut out = String::new();
-    let priority = db_index(job.priority);
-    for item in &job.items {
-        copy_escape(&mut out, id.as_str());
-        out.push('\t');
-        copy_escape(&mut out, &item.key);
-        out.push('\t');
-        copy_escape(&mut out, &item.payload.to_string());
-        out.push_str(&format!("\t{priority}\tqueued\t{now}\n"));
-    }
-    out.into_bytes()
-}
-
-/// Escapes a value for `COPY` text format.
-fn copy_escape(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_text_is_escaped() {
-        let mut s = String::new();
-        copy_escape(&mut s, "a\tb\nc\\d\re");
-        assert_eq!(s, "a\\tb\\nc\\\\d\\re");
     }
 }

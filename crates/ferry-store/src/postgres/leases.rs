@@ -1,18 +1,16 @@
-//! PostgreSQL's claim, lease, completion and failure statements. Claims pick items with
-//! `FOR UPDATE SKIP LOCKED`, so concurrent workers never wait on each other; rows are locked
-//! items first, then jobs in id order, so no two operations deadlock; results go in one
-//! `UNNEST` insert.
+//! PostgreSQL's lease, failure and take-back statements (claims and completion are in
+//! `writes`). Rows are locked items first, then jobs in id order, so no two operations
+//! deadlock.
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::backend::{Backend, LeaseStatements, LeasedItem, Taken};
+use crate::backend::{Backend, LeaseStatements, LeasedItem};
 use crate::error::{sql, Error};
 use crate::postgres::store::{PgStore, PgTx};
-use crate::types::Priority;
 
 /// Decodes `(id, job_id)` rows.
-fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
+pub(super) fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64, String)>, Error> {
     rows.iter()
         .map(|row| {
             Ok((
@@ -24,51 +22,6 @@ fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64, String)>, 
 }
 
 impl LeaseStatements for PgStore {
-    async fn take(
-        &self,
-        tx: &mut PgTx,
-        worker: &str,
-        until: f64,
-        priority: Priority,
-        asks: &[(&str, i64)],
-        now: f64,
-    ) -> Result<Vec<Taken>, Error> {
-        const W: &str = "claiming items";
-        let (jobs, counts): (Vec<&str>, Vec<i64>) = asks.iter().copied().unzip();
-        // One statement for every job asked: each lateral pick walks only its job's queued
-        // items (`items_claimable`).
-        let rows = sqlx::query(
-            "WITH picked AS MATERIALIZED (SELECT p.id \
-                 FROM UNNEST($3::text[], $4::bigint[]) AS a (job_id, n) \
-                 CROSS JOIN LATERAL (SELECT id FROM items \
-                     WHERE job_id = a.job_id AND state = 'queued' AND available_at <= $5 \
-                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p) \
-             UPDATE items i SET state = 'leased', lease_owner = $1, lease_until = $2, \
-                 attempts = i.attempts + 1 \
-             FROM picked WHERE i.id = picked.id \
-             RETURNING i.id, i.job_id, i.key, i.payload::text, i.attempts",
-        )
-        .bind(worker)
-        .bind(until)
-        .bind(&jobs)
-        .bind(&counts)
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        let taken = |row: &PgRow| -> Result<Taken, sqlx::Error> {
-            Ok(Taken {
-                id: row.try_get(0)?,
-                job_id: row.try_get(1)?,
-                key: row.try_get(2)?,
-                payload: row.try_get(3)?,
-                attempts: row.try_get(4)?,
-                priority,
-            })
-        };
-        rows.iter().map(|r| taken(r).map_err(sql(W))).collect()
-    }
-
     async fn extend_leases(&self, worker: &str, until: f64) -> Result<u64, Error> {
         // Items being completed right now are locked and skipped: they are ending anyway.
         let r = sqlx::query(
@@ -82,49 +35,6 @@ impl LeaseStatements for PgStore {
         .await
         .map_err(sql("extending leases"))?;
         Ok(r.rows_affected())
-    }
-
-    async fn finish_leased(
-        &self,
-        tx: &mut PgTx,
-        worker: &str,
-        ids: &[i64],
-    ) -> Result<Vec<(i64, String)>, Error> {
-        const W: &str = "recording results";
-        let rows = sqlx::query(
-            "WITH mine AS MATERIALIZED (SELECT id FROM items \
-                 WHERE id = ANY($1) AND state = 'leased' AND lease_owner = $2 \
-                 ORDER BY id FOR UPDATE) \
-             UPDATE items i SET state = 'done', lease_owner = NULL, lease_until = NULL \
-             FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id",
-        )
-        .bind(ids)
-        .bind(worker)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql(W))?;
-        id_and_job(&rows, W)
-    }
-
-    async fn insert_results(
-        &self,
-        tx: &mut PgTx,
-        rows: &[(i64, &str)],
-        now: f64,
-    ) -> Result<Vec<i64>, Error> {
-        let (ids, values): (Vec<i64>, Vec<&str>) = rows.iter().copied().unzip();
-        sqlx::query_scalar(
-            "INSERT INTO results (item_id, result, recorded_at) \
-             SELECT t.item_id, t.result::json, $3 \
-             FROM UNNEST($1::bigint[], $2::text[]) AS t (item_id, result) \
-             ON CONFLICT (item_id) DO NOTHING RETURNING item_id",
-        )
-        .bind(&ids)
-        .bind(&values)
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(sql("recording results"))
     }
 
     async fn leased_item(

@@ -7,13 +7,15 @@
 //! background task.
 //!
 //! - `store`: connecting, the schema option, transactions and the `LISTEN` relay;
-//! - `jobs`: submission, cancellation and re-drive statements;
-//! - `leases`: claim, lease, completion and failure statements;
+//! - `jobs`: cancellation and re-drive statements;
+//! - `leases`: lease, failure and take-back statements;
+//! - `writes`: the statements of submit, claim and complete;
 //! - `migrations`: the schema's versions.
 
 mod jobs;
 mod leases;
 mod migrations;
 mod store;
+mod writes;
 
 pub use store::PgStore;

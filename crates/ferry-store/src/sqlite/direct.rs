@@ -24,6 +24,7 @@ use crate::common::{
 };
 use crate::error::Error;
 use crate::options::StoreOptions;
+use crate::sqlite::writer::direct;
 use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
 
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
@@ -168,7 +169,8 @@ impl DirectReader {
     }
 }
 
-fn job_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobColumns> {
+/// Reads a row of [`JOB_COLUMNS`].
+pub(super) fn job_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobColumns> {
     Ok(JobColumns {
         id: row.get(0)?,
         tenant: row.get(1)?,
@@ -187,11 +189,4 @@ fn job_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobColumns> {
         timeout_seconds: row.get(14)?,
         max_batch_size: row.get(15)?,
     })
-}
-
-fn direct(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |source| Error::Direct {
-        context: context.to_owned(),
-        source,
-    }
 }

@@ -1,6 +1,5 @@
-//! SQLite's submission, cancellation and re-drive statements: items inserted, and id lists
-//! passed, as one JSON array each (`json_each`). No row locks:
-//! every write transaction holds SQLite's one write lock.
+//! SQLite's cancellation and re-drive statements: id lists passed as one JSON array each
+//! (`json_each`). No row locks: every write transaction holds SQLite's one write lock.
 
 use sqlx::Row;
 
@@ -8,85 +7,9 @@ use crate::backend::JobStatements;
 use crate::error::{sql, Error};
 use crate::sqlite::sql::id_list;
 use crate::sqlite::store::{SqliteStore, SqliteTx};
-use crate::types::{db_index, JobId, JobRecord, NewJob, Priority};
+use crate::types::JobId;
 
 impl JobStatements for SqliteStore {
-    async fn lock_queue(&self, _tx: &mut SqliteTx, _priority: Priority) -> Result<(), Error> {
-        // `BEGIN IMMEDIATE` already serialises every writer.
-        Ok(())
-    }
-
-    async fn lock_tenant(&self, _tx: &mut SqliteTx, _tenant: &str) -> Result<(), Error> {
-        // `BEGIN IMMEDIATE` already serialises every writer.
-        Ok(())
-    }
-
-    async fn insert_job(
-        &self,
-        tx: &mut SqliteTx,
-        job: &NewJob,
-        record: &JobRecord,
-    ) -> Result<bool, Error> {
-        sqlx::query(
-            "INSERT INTO jobs (id, tenant, handler, params, priority, status, idempotency_key, \
-             total, queued, created_at, completed_at, timeout_seconds, max_batch_size) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12)",
-        )
-        .bind(record.id.as_str())
-        .bind(&job.tenant)
-        .bind(&job.handler)
-        .bind(job.params.to_string())
-        .bind(db_index(job.priority) as i64)
-        .bind(record.status.as_str())
-        .bind(&job.idempotency_key)
-        .bind(record.total as i64)
-        .bind(record.created_at)
-        .bind(record.completed_at)
-        .bind(job.limits.timeout_seconds)
-        .bind(
-            job.limits
-                .max_batch_size
-                .map(|n| n.min(i64::MAX as u64) as i64),
-        )
-        .execute(&mut **tx)
-        .await
-        .map_err(sql("creating a job"))?;
-        // The idempotency key was checked under the same write lock.
-        Ok(true)
-    }
-
-    async fn insert_items(
-        &self,
-        tx: &mut SqliteTx,
-        id: &JobId,
-        job: &NewJob,
-        now: f64,
-    ) -> Result<(), Error> {
-        // One cached statement for the whole job, whatever its size: the items travel as
-        // one JSON array of `[key, payload text]` pairs, read by `json_each` (no statement
-        // text to build, no placeholders to look up).
-        let rows: Vec<(&str, String)> = job
-            .items
-            .iter()
-            .map(|item| (item.key.as_str(), item.payload.to_string()))
-            .collect();
-        let rows = serde_json::to_string(&rows).map_err(|e| Error::Corrupt {
-            message: format!("an item could not be encoded: {e}"),
-        })?;
-        sqlx::query(
-            "INSERT INTO items (job_id, key, payload, priority, state, available_at) \
-             SELECT $1, value ->> 0, value ->> 1, $2, 'queued', $3 FROM json_each($4)",
-        )
-        .bind(id.as_str())
-        .bind(db_index(job.priority) as i64)
-        .bind(now)
-        .bind(rows)
-        .execute(&mut **tx)
-        .await
-        .map_err(sql("creating a job"))?;
-        Ok(())
-    }
-
     async fn lock_job_status(
         &self,
         tx: &mut SqliteTx,

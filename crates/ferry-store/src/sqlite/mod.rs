@@ -2,14 +2,17 @@
 //!
 //! Owns the SQLite schema (`0001_init.sql`, applied by [`SqliteStore::open`] and recorded in
 //! `schema_version`) and the SQLite form of the statements that differ between databases.
-//! Claims and every other write run in `BEGIN IMMEDIATE` transactions on one writer
-//! connection; wake-ups are an in-process `tokio::sync::Notify`, since only this process
-//! writes.
+//! Every write transaction is `BEGIN IMMEDIATE`, one at a time in the process: submit,
+//! claim and complete on the store's own write connection on the caller's thread
+//! (`writer`), the others on sqlx's writer connection; wake-ups are an in-process
+//! `tokio::sync::Notify`, since only this process writes.
 //!
 //! - `store`: opening the file, the pools, transactions and wake-ups;
 //! - `direct`: the hottest reads on the caller's thread (rusqlite, not sqlx);
-//! - `jobs`: submission, cancellation and re-drive statements;
-//! - `leases`: claim, lease, completion and failure statements;
+//! - `writer`: the store's write connection and its transactions (rusqlite, not sqlx);
+//! - `writes`: the statements of submit, claim and complete, on that connection;
+//! - `jobs`: cancellation and re-drive statements (sqlx);
+//! - `leases`: lease, failure and take-back statements (sqlx);
 //! - `sql`: statement text (JSON id lists);
 //! - `migrations`: the schema's versions.
 
@@ -19,5 +22,7 @@ mod leases;
 mod migrations;
 mod sql;
 mod store;
+mod writer;
+mod writes;
 
 pub use store::SqliteStore;

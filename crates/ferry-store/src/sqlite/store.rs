@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::backend::Backend;
 use crate::common::Wakeups;
@@ -15,29 +16,39 @@ use crate::error::{sql, Error};
 use crate::options::{pool_options, StoreOptions};
 use crate::sqlite::direct::DirectReader;
 use crate::sqlite::migrations;
+use crate::sqlite::writer::DirectWriter;
 use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
 
 /// How much of the file readers and the writer map into memory (`PRAGMA mmap_size`).
 const MMAP_BYTES: u64 = 1 << 30;
 
+/// How long a connection waits for another's write lock before it answers "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The embedded store: one SQLite file in WAL mode, for one process.
 ///
-/// Writes go through a single connection, each in a `BEGIN IMMEDIATE` transaction (SQLite
-/// has one writer anyway; taking the lock up front means a transaction never fails half-way
-/// to upgrade it). Reads use a pool of their own and are not blocked by writes (WAL).
-/// `synchronous = NORMAL`: durable against a killed process, not against power loss. The
-/// file is read through a memory map of up to 1 GiB (`mmap_size`). A job, a page of results
-/// and the queue depths are read on connections of the store's own, on the caller's thread
-/// (`direct`), not through sqlx's connection threads.
+/// Write transactions run one at a time in the process (a gate they all pass), each `BEGIN
+/// IMMEDIATE` (SQLite has one writer anyway; taking the lock up front means a transaction
+/// never fails half-way to upgrade it): submit, claim and complete on a connection of the
+/// store's own (`writer`), the others on sqlx's writer connection. Reads use a pool of
+/// their own and are not blocked by writes (WAL). `synchronous = NORMAL`: durable against a
+/// killed process, not against power loss. The file is read through a memory map of up to 1
+/// GiB (`mmap_size`). A job, a page of results and the queue depths are read on connections
+/// of the store's own, on the caller's thread (`direct`), not through sqlx's connection
+/// threads; the transactions of submit, claim and complete likewise run whole on a write
+/// connection of its own (`writer`).
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     /// The hottest reads, on the caller's thread (see `direct`).
     direct: DirectReader,
+    /// The write transactions of submit, claim and complete, on the caller's thread, and
+    /// the gate every write transaction passes (see `writer`).
+    pub(super) write: DirectWriter,
     path: PathBuf,
     options: StoreOptions,
-    wake: Wakeups,
+    pub(super) wake: Wakeups,
 }
 
 impl SqliteStore {
@@ -60,7 +71,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(BUSY_TIMEOUT)
             // Pages read through a memory map: every commit empties the readers' page
             // caches, and re-reading pages by `pread` copied them through the kernel each time.
             .pragma("mmap_size", MMAP_BYTES.to_string())
@@ -78,10 +89,12 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(ctx)?;
+        let write = DirectWriter::open(&path, MMAP_BYTES, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
             writer,
             reader,
             direct: DirectReader::new(&path, MMAP_BYTES),
+            write,
             path,
             options,
             wake: Wakeups::default(),
@@ -94,12 +107,15 @@ impl SqliteStore {
     }
 }
 
-/// A `BEGIN IMMEDIATE` transaction on the writer, remembering whether to wake workers when
-/// it commits (only this process writes, so wake-ups stay in the process).
+/// A `BEGIN IMMEDIATE` transaction on the sqlx writer, remembering whether to wake workers
+/// when it commits (only this process writes, so wake-ups stay in the process). It holds
+/// the process's write gate (see `writer`) until it ends.
 #[derive(Debug)]
 pub(crate) struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
     wake: bool,
+    /// Released after `tx` (fields drop in order).
+    _gate: OwnedMutexGuard<rusqlite::Connection>,
 }
 
 impl Deref for SqliteTx {
@@ -137,12 +153,17 @@ impl Backend for SqliteStore {
     }
 
     async fn begin(&self, what: &'static str) -> Result<SqliteTx, Error> {
+        let gate = self.write.gate().await;
         let tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql(what))?;
-        Ok(SqliteTx { tx, wake: false })
+        Ok(SqliteTx {
+            tx,
+            wake: false,
+            _gate: gate,
+        })
     }
 
     async fn commit(&self, tx: SqliteTx, what: &'static str) -> Result<(), Error> {
