@@ -658,6 +658,48 @@ mod tests {
         ));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_overload_cuts_to_the_most_calls_served_at_once() {
+        let mut c = ConcurrencyController::new(ConcurrencyConfig {
+            initial: 16,
+            max: 32,
+            ..Default::default()
+        });
+        // 8 slots of 1.04 s: 8 calls left together and came back served; 8 more that left
+        // with them waited and time out at 1.5 s.
+        let service = Duration::from_millis(1_040);
+        c.on_dispatch(16, Instant::now());
+        tokio::time::advance(service).await;
+        for _ in 0..8 {
+            c.on_served(service, Instant::now());
+            c.on_response(service, Signal::Ok, Instant::now());
+        }
+        let grown = c.limit();
+        tokio::time::advance(Duration::from_millis(460)).await;
+        c.on_response(
+            Duration::from_millis(1_500),
+            Signal::Overload,
+            Instant::now(),
+        );
+        // 8 served at once, although 8 x 1.04 / 1.5 = 5.5 served per no-load round trip.
+        assert_eq!(c.limit(), 8, "grown to {grown} before the overload");
+        assert_eq!(c.ceiling(), Some(grown));
+    }
+
+    /// Calls that left one after another on one slot were never served at once.
+    #[test]
+    fn back_to_back_calls_are_not_served_at_once() {
+        let mut c = ctl(8);
+        let t0 = Instant::now();
+        let rtt = Duration::from_millis(100);
+        for i in 1..=5u32 {
+            c.on_served(rtt, t0 + rtt * i);
+        }
+        assert_eq!(c.most_served_at_once(t0), 1);
+        c.on_served(rtt * 2, t0 + rtt * 5);
+        assert_eq!(c.most_served_at_once(t0), 2);
+    }
+
     /// A gateway with `slots` slots whose queued calls time out: with `c` calls in flight,
     /// `slots` finish in `service` and the rest come back as overload at the timeout.
     async fn drive_gateway(
