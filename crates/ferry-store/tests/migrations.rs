@@ -173,7 +173,7 @@ async fn sqlite_from(version: usize) {
 
 /// Version 5 (SQLite): inserting an item compiles to no temporary b-tree (the state CHECK
 /// is no `IN` list), and a state, a status or a priority outside the rule is still refused,
-/// on a connection that read the schema before the migration (the schema cookie moved).
+/// on a connection that read the schema before the migration.
 async fn check_plain_checks(conn: &mut sqlx::SqliteConnection) {
     use sqlx::Row;
     // A statement run (not an `EXPLAIN`) checks the cookie and reads the schema again.
