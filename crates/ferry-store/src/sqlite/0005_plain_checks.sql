@@ -2,7 +2,8 @@
 -- joined by OR instead of `IN` lists. Same rule, cheaper to check: SQLite evaluates an `IN`
 -- of more than two constants through a temporary b-tree built for each statement run, and
 -- the submit inserts a job's items one statement run each, so every item paid for opening,
--- filling and closing one (about 3 % of `ferry serve`'s CPU under load).
+-- filling and closing one. Measured on `ferry serve` under load (BENCHMARKS.md, "SQLite's
+-- own work per text"): 2.5-7.5 us of CPU per text less, some 15 %.
 --
 -- A CHECK constraint changes no stored row, so the tables' definitions are edited in place
 -- as SQLite's documentation describes for that case (`ALTER TABLE`, "Making Other Kinds Of
