@@ -463,12 +463,13 @@ where
 
 /// Applies every migration newer than the recorded version, inside the caller's
 /// transaction (each backend opens it its own way: `BEGIN IMMEDIATE`, an advisory lock).
-/// `version_type` is the SQL type of `schema_version.version` on this backend.
+/// `version_type` is the SQL type of `schema_version.version` on this backend. Returns how
+/// many migrations it applied.
 pub(crate) async fn migrate<DB>(
     conn: &mut DB::Connection,
     migrations: &[(i64, &str)],
     version_type: &str,
-) -> Result<(), Error>
+) -> Result<usize, Error>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -496,7 +497,9 @@ where
             supported,
         });
     }
+    let mut applied = 0;
     for (version, script) in migrations.iter().filter(|(v, _)| *v > current) {
+        applied += 1;
         sqlx::raw_sql(script)
             .execute(&mut *conn)
             .await
@@ -508,7 +511,7 @@ where
             .map_err(sql(W))?;
         tracing::info!(version, "applied store migration");
     }
-    Ok(())
+    Ok(applied)
 }
 
 #[cfg(test)]

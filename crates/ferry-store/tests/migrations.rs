@@ -1,6 +1,8 @@
 //! Stores written by older versions open and are migrated in order: a version-1 store
 //! (before fair claims) and a version-2 store (fair claims, before a job's own limits) reach
-//! version 4, keep their queued work claimable and counted, and accept jobs with limits. On SQLite and on
+//! the newest version (4 on PostgreSQL; 5 on SQLite, whose CHECK constraints are plain
+//! comparisons since), keep their queued work claimable and counted, and accept jobs with
+//! limits. On SQLite and on
 //! PostgreSQL (`postgres://postgres@127.0.0.1:5432/test` or `FERRY_TEST_PG_URL`, a fresh
 //! schema per test, dropped afterwards).
 
@@ -146,6 +148,12 @@ async fn sqlite_from(version: usize) {
     for sql in old_store(&SQLITE, version, "INTEGER") {
         sqlx::raw_sql(&sql).execute(&raw).await.unwrap();
     }
+    // A connection that read the old schema before the migration.
+    let mut early = raw.acquire().await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM items")
+        .execute(&mut *early)
+        .await
+        .unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let options = StoreOptions::new().clock(clock.clone());
     let store = ferry_store::open(path.to_str().unwrap(), None, options)
@@ -155,10 +163,52 @@ async fn sqlite_from(version: usize) {
         .fetch_one(&raw)
         .await
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
+    check_plain_checks(&mut early).await;
+    drop(early);
     check_migrated(store, &clock).await;
     raw.close().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Version 5 (SQLite): inserting an item compiles to no temporary b-tree (the state CHECK
+/// is no `IN` list), and a state, a status or a priority outside the rule is still refused,
+/// on a connection that read the schema before the migration.
+async fn check_plain_checks(conn: &mut sqlx::SqliteConnection) {
+    use sqlx::Row;
+    // A statement run (not an `EXPLAIN`) checks the cookie and reads the schema again.
+    sqlx::query("SELECT COUNT(*) FROM items")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let plan = sqlx::query(
+        "EXPLAIN INSERT INTO items (job_id, key, payload, priority, state, available_at) \
+         VALUES ('j', 'k', '0', 1, 'queued', 0)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let ops: Vec<String> = plan.iter().map(|r| r.get::<String, _>(1)).collect();
+    assert!(ops.iter().any(|op| op == "Insert"), "{ops:?}");
+    assert!(!ops.iter().any(|op| op == "OpenEphemeral"), "{ops:?}");
+    let refused = [
+        format!(
+            "INSERT INTO items (job_id, key, payload, priority, state, available_at) \
+             VALUES ('{OLD_JOB}', 'bad', '0', 1, 'lost', {T0})"
+        ),
+        format!("UPDATE jobs SET status = 'lost' WHERE id = '{OLD_JOB}'"),
+        format!("UPDATE jobs SET priority = 3 WHERE id = '{OLD_JOB}'"),
+    ];
+    for sql in refused {
+        let e = sqlx::raw_sql(&sql).execute(&mut *conn).await.unwrap_err();
+        assert!(
+            e.to_string().contains("CHECK constraint failed"),
+            "{sql}: {e}"
+        );
+    }
+    let fine = format!("UPDATE jobs SET status = 'pending', priority = 1 WHERE id = '{OLD_JOB}'");
+    let done = sqlx::raw_sql(&fine).execute(&mut *conn).await.unwrap();
+    assert_eq!(done.rows_affected(), 1);
 }
 
 async fn postgres_from(version: usize) {
@@ -206,12 +256,12 @@ async fn postgres_from(version: usize) {
 }
 
 #[tokio::test]
-async fn sqlite_version_1_store_migrates_to_4() {
+async fn sqlite_version_1_store_migrates_to_5() {
     sqlite_from(1).await;
 }
 
 #[tokio::test]
-async fn sqlite_version_2_store_migrates_to_4() {
+async fn sqlite_version_2_store_migrates_to_5() {
     sqlite_from(2).await;
 }
 

@@ -40,8 +40,14 @@ pub(crate) struct DirectWriter {
 impl DirectWriter {
     /// Opens a connection to the store's file (already created and migrated), with the
     /// settings of sqlx's connections: WAL (a setting of the file), `synchronous = NORMAL`,
-    /// foreign keys, the busy timeout, the memory map and temporary storage in memory.
-    pub(crate) fn open(path: &Path, mmap_bytes: u64, busy: Duration) -> Result<Self, Error> {
+    /// foreign keys, the busy timeout, the memory map, temporary storage in memory and how
+    /// many pages the log holds before a commit copies them into the file.
+    pub(crate) fn open(
+        path: &Path,
+        mmap_bytes: u64,
+        autocheckpoint_pages: u32,
+        busy: Duration,
+    ) -> Result<Self, Error> {
         const W: &str = "opening the store's write connection";
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open_with_flags(
@@ -53,6 +59,7 @@ impl DirectWriter {
             conn.pragma_update(None, "foreign_keys", true)?;
             conn.pragma_update(None, "mmap_size", mmap_bytes)?;
             conn.pragma_update(None, "temp_store", "MEMORY")?;
+            conn.pragma_update(None, "wal_autocheckpoint", autocheckpoint_pages)?;
             conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
             Ok(conn)
         };
@@ -182,8 +189,16 @@ mod tests {
         setup
             .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
             .unwrap();
-        let writer = DirectWriter::open(&path, 0, Duration::from_secs(1)).unwrap();
+        let writer = DirectWriter::open(&path, 0, 4321, Duration::from_secs(1)).unwrap();
         let tx = writer.begin("testing").await.unwrap();
+        let pages: i64 = tx
+            .conn()
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            pages, 4321,
+            "the log's checkpoint interval is the one given"
+        );
         tx.conn().execute("INSERT INTO t VALUES (1)", []).unwrap();
         drop(tx);
         let tx = writer.begin("testing").await.unwrap();
