@@ -171,6 +171,8 @@ pub struct ConcurrencyController {
     regrow_to: usize,
     /// The capacity the last overload measured (see `on_overload`).
     last_capacity: Option<usize>,
+    /// Calls in flight when the next overload's call left, if the engine said.
+    overload_flight: Option<usize>,
     settling: bool,
     /// The lowest limit at which calls timed out in a queue, if any.
     ceiling: Option<usize>,
@@ -202,6 +204,7 @@ impl ConcurrencyController {
             reached: false,
             regrow_to: 0,
             last_capacity: None,
+            overload_flight: None,
             ceiling: None,
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
@@ -329,16 +332,25 @@ impl ConcurrencyController {
         }
     }
 
+    /// Tells the controller, before [`on_response`](Self::on_response) reports a
+    /// [`Signal::Overload`], how many calls were in flight when that call left: the
+    /// concurrency that overloaded, which may be lower than the limit by the time the
+    /// timeout comes back (slow start grows the limit meanwhile).
+    pub fn on_overload_flight(&mut self, in_flight: usize) {
+        self.overload_flight = Some(in_flight);
+    }
+
     /// Records a finished call.
     pub fn on_response(&mut self, rtt: Duration, signal: Signal, now: Instant) {
         match signal {
             Signal::Neutral => return,
             Signal::Backpressure => self.window_backpressure = true,
             Signal::Overload => {
+                let flight = self.overload_flight.take();
                 // Once per round trip: calls sent before the last cut say nothing new.
                 let sent = now.checked_sub(rtt).unwrap_or(now);
                 if self.overloaded_at.is_none_or(|at| sent >= at) {
-                    self.on_overload(rtt, now);
+                    self.on_overload(rtt, flight, now);
                     self.overloaded_at = Some(now);
                 }
                 return;
@@ -400,16 +412,19 @@ impl ConcurrencyController {
 
     /// A queued call timed out after `rtt`: the current limit is too many for the target.
     /// The most calls the target was serving at once during that call's life (among the
-    /// calls it served) are its capacity: the limit drops to it at once, and the limit at
-    /// which the target overloaded becomes the ceiling (or lowers it). A re-probe of the
+    /// calls it served) are its capacity: the limit drops to it at once, and the calls in
+    /// flight when the timed-out call left (or the limit, if the engine did not say) become
+    /// the ceiling (or lower it). A re-probe of the
     /// ceiling that overloads goes back to just under it, where the limit held before the
     /// re-probe. With no call served in that time the target is stalled, working off calls
     /// whose callers gave up: the limit halves and the ceiling stays. Slow start ends. A
     /// re-probe of the ceiling that overloads again doubles the wait before the next one.
     /// The limit then grows back per completed call, as in slow start, to half the limit
     /// that overloaded or the capacity the previous overload measured, whichever is larger.
-    fn on_overload(&mut self, rtt: Duration, now: Instant) {
+    fn on_overload(&mut self, rtt: Duration, flight: Option<usize>, now: Instant) {
         let at = self.limit;
+        // The concurrency that overloaded: the calls in flight when the timed-out call left.
+        let overloaded = flight.map_or(at, |f| f.min(at));
         let reprobed = self.ceiling.is_some_and(|c| at >= c);
         if reprobed {
             self.reprobe_after = self.reprobe_after.saturating_mul(2).min(MAX_REPROBE_AFTER);
@@ -435,7 +450,7 @@ impl ConcurrencyController {
             let capacity = served;
             let ceiling = self
                 .ceiling
-                .map_or(at, |c| c.min(at))
+                .map_or(overloaded, |c| c.min(overloaded))
                 .max(self.config.min + 1);
             regrow_to = regrow_to.max(self.last_capacity.unwrap_or(0));
             self.last_capacity = Some(capacity);
@@ -684,6 +699,28 @@ mod tests {
         // 8 served at once, although 8 x 1.04 / 1.5 = 5.5 served per no-load round trip.
         assert_eq!(c.limit(), 8, "grown to {grown} before the overload");
         assert_eq!(c.ceiling(), Some(grown));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_ceiling_is_the_flight_the_timed_out_call_left_with() {
+        let mut c = ConcurrencyController::new(ConcurrencyConfig {
+            initial: 24,
+            max: 32,
+            ..Default::default()
+        });
+        let service = Duration::from_millis(1_040);
+        c.on_dispatch(24, Instant::now());
+        tokio::time::advance(service).await;
+        for _ in 0..8 {
+            c.on_served(service, Instant::now());
+            c.on_response(service, Signal::Ok, Instant::now());
+        }
+        tokio::time::advance(Duration::from_millis(460)).await;
+        // It left with 11 calls out; the limit is higher by now.
+        c.on_overload_flight(11);
+        c.on_response(Duration::from_millis(1_500), Signal::Overload, Instant::now());
+        assert_eq!(c.ceiling(), Some(11));
+        assert_eq!(c.limit(), 8);
     }
 
     /// Calls that left one after another on one slot were never served at once.

@@ -94,6 +94,14 @@ impl Limit {
         }
     }
 
+    /// A call that timed out queued left with `in_flight` calls out (see
+    /// [`ConcurrencyController::on_overload_flight`]).
+    pub(super) fn on_overload_flight(&mut self, in_flight: usize) {
+        if let Limit::Adaptive(c) = self {
+            c.on_overload_flight(in_flight);
+        }
+    }
+
     /// A call came back after `latency` with `signal`; fresh batches now carry
     /// `batch_size` items.
     pub(super) fn on_response(
