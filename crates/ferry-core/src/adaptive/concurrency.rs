@@ -718,7 +718,11 @@ mod tests {
         tokio::time::advance(Duration::from_millis(460)).await;
         // It left with 11 calls out; the limit is higher by now.
         c.on_overload_flight(11);
-        c.on_response(Duration::from_millis(1_500), Signal::Overload, Instant::now());
+        c.on_response(
+            Duration::from_millis(1_500),
+            Signal::Overload,
+            Instant::now(),
+        );
         assert_eq!(c.ceiling(), Some(11));
         assert_eq!(c.limit(), 8);
     }

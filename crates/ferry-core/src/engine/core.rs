@@ -47,7 +47,7 @@ use crate::error::Error;
 use crate::item::{Batch, Priority};
 use crate::ledger::Ledger;
 use crate::outcome::Handler;
-use crate::policy::{Action, BatchState, CallEnd, OutcomePolicy, RateFeedback, SizeFeedback};
+use crate::policy::{Action, BatchState, CallEnd, OutcomePolicy, RateFeedback};
 use crate::profile::StageProfile;
 use crate::progress::Progress;
 
@@ -462,15 +462,7 @@ where
             RateFeedback::Accepted => self.throttle.accepted(now),
             RateFeedback::Limited => self.throttle.limited(sent_at, now),
         }
-        // A full batch that went through is judged by the size at its no-load latency where
-        // the concurrency controller knows it: with every slot busy and a call or two
-        // waiting, each full batch also waits, and that wait is the limit's business (the
-        // size shrank from 15 to 10 on an 8-slot gateway held at 10 calls).
-        let judged = match (decision.size, probe, self.limit.baseline()) {
-            (SizeFeedback::Success, false, Some(b)) => latency.min(b),
-            _ => latency,
-        };
-        self.size.learn(decision.size, n, judged, probe);
+        self.size.learn(decision.size, n, latency, probe);
         // The policy answers `PerItem` for exactly the calls that returned per-item results.
         let (results, reason) = match outcome.into_results(self.cfg.dispatch.timeout) {
             Ok(results) => (results, String::new()),
