@@ -673,17 +673,16 @@ mod tests {
         ));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_overload_cuts_to_the_most_calls_served_at_once() {
-        let mut c = ConcurrencyController::new(ConcurrencyConfig {
-            initial: 16,
-            max: 32,
-            ..Default::default()
-        });
-        // 8 slots of 1.04 s: 8 calls left together and came back served; 8 more that left
-        // with them waited and time out at 1.5 s.
+    /// 8 slots of 1.04 s: `initial` calls leave together, 8 come back served, and 460 ms
+    /// later one that waited times out at 1.5 s, having left with `flight` calls out if
+    /// given. Returns the limit just before the overload.
+    async fn overload_after_eight_served(
+        c: &mut ConcurrencyController,
+        initial: usize,
+        flight: Option<usize>,
+    ) -> usize {
         let service = Duration::from_millis(1_040);
-        c.on_dispatch(16, Instant::now());
+        c.on_dispatch(initial, Instant::now());
         tokio::time::advance(service).await;
         for _ in 0..8 {
             c.on_served(service, Instant::now());
@@ -691,11 +690,22 @@ mod tests {
         }
         let grown = c.limit();
         tokio::time::advance(Duration::from_millis(460)).await;
-        c.on_response(
-            Duration::from_millis(1_500),
-            Signal::Overload,
-            Instant::now(),
-        );
+        if let Some(f) = flight {
+            c.on_overload_flight(f);
+        }
+        let timed_out = Duration::from_millis(1_500);
+        c.on_response(timed_out, Signal::Overload, Instant::now());
+        grown
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overload_cuts_to_the_most_calls_served_at_once() {
+        let mut c = ConcurrencyController::new(ConcurrencyConfig {
+            initial: 16,
+            max: 32,
+            ..Default::default()
+        });
+        let grown = overload_after_eight_served(&mut c, 16, None).await;
         // 8 served at once, although 8 x 1.04 / 1.5 = 5.5 served per no-load round trip.
         assert_eq!(c.limit(), 8, "grown to {grown} before the overload");
         assert_eq!(c.ceiling(), Some(grown));
@@ -708,21 +718,9 @@ mod tests {
             max: 32,
             ..Default::default()
         });
-        let service = Duration::from_millis(1_040);
-        c.on_dispatch(24, Instant::now());
-        tokio::time::advance(service).await;
-        for _ in 0..8 {
-            c.on_served(service, Instant::now());
-            c.on_response(service, Signal::Ok, Instant::now());
-        }
-        tokio::time::advance(Duration::from_millis(460)).await;
         // It left with 11 calls out; the limit is higher by now.
-        c.on_overload_flight(11);
-        c.on_response(
-            Duration::from_millis(1_500),
-            Signal::Overload,
-            Instant::now(),
-        );
+        let grown = overload_after_eight_served(&mut c, 24, Some(11)).await;
+        assert!(grown > 11);
         assert_eq!(c.ceiling(), Some(11));
         assert_eq!(c.limit(), 8);
     }
