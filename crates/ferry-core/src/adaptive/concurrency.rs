@@ -30,11 +30,13 @@
 //! * *Overload* (a call that timed out queued at the target, see [`Signal::Overload`]) is
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
 //!   target showed meanwhile (the most calls it served at once during the timed-out call's
-//!   life) and the limit that overloaded becomes a *ceiling*, held just
-//!   under and re-probed after 8 clean windows (doubling after each re-probe that overloads
-//!   again, up to 128; a re-probe that overloads goes back to just under the ceiling, where
-//!   the limit held). Below half the limit that overloaded, the limit grows back per
-//!   completed call as in slow start (TCP's `ssthresh`), then by one per window. The engine
+//!   life) and the concurrency that overloaded (the calls in flight when the timed-out call
+//!   left, as the engine tells it) becomes a *ceiling*, held just under and re-probed after
+//!   8 clean windows (doubling after each re-probe that overloads again, up to 128; a
+//!   re-probe that overloads goes back to just under the ceiling, where the limit held).
+//!   Below half the limit that overloaded, or the capacity the overload before measured if
+//!   that is larger, the limit grows back per completed call as in slow start (TCP's
+//!   `ssthresh`), then by one per window. The engine
 //!   also counts each call that timed out this way as still holding a slot at the target
 //!   for one no-load round trip (a gateway's 504 does not stop the work behind it).
 //! * The queue at the target is estimated as in TCP Vegas and Netflix's `VegasLimit`:
@@ -414,9 +416,8 @@ impl ConcurrencyController {
     /// The most calls the target was serving at once during that call's life (among the
     /// calls it served) are its capacity: the limit drops to it at once, and the calls in
     /// flight when the timed-out call left (or the limit, if the engine did not say) become
-    /// the ceiling (or lower it). A re-probe of the
-    /// ceiling that overloads goes back to just under it, where the limit held before the
-    /// re-probe. With no call served in that time the target is stalled, working off calls
+    /// the ceiling (or lower it). A re-probe of the ceiling that overloads goes back to just
+    /// under it, where the limit held before the re-probe. With no call served in that time the target is stalled, working off calls
     /// whose callers gave up: the limit halves and the ceiling stays. Slow start ends. A
     /// re-probe of the ceiling that overloads again doubles the wait before the next one.
     /// The limit then grows back per completed call, as in slow start, to half the limit
