@@ -30,9 +30,12 @@
 //! * *Overload* (a call that timed out queued at the target, see [`Signal::Overload`]) is
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
 //!   target showed meanwhile (the most calls it served at once during the timed-out call's
-//!   life) and the concurrency that overloaded (the calls in flight when the timed-out call
-//!   left, as the engine tells it) becomes a *ceiling*, held just under and re-probed after
-//!   8 clean windows (doubling after each re-probe that overloads again, up to 128; a
+//!   life) and a *ceiling* is set one above the most slots an overload has shown, or at
+//!   the concurrency that overloaded (the calls in flight when the timed-out call left, as
+//!   the engine tells it) if that is lower: calls beyond the slots wait, and this target
+//!   times waiting calls out, however far slow start had run. The limit is held just under
+//!   the ceiling and the ceiling re-probed after 8 clean windows and 64 calls' worth of
+//!   them (both doubling after each re-probe that overloads again, up to 128 windows; a
 //!   re-probe that overloads goes back to just under the ceiling, where the limit held).
 //!   Below half the limit that overloaded, or the capacity the overload before measured if
 //!   that is larger, the limit grows back per completed call as in slow start (TCP's
@@ -51,10 +54,14 @@
 //!   - otherwise, if the limit was reached (the *app-limited guard*: a limit that was never
 //!     used tells nothing about whether more would help) and either at most `queue_min`
 //!     calls wait or the window mean is within `baseline × (1 + queue_tolerance)`, the limit
-//!     grows by one.
+//!     grows by one;
+//!   - once a queued call has timed out (a ceiling is set), the band narrows to at most
+//!     one waiting call: the limit grows only on a window within `queue_tolerance` of the
+//!     baseline, and more than one waiting call (above twice the tolerance) cuts it.
 //!
 //! On a target with W parallel slots the limit settles around W + 1 or W + 2: every slot
-//! stays busy and the added latency is one or two calls' worth of waiting.
+//! stays busy and the added latency is one or two calls' worth of waiting; on one that
+//! times out waiting calls, at W or W + 1.
 //!
 //! Knobs ([`ConcurrencyConfig`]): `initial` (1), `min` (1), `max` (cap, never exceeded),
 //! `decrease_ratio` (0.9), `queue_tolerance` (0.1), `queue_min` (1.0), `queue_max` (3.0),
@@ -306,7 +313,13 @@ impl ConcurrencyController {
             }
             return ceiling;
         }
-        if self.clean_under_ceiling > self.reprobe_after {
+        // A failed re-probe costs a call or two that time out: wait for at least
+        // `reprobe_after` clean windows and `reprobe_after × REPROBE_AFTER` calls' worth of
+        // them, so a target with few slots (few calls per window) is not re-probed more
+        // often, per call, than one with many.
+        let calls_worth = (self.reprobe_after as usize * REPROBE_AFTER as usize)
+            .div_ceil(self.limit.max(1)) as u32;
+        if self.clean_under_ceiling > self.reprobe_after.max(calls_worth) {
             self.clean_under_ceiling = 0;
             return ceiling;
         }
@@ -449,9 +462,14 @@ impl ConcurrencyController {
             // baseline / rtt, as this once did, read a gateway whose slots each finished one
             // call in the 1.5 s before a 504 as having two thirds of its slots.)
             let capacity = served;
+            // Calls beyond the slots wait, and a target that times out waiting calls
+            // punishes that: the ceiling is just above the most slots an overload has
+            // shown (re-probed now and then), however far slow start had run.
+            let slots = capacity.max(self.last_capacity.unwrap_or(0));
             let ceiling = self
                 .ceiling
                 .map_or(overloaded, |c| c.min(overloaded))
+                .min(slots + 1)
                 .max(self.config.min + 1);
             regrow_to = regrow_to.max(self.last_capacity.unwrap_or(0));
             self.last_capacity = Some(capacity);
@@ -483,12 +501,19 @@ impl ConcurrencyController {
             (self.window_count > 0).then(|| self.window_sum / f64::from(self.window_count));
         let tol = self.config.queue_tolerance;
         let baseline = self.baseline_secs();
+        // A target that has timed out queued calls punishes waiting: once it has, at most
+        // one call may wait (no growth past it, a cut beyond it).
+        let (queue_min, queue_max) = if self.ceiling.is_some() {
+            (0.0, 1.0)
+        } else {
+            (self.config.queue_min, self.config.queue_max)
+        };
         let waiting = match (current, baseline) {
             (Some(c), Some(b)) if c > 0.0 => (self.limit as f64) * (1.0 - b / c).max(0.0),
             _ => 0.0,
         };
         let queueing = match (current, baseline) {
-            (Some(c), Some(b)) => c > b * (1.0 + 2.0 * tol) && waiting > self.config.queue_max,
+            (Some(c), Some(b)) => c > b * (1.0 + 2.0 * tol) && waiting > queue_max,
             _ => false,
         };
         if self.window_backpressure || queueing {
@@ -506,7 +531,7 @@ impl ConcurrencyController {
             self.settling = false;
         } else if self.window_reached && self.limit < self.config.max {
             let within = match (current, baseline) {
-                (Some(c), Some(b)) => c <= b * (1.0 + tol) || waiting <= self.config.queue_min,
+                (Some(c), Some(b)) => c <= b * (1.0 + tol) || waiting <= queue_min,
                 (Some(_), None) => true,
                 (None, _) => false,
             };
@@ -709,21 +734,69 @@ mod tests {
         let grown = overload_after_eight_served(&mut c, 16, None).await;
         // 8 served at once, although 8 x 1.04 / 1.5 = 5.5 served per no-load round trip.
         assert_eq!(c.limit(), 8, "grown to {grown} before the overload");
-        assert_eq!(c.ceiling(), Some(grown));
+        // Held there: the ceiling is one above the slots, re-probed now and then.
+        assert!(grown > 9);
+        assert_eq!(c.ceiling(), Some(9));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_ceiling_is_the_flight_the_timed_out_call_left_with() {
+    async fn the_ceiling_is_the_flight_the_timed_out_call_left_with_at_most() {
         let mut c = ConcurrencyController::new(ConcurrencyConfig {
             initial: 24,
             max: 32,
             ..Default::default()
         });
-        // It left with 11 calls out; the limit is higher by now.
+        // It left with 11 calls out; the limit is higher by now. 11 bounds the ceiling, and
+        // the 8 slots bound it lower.
         let grown = overload_after_eight_served(&mut c, 24, Some(11)).await;
         assert!(grown > 11);
-        assert_eq!(c.ceiling(), Some(11));
+        assert_eq!(c.ceiling(), Some(9));
         assert_eq!(c.limit(), 8);
+        // A call that left with fewer out than the slots + 1 sets the ceiling to its flight.
+        let mut c = ConcurrencyController::new(ConcurrencyConfig {
+            initial: 24,
+            max: 32,
+            ..Default::default()
+        });
+        overload_after_eight_served(&mut c, 24, Some(7)).await;
+        assert_eq!(c.ceiling(), Some(7));
+        assert_eq!(c.limit(), 6);
+    }
+
+    /// Once a queued call has timed out, a window with more than one call waiting cuts the
+    /// limit, and one with a call waiting does not grow it.
+    #[tokio::test(start_paused = true)]
+    async fn after_an_overload_at_most_one_call_waits() {
+        let mut c = ConcurrencyController::new(ConcurrencyConfig {
+            initial: 24,
+            max: 32,
+            ..Default::default()
+        });
+        overload_after_eight_served(&mut c, 24, None).await;
+        c.set_batch_size(16);
+        let service = Duration::from_millis(1_040);
+        // 8 slots, 8 out: every call served at once, windows clean; the limit stays
+        // under the ceiling of 9.
+        for _ in 0..4 {
+            c.on_dispatch(c.limit(), Instant::now());
+            tokio::time::advance(service).await;
+            for _ in 0..8 {
+                c.on_served(service, Instant::now());
+                c.on_response(service, Signal::Ok, Instant::now());
+            }
+        }
+        assert_eq!(c.limit(), 8);
+        // Forced to 10 on 8 slots (two waiting: a quarter longer), the limit comes down.
+        c.limit = 10;
+        let queued = service.mul_f64(1.25);
+        for _ in 0..3 {
+            c.on_dispatch(c.limit(), Instant::now());
+            tokio::time::advance(queued).await;
+            for _ in 0..8 {
+                c.on_response(queued, Signal::Ok, Instant::now());
+            }
+        }
+        assert!(c.limit() <= 9, "limit {}", c.limit());
     }
 
     /// Calls that left one after another on one slot were never served at once.
