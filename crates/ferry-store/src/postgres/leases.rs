@@ -1,6 +1,8 @@
 //! PostgreSQL's lease, failure and take-back statements (claims and completion are in
 //! `writes`). Rows are locked items first, then jobs in id order, so no two operations
-//! deadlock.
+//! deadlock. A worker's leases are found through `leases` (no index of `items` covers the
+//! lease columns, so that a claim's update is a HOT update); the item row stays the truth,
+//! and every statement checks it.
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -24,9 +26,13 @@ pub(super) fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64,
 impl LeaseStatements for PgStore {
     async fn extend_leases(&self, worker: &str, until: f64) -> Result<u64, Error> {
         // Items being completed right now are locked and skipped: they are ending anyway.
+        // The lease rows are renewed with them (a `leases` row locked here is waited for
+        // only by a claim or completion that waits on nothing this statement holds).
         let r = sqlx::query(
-            "WITH mine AS MATERIALIZED (SELECT id FROM items \
-                 WHERE state = 'leased' AND lease_owner = $1 ORDER BY id FOR UPDATE SKIP LOCKED) \
+            "WITH held AS (UPDATE leases SET until = $2 WHERE owner = $1 RETURNING item_id), \
+             mine AS MATERIALIZED (SELECT id FROM items \
+                 WHERE id IN (SELECT item_id FROM held) AND state = 'leased' \
+                 AND lease_owner = $1 ORDER BY id FOR UPDATE SKIP LOCKED) \
              UPDATE items i SET lease_until = $2 FROM mine WHERE i.id = mine.id",
         )
         .bind(worker)
@@ -82,16 +88,32 @@ impl LeaseStatements for PgStore {
             // Waits for the worker's own in-progress `complete` (same id order: no
             // deadlock), then skips what it finished.
             Some(worker) => sqlx::query(
-                "SELECT id, job_id FROM items WHERE state = 'leased' AND lease_owner = $1 \
-                 ORDER BY id FOR UPDATE",
+                "SELECT id, job_id FROM items \
+                 WHERE id IN (SELECT item_id FROM leases WHERE owner = $1) \
+                 AND state = 'leased' AND lease_owner = $1 ORDER BY id FOR UPDATE",
             )
             .bind(worker),
             // Skips items locked by a concurrent `complete`.
-            None => sqlx::query(
-                "SELECT id, job_id FROM items WHERE state = 'leased' AND lease_until < $1 \
-                 ORDER BY id FOR UPDATE SKIP LOCKED",
-            )
-            .bind(now),
+            None => {
+                // First drops the expired rows whose item is no longer leased under them
+                // (a failed attempt queued again keeps its row until here).
+                sqlx::query(
+                    "DELETE FROM leases l WHERE l.until < $1 AND NOT EXISTS \
+                     (SELECT 1 FROM items i WHERE i.id = l.item_id AND i.state = 'leased' \
+                     AND i.lease_owner = l.owner)",
+                )
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql(W))?;
+                sqlx::query(
+                    "SELECT id, job_id FROM items \
+                     WHERE id IN (SELECT item_id FROM leases WHERE until < $1) \
+                     AND state = 'leased' AND lease_until < $1 \
+                     ORDER BY id FOR UPDATE SKIP LOCKED",
+                )
+                .bind(now)
+            }
         }
         .fetch_all(&mut **tx)
         .await
@@ -125,8 +147,10 @@ impl LeaseStatements for PgStore {
         } else {
             "attempts"
         };
+        // The caller holds the items locked, so their lease rows go in any order.
         sqlx::query(&format!(
-            "UPDATE items SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+            "WITH gone AS (DELETE FROM leases WHERE item_id = ANY($1)) \
+             UPDATE items SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
              attempts = {attempts} WHERE id = ANY($1)"
         ))
         .bind(ids)
@@ -144,7 +168,8 @@ impl LeaseStatements for PgStore {
         error: Option<&str>,
     ) -> Result<(), Error> {
         sqlx::query(
-            "UPDATE items SET state = $2, lease_owner = NULL, lease_until = NULL, \
+            "WITH gone AS (DELETE FROM leases WHERE item_id = ANY($1)) \
+             UPDATE items SET state = $2, lease_owner = NULL, lease_until = NULL, \
              last_error = COALESCE($3, last_error) WHERE id = ANY($1)",
         )
         .bind(ids)

@@ -189,18 +189,25 @@ impl WriteStatements for PgStore {
     ) -> Result<Vec<Taken>, Error> {
         const W: &str = "claiming items";
         let (jobs, counts): (Vec<&str>, Vec<i64>) = asks.iter().copied().unzip();
-        // One statement for every job asked: each lateral pick walks only its job's queued
-        // items (`items_claimable`).
+        // One statement for every job asked: each lateral pick walks only its job's active
+        // items (`items_active`); the update is a HOT update (migration 5), and the lease is
+        // also recorded in `leases`, where renewals and take-backs find it.
         let rows = sqlx::query(
             "WITH picked AS MATERIALIZED (SELECT p.id \
                  FROM UNNEST($3::text[], $4::bigint[]) AS a (job_id, n) \
                  CROSS JOIN LATERAL (SELECT id FROM items \
-                     WHERE job_id = a.job_id AND state = 'queued' AND available_at <= $5 \
-                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p) \
-             UPDATE items i SET state = 'leased', lease_owner = $1, lease_until = $2, \
-                 attempts = i.attempts + 1 \
-             FROM picked WHERE i.id = picked.id \
-             RETURNING i.id, i.job_id, i.key, i.payload::text, i.attempts",
+                     WHERE job_id = a.job_id AND active AND state = 'queued' \
+                     AND available_at <= $5 \
+                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p), \
+             taken AS (UPDATE items i SET state = 'leased', lease_owner = $1, \
+                 lease_until = $2, attempts = i.attempts + 1 \
+                 FROM picked WHERE i.id = picked.id \
+                 RETURNING i.id, i.job_id, i.key, i.payload::text AS payload, i.attempts), \
+             leased AS (INSERT INTO leases (item_id, owner, until) \
+                 SELECT id, $1, $2 FROM taken \
+                 ON CONFLICT (item_id) DO UPDATE SET owner = excluded.owner, \
+                 until = excluded.until) \
+             SELECT id, job_id, key, payload, attempts FROM taken",
         )
         .bind(worker)
         .bind(until)
@@ -233,9 +240,11 @@ impl WriteStatements for PgStore {
         let rows = sqlx::query(
             "WITH mine AS MATERIALIZED (SELECT id FROM items \
                  WHERE id = ANY($1) AND state = 'leased' AND lease_owner = $2 \
-                 ORDER BY id FOR UPDATE) \
-             UPDATE items i SET state = 'done', lease_owner = NULL, lease_until = NULL \
-             FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id",
+                 ORDER BY id FOR UPDATE), \
+             done AS (UPDATE items i SET state = 'done', lease_owner = NULL, \
+                 lease_until = NULL FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id), \
+             gone AS (DELETE FROM leases l USING done WHERE l.item_id = done.id) \
+             SELECT id, job_id FROM done",
         )
         .bind(ids)
         .bind(worker)
