@@ -190,8 +190,8 @@ impl WriteStatements for PgStore {
         const W: &str = "claiming items";
         let (jobs, counts): (Vec<&str>, Vec<i64>) = asks.iter().copied().unzip();
         // One statement for every job asked: each lateral pick walks only its job's active
-        // items (`items_active`); the update is a HOT update (migration 5), and the lease is
-        // also recorded in `leases`, where renewals and take-backs find it.
+        // items (`items_active`); the update is a HOT update (migration 5), and the claim's
+        // leases are recorded in one `leases` row, where renewals and take-backs find them.
         let rows = sqlx::query(
             "WITH picked AS MATERIALIZED (SELECT p.id \
                  FROM UNNEST($3::text[], $4::bigint[]) AS a (job_id, n) \
@@ -203,10 +203,8 @@ impl WriteStatements for PgStore {
                  lease_until = $2, attempts = i.attempts + 1 \
                  FROM picked WHERE i.id = picked.id \
                  RETURNING i.id, i.job_id, i.key, i.payload::text AS payload, i.attempts), \
-             leased AS (INSERT INTO leases (item_id, owner, until) \
-                 SELECT id, $1, $2 FROM taken \
-                 ON CONFLICT (item_id) DO UPDATE SET owner = excluded.owner, \
-                 until = excluded.until) \
+             granted AS (INSERT INTO leases (owner, until, items) \
+                 SELECT $1, $2, array_agg(id) FROM taken HAVING COUNT(*) > 0) \
              SELECT id, job_id, key, payload, attempts FROM taken",
         )
         .bind(worker)
@@ -240,11 +238,9 @@ impl WriteStatements for PgStore {
         let rows = sqlx::query(
             "WITH mine AS MATERIALIZED (SELECT id FROM items \
                  WHERE id = ANY($1) AND state = 'leased' AND lease_owner = $2 \
-                 ORDER BY id FOR UPDATE), \
-             done AS (UPDATE items i SET state = 'done', lease_owner = NULL, \
-                 lease_until = NULL FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id), \
-             gone AS (DELETE FROM leases l USING done WHERE l.item_id = done.id) \
-             SELECT id, job_id FROM done",
+                 ORDER BY id FOR UPDATE) \
+             UPDATE items i SET state = 'done', lease_owner = NULL, lease_until = NULL \
+             FROM mine WHERE i.id = mine.id RETURNING i.id, i.job_id",
         )
         .bind(ids)
         .bind(worker)
