@@ -444,7 +444,8 @@ impl Worker {
                 if let Err(e) = store.heartbeat(&id, lease).await {
                     tracing::warn!(worker = %id, error = %e, "lease renewal failed");
                 }
-                // Cheap when nothing expired (an index range scan on `lease_until`).
+                // Cheap when nothing expired (SQLite: an index range scan on `lease_until`;
+                // PostgreSQL: a scan of the claims in flight, `leases`).
                 match store.rescue_expired().await {
                     Ok(0) => {}
                     Ok(n) => {

@@ -22,9 +22,11 @@ const SQLITE: [&str; 2] = [
     include_str!("../src/sqlite/0001_init.sql"),
     include_str!("../src/sqlite/0002_fair_claims.sql"),
 ];
-const POSTGRES: [&str; 2] = [
+const POSTGRES: [&str; 4] = [
     include_str!("../src/postgres/0001_init.sql"),
     include_str!("../src/postgres/0002_fair_claims.sql"),
+    include_str!("../src/postgres/0003_job_limits.sql"),
+    include_str!("../src/postgres/0004_lean_counts.sql"),
 ];
 
 const T0: f64 = 1_700_000_000.0;
@@ -64,7 +66,43 @@ fn old_store(scripts: &[&str], version: usize, version_type: &str) -> Vec<String
              VALUES ('{OLD_JOB}', 'k{k}', '{k}', 1, 'queued', {T0});"
         ));
     }
+    if version >= 4 {
+        // One of the three is leased: version 5 finds leases through `leases`.
+        sql.push(format!(
+            "UPDATE items SET state = 'leased', lease_owner = 'old-w', \
+             lease_until = {T0} + 10, attempts = 1 WHERE key = 'k0'; \
+             UPDATE jobs SET queued = 2 WHERE id = '{OLD_JOB}';"
+        ));
+    }
     sql
+}
+
+/// A version-4 store's lease survives the migration: renewed, then taken back when its
+/// worker stops, and its item claimable again; the job's other items claim as before.
+async fn check_leases_migrated(store: Arc<dyn Store>, clock: &ManualClock) {
+    assert_eq!(
+        store
+            .heartbeat("old-w", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        1
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(
+        store.rescue_expired().await.unwrap(),
+        0,
+        "renewed, not expired"
+    );
+    assert_eq!(store.release("old-w").await.unwrap(), 1);
+    let claimed = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
+    let mut keys: Vec<&str> = claimed.iter().map(|c| c.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["k0", "k1", "k2"]);
+    let k0 = claimed.iter().find(|c| c.key == "k0").unwrap();
+    assert_eq!(
+        k0.attempts, 1,
+        "the released claim was refunded, this one counts"
+    );
 }
 
 /// What every migrated store must show, whatever its backend and old version.
@@ -241,8 +279,12 @@ async fn postgres_from(version: usize) {
             .fetch_one(&raw)
             .await
             .unwrap();
-        assert_eq!(v, 4);
-        check_migrated(store, &clock).await;
+        assert_eq!(v, 5);
+        if version >= 4 {
+            check_leases_migrated(store, &clock).await;
+        } else {
+            check_migrated(store, &clock).await;
+        }
     });
     let outcome = futures_util::FutureExt::catch_unwind(outcome).await;
     sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
@@ -266,11 +308,16 @@ async fn sqlite_version_2_store_migrates_to_5() {
 }
 
 #[tokio::test]
-async fn postgres_version_1_store_migrates_to_4() {
+async fn postgres_version_1_store_migrates_to_5() {
     postgres_from(1).await;
 }
 
 #[tokio::test]
-async fn postgres_version_2_store_migrates_to_4() {
+async fn postgres_version_2_store_migrates_to_5() {
     postgres_from(2).await;
+}
+
+#[tokio::test]
+async fn postgres_version_4_store_with_a_lease_migrates_to_5() {
+    postgres_from(4).await;
 }

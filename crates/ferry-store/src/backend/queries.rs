@@ -192,15 +192,16 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn job(pool: &Pool<DB>, tenant: &str, id: &JobId) -> Result<Option<JobRecord>, Error> {
-        let row = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant)
-        .bind(id.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(sql("reading a job"))?;
-        row.as_ref().map(job_from_row).transpose()
+        // By id alone, the tenant compared here: given both, PostgreSQL without statistics
+        // (a new store) may pick `jobs_tenant` and read every job of the tenant at each
+        // status poll.
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(sql("reading a job"))?;
+        let job = row.as_ref().map(job_from_row).transpose()?;
+        Ok(job.filter(|j| j.tenant == tenant))
     }
 
     async fn list_jobs(

@@ -28,7 +28,7 @@ impl JobStatements for PgStore {
         // cancelled (or with their result) when their worker reports.
         let r = sqlx::query(
             "WITH q AS MATERIALIZED (SELECT id FROM items \
-                 WHERE job_id = $1 AND state = 'queued' FOR UPDATE SKIP LOCKED) \
+                 WHERE job_id = $1 AND active AND state = 'queued' FOR UPDATE SKIP LOCKED) \
              UPDATE items i SET state = 'cancelled' FROM q WHERE i.id = q.id",
         )
         .bind(id.as_str())

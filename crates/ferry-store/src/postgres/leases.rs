@@ -1,6 +1,10 @@
 //! PostgreSQL's lease, failure and take-back statements (claims and completion are in
 //! `writes`). Rows are locked items first, then jobs in id order, so no two operations
-//! deadlock.
+//! deadlock. A worker's leases are found through `leases`, one row per claim (no index of
+//! `items` covers the lease columns, so that a claim's update is a HOT update); the item row
+//! stays the truth, and every statement checks it. Lock order: `leases` rows are locked
+//! only by statements that then wait on no row lock (item locks there skip locked rows), or
+//! after the items they cover.
 
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -23,17 +27,29 @@ pub(super) fn id_and_job(rows: &[PgRow], what: &'static str) -> Result<Vec<(i64,
 
 impl LeaseStatements for PgStore {
     async fn extend_leases(&self, worker: &str, until: f64) -> Result<u64, Error> {
+        const W: &str = "extending leases";
+        // First the worker's claims whose items have all ended (or moved on) are dropped.
+        sqlx::query(
+            "DELETE FROM leases g WHERE owner = $1 AND NOT EXISTS (SELECT 1 FROM items i \
+             WHERE i.id = ANY(g.items) AND i.state = 'leased' AND i.lease_owner = $1)",
+        )
+        .bind(worker)
+        .execute(self.writer())
+        .await
+        .map_err(sql(W))?;
         // Items being completed right now are locked and skipped: they are ending anyway.
         let r = sqlx::query(
-            "WITH mine AS MATERIALIZED (SELECT id FROM items \
-                 WHERE state = 'leased' AND lease_owner = $1 ORDER BY id FOR UPDATE SKIP LOCKED) \
+            "WITH held AS (UPDATE leases SET until = $2 WHERE owner = $1 RETURNING items), \
+             mine AS MATERIALIZED (SELECT id FROM items \
+                 WHERE id IN (SELECT UNNEST(items) FROM held) AND state = 'leased' \
+                 AND lease_owner = $1 ORDER BY id FOR UPDATE SKIP LOCKED) \
              UPDATE items i SET lease_until = $2 FROM mine WHERE i.id = mine.id",
         )
         .bind(worker)
         .bind(until)
         .execute(self.writer())
         .await
-        .map_err(sql("extending leases"))?;
+        .map_err(sql(W))?;
         Ok(r.rows_affected())
     }
 
@@ -80,18 +96,46 @@ impl LeaseStatements for PgStore {
         const W: &str = "taking leases back";
         let rows = match worker {
             // Waits for the worker's own in-progress `complete` (same id order: no
-            // deadlock), then skips what it finished.
-            Some(worker) => sqlx::query(
-                "SELECT id, job_id FROM items WHERE state = 'leased' AND lease_owner = $1 \
-                 ORDER BY id FOR UPDATE",
-            )
-            .bind(worker),
+            // deadlock), then skips what it finished. Every item of the worker's claims is
+            // then taken back or ended, so the claims' rows go too.
+            Some(worker) => {
+                let rows = sqlx::query(
+                    "SELECT id, job_id FROM items \
+                     WHERE id IN (SELECT UNNEST(items) FROM leases WHERE owner = $1) \
+                     AND state = 'leased' AND lease_owner = $1 ORDER BY id FOR UPDATE",
+                )
+                .bind(worker)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(sql(W))?;
+                sqlx::query("DELETE FROM leases WHERE owner = $1")
+                    .bind(worker)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(sql(W))?;
+                return id_and_job(&rows, W);
+            }
             // Skips items locked by a concurrent `complete`.
-            None => sqlx::query(
-                "SELECT id, job_id FROM items WHERE state = 'leased' AND lease_until < $1 \
-                 ORDER BY id FOR UPDATE SKIP LOCKED",
-            )
-            .bind(now),
+            None => {
+                // First drops the expired claims none of whose items is still leased
+                // under them (a dead worker's, once their items were taken back).
+                sqlx::query(
+                    "DELETE FROM leases g WHERE until < $1 AND NOT EXISTS \
+                     (SELECT 1 FROM items i WHERE i.id = ANY(g.items) AND i.state = 'leased' \
+                     AND i.lease_owner = g.owner)",
+                )
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(sql(W))?;
+                sqlx::query(
+                    "SELECT id, job_id FROM items \
+                     WHERE id IN (SELECT UNNEST(items) FROM leases WHERE until < $1) \
+                     AND state = 'leased' AND lease_until < $1 \
+                     ORDER BY id FOR UPDATE SKIP LOCKED",
+                )
+                .bind(now)
+            }
         }
         .fetch_all(&mut **tx)
         .await

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("0002_fair_claims.sql")),
     (3, include_str!("0003_job_limits.sql")),
     (4, include_str!("0004_lean_counts.sql")),
+    (5, include_str!("0005_lean_items.sql")),
 ];
 
 /// Applies every migration newer than the schema's version in one transaction, under an

@@ -4,7 +4,9 @@
 //! [`PgStore::connect`] and recorded in `schema_version`) and the PostgreSQL form of the
 //! statements that differ between databases: `FOR UPDATE SKIP LOCKED` claims, `COPY` bulk
 //! inserts, `UNNEST` bulk result inserts, and `LISTEN/NOTIFY` wake-ups relayed by a
-//! background task.
+//! background task. Since version 5 a claim's update of an item is a HOT update: no index of
+//! `items` covers what a claim changes, queued items are found through `items_active` and
+//! leases through `leases` (one row per claim; the item row stays the truth).
 //!
 //! - `store`: connecting, the schema option, transactions and the `LISTEN` relay;
 //! - `jobs`: cancellation and re-drive statements;

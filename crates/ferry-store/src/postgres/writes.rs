@@ -189,18 +189,23 @@ impl WriteStatements for PgStore {
     ) -> Result<Vec<Taken>, Error> {
         const W: &str = "claiming items";
         let (jobs, counts): (Vec<&str>, Vec<i64>) = asks.iter().copied().unzip();
-        // One statement for every job asked: each lateral pick walks only its job's queued
-        // items (`items_claimable`).
+        // One statement for every job asked: each lateral pick walks only its job's active
+        // items (`items_active`); the update is a HOT update (migration 5), and the claim's
+        // leases are recorded in one `leases` row, where renewals and take-backs find them.
         let rows = sqlx::query(
             "WITH picked AS MATERIALIZED (SELECT p.id \
                  FROM UNNEST($3::text[], $4::bigint[]) AS a (job_id, n) \
                  CROSS JOIN LATERAL (SELECT id FROM items \
-                     WHERE job_id = a.job_id AND state = 'queued' AND available_at <= $5 \
-                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p) \
-             UPDATE items i SET state = 'leased', lease_owner = $1, lease_until = $2, \
-                 attempts = i.attempts + 1 \
-             FROM picked WHERE i.id = picked.id \
-             RETURNING i.id, i.job_id, i.key, i.payload::text, i.attempts",
+                     WHERE job_id = a.job_id AND active AND state = 'queued' \
+                     AND available_at <= $5 \
+                     ORDER BY id LIMIT a.n FOR UPDATE SKIP LOCKED) p), \
+             taken AS (UPDATE items i SET state = 'leased', lease_owner = $1, \
+                 lease_until = $2, attempts = i.attempts + 1 \
+                 FROM picked WHERE i.id = picked.id \
+                 RETURNING i.id, i.job_id, i.key, i.payload::text AS payload, i.attempts), \
+             granted AS (INSERT INTO leases (owner, until, items) \
+                 SELECT $1, $2, array_agg(id) FROM taken HAVING COUNT(*) > 0) \
+             SELECT id, job_id, key, payload, attempts FROM taken",
         )
         .bind(worker)
         .bind(until)
