@@ -91,5 +91,6 @@ pub use sqlite::SqliteStore;
 pub use store::Store;
 pub use types::{
     ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, ItemStatus, JobId, JobLimits,
-    JobRecord, JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, ResultRow, Submitted,
+    JobRecord, JobStatus, NewItem, NewJob, Page, Priority, QueueDepth, RawJson, ResultRow,
+    Submitted,
 };

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::types::{
     ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, JobId, JobRecord, NewJob, Page,
-    QueueDepth, ResultRow, Submitted,
+    QueueDepth, RawJson, ResultRow, Submitted,
 };
 
 /// Durable jobs, items, results, dead letters and API keys.
@@ -145,6 +145,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Page<ResultRow>>, Error>>;
 
+    /// [`results`](Store::results) with each result as its JSON text, for passing results
+    /// through unchanged (the batch API's pages). By default the parsed results written
+    /// back to text; SQLite hands over the stored text without parsing it.
+    fn results_raw<'a>(
+        &'a self,
+        tenant: &'a str,
+        job_id: &'a JobId,
+        after_item_id: Option<i64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Page<ResultRow<RawJson>>>, Error>> {
+        Box::pin(async move {
+            let page = self.results(tenant, job_id, after_item_id, limit).await?;
+            page.map(raw_page).transpose()
+        })
+    }
+
     /// The tenant's dead letters, newest first (by item id), `limit` per page.
     fn dead_letters<'a>(
         &'a self,
@@ -197,4 +213,32 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &'a self,
         plaintext: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, Error>>;
+}
+
+/// A page of parsed results written back to JSON text.
+pub(crate) fn raw_page(page: Page<ResultRow>) -> Result<Page<ResultRow<RawJson>>, Error> {
+    let items = page
+        .items
+        .into_iter()
+        .map(|r| {
+            let result = r
+                .result
+                .map(|v| serde_json::value::to_raw_value(&v))
+                .transpose()
+                .map_err(|e| Error::Corrupt {
+                    message: format!("a result could not be encoded: {e}"),
+                })?;
+            Ok(ResultRow {
+                item_id: r.item_id,
+                key: r.key,
+                result,
+                error: r.error,
+                status: r.status,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
 }

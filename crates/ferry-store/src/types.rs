@@ -308,21 +308,25 @@ pub struct ClaimedItem {
     pub max_batch_size: Option<u64>,
 }
 
-/// One item of a job as the client sees it.
+/// One item of a job as the client sees it; `R` is how its result is held: parsed
+/// (`Value`, the default) or as the JSON text stored ([`RawJson`], for passing it through).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResultRow {
+pub struct ResultRow<R = Value> {
     /// The item's identifier (also the paging cursor).
     pub item_id: i64,
     /// The item's key.
     pub key: String,
     /// The recorded result, for a succeeded item.
-    pub result: Option<Value>,
+    pub result: Option<R>,
     /// The last error: the dead-letter reason for a failed item, or why the last attempt of
     /// a queued item failed.
     pub error: Option<String>,
     /// Where the item stands.
     pub status: ItemStatus,
 }
+
+/// A JSON value kept as its text (checked to be JSON, not parsed into a [`Value`]).
+pub type RawJson = Box<serde_json::value::RawValue>;
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -48,7 +48,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ferry_store::{JobId, JobLimits, JobRecord, JobStatus, NewItem, NewJob, Priority, ResultRow};
+use ferry_store::{
+    JobId, JobLimits, JobRecord, JobStatus, NewItem, NewJob, Priority, RawJson, ResultRow,
+};
+use serde_json::value::to_raw_value;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
@@ -228,17 +231,19 @@ pub(super) async fn cancel(
     Ok(Json(JobStatusBody::from(&job)))
 }
 
+/// Every result row of the job, each result as its JSON text (passed through to the page,
+/// not parsed and written again).
 async fn every_row(
     state: &AppState,
     tenant: &Tenant,
     id: &JobId,
-) -> Result<Vec<ResultRow>, Problem> {
+) -> Result<Vec<ResultRow<RawJson>>, Problem> {
     let mut rows = Vec::new();
     let mut cursor = None;
     loop {
         let page = state
             .store
-            .results(tenant.as_str(), id, cursor, 1000)
+            .results_raw(tenant.as_str(), id, cursor, 1000)
             .await?
             .ok_or_else(|| no_job(id))?;
         rows.extend(page.items);
@@ -278,18 +283,19 @@ pub(super) async fn results(
     // Saturating: a page far past the end is simply empty.
     let start = (page - 1).saturating_mul(page_size);
     // The page's results are moved out of the rows, not copied.
-    let shown: Vec<Value> = rows
+    let shown: Vec<RawJson> = rows
         .into_iter()
         .skip(usize::try_from(start).unwrap_or(usize::MAX))
         .take(page_size as usize)
         .map(|r| match (r.result, r.error) {
-            (Some(v), _) => v,
-            (None, Some(e)) => json!({ "error": e }),
-            (None, None) => {
-                json!({ "error": format!("not processed yet ({:?})", r.status).to_lowercase() })
-            }
+            (Some(v), _) => Ok(v),
+            (None, Some(e)) => to_raw_value(&json!({ "error": e })),
+            (None, None) => to_raw_value(
+                &json!({ "error": format!("not processed yet ({:?})", r.status).to_lowercase() }),
+            ),
         })
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|e| Problem::internal(&e))?;
     Ok(Json(BatchResults {
         job_id: job.id.to_string(),
         results: shown,
@@ -301,8 +307,40 @@ pub(super) async fn results(
     }))
 }
 
+/// The fields of a result the summary counts, read from its JSON text without building
+/// the whole value.
+#[derive(serde::Deserialize)]
+struct Counted<'a> {
+    #[serde(borrow)]
+    label: Option<std::borrow::Cow<'a, str>>,
+    score: Option<f64>,
+}
+
+/// A result's `label` (when a string) and `score` (when a number), as a parsed result's
+/// `get("label")` and `get("score")` would answer them.
+fn counted(raw: &RawJson) -> (Option<std::borrow::Cow<'_, str>>, Option<f64>) {
+    let text = raw.get();
+    if !text.trim_start().starts_with('{') {
+        return (None, None);
+    }
+    match serde_json::from_str::<Counted<'_>>(text) {
+        Ok(c) => (c.label, c.score),
+        // A field of another type (a label that is not a string, a score that is not a
+        // number) or given twice: read the value in full, as before.
+        Err(_) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => (
+                v.get("label")
+                    .and_then(Value::as_str)
+                    .map(|s| std::borrow::Cow::Owned(s.to_owned())),
+                v.get("score").and_then(Value::as_f64),
+            ),
+            Err(_) => (None, None),
+        },
+    }
+}
+
 /// Counts over every result of `job`.
-fn summary(job: &JobRecord, rows: &[ResultRow]) -> BatchSummary {
+fn summary(job: &JobRecord, rows: &[ResultRow<RawJson>]) -> BatchSummary {
     let mut distribution: BTreeMap<String, u64> = ["POSITIVE", "NEGATIVE", "NEUTRAL"]
         .iter()
         .map(|l| ((*l).to_owned(), 0))
@@ -311,10 +349,11 @@ fn summary(job: &JobRecord, rows: &[ResultRow]) -> BatchSummary {
     let mut successes = 0u64;
     for r in rows.iter().filter_map(|r| r.result.as_ref()) {
         successes += 1;
-        if let Some(label) = r.get("label").and_then(Value::as_str) {
-            *distribution.entry(label.to_owned()).or_default() += 1;
+        let (label, score) = counted(r);
+        if let Some(label) = label {
+            *distribution.entry(label.into_owned()).or_default() += 1;
         }
-        confidence += r.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+        confidence += score.unwrap_or(0.0);
     }
     BatchSummary {
         total_texts: job.total,
@@ -543,6 +582,30 @@ fn engine_totals(text: &str) -> BatchEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summary's fields read from a result's text as from the parsed value.
+    #[test]
+    fn counted_reads_label_and_score_as_the_parsed_value_would() {
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.into()).unwrap();
+        for text in [
+            r#"{"label":"POSITIVE","score":0.5,"cached":true}"#,
+            r#"{"score":2,"label":"NEG\u0041TIVE"}"#,
+            r#"{"label":7,"score":"high"}"#,
+            r#"{"label":"A","label":"B","score":null}"#,
+            r#"{"other":{"label":"X"}}"#,
+            r#"["POSITIVE",0.5]"#,
+            r#""POSITIVE""#,
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let want = (
+                v.get("label").and_then(Value::as_str),
+                v.get("score").and_then(Value::as_f64),
+            );
+            let r = raw(text);
+            let (label, score) = counted(&r);
+            assert_eq!((label.as_deref(), score), want, "{text}");
+        }
+    }
 
     fn job(
         status: JobStatus,

@@ -11,7 +11,7 @@ use super::queries::Queries;
 use crate::common::Wakeups;
 use crate::error::Error;
 use crate::options::StoreOptions;
-use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
+use crate::types::{JobId, JobRecord, Page, QueueDepth, RawJson, ResultRow};
 
 /// A database the store runs on (implemented by [`SqliteStore`](crate::SqliteStore) and
 /// [`PgStore`](crate::PgStore)).
@@ -66,6 +66,21 @@ pub(crate) trait Backend: Send + Sync + Debug {
         limit: usize,
     ) -> impl Future<Output = Result<Option<Page<ResultRow>>, Error>> + Send + 'a {
         Self::DB::results(self.reader(), tenant, job_id, after, limit)
+    }
+
+    /// [`Store::results_raw`](crate::Store::results_raw); by default
+    /// [`read_results`](Backend::read_results) written back to JSON text.
+    fn read_results_raw<'a>(
+        &'a self,
+        tenant: &'a str,
+        job_id: &'a JobId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Page<ResultRow<RawJson>>>, Error>> + Send + 'a {
+        async move {
+            let page = self.read_results(tenant, job_id, after, limit).await?;
+            page.map(crate::store::raw_page).transpose()
+        }
     }
 
     /// [`Store::queue_depths`](crate::Store::queue_depths) (read at every batch-API

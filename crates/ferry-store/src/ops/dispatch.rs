@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::store::Store;
 use crate::types::{
     uuid_v4, ApiKey, ClaimedItem, DeadLetter, FailOutcome, IssuedKey, JobId, JobRecord, NewJob,
-    Page, QueueDepth, ResultRow, Submitted,
+    Page, QueueDepth, RawJson, ResultRow, Submitted,
 };
 
 impl<B: JobStatements + LeaseStatements + WriteStatements> Store for B {
@@ -119,6 +119,16 @@ impl<B: JobStatements + LeaseStatements + WriteStatements> Store for B {
         limit: usize,
     ) -> BoxFuture<'a, Result<Option<Page<ResultRow>>, Error>> {
         Box::pin(self.read_results(tenant, job_id, after_item_id, limit))
+    }
+
+    fn results_raw<'a>(
+        &'a self,
+        tenant: &'a str,
+        job_id: &'a JobId,
+        after_item_id: Option<i64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Page<ResultRow<RawJson>>>, Error>> {
+        Box::pin(self.read_results_raw(tenant, job_id, after_item_id, limit))
     }
 
     fn dead_letters<'a>(

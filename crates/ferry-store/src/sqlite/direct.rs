@@ -17,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::value::RawValue;
 
 use crate::common::{
     page, page_limit, queue_depths_from, JobColumns, ResultColumns, JOB_COLUMNS, JOB_EXISTS,
@@ -25,7 +26,7 @@ use crate::common::{
 use crate::error::Error;
 use crate::options::StoreOptions;
 use crate::sqlite::writer::direct;
-use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
+use crate::types::{ItemStatus, JobId, JobRecord, Page, QueueDepth, RawJson, ResultRow};
 
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
 const KEEP_IDLE: usize = 8;
@@ -105,6 +106,30 @@ impl DirectReader {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Option<Page<ResultRow>>, Error> {
+        self.result_page(tenant, job_id, after, limit, ResultColumns::into_row)
+    }
+
+    /// [`Store::results_raw`](crate::Store::results_raw): each result the text stored,
+    /// checked to be JSON but not parsed.
+    pub(crate) fn results_raw(
+        &self,
+        tenant: &str,
+        job_id: &JobId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Page<ResultRow<RawJson>>>, Error> {
+        self.result_page(tenant, job_id, after, limit, raw_row)
+    }
+
+    /// A page of results, each row made by `row`.
+    fn result_page<R>(
+        &self,
+        tenant: &str,
+        job_id: &JobId,
+        after: Option<i64>,
+        limit: usize,
+        row: fn(ResultColumns) -> Result<ResultRow<R>, Error>,
+    ) -> Result<Option<Page<ResultRow<R>>>, Error> {
         const W: &str = "reading results";
         let limit = page_limit(limit);
         self.with(W, |conn| {
@@ -141,7 +166,7 @@ impl DirectReader {
             }
             let rows = columns
                 .into_iter()
-                .map(ResultColumns::into_row)
+                .map(row)
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some(page(rows, limit, |r| r.item_id)))
         })
@@ -167,6 +192,32 @@ impl DirectReader {
             Ok(queue_depths_from(&rows, options))
         })
     }
+}
+
+/// A results row with its result as the JSON text stored (checked, not parsed).
+fn raw_row(columns: ResultColumns) -> Result<ResultRow<RawJson>, Error> {
+    let ResultColumns {
+        item_id,
+        key,
+        state,
+        result,
+        error,
+    } = columns;
+    let result = result
+        .map(RawValue::from_string)
+        .transpose()
+        .map_err(|e| Error::Corrupt {
+            message: format!("a result is not JSON: {e}"),
+        })?;
+    Ok(ResultRow {
+        item_id,
+        key,
+        status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
+            message: format!("item {item_id} has state {state:?}"),
+        })?,
+        result,
+        error,
+    })
 }
 
 /// Reads a row of [`JOB_COLUMNS`].

@@ -17,7 +17,7 @@ use crate::options::{pool_options, StoreOptions};
 use crate::sqlite::direct::DirectReader;
 use crate::sqlite::migrations;
 use crate::sqlite::writer::DirectWriter;
-use crate::types::{JobId, JobRecord, Page, QueueDepth, ResultRow};
+use crate::types::{JobId, JobRecord, Page, QueueDepth, RawJson, ResultRow};
 
 /// How much of the file readers and the writer map into memory (`PRAGMA mmap_size`).
 const MMAP_BYTES: u64 = 1 << 30;
@@ -201,6 +201,16 @@ impl Backend for SqliteStore {
         limit: usize,
     ) -> Result<Option<Page<ResultRow>>, Error> {
         self.direct.results(tenant, job_id, after, limit)
+    }
+
+    async fn read_results_raw(
+        &self,
+        tenant: &str,
+        job_id: &JobId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Page<ResultRow<RawJson>>>, Error> {
+        self.direct.results_raw(tenant, job_id, after, limit)
     }
 
     async fn read_queue_depths(&self) -> Result<Vec<QueueDepth>, Error> {

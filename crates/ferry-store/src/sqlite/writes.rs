@@ -1,9 +1,12 @@
 //! SQLite's submit, claim and complete statements ([`WriteStatements`]), on the store's own
 //! write connection (`writer`), each prepared once and cached there. Without sqlx's
-//! per-row hand-off, rows are read and written one by one with cached statements (no JSON
-//! arrays to build and parse); an id list is still one JSON array (`json_each`). No row
-//! locks: every write transaction holds SQLite's one write lock (`BEGIN IMMEDIATE`), which
-//! also serialises the queue limit and tenant quota checks.
+//! per-row hand-off, rows are read one by one with cached statements (no JSON arrays to
+//! build and parse) and a job's items and a batch's results are written by multi-row
+//! `INSERT`s of bound values, a few cached sizes; an id list is still one JSON array
+//! (`json_each`). No row locks: every write transaction holds SQLite's one write lock
+//! (`BEGIN IMMEDIATE`), which also serialises the queue limit and tenant quota checks.
+
+use std::sync::OnceLock;
 
 use rusqlite::{named_params, OptionalExtension};
 
@@ -154,22 +157,33 @@ impl WriteStatements for SqliteStore {
         job: &NewJob,
         now: f64,
     ) -> Result<(), Error> {
-        // One cached statement run per item: binding a row costs less than building and
-        // parsing one JSON array of them all.
-        let mut stmt = tx
-            .conn()
-            .prepare_cached(
-                "INSERT INTO items (job_id, key, payload, priority, state, available_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
-            )
-            .map_err(direct(SUBMIT))?;
+        // Runs of up to `MAX_ROWS` items, each one cached multi-row `INSERT` (a power of two
+        // of rows, so a handful of statements serve every job size): what SQLite does once
+        // per statement (its cursors, the `AUTOINCREMENT` counter read and written back) is
+        // done once per run instead of once per item.
         let priority = db_index(job.priority) as i64;
         let mut payload = String::new();
-        for item in &job.items {
-            payload.clear();
-            write_json(&mut payload, &item.payload)?;
-            stmt.execute((id.as_str(), &item.key, &payload, priority, now))
+        let mut rest = &job.items[..];
+        while !rest.is_empty() {
+            let (run, tail) = rest.split_at(run_len(rest.len()));
+            let mut stmt = tx
+                .conn()
+                .prepare_cached(insert_items_sql(run.len()))
                 .map_err(direct(SUBMIT))?;
+            let bind = |stmt: &mut rusqlite::CachedStatement<'_>, payload: &mut String| {
+                stmt.raw_bind_parameter(1, id.as_str())?;
+                stmt.raw_bind_parameter(2, priority)?;
+                stmt.raw_bind_parameter(3, now)?;
+                for (i, item) in run.iter().enumerate() {
+                    payload.clear();
+                    write_json(payload, &item.payload)?;
+                    stmt.raw_bind_parameter(4 + 2 * i, &item.key)?;
+                    stmt.raw_bind_parameter(5 + 2 * i, payload.as_str())?;
+                }
+                stmt.raw_execute()
+            };
+            bind(&mut stmt, &mut payload).map_err(direct(SUBMIT))?;
+            rest = tail;
         }
         Ok(())
     }
@@ -324,20 +338,36 @@ impl WriteStatements for SqliteStore {
         rows: &[(i64, &str)],
         now: f64,
     ) -> Result<Vec<i64>, Error> {
-        // Items that already have a result keep it (the unique key's backstop; an item
-        // just taken from its lease has none): such a row changes nothing.
-        let mut stmt = tx
-            .conn()
-            .prepare_cached(
-                "INSERT INTO results (item_id, result, recorded_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (item_id) DO NOTHING",
-            )
-            .map_err(direct(COMPLETE))?;
+        // Runs of up to `MAX_ROWS` rows, each one cached multi-row `INSERT`. A row whose item
+        // already has a result (the unique key's backstop; an item just taken from its lease
+        // has none) fails its run's statement, which SQLite then undoes alone; that run is
+        // inserted again row by row, each such row changing nothing.
         let mut inserted = Vec::with_capacity(rows.len());
-        for (id, result) in rows {
-            if stmt.execute((id, result, now)).map_err(direct(COMPLETE))? > 0 {
-                inserted.push(*id);
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (run, tail) = rest.split_at(run_len(rest.len()));
+            let mut stmt = tx
+                .conn()
+                .prepare_cached(insert_results_sql(run.len()))
+                .map_err(direct(COMPLETE))?;
+            stmt.raw_bind_parameter(1, now).map_err(direct(COMPLETE))?;
+            for (i, (id, result)) in run.iter().enumerate() {
+                stmt.raw_bind_parameter(2 + 2 * i, id)
+                    .map_err(direct(COMPLETE))?;
+                stmt.raw_bind_parameter(3 + 2 * i, result)
+                    .map_err(direct(COMPLETE))?;
             }
+            match stmt.raw_execute() {
+                Ok(_) => inserted.extend(run.iter().map(|(id, _)| *id)),
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                {
+                    drop(stmt);
+                    insert_results_one_by_one(tx, run, now, &mut inserted)?;
+                }
+                Err(e) => return Err(direct(COMPLETE)(e)),
+            }
+            rest = tail;
         }
         Ok(inserted)
     }
@@ -364,10 +394,211 @@ impl WriteStatements for SqliteStore {
     }
 }
 
+/// Inserts `rows` one statement each, skipping those whose item already has a result;
+/// adds the ids inserted to `inserted`.
+fn insert_results_one_by_one(
+    tx: &WriteTx,
+    rows: &[(i64, &str)],
+    now: f64,
+    inserted: &mut Vec<i64>,
+) -> Result<(), Error> {
+    let mut stmt = tx
+        .conn()
+        .prepare_cached(
+            "INSERT INTO results (item_id, result, recorded_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (item_id) DO NOTHING",
+        )
+        .map_err(direct(COMPLETE))?;
+    for (id, result) in rows {
+        if stmt.execute((id, result, now)).map_err(direct(COMPLETE))? > 0 {
+            inserted.push(*id);
+        }
+    }
+    Ok(())
+}
+
+/// Most rows one multi-row `INSERT` writes.
+const MAX_ROWS: usize = 128;
+
+/// The rows of the next run out of `left`: the largest power of two up to [`MAX_ROWS`].
+fn run_len(left: usize) -> usize {
+    debug_assert!(left > 0);
+    if left >= MAX_ROWS {
+        MAX_ROWS
+    } else {
+        1 << left.ilog2()
+    }
+}
+
+/// `INSERT`s of `n` rows (`n` a power of two up to [`MAX_ROWS`]), built once each.
+fn multi_row_sql(
+    cache: &'static OnceLock<Vec<String>>,
+    head: &str,
+    row: impl Fn(usize) -> String,
+    n: usize,
+) -> &'static str {
+    let all = cache.get_or_init(|| {
+        (0..=MAX_ROWS.ilog2())
+            .map(|k| {
+                let rows: Vec<String> = (0..1usize << k).map(&row).collect();
+                format!("{head} VALUES {}", rows.join(", "))
+            })
+            .collect()
+    });
+    &all[n.ilog2() as usize]
+}
+
+/// A job's items: `?1` the job, `?2` the priority, `?3` the time; then per row its key and
+/// its payload.
+fn insert_items_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    multi_row_sql(
+        &SQL,
+        "INSERT INTO items (job_id, key, payload, priority, state, available_at)",
+        |i| format!("(?1, ?{}, ?{}, ?2, 'queued', ?3)", 4 + 2 * i, 5 + 2 * i),
+        n,
+    )
+}
+
+/// Results: `?1` the time; then per row the item's id and the result.
+fn insert_results_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    multi_row_sql(
+        &SQL,
+        "INSERT INTO results (item_id, result, recorded_at)",
+        |i| format!("(?{}, ?{}, ?1)", 2 + 2 * i, 3 + 2 * i),
+        n,
+    )
+}
+
 /// Appends `value`'s JSON text to `out`.
-fn write_json(out: &mut String, value: &serde_json::Value) -> Result<(), Error> {
+fn write_json(out: &mut String, value: &serde_json::Value) -> rusqlite::Result<()> {
     use std::fmt::Write;
-    write!(out, "{value}").map_err(|e| Error::Corrupt {
-        message: format!("an item could not be encoded: {e}"),
-    })
+    write!(out, "{value}").map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::store::Store;
+    use crate::types::NewItem;
+
+    /// A fresh directory for one test's store.
+    fn scratch(name: &str) -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferry-writes-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn job(n: usize) -> NewJob {
+        NewJob {
+            tenant: String::new(),
+            handler: "echo".into(),
+            params: serde_json::json!({}),
+            priority: Priority::Medium,
+            items: (0..n)
+                .map(|i| NewItem {
+                    key: format!("k{i}"),
+                    payload: serde_json::json!({ "i": i }),
+                })
+                .collect(),
+            idempotency_key: None,
+            limits: Default::default(),
+        }
+    }
+
+    #[test]
+    fn runs_are_powers_of_two_up_to_the_most_rows() {
+        let runs = |mut n: usize| {
+            let mut out = Vec::new();
+            while n > 0 {
+                out.push(run_len(n));
+                n -= run_len(n);
+            }
+            out
+        };
+        assert_eq!(runs(1), vec![1]);
+        assert_eq!(runs(100), vec![64, 32, 4]);
+        assert_eq!(runs(128), vec![128]);
+        assert_eq!(runs(300), vec![128, 128, 32, 8, 4]);
+        assert_eq!(
+            insert_results_sql(2),
+            "INSERT INTO results (item_id, result, recorded_at) VALUES (?2, ?3, ?1), (?4, ?5, ?1)"
+        );
+        assert!(insert_items_sql(128).ends_with("(?1, ?258, ?259, ?2, 'queued', ?3)"));
+    }
+
+    /// A job of several runs: every item stored once, in order, with its key and payload.
+    #[tokio::test]
+    async fn a_job_of_several_runs_stores_every_item_in_order() {
+        let dir = scratch("runs");
+        let store = SqliteStore::open(dir.join("s.db")).await.unwrap();
+        let submitted = store.submit_job(job(300)).await.unwrap();
+        let tx = store.begin_write("testing").await.unwrap();
+        let rows: Vec<(i64, String, String, String)> = tx
+            .conn()
+            .prepare("SELECT id, job_id, key, payload FROM items ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        drop(tx);
+        assert_eq!(rows.len(), 300);
+        for (i, (id, job_id, key, payload)) in rows.iter().enumerate() {
+            assert_eq!(*id, i as i64 + 1);
+            assert_eq!(job_id, submitted.job.id.as_str());
+            assert_eq!(key, &format!("k{i}"));
+            assert_eq!(payload, &format!("{{\"i\":{i}}}"));
+        }
+        let job = store.job("", &submitted.job.id).await.unwrap().unwrap();
+        assert_eq!(job.total, 300);
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A run with an item that already has a result: the others are inserted, that one
+    /// keeps its result and is not counted.
+    #[tokio::test]
+    async fn a_result_already_recorded_is_kept_and_the_rest_of_its_run_inserted() {
+        let dir = scratch("results");
+        let store = SqliteStore::open(dir.join("s.db")).await.unwrap();
+        store.submit_job(job(5)).await.unwrap();
+        let mut tx = store.begin_write("testing").await.unwrap();
+        tx.conn()
+            .execute(
+                "INSERT INTO results (item_id, result, recorded_at) VALUES (2, '\"old\"', 0)",
+                [],
+            )
+            .unwrap();
+        let rows = [(1, "1"), (2, "2"), (3, "3"), (4, "4"), (5, "5")];
+        let inserted = store.insert_results(&mut tx, &rows, 1.0).await.unwrap();
+        assert_eq!(inserted, vec![1, 3, 4, 5]);
+        let stored: Vec<(i64, String)> = tx
+            .conn()
+            .prepare("SELECT item_id, result FROM results ORDER BY item_id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want: Vec<(i64, String)> = [(1, "1"), (2, "\"old\""), (3, "3"), (4, "4"), (5, "5")]
+            .iter()
+            .map(|(i, r)| (*i, (*r).to_owned()))
+            .collect();
+        assert_eq!(stored, want);
+        store.commit_write(tx, "testing").await.unwrap();
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

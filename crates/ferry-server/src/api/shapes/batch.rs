@@ -6,9 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use ferry_store::{JobRecord, Priority, QueueDepth};
+use ferry_store::{JobRecord, Priority, QueueDepth, RawJson};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::super::eta;
@@ -181,7 +180,9 @@ pub(crate) struct BatchResults {
     /// The job's id.
     pub(crate) job_id: String,
     /// One per text in order: the model's result, or `{"error": ...}`.
-    pub(crate) results: Vec<Value>,
+    // Each result is passed through as the store holds its JSON text.
+    #[schema(value_type = Vec<serde_json::Value>)]
+    pub(crate) results: Vec<RawJson>,
     /// Texts in the job.
     pub(crate) total_results: u64,
     /// This page's number.
@@ -327,6 +328,7 @@ pub(crate) struct BatchMetrics {
 mod tests {
     use super::*;
     use ferry_store::{JobId, JobStatus};
+    use serde_json::Value;
 
     fn record(status: JobStatus, created_at: f64) -> JobRecord {
         JobRecord {
