@@ -11,7 +11,9 @@
 //! The algorithm, AIMD on a rate (as TCP's congestion avoidance is AIMD on a window):
 //!
 //! * **Unlimited at first.** Until the target says "too fast" for the first time, the
-//!   controller sets no rate: a target without a rate limit is never slowed down.
+//!   controller sets no rate: a target without a rate limit is never slowed down. A
+//!   refusal before any call got through (a bucket another client emptied) sets none
+//!   either: with nothing to measure, only its `Retry-After` holds the calls.
 //! * **Start from what got through.** On a rate-limit signal the controller measures the
 //!   rate at which the target *accepted* calls over the last `window` (default 2 s, and at
 //!   least `probe_calls` calls' worth of time at the current rate). A client
@@ -243,8 +245,13 @@ impl RateController {
             // start above it. If the target's rate is the estimate after all, the next
             // refusal snaps down to it (the arm above).
             (None, Some(est)) => est * FIRST_ESTIMATE_HEADROOM,
-            // Refused before anything got through: start slow and probe up.
-            (None, None) => 1.0,
+            // Refused before anything got through (a bucket another client had emptied, a
+            // window already spent): no evidence of the target's rate yet. Only the
+            // `Retry-After` gate holds the calls; the first refusal after some calls got
+            // through sets the rate from them. (A guess here, say one call a second, is
+            // climbed back from at a probe per ten calls' worth of time: a minute and more
+            // at a crawl against a target that takes ten a second.)
+            (None, None) => return false,
         };
         self.decreased = self.rate.is_some();
         self.cut_last = true;
@@ -355,6 +362,26 @@ mod tests {
         (ok, refused)
     }
 
+    /// Refused before anything got through: no rate is guessed (a guess of one call a
+    /// second took 80 s to climb back to a bucket's 8 a second); the first refusal after
+    /// calls got through sets it from them.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_before_anything_got_through_sets_no_rate() {
+        let mut ctl = RateController::new(RateConfig::default());
+        let now = Instant::now();
+        assert!(!ctl.on_limited(now, now));
+        assert_eq!(ctl.rate(), None);
+        for _ in 0..16 {
+            tokio::time::advance(Duration::from_millis(125)).await;
+            ctl.on_accepted(Instant::now());
+        }
+        let now = Instant::now();
+        assert!(ctl.on_limited(now, now));
+        // 16 calls in 2 s: 8 a second, and the first rate is 1.5 × that.
+        let rate = ctl.rate().unwrap_or_default();
+        assert!((11.0..=13.0).contains(&rate), "rate {rate}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn no_rate_until_the_target_refuses() {
         let mut ctl = RateController::new(RateConfig::default());
@@ -428,6 +455,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn never_below_the_minimum() {
         let mut ctl = RateController::new(RateConfig::default());
+        // One call got through; then every call is refused.
+        ctl.on_accepted(Instant::now());
         for _ in 0..500 {
             tokio::time::advance(Duration::from_millis(10)).await;
             let now = Instant::now();
@@ -439,8 +468,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn probes_up_when_the_limit_is_raised() {
         let mut ctl = RateController::new(RateConfig::default());
+        // One call a second got through, then a refusal: the rate starts low (1.5/s).
+        for _ in 0..2 {
+            ctl.on_accepted(Instant::now());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
         let now = Instant::now();
-        ctl.on_limited(now, now);
+        assert!(ctl.on_limited(now, now));
         let low = ctl.rate().unwrap_or_default();
         // A client that sends at the learned rate, every call accepted, for three minutes
         // (a plateau at the refused rate, then probes growing 2 %, 4 %, 8 % ...).
