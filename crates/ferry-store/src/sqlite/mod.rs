@@ -20,6 +20,8 @@ mod direct;
 mod jobs;
 mod leases;
 mod migrations;
+#[cfg(test)]
+mod scratch;
 mod sql;
 mod store;
 mod writer;

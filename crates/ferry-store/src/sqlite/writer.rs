@@ -144,7 +144,6 @@ mod tests {
     #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
     use crate::backend::Backend;
@@ -154,14 +153,7 @@ mod tests {
 
     /// A fresh directory for one test's store.
     fn scratch(name: &str) -> PathBuf {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferry-writer-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::sqlite::scratch::scratch("writer", name)
     }
 
     fn job(n: usize) -> NewJob {
