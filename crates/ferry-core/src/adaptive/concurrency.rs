@@ -32,7 +32,8 @@
 //!   target showed meanwhile (the most calls it served at once during the timed-out call's
 //!   life) and a *ceiling* is set one above the most slots an overload has shown, or at
 //!   the concurrency that overloaded (the calls in flight when the timed-out call left, as
-//!   the engine tells it) if that is lower: calls beyond the slots wait, and this target
+//!   the engine tells it, and at least one more than the calls served while it waited) if
+//!   that is lower: calls beyond the slots wait, and this target
 //!   times waiting calls out, however far slow start had run. The limit is held just under
 //!   the ceiling, and the ceiling re-probed after 8 clean windows (doubling after each
 //!   re-probe that overloads again, up to 128, and then also at least 8 calls' worth of
@@ -44,7 +45,8 @@
 //!   that is larger, the limit grows back per completed call as in slow start (TCP's
 //!   `ssthresh`), then by one per window. The engine
 //!   also counts each call that timed out this way as still holding a slot at the target
-//!   for one no-load round trip (a gateway's 504 does not stop the work behind it).
+//!   (a gateway's 504 does not stop the work behind it): for one no-load round trip, and
+//!   a burst of them as a queue that drains `limit` calls per round trip.
 //! * The queue at the target is estimated as in TCP Vegas and Netflix's `VegasLimit`:
 //!   `queue = limit × (1 − baseline / window_mean)`, the calls waiting rather than being
 //!   served. One or two waiting calls keep every slot of the target busy (a slot that
@@ -478,6 +480,10 @@ impl ConcurrencyController {
             // too large for the target, calls an earlier overload abandoned), so the
             // ceiling is at least half the limit that overloaded, as TCP's `ssthresh`.
             let slots = capacity.max(self.last_capacity.unwrap_or(0));
+            // The timed-out call waited while `capacity` calls were served: at least that
+            // many and it were out, whatever the flight at its departure said (calls that
+            // left in the same instant after it are not in that count).
+            let overloaded = overloaded.max(capacity + 1);
             let ceiling = self
                 .ceiling
                 .map_or(overloaded, |c| c.min(overloaded))
@@ -494,6 +500,17 @@ impl ConcurrencyController {
             let ceiling = self.ceiling.unwrap_or(at).max(self.config.min + 1);
             (at / 2, ceiling)
         };
+        tracing::debug!(
+            at,
+            ?flight,
+            served,
+            reprobed,
+            cut,
+            ceiling,
+            regrow_to,
+            rtt_ms = rtt.as_millis() as u64,
+            "overload"
+        );
         self.ceiling = Some(ceiling);
         self.regrow_to = regrow_to;
         self.slow_start = false;
@@ -767,8 +784,11 @@ mod tests {
         assert_eq!(overload(24, 11).await, (Some(11), 8, 25));
         // Grown to 17 only: half of it is under the 8 slots + 1, which bound the ceiling.
         assert_eq!(overload(16, 11).await, (Some(9), 8, 17));
-        // A call that left with 7 out: the ceiling is 7, the limit just under it.
-        assert_eq!(overload(24, 7).await, (Some(7), 6, 25));
+        // A call that left with 7 out, the first of a burst that left at once: 8 were
+        // served while it waited, so at least 9 were out; the ceiling is 9, not 7. (It
+        // was 7, and on 3 slots a call that left second of four set a ceiling of 2 and
+        // the limit to 1.)
+        assert_eq!(overload(24, 7).await, (Some(9), 8, 25));
     }
 
     /// Once a queued call has timed out, two calls waiting cut the limit (before, up to
