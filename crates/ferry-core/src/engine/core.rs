@@ -22,6 +22,7 @@ mod carry;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -444,15 +445,6 @@ where
             past_deadline: self.deadline.is_some_and(|d| now >= d),
         };
         let decision = self.policy.on_call(end, state);
-        if decision.signal == Signal::Overload {
-            // The target gave up on the call, not on its work: a gateway's 504 leaves the
-            // request queued or running behind it. Count it as holding a slot for one more
-            // no-load round trip, so the calls sent next do not queue behind it and time out
-            // in turn.
-            if let Some(rtt) = self.limit.baseline() {
-                self.phantoms.push(now + rtt);
-            }
-        }
         if let Some(after) = decision.pause {
             self.throttle.pause_until(now + after);
         }
@@ -493,7 +485,16 @@ where
         if decision.signal == Signal::Overload {
             self.limit.on_overload_flight(batch_flight);
         }
+        // The abandoned call's own no-load round trip: the size it carried, not the one the
+        // overload may cut fresh batches to.
+        let abandoned_rtt = match decision.signal {
+            Signal::Overload => self.limit.baseline(),
+            _ => None,
+        };
         self.limit.on_response(latency, decision.signal, now, size);
+        if let Some(rtt) = abandoned_rtt {
+            self.hold_abandoned(rtt, now);
+        }
         tracing::debug!(
             engine = %self.cfg.name, ?end, items = n, probe, crowded = state.crowded,
             latency_ms = latency.as_millis() as u64, signal = ?decision.signal,
@@ -501,6 +502,27 @@ where
             "call finished"
         );
         self.record(out, now).await
+    }
+
+    /// A call timed out queued: the target gave up on the call, not on its work. A
+    /// gateway's 504 leaves the request queued or running behind it, so it still holds a
+    /// slot there (a *phantom*) and the calls sent next would queue behind it and time out
+    /// in turn. The abandoned calls drain as the target serves calls: one no-load round
+    /// trip for the first, then one more per round trip for each `limit` of them (the limit
+    /// the overload just cut to, the capacity the target showed), as a queue of abandoned
+    /// work in front of `limit` slots does. (Each held a slot for one round trip from its
+    /// own timeout once, which let calls out while a burst of abandoned calls still
+    /// queued: on 8 slots, 14 abandoned calls hold them for about two round trips, and the
+    /// calls sent after one timed out in turn.)
+    fn hold_abandoned(&mut self, rtt: Duration, now: Instant) {
+        let lanes = u32::try_from(self.limit.get().max(1)).unwrap_or(u32::MAX);
+        let first = now + rtt;
+        let until = self
+            .phantoms
+            .iter()
+            .max()
+            .map_or(first, |&last| first.max(last + rtt / lanes));
+        self.phantoms.push(until);
     }
 
     /// Stop intake: cancel everything that is not in a call.

@@ -3,5 +3,6 @@
 
 mod backpressure;
 mod ceiling;
+mod gateway;
 mod lifecycle;
 mod properties;
