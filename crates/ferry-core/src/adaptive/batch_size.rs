@@ -8,7 +8,9 @@
 //!   [`BatchSizeController::probe`] when no probe is out). A target with a hidden size limit
 //!   therefore costs one failed call per step of learning, not one per concurrent call.
 //! * Probe sizes: ×`growth` (slow start) while no ceiling is known; halfway to
-//!   `ceiling − 1` once one is; never above what the last latency projects to reach
+//!   `ceiling − 1` once one is, or further, up to `ceiling − 1`, where the latency of the
+//!   probe that timed out projects a size to fit in it (on a 500 ms timeout, 16 items in
+//!   362 ms project 22: one probe instead of three); never above what the last latency projects to reach
 //!   `target_latency` (latency is taken as linear in size, the common case for APIs,
 //!   databases and models); never above `max`. At `ceiling − 1`, the ceiling itself is
 //!   re-probed after `probe_after` successes, and each failed re-probe doubles that
@@ -24,13 +26,15 @@
 //!   that bound leaves no time to wait, so every bit of queueing becomes a timeout rather than
 //!   latency the concurrency controller could see. From then on the target latency is at
 //!   most `headroom` × the timed-out call's latency, and the size shrinks to it at once
-//!   (in proportion to the last full batch's latency).
+//!   (in proportion to the quickest of the last full batches at the confirmed size, or the
+//!   last full batch's latency if none).
 //! * A *full* confirmed-size batch (at least `fullness` × the size; tail batches and split
 //!   parts say nothing about the size) slower than the target shrinks the size in
 //!   proportion (`size × target / latency`, at most halving). The latency judged is the
 //!   quickest of the last 8 full batches at that size: a batch that waited in the target's
 //!   queue is slow because of concurrency, which is the other controller's business, and
-//!   shrinking batches for it would only add calls to the queue; one that is too large sets the
+//!   shrinking batches for it would only add calls to the queue (after a shrink the last
+//!   8 carry over, scaled to the new size); one that is too large sets the
 //!   ceiling to its size and drops the size to `ceiling × backoff`: the target changed.
 //!
 //! Knobs ([`BatchSizeConfig`]): `initial` (16), `min` (1), `max` (a cap, never exceeded),
@@ -133,6 +137,9 @@ pub struct BatchSizeController {
     recent: std::collections::VecDeque<f64>,
     /// The largest batch that went through so far.
     largest_served: usize,
+    /// The size the latency of the last probe that timed out projects to fit (see
+    /// `on_too_large`).
+    timeout_fit: Option<usize>,
 }
 
 impl BatchSizeController {
@@ -151,6 +158,7 @@ impl BatchSizeController {
             last_full: None,
             recent: std::collections::VecDeque::new(),
             largest_served: 0,
+            timeout_fit: None,
         }
     }
 
@@ -169,7 +177,16 @@ impl BatchSizeController {
             return;
         }
         self.bound = Some(bound);
-        if let Some((len, observed)) = self.last_full {
+        // Projected from the quickest recent full batch at the confirmed size, as a shrink
+        // is: the last one may have waited in the very queue that timed this call out (on
+        // 8 slots, a batch of 16 back in 1.28 s instead of 1.04 s cut the size to 13).
+        let quickest = self
+            .recent
+            .iter()
+            .copied()
+            .reduce(f64::min)
+            .map(|rtt| (self.size, rtt));
+        if let Some((len, observed)) = quickest.or(self.last_full) {
             let fits = ((len as f64) * bound / observed.max(1e-9)).floor() as usize;
             self.projected = Some(fits);
             if fits < self.size {
@@ -223,7 +240,8 @@ impl BatchSizeController {
             Some(ceiling) => {
                 let top = ceiling.saturating_sub(1);
                 if self.size < top {
-                    self.size + (top - self.size).div_ceil(2)
+                    let halfway = self.size + (top - self.size).div_ceil(2);
+                    halfway.max(self.timeout_fit.unwrap_or(0).min(top))
                 } else if self.successes_at_top >= self.probe_after {
                     ceiling
                 } else {
@@ -287,7 +305,17 @@ impl BatchSizeController {
         if observed > target {
             let factor = (target / observed).max(0.5);
             let shrunk = ((len.min(self.size) as f64) * factor).floor() as usize;
-            self.set_size(shrunk.clamp(self.config.min, self.config.max));
+            let shrunk = shrunk.clamp(self.config.min, self.config.max);
+            // The recent latencies carry over, scaled to the new size (latency taken as
+            // linear in size, which undershoots with a fixed cost per call): the first
+            // batch at the new size alone, which may have waited in the same queue as the
+            // ones before it, does not shrink the size again (on 3 slots with a fourth
+            // call waiting, 10 became 9 and then, from one batch of 9 in 921 ms, 6).
+            let scale = shrunk as f64 / self.size.max(1) as f64;
+            let scaled: std::collections::VecDeque<f64> =
+                self.recent.iter().map(|l| l * scale).collect();
+            self.set_size(shrunk);
+            self.recent = scaled;
             return;
         }
         if probe && len > self.size {
@@ -303,15 +331,27 @@ impl BatchSizeController {
         }
     }
 
-    /// Records a call of `len` items that was too large: it timed out or the target answered
-    /// `Split` without naming an item. `probe` says whether it was the probe.
-    pub fn on_too_large(&mut self, len: usize, probe: bool) {
+    /// Records a call of `len` items that was too large after `latency`: it timed out or the
+    /// target answered `Split` without naming an item. `probe` says whether it was the probe.
+    pub fn on_too_large(&mut self, len: usize, latency: Duration, probe: bool) {
         if probe {
             self.probe_out = None;
             if self.ceiling.is_some_and(|c| len >= c) {
                 self.probe_after = self.probe_after.saturating_mul(2);
             }
             self.successes_at_top = 0;
+            // The first probe found too large, if it timed out, says how long a call may
+            // take: the size its latency projects to (in proportion to the confirmed
+            // size's, which undershoots when a call has a fixed cost) is the next probe's
+            // floor. Only the first: a target that answers "too large" slowly for another
+            // reason would otherwise turn the search into a walk down from the ceiling.
+            self.timeout_fit = match (self.ceiling, self.last_full) {
+                (None, Some((size, observed))) => {
+                    let fits = (size as f64) * latency.as_secs_f64() / observed.max(1e-9);
+                    Some(fits.floor() as usize)
+                }
+                _ => None,
+            };
             self.ceiling = Some(self.ceiling.map_or(len, |c| c.min(len)));
             return;
         }
@@ -357,7 +397,7 @@ mod tests {
                 sizes.push(n);
                 if n > limit {
                     failures += 1;
-                    ctl.on_too_large(n, probe);
+                    ctl.on_too_large(n, Duration::from_millis(10 + n as u64), probe);
                 } else {
                     ctl.on_success(n, Duration::from_millis(10 + n as u64), probe);
                 }
@@ -401,6 +441,27 @@ mod tests {
         assert!((50..=100).contains(&ctl.size()), "size {}", ctl.size());
     }
 
+    /// Every call waiting a little (a fourth call on three slots) shrinks the size once,
+    /// not again on the first batch at the new size.
+    #[test]
+    fn a_shrink_is_not_repeated_on_one_queued_batch() {
+        let mut ctl = BatchSizeController::new(BatchSizeConfig {
+            initial: 10,
+            target_latency: Duration::from_millis(700),
+            ..Default::default()
+        });
+        // 10 items take 680 ms alone; a run of calls that each waited 60-320 ms.
+        ctl.on_success(10, Duration::from_millis(680), false);
+        for ms in [744, 999, 981, 743, 999, 981, 743, 999] {
+            ctl.on_success(10, Duration::from_millis(ms), false);
+        }
+        // The quickest of the last 8 is 743 ms: 10 × 700 / 743 = 9.4.
+        assert_eq!(ctl.size(), 9);
+        // The first batch of 9 waited too (921 ms); alone it would say 6.
+        ctl.on_success(9, Duration::from_millis(921), false);
+        assert_eq!(ctl.size(), 9);
+    }
+
     #[test]
     fn a_failed_probe_keeps_the_confirmed_size() {
         let mut ctl = BatchSizeController::new(BatchSizeConfig::default());
@@ -413,10 +474,24 @@ mod tests {
         let n = ctl.probe().unwrap();
         assert_eq!(n, 24);
         assert_eq!(ctl.probe(), None, "one probe at a time");
-        ctl.on_too_large(n, true);
+        ctl.on_too_large(n, Duration::from_millis(50), true);
         assert_eq!(ctl.size(), 16);
         assert_eq!(ctl.ceiling(), Some(24));
         assert_eq!(ctl.probe(), Some(20));
+    }
+
+    /// A probe that timed out says how long a call may take: the next probe goes to the
+    /// size that fits in it, not halfway.
+    #[test]
+    fn a_timed_out_probe_projects_the_next_one() {
+        let mut ctl = BatchSizeController::new(BatchSizeConfig::default());
+        ctl.on_success(16, Duration::from_millis(362), false);
+        assert_eq!(ctl.probe(), Some(24));
+        ctl.on_too_large(24, Duration::from_millis(502), true);
+        // 16 × 502 / 362 = 22.2 (halfway to 23 would be 20).
+        assert_eq!(ctl.probe(), Some(22));
+        ctl.on_success(22, Duration::from_millis(482), true);
+        assert_eq!((ctl.size(), ctl.probe()), (22, Some(23)));
     }
 
     #[test]
@@ -439,6 +514,19 @@ mod tests {
         assert_eq!(ctl.size(), 16);
     }
 
+    /// The last full batch waited in the queue that timed the overloaded call out: the
+    /// size is projected from the quickest recent one, not from it.
+    #[test]
+    fn an_overload_projects_from_the_quickest_recent_batch() {
+        let mut ctl = BatchSizeController::new(BatchSizeConfig::default());
+        // 16 items take 1.04 s alone; the last one waited 0.24 s for a slot.
+        ctl.on_success(16, Duration::from_millis(1_040), false);
+        ctl.on_success(16, Duration::from_millis(1_280), false);
+        ctl.on_overload(Duration::from_millis(1_500));
+        // 0.7 × 1.5 s = 1.05 s, and 16 × 1.05 / 1.04 = 16.2 (from 1.28 s it was 13).
+        assert_eq!(ctl.size(), 16);
+    }
+
     proptest! {
         #[test]
         fn size_stays_within_bounds(min in 1usize..10, extra in 0usize..500, events in proptest::collection::vec((any::<bool>(), any::<bool>(), 1usize..1000, 0u64..5000), 1..200)) {
@@ -446,7 +534,7 @@ mod tests {
             let mut ctl = BatchSizeController::new(cfg);
             for (ok, probe, len, ms) in events {
                 let probe = probe && ctl.probe().is_some();
-                if ok { ctl.on_success(len, Duration::from_millis(ms), probe) } else { ctl.on_too_large(len, probe) }
+                if ok { ctl.on_success(len, Duration::from_millis(ms), probe) } else { ctl.on_too_large(len, Duration::from_millis(ms), probe) }
                 prop_assert!(ctl.size() >= min && ctl.size() <= min + extra);
                 if let Some(p) = ctl.wanted_probe() {
                     prop_assert!(p <= min + extra);

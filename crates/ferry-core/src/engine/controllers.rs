@@ -165,7 +165,7 @@ impl Size {
                 SizeFeedback::Nothing => {}
                 SizeFeedback::ReturnProbe => c.cancel_probe(),
                 SizeFeedback::Success => c.on_success(n, latency, probe),
-                SizeFeedback::TooLarge => c.on_too_large(n, probe),
+                SizeFeedback::TooLarge => c.on_too_large(n, latency, probe),
                 SizeFeedback::Overload => c.on_overload(latency),
             }
         }
