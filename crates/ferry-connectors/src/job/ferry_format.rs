@@ -355,6 +355,22 @@ fn read_dispatch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     if let Some(cap) = cap {
         raise_concurrency(engine, cap);
     }
+    if let Some(n) = r.positive("dispatch.initial_concurrency") {
+        let line = r.line_of("dispatch.initial_concurrency");
+        match &mut engine.dispatch.concurrency {
+            Concurrency::Adaptive(c) if n <= c.max => c.initial = n.max(c.min),
+            Concurrency::Adaptive(c) => r.err(
+                "dispatch.initial_concurrency",
+                line,
+                format!("{n} is above dispatch.max_concurrency ({})", c.max),
+            ),
+            Concurrency::Fixed(_) => r.err(
+                "dispatch.initial_concurrency",
+                line,
+                "only an adaptive limit starts somewhere: drop it or dispatch.concurrency",
+            ),
+        }
+    }
     let rps = r.positive("dispatch.requests_per_second");
     let ips = r.positive("dispatch.items_per_second");
     engine.dispatch.rate.requests_per_sec =

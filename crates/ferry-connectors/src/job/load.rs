@@ -244,6 +244,40 @@ mod tests {
     }
 
     #[test]
+    fn initial_concurrency_starts_the_adaptive_limit_within_the_cap() {
+        use ferry_core::Concurrency;
+        let env = env_of(&[]);
+        let base = "[source]\ntype = \"jsonl\"\npath = \"in.jsonl\"\nkey = \"id\"\n[handler]\ntype = \"jsonl\"\npath = \"out.jsonl\"\n[dispatch]\n";
+        let job = check(
+            &format!("{base}max_concurrency = 32\ninitial_concurrency = 8\n"),
+            &env,
+        )
+        .unwrap();
+        match job.engine.dispatch.concurrency {
+            Concurrency::Adaptive(c) => assert_eq!((c.initial, c.max), (8, 32)),
+            other => panic!("{other:?}"),
+        }
+        let error = |dispatch: &str| {
+            check(&format!("{base}{dispatch}"), &env)
+                .unwrap_err()
+                .to_string()
+        };
+        for (dispatch, want) in [
+            (
+                "max_concurrency = 4\ninitial_concurrency = 8\n",
+                ":10: `dispatch.initial_concurrency`: 8 is above dispatch.max_concurrency (4)",
+            ),
+            (
+                "concurrency = 4\ninitial_concurrency = 2\n",
+                ":10: `dispatch.initial_concurrency`: only an adaptive limit starts somewhere",
+            ),
+        ] {
+            let err = error(dispatch);
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
     fn keys_that_are_read_are_never_unknown_and_are_suggested() {
         let env = env_of(&[]);
         // A misspelt handler type: `method` and `body` work for http handlers, so the one
