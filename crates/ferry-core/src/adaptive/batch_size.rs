@@ -10,12 +10,12 @@
 //! * Probe sizes: ×`growth` (slow start) while no ceiling is known; halfway to
 //!   `ceiling − 1` once one is, or further, up to `ceiling − 1`, where the latency of the
 //!   probe that timed out projects a size to fit in it (on a 500 ms timeout, 16 items in
-//!   362 ms project 22: one probe instead of three); never above what the last latency projects to reach
-//!   `target_latency` (latency is taken as linear in size, the common case for APIs,
-//!   databases and models); never above `max`. At `ceiling − 1`, the ceiling itself is
-//!   re-probed after `probe_after` successes, and each failed re-probe doubles that
-//!   interval, so a fixed server limit costs a vanishing share of calls while a limit that
-//!   moved is found again.
+//!   362 ms project 22: one probe instead of three); never above what the last latency
+//!   projects to reach `target_latency` (latency is taken as linear in size, the common
+//!   case for APIs, databases and models); never above `max`. At `ceiling − 1`, the
+//!   ceiling itself is re-probed after `probe_after` successes, and each failed re-probe
+//!   doubles that interval, so a fixed server limit costs a vanishing share of calls
+//!   while a limit that moved is found again.
 //! * A probe that succeeds within the target latency becomes the confirmed size; a slower
 //!   one is not confirmed but shrinks nothing (one call's latency may be queueing). A probe
 //!   that is too large (it timed
