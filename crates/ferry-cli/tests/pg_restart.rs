@@ -1,7 +1,9 @@
 //! `ferry serve --store postgres://...` while PostgreSQL drops every connection of the
 //! service (`pg_terminate_backend` on the service's `application_name`, what a
 //! `pg_ctlcluster ... restart` does to it): the service stays up, its in-process worker
-//! reconnects with backoff, and the batch job completes with one result per text.
+//! reconnects with backoff, and the batch job completes with one result per text. A
+//! submit that meets the store without a connection is answered `503` with `Retry-After`
+//! and nothing stored, and the client sends it again, as the API documents.
 //!
 //! The machine's PostgreSQL is shared with other tests, so it is not restarted: only this
 //! service's own connections are terminated. The service runs in a schema of its own
@@ -38,6 +40,41 @@ fn psql(sql: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Submits a job as a client of the batch API should: a submit that meets the store
+/// between losing its connections and the pool's next ones is answered `503` with
+/// `Retry-After` ("nothing was stored; retry"), and is sent again after that long.
+fn submit(url: &str, body: &Value) -> Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..10 {
+            let response = client.post(url).json(body).send().await.unwrap();
+            if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                assert!(
+                    response.status().is_success(),
+                    "{url}: {}",
+                    response.status()
+                );
+                return response.json().await.unwrap();
+            }
+            let after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("a 503 says when to retry");
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["status"], 503, "{problem}");
+            eprintln!("{url}: 503 ({}), retrying in {after} s", problem["detail"]);
+            tokio::time::sleep(Duration::from_secs(after)).await;
+        }
+        panic!("{url}: still 503 after 10 tries");
+    })
+}
+
 #[test]
 fn ferry_serve_on_postgres_survives_its_connections_being_terminated() {
     let tag = format!("ferry_restart_{}", std::process::id());
@@ -66,7 +103,7 @@ fn ferry_serve_on_postgres_survives_its_connections_being_terminated() {
     let mut ids = Vec::new();
     let mut terminated = 0;
     for round in 0..5 {
-        let job: Value = http::post(
+        let job = submit(
             &format!("http://{addr}/api/v1/batch/predict"),
             &json!({ "texts": texts }),
         );
