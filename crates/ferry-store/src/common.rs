@@ -381,11 +381,20 @@ pub(crate) struct ResultColumns {
 impl ResultColumns {
     /// The row they describe; `Corrupt` for a state or result this build cannot read.
     pub(crate) fn into_row(self) -> Result<ResultRow, Error> {
+        self.into_row_with(|r| json(&r, "a result"))
+    }
+
+    /// The row they describe, the result's text read by `result`; `Corrupt` for a state
+    /// this build cannot read.
+    pub(crate) fn into_row_with<T>(
+        self,
+        result: impl FnOnce(String) -> Result<T, Error>,
+    ) -> Result<ResultRow<T>, Error> {
         let ResultColumns {
             item_id,
             key,
             state,
-            result,
+            result: text,
             error,
         } = self;
         Ok(ResultRow {
@@ -394,7 +403,7 @@ impl ResultColumns {
             status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
                 message: format!("item {item_id} has state {state:?}"),
             })?,
-            result: result.map(|r| json(&r, "a result")).transpose()?,
+            result: text.map(result).transpose()?,
             error,
         })
     }

@@ -26,7 +26,7 @@ use crate::common::{
 use crate::error::Error;
 use crate::options::StoreOptions;
 use crate::sqlite::writer::direct;
-use crate::types::{ItemStatus, JobId, JobRecord, Page, QueueDepth, RawJson, ResultRow};
+use crate::types::{JobId, JobRecord, Page, QueueDepth, RawJson, ResultRow};
 
 /// Idle connections kept for reuse; more are opened under load and closed when returned.
 const KEEP_IDLE: usize = 8;
@@ -196,27 +196,10 @@ impl DirectReader {
 
 /// A results row with its result as the JSON text stored (checked, not parsed).
 fn raw_row(columns: ResultColumns) -> Result<ResultRow<RawJson>, Error> {
-    let ResultColumns {
-        item_id,
-        key,
-        state,
-        result,
-        error,
-    } = columns;
-    let result = result
-        .map(RawValue::from_string)
-        .transpose()
-        .map_err(|e| Error::Corrupt {
+    columns.into_row_with(|text| {
+        RawValue::from_string(text).map_err(|e| Error::Corrupt {
             message: format!("a result is not JSON: {e}"),
-        })?;
-    Ok(ResultRow {
-        item_id,
-        key,
-        status: ItemStatus::from_state(&state).ok_or_else(|| Error::Corrupt {
-            message: format!("item {item_id} has state {state:?}"),
-        })?,
-        result,
-        error,
+        })
     })
 }
 

@@ -147,30 +147,13 @@ mod tests {
 
     use super::*;
     use crate::backend::Backend;
+    use crate::sqlite::scratch::job;
     use crate::sqlite::SqliteStore;
     use crate::store::Store;
-    use crate::types::{NewItem, NewJob, Priority};
 
     /// A fresh directory for one test's store.
     fn scratch(name: &str) -> PathBuf {
         crate::sqlite::scratch::scratch("writer", name)
-    }
-
-    fn job(n: usize) -> NewJob {
-        NewJob {
-            tenant: String::new(),
-            handler: "echo".into(),
-            params: serde_json::json!({}),
-            priority: Priority::Medium,
-            items: (0..n)
-                .map(|i| NewItem {
-                    key: i.to_string(),
-                    payload: serde_json::json!(i),
-                })
-                .collect(),
-            idempotency_key: None,
-            limits: Default::default(),
-        }
     }
 
     #[tokio::test]

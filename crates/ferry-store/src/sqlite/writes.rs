@@ -484,29 +484,12 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::sqlite::scratch::job;
     use crate::store::Store;
-    use crate::types::NewItem;
 
     /// A fresh directory for one test's store.
     fn scratch(name: &str) -> PathBuf {
         crate::sqlite::scratch::scratch("writes", name)
-    }
-
-    fn job(n: usize) -> NewJob {
-        NewJob {
-            tenant: String::new(),
-            handler: "echo".into(),
-            params: serde_json::json!({}),
-            priority: Priority::Medium,
-            items: (0..n)
-                .map(|i| NewItem {
-                    key: format!("k{i}"),
-                    payload: serde_json::json!({ "i": i }),
-                })
-                .collect(),
-            idempotency_key: None,
-            limits: Default::default(),
-        }
     }
 
     #[test]
