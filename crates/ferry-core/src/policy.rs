@@ -10,13 +10,13 @@
 //! | `Done`                   | each by its own outcome (table below)              | –               | `Ok` if comparable, else `Neutral` | success | accepted |
 //! | `Throttled { after }`    | cancelling: cancel; past the deadline: dead-letter; else requeue whole, uncharged | closed for `after` | `Neutral` | probe returned | limited |
 //! | `Retry { after }`        | cancelling: cancel; no `after`, several items and `split_after` whole-batch failures: charge and split; else charge and retry whole | closed for `after` | `Backpressure` | probe returned | accepted |
-//! | `Split`                  | cancelling: cancel; a probe: split; several items: isolate the unnamed item; one: dead-letter | – | `Neutral` | too large if probe | accepted |
+//! | `Split`                  | cancelling: cancel; a probe: recut; several items: isolate the unnamed item; one: dead-letter | – | `Neutral` | too large if probe | accepted |
 //! | `TooLarge`, crowded      | requeue whole, uncharged                           | –               | `Overload`         | headroom         | accepted  |
 //! | `TooLarge`               | as `Split`                                         | –               | `Neutral`          | too large        | accepted  |
 //! | handler panicked         | as `Split`                                         | –               | `Neutral`          | probe returned   | –         |
 //! | `Fatal`                  | dead-letter (even when cancelling)                 | –               | `Neutral`          | probe returned   | accepted  |
 //! | per-attempt timeout, crowded | requeue whole, uncharged                       | –               | `Overload`         | headroom         | –         |
-//! | per-attempt timeout      | several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        | –         |
+//! | per-attempt timeout      | a probe: recut; several items: as `Split`; one: as `Retry` without `after` | –       | `Backpressure`     | too large        | –         |
 //! | abandoned at shutdown    | cancel                                             | –               | `Neutral`          | probe returned   | –         |
 //!
 //! *Back-pressure is not failure.* A `Throttled` call (429, 503, a rate-limit or budget error
@@ -29,7 +29,9 @@
 //! come down (*crowded*), is first read as overload: the limit is cut (`Overload`) and
 //! the batch goes back whole and uncharged. Only a timeout of a call that was alone, or at
 //! the lowest limit, or of a probe, says the batch is too large: then it is split and the
-//! batch size learns. Past the deadline a crowded timeout is read as size again, so the
+//! batch size learns; a probe's items are *recut* instead (back to the front of the queue,
+//! uncharged, to leave in batches of the confirmed size: the size known to go through, where
+//! a probe's halves would be smaller calls, each costing the target a request). Past the deadline a crowded timeout is read as size again, so the
 //! deadline always ends the run. An overload also tells the batch size how long a call may
 //! take, queueing included (*headroom*): fresh batches are sized to leave part of that
 //! time for waiting at the target, so queueing shows as latency before it costs a timeout.
@@ -125,6 +127,10 @@ pub(crate) enum Action {
         /// Whether a whole-batch failure is charged before the split.
         charge: bool,
     },
+    /// A probe (a size larger than the confirmed one) proved too large: its items go back to
+    /// the front of the queue, charging nobody, to leave again in batches of the confirmed
+    /// size (halves of a probe would be calls smaller than the size known to go through).
+    Recut,
     /// The batch failed as a whole naming no item: search it for the one item at fault,
     /// testing one half at a time, while other calls go on (`engine::isolate`), charging
     /// nobody.
@@ -251,10 +257,16 @@ impl OutcomePolicy {
             CallEnd::Split if several && !batch.probe && !batch.cancelling => {
                 (Action::Isolate, Signal::Neutral)
             }
+            CallEnd::Split | CallEnd::TooLarge if batch.probe && !batch.cancelling => {
+                (Action::Recut, Signal::Neutral)
+            }
             CallEnd::Split | CallEnd::TooLarge | CallEnd::Panicked => {
                 (split_or_dead_letter(batch), Signal::Neutral)
             }
             CallEnd::Fatal => (Action::DeadLetter, Signal::Neutral),
+            CallEnd::TimedOut if batch.probe && !batch.cancelling => {
+                (Action::Recut, Signal::Backpressure)
+            }
             CallEnd::TimedOut if several => (split_or_dead_letter(batch), Signal::Backpressure),
             CallEnd::TimedOut => (self.retry_whole(batch, None), Signal::Backpressure),
             CallEnd::Abandoned => (Action::Cancel, Signal::Neutral),
@@ -417,12 +429,12 @@ mod tests {
             // Split: an ordinary batch is searched for the item at fault, a probe is cut, a single
             // item is the culprit. Size learns only from a probe.
             (E::Split, batch(10, 0, ""), isolate, None, Neutral, S::Nothing),
-            (E::Split, batch(10, 0, "p"), split, None, Neutral, S::TooLarge),
+            (E::Split, batch(10, 0, "p"), Recut, None, Neutral, S::TooLarge),
             (E::Split, batch(1, 0, ""), DeadLetter, None, Neutral, S::Nothing),
             (E::Split, batch(10, 0, "x"), Cancel, None, Neutral, S::Nothing),
             // TooLarge: as Split, and the size always learns.
             (E::TooLarge, batch(10, 0, ""), split, None, Neutral, S::TooLarge),
-            (E::TooLarge, batch(1, 0, "p"), DeadLetter, None, Neutral, S::TooLarge),
+            (E::TooLarge, batch(2, 0, "p"), Recut, None, Neutral, S::TooLarge),
             (E::TooLarge, batch(10, 0, "x"), Cancel, None, Neutral, S::TooLarge),
             // A panic: as Split; a probe is handed back.
             (E::Panicked, batch(10, 0, ""), split, None, Neutral, S::Nothing),
@@ -433,7 +445,9 @@ mod tests {
             (E::Fatal, batch(10, 0, "px"), DeadLetter, None, Neutral, S::ReturnProbe),
             // Timeout: several items split (no charge); one item retried; back-pressure.
             (E::TimedOut, batch(10, 0, "c"), split, None, Bp, S::TooLarge),
-            (E::TimedOut, batch(10, 3, "p"), split, None, Bp, S::TooLarge),
+            (E::TimedOut, batch(10, 3, "p"), Recut, None, Bp, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "p"), Recut, None, Neutral, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "px"), Cancel, None, Neutral, S::TooLarge),
             (E::TimedOut, batch(1, 0, ""), Retry { after: None }, None, Bp, S::TooLarge),
             (E::TimedOut, batch(1, 9, ""), Retry { after: None }, None, Bp, S::TooLarge),
             (E::TimedOut, batch(10, 0, "x"), Cancel, None, Bp, S::TooLarge),
@@ -451,8 +465,8 @@ mod tests {
             (E::TimedOut, batch(10, 2, "q"), Requeue { after: None }, None, Overload, S::Overload),
             (E::TimedOut, batch(1, 0, "q"), Requeue { after: None }, None, Overload, S::Overload),
             // ... unless it was a probe, the run is cancelling, or the deadline passed: size.
-            (E::TooLarge, batch(10, 0, "pq"), split, None, Neutral, S::TooLarge),
-            (E::TimedOut, batch(10, 0, "pq"), split, None, Bp, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "pq"), Recut, None, Neutral, S::TooLarge),
+            (E::TimedOut, batch(10, 0, "pq"), Recut, None, Bp, S::TooLarge),
             (E::TooLarge, batch(10, 0, "qx"), Cancel, None, Neutral, S::TooLarge),
             (E::TooLarge, batch(10, 0, "qd"), split, None, Neutral, S::TooLarge),
             (E::TimedOut, batch(10, 0, "qd"), split, None, Bp, S::TooLarge),

@@ -470,6 +470,7 @@ where
             Action::Retry { after } => self.retry(batch, after, &reason, &mut out, now),
             Action::Requeue { after } => self.requeue(batch, after, &mut out, now),
             Action::Split { charge } => self.split(batch, charge, &mut out),
+            Action::Recut => self.recut(batch),
             Action::DeadLetter => out.dead_all(batch.into_items(), &reason),
             Action::Cancel => out.cancelled.extend(batch.into_items()),
         }

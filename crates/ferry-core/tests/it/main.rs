@@ -6,3 +6,4 @@ mod ceiling;
 mod gateway;
 mod lifecycle;
 mod properties;
+mod recut;

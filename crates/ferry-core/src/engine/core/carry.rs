@@ -141,10 +141,24 @@ where
         let delay = policy::backoff(&self.cfg.retry, batch.requeues.min(5), after, &mut self.rng);
         out.retries += 1;
         // A batch cut before the size came down (or a probe sent back) goes again in parts
-        // of the size now confirmed: sent whole it would test a size already given up.
-        for part in batch.into_parts(self.size.get()) {
-            self.backoffs.schedule(part, now + delay);
+        // of the size now confirmed: sent whole it would test a size already given up. A
+        // smaller last part goes back to the front of the queue, to leave in the next
+        // full batch: alone it would cost the target a request for less than the size.
+        let size = self.size.get();
+        let cut = batch.len() > size;
+        for part in batch.into_parts(size) {
+            if cut && part.len() < size {
+                self.buffer.put_back(part.into_items());
+            } else {
+                self.backoffs.schedule(part, now + delay);
+            }
         }
+    }
+
+    /// Puts a probe that proved too large back at the front of the queue, uncharged, to
+    /// leave again in batches of the confirmed size (`Action::Recut`).
+    pub(super) fn recut(&mut self, batch: Batch<T>) {
+        self.buffer.put_back(batch.into_items());
     }
 
     /// Splits `batch` (charging a failure first if asked); the parts leave before anything
