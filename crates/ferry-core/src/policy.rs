@@ -30,9 +30,10 @@
 //! the batch goes back whole and uncharged. Only a timeout of a call that was alone, or at
 //! the lowest limit, or of a probe, says the batch is too large: then it is split and the
 //! batch size learns; a probe's items are *recut* instead (back to the front of the queue,
-//! uncharged, to leave in batches of the confirmed size: the size known to go through, where
-//! a probe's halves would be smaller calls, each costing the target a request). Past the deadline a crowded timeout is read as size again, so the
-//! deadline always ends the run. An overload also tells the batch size how long a call may
+//! uncharged, to leave in batches of the confirmed size, the size known to go through,
+//! where a probe's halves would be smaller calls, each costing the target a request). Past
+//! the deadline a crowded timeout is read as size again, so the deadline always ends the
+//! run. An overload also tells the batch size how long a call may
 //! take, queueing included (*headroom*): fresh batches are sized to leave part of that
 //! time for waiting at the target, so queueing shows as latency before it costs a timeout.
 
@@ -426,14 +427,16 @@ mod tests {
             (E::Retry { after: AFTER }, batch(10, 4, ""), Retry { after: AFTER }, AFTER, Bp, S::Nothing),
             (E::Retry { after: AFTER }, batch(10, 0, "p"), Retry { after: AFTER }, AFTER, Bp, S::ReturnProbe),
             (E::Retry { after: AFTER }, batch(10, 0, "x"), Cancel, AFTER, Bp, S::Nothing),
-            // Split: an ordinary batch is searched for the item at fault, a probe is cut, a single
-            // item is the culprit. Size learns only from a probe.
+            // Split: an ordinary batch is searched for the item at fault, a probe is recut, a
+            // single item is the culprit. Size learns only from a probe.
             (E::Split, batch(10, 0, ""), isolate, None, Neutral, S::Nothing),
             (E::Split, batch(10, 0, "p"), Recut, None, Neutral, S::TooLarge),
             (E::Split, batch(1, 0, ""), DeadLetter, None, Neutral, S::Nothing),
             (E::Split, batch(10, 0, "x"), Cancel, None, Neutral, S::Nothing),
             // TooLarge: as Split, and the size always learns.
             (E::TooLarge, batch(10, 0, ""), split, None, Neutral, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "p"), Recut, None, Neutral, S::TooLarge),
+            (E::TooLarge, batch(10, 0, "px"), Cancel, None, Neutral, S::TooLarge),
             (E::TooLarge, batch(2, 0, "p"), Recut, None, Neutral, S::TooLarge),
             (E::TooLarge, batch(10, 0, "x"), Cancel, None, Neutral, S::TooLarge),
             // A panic: as Split; a probe is handed back.
@@ -443,11 +446,10 @@ mod tests {
             // Fatal: every item dead-lettered, even while cancelling.
             (E::Fatal, batch(10, 0, ""), DeadLetter, None, Neutral, S::Nothing),
             (E::Fatal, batch(10, 0, "px"), DeadLetter, None, Neutral, S::ReturnProbe),
-            // Timeout: several items split (no charge); one item retried; back-pressure.
+            // Timeout: several items split (no charge), a probe recut; one item retried;
+            // back-pressure.
             (E::TimedOut, batch(10, 0, "c"), split, None, Bp, S::TooLarge),
             (E::TimedOut, batch(10, 3, "p"), Recut, None, Bp, S::TooLarge),
-            (E::TooLarge, batch(10, 0, "p"), Recut, None, Neutral, S::TooLarge),
-            (E::TooLarge, batch(10, 0, "px"), Cancel, None, Neutral, S::TooLarge),
             (E::TimedOut, batch(1, 0, ""), Retry { after: None }, None, Bp, S::TooLarge),
             (E::TimedOut, batch(1, 9, ""), Retry { after: None }, None, Bp, S::TooLarge),
             (E::TimedOut, batch(10, 0, "x"), Cancel, None, Bp, S::TooLarge),
