@@ -308,10 +308,13 @@ async fn second_sigint_exits_at_once_and_resume_completes_every_row() {
         repeats += n - 1;
     }
     // Only rows of calls in flight at the exit can be applied twice (the checkpoint is
-    // written per confirmed batch; the board-update mutation is idempotent), plus at most
-    // one confirmed batch the checkpoint writer was committing at that instant.
+    // written per confirmed batch; the board-update mutation is idempotent), plus the
+    // confirmed batches the checkpoint writer had not committed at that instant: those
+    // answered since its last commit, at most one per call slot (the simulator's slots run
+    // in step, so two calls are answered at the same instant: a CI run saw 5 batches, 3 in
+    // flight and 2 answered together, against a bound of one answered batch).
     assert!(
-        repeats <= (CAP_CALLS + 1) * CAP_BATCH,
+        repeats <= 2 * CAP_CALLS * CAP_BATCH,
         "{repeats} rows applied twice\n{log}"
     );
     assert_eq!(
@@ -322,7 +325,7 @@ async fn second_sigint_exits_at_once_and_resume_completes_every_row() {
     println!(
         "exited at once with {} of {ROWS} rows confirmed; {repeats} rows applied twice (bound {})",
         confirmed.len(),
-        (CAP_CALLS + 1) * CAP_BATCH
+        2 * CAP_CALLS * CAP_BATCH
     );
 }
 

@@ -4,10 +4,12 @@
 //! One row per key (`PRIMARY KEY`), written in one transaction per settled batch, in WAL mode
 //! with `synchronous = NORMAL`: durable against a killed process (the point of a checkpoint),
 //! not against power loss. A key is recorded only after the target confirmed it, so a crash
-//! between the target's answer and the write can re-send that one batch; that window is the
-//! only source of a repeat. So an interrupted run that exits at once (a second Ctrl-C, a
-//! kill) re-sends at most the batches that were in flight; a graceful stop (the first Ctrl-C)
-//! records those too before it exits, and its resume repeats nothing.
+//! between the target's answer and the write can re-send the batches answered in that
+//! window (usually one; as many as were answered while the last write was being
+//! committed); that window is the only source of a repeat. So an interrupted run that exits
+//! at once (a second Ctrl-C, a kill) re-sends at most the batches that were in flight and
+//! those answered but not yet written; a graceful stop (the first Ctrl-C) records those too
+//! before it exits, and its resume repeats nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
