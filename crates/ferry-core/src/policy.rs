@@ -133,8 +133,8 @@ pub(crate) enum Action {
     /// size (halves of a probe would be calls smaller than the size known to go through).
     Recut,
     /// The batch failed as a whole naming no item: search it for the one item at fault,
-    /// testing one half at a time, while other calls go on (`engine::isolate`), charging
-    /// nobody.
+    /// testing a part of the suspects at a time in calls topped up with fresh items, while
+    /// other calls go on (`engine::isolate`), charging nobody.
     Isolate,
     /// Dead-letter every item.
     DeadLetter,

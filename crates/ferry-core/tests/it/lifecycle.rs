@@ -252,8 +252,9 @@ async fn an_unnamed_bad_item_is_found_with_few_calls_all_but_the_last_full() {
         "exactly the bad items, nothing else"
     );
     assert_eq!(succeeded, 2298);
-    // 100 calls without bad items; each search costs one call per halving of 23 (5) and
-    // the failed call itself, and its test calls are topped up to 23 with fresh items.
+    // 100 calls without bad items; each search costs the failed call itself and one call
+    // per step (a quarter of 23 suspects tested at a time: about 6 steps), and its test
+    // calls are topped up to 23 with fresh items.
     assert!(sizes.len() <= 100 + 2 * 7, "{} calls", sizes.len());
     let small = sizes.iter().filter(|&&n| n < 23).count();
     assert!(

@@ -21,11 +21,12 @@ where
     H: Handler<T, R>,
 {
     /// Tops a search's test call up to `target` items with fresh ones, so that a test that
-    /// passes is an ordinary full call (`isolate`).
+    /// passes is an ordinary full call (`isolate`). A test of one suspect is topped up too:
+    /// failing, that suspect goes again alone (the search's last step) to tell it from the
+    /// fill, which costs a call only when it fails, where testing it alone would cost one
+    /// whether it fails or not.
     pub(super) fn top_up(&mut self, mut batch: Batch<T>, target: usize) -> Batch<T> {
-        // A single suspect is tested alone: failing, it is the item at fault, with no second
-        // call to tell it from the fill.
-        if batch.suspects.is_some_and(|s| s.count > 1) && batch.len() < target {
+        if batch.suspects.is_some() && batch.len() < target {
             let room = self.cfg.flush.max_bytes.get().saturating_sub(batch.bytes);
             if let Some(fill) = self.buffer.cut_fill(target - batch.len(), room) {
                 batch.append(fill);
@@ -183,7 +184,7 @@ where
         if self.cancelling {
             out.cancelled.extend(held.into_items());
         } else if passed {
-            let test = self.searches.step(held.into_items());
+            let test = self.searches.step(held.into_items(), self.buffer.len());
             self.ready.push_front(test);
         } else {
             self.buffer.put_back(held.into_items());
@@ -221,7 +222,7 @@ where
             return self.split(again, false, out);
         }
         out.splits += 1;
-        let test = self.searches.step(again.into_items());
+        let test = self.searches.step(again.into_items(), self.buffer.len());
         self.ready.push_front(test);
     }
 }
