@@ -53,7 +53,7 @@ impl fmt::Display for Report {
         )?;
         write!(
             f,
-            "settled on: concurrency {} (peak {}), batch size {}",
+            "settled on: concurrency limit {} (most calls in flight at once: {}), batch size {}",
             self.final_concurrency, self.peak_concurrency, self.final_batch_size
         )?;
         match self.learned_rate {
