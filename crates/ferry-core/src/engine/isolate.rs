@@ -12,8 +12,8 @@
 //!
 //! 1. The suspects `S` are the failed batch. If `S` is a single item, go to 3. Else cut off
 //!    a part `A` of `S` to test (below); hold the rest `B` aside.
-//! 2. Send `A`, topped up with fresh items to the confirmed batch size (the *fill*; a part
-//!    of one suspect too):
+//! 2. Send `A`, topped up with fresh items to the confirmed batch size (the *fill*), even
+//!    when `A` is a single suspect:
 //!    - it succeeds: `A` and the fill are done, and the fault is in `B`: `S = B`, go to 1;
 //!    - it fails naming no item: the fault is in `A` (or, rarely, in the fill): `S = A`, go
 //!      to 1, while `B` and the fill go back to ordinary work;
