@@ -94,13 +94,21 @@ async fn sigkill_one_of_two_workers_midway_loses_and_duplicates_nothing() {
     let mut victim = worker(&schema, "crash-victim");
     let _survivor = worker(&schema, "crash-survivor");
 
-    // Kill the victim once about half the items are done, while it holds leases.
+    // Kill the victim once about half the items are done, while it holds leases. Between a
+    // look at its leases and the kill a running victim may settle them all (a CI run saw
+    // it hold none when killed), so it is frozen first (SIGSTOP), PostgreSQL is given a
+    // moment to finish what the victim had already sent, and only then are its leases
+    // counted: if it holds some, it is killed frozen; if not, it runs on.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (done_at_kill, killed_at) = loop {
-        assert!(
-            Instant::now() < deadline,
-            "half the items were not done in 120 s"
-        );
+    let victim_pid = victim.0.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &victim_pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {victim_pid}");
+    };
+    let counts = || async {
         let (done, held): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE state = 'done'), \
              count(*) FILTER (WHERE state = 'leased' AND lease_owner = 'crash-victim') \
@@ -109,13 +117,27 @@ async fn sigkill_one_of_two_workers_midway_loses_and_duplicates_nothing() {
         .fetch_one(&db)
         .await
         .unwrap();
+        (done, held)
+    };
+    let (done_at_kill, killed_at) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "half the items were not done in 120 s"
+        );
+        let (done, held) = counts().await;
         assert!(
             done < ITEMS as i64,
             "the job finished before the kill could land midway"
         );
         if done >= ITEMS as i64 / 2 && held > 0 {
-            victim.0.kill().unwrap();
-            break (done, unix_now());
+            signal("-STOP");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (done, held) = counts().await;
+            if held > 0 {
+                victim.0.kill().unwrap();
+                break (done, unix_now());
+            }
+            signal("-CONT");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
