@@ -15,6 +15,8 @@ use ferry_core::{
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+use crate::bucket::TokenBucket;
+
 /// How the API rounds the time to its next token into `Retry-After`.
 #[derive(Debug, Clone, Copy)]
 enum Rounding {
@@ -31,16 +33,13 @@ enum Rounding {
 /// A token-bucket API: a call takes a token or is refused with 429 at once; an admitted
 /// call takes `latency` and applies every item of its batch.
 struct BucketApi {
-    rate: f64,
-    burst: f64,
     latency: Duration,
     rounding: Rounding,
     state: Mutex<BucketState>,
 }
 
 struct BucketState {
-    tokens: f64,
-    at: Instant,
+    bucket: TokenBucket,
     applied: HashMap<u64, u32>,
     /// Calls admitted and refused, in all and once the learning is over: from the 10th
     /// call admitted after the first refusal on (the client learns nothing before the
@@ -57,26 +56,23 @@ struct BucketState {
 impl BucketApi {
     fn take(&self) -> Result<(), Option<Duration>> {
         let mut s = self.state.lock().unwrap();
-        let now = Instant::now();
-        let dt = now.saturating_duration_since(s.at).as_secs_f64();
-        s.tokens = (s.tokens + dt * self.rate).min(self.burst);
-        s.at = now;
         let steady = s.accepted_since_refusal.is_some_and(|n| n >= 10);
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
+        let taken = s.bucket.take(Instant::now());
+        let Err(wait) = taken else {
             s.accepted += 1;
             if let Some(n) = s.accepted_since_refusal.as_mut() {
                 *n += 1;
             }
             s.steady_accepted += u64::from(steady);
             return Ok(());
-        }
+        };
         s.refused += 1;
         s.accepted_since_refusal.get_or_insert(0);
         s.steady_refused += u64::from(steady);
-        let wait = (1.0 - s.tokens) / self.rate;
+        let exact = wait;
+        let wait = wait.as_secs_f64();
         Err(match self.rounding {
-            Rounding::Exact => Some(Duration::from_secs_f64(wait)),
+            Rounding::Exact => Some(exact),
             Rounding::Up => Some(Duration::from_secs_f64(wait.ceil())),
             Rounding::Down => Some(Duration::from_secs_f64(wait.floor())),
             Rounding::Absent => None,
@@ -131,13 +127,10 @@ proptest! {
             .unwrap();
         let (report, api) = rt.block_on(async move {
             let api = Arc::new(BucketApi {
-                rate,
-                burst: f64::from(burst),
                 latency: Duration::from_millis(latency_ms),
                 rounding,
                 state: Mutex::new(BucketState {
-                    tokens: f64::from(burst),
-                    at: Instant::now(),
+                    bucket: TokenBucket::new(rate, f64::from(burst)),
                     applied: HashMap::new(),
                     accepted: 0,
                     refused: 0,

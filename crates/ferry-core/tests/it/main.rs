@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod backpressure;
+mod bucket;
 mod ceiling;
 mod gateway;
 mod lifecycle;

@@ -14,18 +14,18 @@ use ferry_core::{
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-/// `rate` requests a second with a burst of 2 (`429` with the exact fractional
+use crate::bucket::TokenBucket;
+
+/// 8 requests a second with a burst of 2 (`429` with the exact fractional
 /// `Retry-After` beyond), and at most `max_items` items a request (a larger one is refused
 /// as too large after its latency); an admitted request takes 40 ms + 20 ms an item.
 struct LimitedApi {
-    rate: f64,
     max_items: usize,
     state: Arc<Mutex<ApiState>>,
 }
 
 struct ApiState {
-    tokens: f64,
-    at: Instant,
+    bucket: TokenBucket,
     /// Items of every request the API admitted, in order.
     admitted: Vec<usize>,
     applied: Vec<u32>,
@@ -36,18 +36,9 @@ impl Handler<u64, ()> for LimitedApi {
         Box::pin(async move {
             {
                 let mut s = self.state.lock().unwrap();
-                let now = Instant::now();
-                let dt = now.saturating_duration_since(s.at).as_secs_f64();
-                s.tokens = (s.tokens + dt * self.rate).min(2.0);
-                s.at = now;
-                if s.tokens < 1.0 {
-                    let wait = (1.0 - s.tokens) / self.rate;
-                    return BatchOutcome::throttled(
-                        Some(Duration::from_secs_f64(wait)),
-                        "HTTP 429: Rate limit exceeded",
-                    );
+                if let Err(wait) = s.bucket.take(Instant::now()) {
+                    return BatchOutcome::throttled(Some(wait), "HTTP 429: Rate limit exceeded");
                 }
-                s.tokens -= 1.0;
                 s.admitted.push(batch.len());
             }
             let n = batch.len();
@@ -68,13 +59,11 @@ impl Handler<u64, ()> for LimitedApi {
 async fn no_call_carries_less_than_the_confirmed_size_while_items_wait() {
     let items = 3_000u64;
     let state = Arc::new(Mutex::new(ApiState {
-        tokens: 2.0,
-        at: Instant::now(),
+        bucket: TokenBucket::new(8.0, 2.0),
         admitted: Vec::new(),
         applied: vec![0; items as usize],
     }));
     let api = LimitedApi {
-        rate: 8.0,
         max_items: 20,
         state: Arc::clone(&state),
     };
