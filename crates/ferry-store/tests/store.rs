@@ -38,6 +38,7 @@ store_tests!(
     tenant_isolation,
     idempotency_key,
     queue_full,
+    queue_limit_holds_under_racing_submissions,
     claim_follows_priority_rule,
     priority_encoding_is_stable,
     concurrent_claims_hand_out_each_item_once,
@@ -60,6 +61,7 @@ store_tests!(
     fairness_keeps_the_priority_rule,
     in_flight_quota_caps_a_tenant,
     queued_quota_refuses_with_a_retry_hint,
+    queued_quota_holds_under_racing_submissions,
     overdue_jobs_fail_and_cancel_what_is_queued,
     throughput_is_measured_over_finished_jobs,
 );

@@ -211,3 +211,30 @@ pub(crate) async fn queued_quota_refuses_with_a_retry_hint(fx: &Fixture) {
     }
     assert_eq!(fx.miscounted_jobs().await, 0);
 }
+
+/// Racing submissions of one tenant: its queued-items quota admits exactly what fits.
+pub(crate) async fn queued_quota_holds_under_racing_submissions(fx: &Fixture) {
+    let s = fx
+        .reopen(|o| o.tenant_max_queued(NonZeroU64::new(100).unwrap()))
+        .await;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(async move { s.create_job(plain_job("a", 30)).await })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(Error::TenantQuota { limit, more, .. }) => {
+                assert_eq!((limit, more), (100, 30));
+                refused += 1;
+            }
+            Err(other) => panic!("expected a job or TenantQuota, got {other:?}"),
+        }
+    }
+    assert_eq!((admitted, refused), (3, 7), "three jobs of 30 fit in 100");
+    assert_eq!(fx.raw.scalar("SELECT COUNT(*) FROM items").await, 90);
+    assert_eq!(fx.miscounted_jobs().await, 0);
+}

@@ -272,6 +272,43 @@ pub(crate) async fn queue_full(fx: &Fixture) {
     s.create_job(new_job("t", Priority::High, 1)).await.unwrap();
 }
 
+/// Racing submissions: the queue limit admits exactly as many jobs as it has room for, and
+/// the refused ones leave nothing behind (their items were written before the exact count,
+/// and rolled back with the job).
+pub(crate) async fn queue_limit_holds_under_racing_submissions(fx: &Fixture) {
+    let s = &fx.store;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let s = Arc::clone(s);
+            tokio::spawn(async move { s.create_job(new_job("t", Priority::High, 40)).await })
+        })
+        .collect();
+    let (mut admitted, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(Error::QueueFull { limit, .. }) => {
+                assert_eq!(limit, HIGH_LIMIT as u64);
+                refused += 1;
+            }
+            Err(other) => panic!("expected a job or QueueFull, got {other:?}"),
+        }
+    }
+    assert_eq!((admitted, refused), (HIGH_LIMIT, 12 - HIGH_LIMIT));
+    assert_eq!(
+        fx.raw.scalar("SELECT COUNT(*) FROM jobs").await,
+        HIGH_LIMIT as i64
+    );
+    assert_eq!(
+        fx.raw.scalar("SELECT COUNT(*) FROM items").await,
+        40 * HIGH_LIMIT as i64
+    );
+    assert_eq!(
+        s.queue_depths().await.unwrap()[0].unfinished_jobs,
+        HIGH_LIMIT as u64
+    );
+}
+
 /// The stored encoding predates the one priority type: high 0, medium 1, low 2, in jobs and
 /// items alike. A database written before the change must read the same.
 pub(crate) async fn priority_encoding_is_stable(fx: &Fixture) {
