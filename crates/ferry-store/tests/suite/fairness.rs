@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ferry_store::{ClaimedItem, Error, JobStatus, NewJob, Priority, Store};
 use serde_json::json;
 
-use super::{new_job, Fixture, LEASE};
+use super::{new_job, submit_racing, Fixture, LEASE};
 
 /// Claims `size` items and completes them all; returns what was claimed.
 async fn claim_and_complete(s: &dyn Store, size: usize) -> Vec<ClaimedItem> {
@@ -217,15 +217,9 @@ pub(crate) async fn queued_quota_holds_under_racing_submissions(fx: &Fixture) {
     let s = fx
         .reopen(|o| o.tenant_max_queued(NonZeroU64::new(100).unwrap()))
         .await;
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let s = std::sync::Arc::clone(&s);
-            tokio::spawn(async move { s.create_job(plain_job("a", 30)).await })
-        })
-        .collect();
     let (mut admitted, mut refused) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
+    for submitted in submit_racing(&s, 10, plain_job("a", 30)).await {
+        match submitted {
             Ok(_) => admitted += 1,
             Err(Error::TenantQuota { limit, more, .. }) => {
                 assert_eq!((limit, more), (100, 30));

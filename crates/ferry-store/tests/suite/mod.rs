@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_store::{
-    ClaimedItem, Error, FailOutcome, ItemStatus, JobId, JobStatus, NewItem, NewJob, Priority,
-    ResultRow, Store,
+    ClaimedItem, Error, FailOutcome, ItemStatus, JobId, JobRecord, JobStatus, NewItem, NewJob,
+    Priority, ResultRow, Store,
 };
 use serde_json::{json, Value};
 
@@ -272,20 +272,33 @@ pub(crate) async fn queue_full(fx: &Fixture) {
     s.create_job(new_job("t", Priority::High, 1)).await.unwrap();
 }
 
+/// Submits `n` copies of `job` at once; their outcomes.
+pub(crate) async fn submit_racing(
+    s: &Arc<dyn Store>,
+    n: usize,
+    job: NewJob,
+) -> Vec<Result<JobRecord, Error>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (s, job) = (Arc::clone(s), job.clone());
+            tokio::spawn(async move { s.create_job(job).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 /// Racing submissions: the queue limit admits exactly as many jobs as it has room for, and
 /// the refused ones leave nothing behind (their items were written before the exact count,
 /// and rolled back with the job).
 pub(crate) async fn queue_limit_holds_under_racing_submissions(fx: &Fixture) {
     let s = &fx.store;
-    let tasks: Vec<_> = (0..12)
-        .map(|_| {
-            let s = Arc::clone(s);
-            tokio::spawn(async move { s.create_job(new_job("t", Priority::High, 40)).await })
-        })
-        .collect();
     let (mut admitted, mut refused) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
+    for submitted in submit_racing(s, 12, new_job("t", Priority::High, 40)).await {
+        match submitted {
             Ok(_) => admitted += 1,
             Err(Error::QueueFull { limit, .. }) => {
                 assert_eq!(limit, HIGH_LIMIT as u64);
