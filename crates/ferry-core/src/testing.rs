@@ -1,4 +1,5 @@
-//! Test and demo support, outside the engine's API: an in-process simulated remote API.
+//! Test and demo support, outside the engine's API: an in-process simulated remote API, and
+//! the [`TokenBucket`] rate-limited test targets are built on.
 //!
 //! Nothing in the engine uses this module. It exists so that `ferry demo`, the `slow_api`
 //! example, the benchmarks and the ceiling tests can run the engine against a target with
@@ -209,6 +210,43 @@ impl SimulatedApi {
             }
         });
         rx.await.unwrap_or(SimulatedReply::GatewayTimeout)
+    }
+}
+
+/// A token bucket, the limit of many real APIs: `rate` tokens a second, holding at most
+/// `burst`, starting full. A request takes a token or is refused with the time to the next
+/// one, the exact fractional `Retry-After` such APIs answer with. Driven by the caller's
+/// clock (`now`), so it runs on tokio's paused clock in tests.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens refilling at `rate` a second.
+    pub fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token at `now`, or says how long until the next one.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
     }
 }
 

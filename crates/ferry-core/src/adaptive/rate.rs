@@ -298,38 +298,7 @@ impl RateController {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A token bucket of `rate` tokens per second holding at most `burst`.
-    struct Bucket {
-        rate: f64,
-        burst: f64,
-        tokens: f64,
-        at: Instant,
-    }
-
-    impl Bucket {
-        fn new(rate: f64, burst: f64) -> Self {
-            Bucket {
-                rate,
-                burst,
-                tokens: burst,
-                at: Instant::now(),
-            }
-        }
-
-        /// Takes a token, or says how long until the next one (the fractional Retry-After).
-        fn take(&mut self, now: Instant) -> Result<(), Duration> {
-            let dt = now.saturating_duration_since(self.at).as_secs_f64();
-            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-            self.at = now;
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                Ok(())
-            } else {
-                Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-            }
-        }
-    }
+    use crate::testing::TokenBucket as Bucket;
 
     /// An eager client (always a call ready) paced by the controller against a bucket, for
     /// `secs` seconds; the shared gate honours each Retry-After. Returns (accepted, refused).

@@ -15,7 +15,7 @@ use ferry_core::{
 use proptest::prelude::*;
 use tokio::time::Instant;
 
-use crate::bucket::TokenBucket;
+use ferry_core::testing::TokenBucket;
 
 /// How the API rounds the time to its next token into `Retry-After`.
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod backpressure;
-mod bucket;
 mod ceiling;
 mod gateway;
 mod lifecycle;

@@ -14,7 +14,7 @@ use ferry_core::{
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::bucket::TokenBucket;
+use ferry_core::testing::TokenBucket;
 
 /// 8 requests a second with a burst of 2 (`429` with the exact fractional
 /// `Retry-After` beyond), and at most `max_items` items a request (a larger one is refused
