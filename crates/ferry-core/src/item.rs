@@ -284,6 +284,9 @@ pub struct Batch<T> {
     /// Whether calls that timed out queued at the target were still counted as holding a
     /// slot there when this batch's last call left.
     pub(crate) sent_behind: bool,
+    /// When this batch's last call left (the engine counts every call but a probe among
+    /// those whose rounds slow start waits for).
+    pub(crate) sent_at: Option<Instant>,
     /// Times it came back uncharged (throttled, or a crowded timeout): grows its wait.
     pub(crate) requeues: u32,
     /// Set on a test call of an isolation search (`engine::isolate`).
@@ -319,6 +322,7 @@ impl<T> Batch<T> {
             sent_with: 0,
             sent_size: 0,
             sent_behind: false,
+            sent_at: None,
             requeues: 0,
             suspects: None,
         }

@@ -25,8 +25,13 @@
 //!   baseline (as TCP's HyStart leaves slow start on a rising RTT, not only on loss) or
 //!   back-pressure, the limit grows by one for each comparable call that comes back while
 //!   the limit was in use, as TCP grows its window per ACK: it doubles every round trip, so
-//!   a target with many slots is found in a few round trips, and it overshoots by at most
-//!   one round trip's growth before the first queued call comes back.
+//!   a target with many slots is found in a few round trips. The growth is granted per
+//!   *round*, when the round's last call is back, and a call back while one sent with (or
+//!   before) it is still out holds its slot until then (HyStart's ACK train, read on
+//!   calls): on a target that queues calls beyond its slots, the served calls come back on
+//!   time while the queued ones of their round wait, and growing or refilling on their
+//!   answers would send more calls into the queue before the first of them timed out. So
+//!   the overshoot is one round, at most twice the slots.
 //! * *Overload* (a call that timed out queued at the target, see [`Signal::Overload`]) is
 //!   answered at once, not at the end of a window: the limit drops to the capacity the
 //!   target showed meanwhile (the most calls it served at once during the timed-out call's
@@ -35,7 +40,9 @@
 //!   the engine tells it, and at least one more than the calls served while it waited) if
 //!   that is lower: calls beyond the slots wait, and this target
 //!   times waiting calls out, however far slow start had run. The limit is held just under
-//!   the ceiling, and the ceiling re-probed after 8 clean windows (doubling after each
+//!   the ceiling, and the ceiling re-probed: the first time after 2 clean windows (the
+//!   first overload's read is the one most often low, slots still busy with calls it does
+//!   not see), then after 8 (doubling after each
 //!   re-probe that overloads again, up to 128, and then also at least 8 calls' worth of
 //!   windows per window waited, so few slots are not re-probed more often per call than
 //!   many; a re-probe that overloads goes back to just under the ceiling). A ceiling
@@ -82,6 +89,12 @@ use crate::error::Error;
 /// Clean windows just under an overload ceiling before the ceiling is tried again (it
 /// doubles after each re-probe that overloads, up to `MAX_REPROBE_AFTER`).
 const REPROBE_AFTER: u32 = 8;
+
+/// Clean windows before the first re-probe of a ceiling the first overload set: that
+/// overload often reads the target as smaller than it is (slots still busy with calls that
+/// timed out, or with a batch too large for them), so the read is checked soon. A first
+/// re-probe that overloads again goes on to [`REPROBE_AFTER`] and doubles from there.
+const FIRST_REPROBE_AFTER: u32 = 2;
 
 /// The longest wait, in clean windows, between re-probes of an overload ceiling.
 const MAX_REPROBE_AFTER: u32 = 128;
@@ -197,6 +210,15 @@ pub struct ConcurrencyController {
     overloaded_at: Option<Instant>,
     /// When recent served calls left and came back (for the capacity an overload reveals).
     recent_ok: std::collections::VecDeque<(Instant, Instant)>,
+    /// Slow start: growth earned by the calls of the current round that came back, granted
+    /// when the round is complete (see `on_ack`).
+    pending: usize,
+    /// Slow start: slots of calls that came back while a call sent no later was still out,
+    /// not refilled until that call is back (see `on_ack`).
+    held: usize,
+    /// Whether a call sent no later than the one being reported is still out (the engine
+    /// says, before each report).
+    older_out: bool,
 }
 
 impl ConcurrencyController {
@@ -224,6 +246,9 @@ impl ConcurrencyController {
             clean_under_ceiling: 0,
             overloaded_at: None,
             recent_ok: std::collections::VecDeque::new(),
+            pending: 0,
+            held: 0,
+            older_out: false,
         }
     }
 
@@ -232,9 +257,16 @@ impl ConcurrencyController {
         self.ceiling
     }
 
-    /// The current limit.
+    /// The current limit: how many calls may be in flight now (less any slots slow start
+    /// holds for a round's stragglers, see [`on_ack`](Self::on_ack)).
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.saturating_sub(self.held).max(1)
+    }
+
+    /// Whether the limit can still come down: above its minimum (slots held for a slow-start
+    /// round's stragglers do not count, see [`on_ack`](Self::on_ack)).
+    pub fn can_decrease(&self) -> bool {
+        self.limit > self.config.min
     }
 
     /// The lowest limit it may reach.
@@ -315,6 +347,8 @@ impl ConcurrencyController {
             if self.clean_under_ceiling >= 2 {
                 self.ceiling = Some(ceiling + 1);
                 self.clean_under_ceiling = 0;
+                // The quick first check is spent: the new ceiling waits as long as any.
+                self.reprobe_after = self.reprobe_after.max(REPROBE_AFTER);
             }
             return ceiling;
         }
@@ -352,7 +386,7 @@ impl ConcurrencyController {
         if self.window_start.is_none() {
             self.window_start = Some(now);
         }
-        if in_flight >= self.limit {
+        if in_flight >= self.limit() {
             self.window_reached = true;
             self.reached = true;
         }
@@ -394,21 +428,62 @@ impl ConcurrencyController {
         }
     }
 
+    /// Tells the controller, before the next report of a finished call, whether a call sent
+    /// no earlier than it (a probe excepted) is still out: in slow start, that call's round
+    /// is not complete (see [`on_ack`](Self::on_ack)).
+    pub fn on_older_out(&mut self, older_out: bool) {
+        self.older_out = older_out;
+    }
+
     /// A full call came back served. [`on_response`](Self::on_response) calls this for
     /// every [`Signal::Ok`]; the engine also calls it for a full batch of another size (cut
     /// before the size changed, or a probe), whose latency says nothing about the current
     /// size's but which held a slot that was in use all the same: while the batch size is
     /// still growing, nearly every call is of another size, and slow start would stall.
     ///
-    /// Slow start grows per completed call (as TCP grows its window per ACK): one more for
-    /// each call that came back while the limit was in use, which doubles the limit every
-    /// round trip without waiting for a window's end.
+    /// Slow start grows by one for each call that came back while the limit was in use (as
+    /// TCP grows its window per ACK), which doubles the limit every round trip without
+    /// waiting for a window's end; but the growth is granted per *round*, when no call sent
+    /// before the one that came back is still out. A call that came back while an older
+    /// one (or one sent with it) is still out does not free its slot either, until that
+    /// call is back: on a target that queues calls beyond its slots, the calls served come
+    /// back on time while the queued ones of the same round are still waiting, and
+    /// refilling or growing on their answers would send a second round into the queue
+    /// before the first has timed out (on 8 slots, per-call growth reached 23 calls in
+    /// flight before the first queued call timed out; this way, 16 at most, the queued 8
+    /// of them). This is HyStart's ACK train, read on calls: the round's stragglers are the
+    /// signal. After an overload the limit grows back per call (see `regrow_to`).
     pub fn on_ack(&mut self) {
+        let older_out = std::mem::take(&mut self.older_out);
+        if self.slow_start {
+            if self.reached {
+                self.pending += 1;
+            }
+            if older_out {
+                self.held += 1;
+            } else {
+                if self.pending > 0 && self.limit < self.config.max {
+                    self.limit = (self.limit + self.pending).min(self.config.max);
+                    self.reached = false;
+                }
+                self.pending = 0;
+                self.held = 0;
+            }
+            return;
+        }
         let regrowing = self.limit < self.regrow_to;
-        if (self.slow_start || regrowing) && self.reached && self.limit < self.config.max {
+        if regrowing && self.reached && self.limit < self.config.max {
             self.limit = self.under_ceiling(self.limit + 1);
             self.reached = false;
         }
+    }
+
+    /// Slow start is over: growth is per window (or per call back to `regrow_to`) from now
+    /// on, and slots held for a round's stragglers are free.
+    fn end_slow_start(&mut self) {
+        self.slow_start = false;
+        self.pending = 0;
+        self.held = 0;
     }
 
     /// Whether the limit is still in slow start (no queueing, back-pressure or overload
@@ -452,7 +527,13 @@ impl ConcurrencyController {
         let overloaded = flight.map_or(at, |f| f.min(at));
         let reprobed = self.ceiling.is_some_and(|c| at >= c);
         if reprobed {
-            self.reprobe_after = self.reprobe_after.saturating_mul(2).min(MAX_REPROBE_AFTER);
+            self.reprobe_after = if self.reprobe_after < REPROBE_AFTER {
+                REPROBE_AFTER
+            } else {
+                self.reprobe_after.saturating_mul(2).min(MAX_REPROBE_AFTER)
+            };
+        } else if self.ceiling.is_none() {
+            self.reprobe_after = FIRST_REPROBE_AFTER;
         }
         let since = now.checked_sub(rtt).unwrap_or(now);
         let served = self.most_served_at_once(since);
@@ -513,7 +594,7 @@ impl ConcurrencyController {
         );
         self.ceiling = Some(ceiling);
         self.regrow_to = regrow_to;
-        self.slow_start = false;
+        self.end_slow_start();
         self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;
         // The calls now finishing left under the old limit: let the new one settle.
@@ -546,7 +627,7 @@ impl ConcurrencyController {
             _ => false,
         };
         if self.window_backpressure || queueing {
-            self.slow_start = false;
+            self.end_slow_start();
             if let (true, Some(c)) = (queueing && self.limit <= self.config.min, current) {
                 // Queueing at the lowest limit: the target itself got slower.
                 self.points.clear();
@@ -569,7 +650,7 @@ impl ConcurrencyController {
                     self.limit = self.under_ceiling((self.limit + 1).min(self.config.max));
                 }
             } else {
-                self.slow_start = false;
+                self.end_slow_start();
             }
         }
         if let Some(c) = current {
@@ -621,6 +702,86 @@ mod tests {
             limits.push(c.limit());
         }
         limits
+    }
+
+    /// A slow-start round's growth waits for its last call: the calls that come back while
+    /// one sent with them is still out (queued behind the target's slots) neither grow the
+    /// limit nor free their slots; the round's last call grants the growth at once.
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_grows_per_round_and_holds_slots_for_stragglers() {
+        let mut c = ctl(64);
+        c.set_batch_size(10);
+        let rtt = Duration::from_millis(100);
+        // Round 1: one call, back alone: the limit doubles.
+        c.on_dispatch(1, Instant::now());
+        tokio::time::advance(rtt).await;
+        c.on_older_out(false);
+        c.on_response(rtt, Signal::Ok, Instant::now());
+        assert_eq!(c.limit(), 2);
+        // Round 2: two calls; the first back while the second is out holds its slot.
+        c.on_dispatch(2, Instant::now());
+        tokio::time::advance(rtt).await;
+        c.on_older_out(true);
+        c.on_response(rtt, Signal::Ok, Instant::now());
+        assert_eq!(c.limit(), 1, "its slot waits for the round's last call");
+        c.on_older_out(false);
+        c.on_response(rtt, Signal::Ok, Instant::now());
+        assert_eq!(
+            c.limit(),
+            4,
+            "the round's last call grants both calls' growth"
+        );
+        // Round 3: four calls on a target with three slots: three come back, the fourth
+        // waits in the target's queue; nothing more may leave meanwhile.
+        c.on_dispatch(4, Instant::now());
+        tokio::time::advance(rtt).await;
+        for _ in 0..3 {
+            c.on_served(rtt, Instant::now());
+            c.on_older_out(true);
+            c.on_response(rtt, Signal::Ok, Instant::now());
+        }
+        assert_eq!(c.limit(), 1, "no refill while the round's straggler is out");
+        assert!(c.can_decrease(), "held slots are not the limit");
+        // The straggler times out queued: slow start ends at the capacity the target showed.
+        c.on_overload_flight(4);
+        c.on_response(rtt * 2, Signal::Overload, Instant::now());
+        assert!(!c.in_slow_start());
+        assert_eq!(c.limit(), 3);
+        assert_eq!(c.ceiling(), Some(4));
+    }
+
+    /// The first overload's ceiling is checked after two clean windows (its read is the
+    /// one most often low); a re-probe that overloads again waits the regular eight.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_ceiling_is_re_probed_soon() {
+        let mut c = ctl(64);
+        c.set_batch_size(10);
+        let rtt = Duration::from_millis(100);
+        // Served calls 0..2 at once, then an overload at 4 in flight: capacity 2, ceiling 3.
+        for _ in 0..2 {
+            c.on_served(rtt, Instant::now());
+        }
+        c.on_dispatch(4, Instant::now());
+        tokio::time::advance(rtt).await;
+        c.on_served(rtt, Instant::now());
+        c.on_served(rtt, Instant::now());
+        c.on_overload_flight(3);
+        c.on_response(rtt * 2, Signal::Overload, Instant::now());
+        let ceiling = c.ceiling().unwrap();
+        assert_eq!(c.limit(), ceiling - 1);
+        // Clean windows at the limit: the ceiling itself is tried within three.
+        let mut windows = 0;
+        while c.limit() < ceiling {
+            windows += 1;
+            assert!(windows <= 4, "no re-probe after {windows} windows");
+            let l = c.limit();
+            c.on_dispatch(l, Instant::now());
+            tokio::time::advance(rtt).await;
+            for _ in 0..l {
+                c.on_response(rtt, Signal::Ok, Instant::now());
+            }
+        }
+        assert!(windows <= 4, "re-probed after {windows} windows");
     }
 
     #[tokio::test(start_paused = true)]

@@ -56,7 +56,7 @@ impl Limit {
     pub(super) fn can_decrease(&self) -> bool {
         match self {
             Limit::Fixed(_) => false,
-            Limit::Adaptive(c) => c.limit() > c.min(),
+            Limit::Adaptive(c) => c.can_decrease(),
         }
     }
 
@@ -91,6 +91,14 @@ impl Limit {
         match self {
             Limit::Fixed(_) => true,
             Limit::Adaptive(c) => !c.in_slow_start() || c.limit() >= PROBE_FROM_LIMIT,
+        }
+    }
+
+    /// Whether a call sent no later than the one about to be reported is still out (see
+    /// [`ConcurrencyController::on_older_out`]).
+    pub(super) fn on_older_out(&mut self, older_out: bool) {
+        if let Limit::Adaptive(c) = self {
+            c.on_older_out(older_out);
         }
     }
 

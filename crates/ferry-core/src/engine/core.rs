@@ -91,6 +91,9 @@ pub(super) struct Core<T, R, H> {
     /// Until when calls that timed out queued at the target still count as holding a slot
     /// there (see `complete`).
     phantoms: Vec<Instant>,
+    /// When the calls in flight (probes excepted) left, with how many left at each instant:
+    /// the oldest tells slow start whether a call's round is complete.
+    out_since: std::collections::BTreeMap<Instant, usize>,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
     /// When `dispatch.deadline` passes, if one is set.
@@ -151,6 +154,7 @@ where
             cancelling: false,
             last_was_probe: false,
             phantoms: Vec::new(),
+            out_since: std::collections::BTreeMap::new(),
             deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
         }
@@ -390,6 +394,10 @@ where
         batch.sent_with = self.calls.len() + 1 + self.phantoms.len();
         batch.sent_size = self.size.get();
         batch.sent_behind = !self.phantoms.is_empty();
+        batch.sent_at = Some(now);
+        if !batch.probe {
+            *self.out_since.entry(now).or_default() += 1;
+        }
         let handler = Arc::clone(&self.handler);
         let timeout = self.cfg.dispatch.timeout;
         let abandon = self.abandon.clone();
@@ -412,6 +420,20 @@ where
         let (n, batch_sent, batch_flight) = (batch.len(), batch.sent_size, batch.sent_with);
         let probe = std::mem::take(&mut batch.probe);
         let suspects = batch.suspects.take();
+        if let Some(sent) = batch.sent_at.take() {
+            if !probe {
+                if let std::collections::btree_map::Entry::Occupied(mut e) =
+                    self.out_since.entry(sent)
+                {
+                    *e.get_mut() -= 1;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+            }
+            let older_out = self.out_since.keys().next().is_some_and(|&t| t <= sent);
+            self.limit.on_older_out(older_out);
+        }
         let end = outcome.end();
         self.searches.note_call(end == CallEnd::Split);
         let timed_out = end == CallEnd::TimedOut;

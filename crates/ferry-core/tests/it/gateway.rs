@@ -100,11 +100,15 @@ async fn a_gateway_queue_is_learned_without_losing_an_item() {
         (0..items).all(|i| s.applied.contains_key(&i)),
         "an item never applied"
     );
-    // The limit comes down from slow start's overshoot (it peaks near 20) to near the
-    // slots. (On this clock, without jitter, it settles at 9-11 with batches of 11-16 that
-    // each wait a little; on the simulator at 9-10.)
+    // Slow start overshoots by one round at most: it waits for a round's stragglers (the
+    // calls queued behind the 8 slots) before growing or refilling, so the calls in flight
+    // peak at twice the slots (per-call growth ran to 20-23 here). The limit then comes
+    // down to near the slots. (On this clock, without jitter, it settles at 9-11 with
+    // batches of 11-16 that each wait a little; on the simulator at 8-10.)
     assert!(
-        report.peak_concurrency > 8 && report.final_concurrency <= 12,
+        report.peak_concurrency > 8
+            && report.peak_concurrency <= 16
+            && report.final_concurrency <= 12,
         "settled on {} (peak {}): {report}",
         report.final_concurrency,
         report.peak_concurrency
@@ -118,7 +122,7 @@ async fn a_gateway_queue_is_learned_without_losing_an_item() {
         s.timeouts
     );
     // Within a fifth of the ceiling, learning from one call included (the fixed client
-    // told the settings does 122 items/s, 0.97 of it, on the simulator; this gets 0.86).
+    // told the settings does 122 items/s, 0.97 of it, on the simulator; this gets 0.88).
     assert!(
         report.items_per_sec >= 0.8 * 126.0,
         "{:.1} items/s: {report}",
