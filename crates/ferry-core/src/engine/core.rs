@@ -20,7 +20,7 @@
 
 mod carry;
 
-use std::collections::VecDeque;
+use std::collections::{btree_map, BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ pub(super) struct Core<T, R, H> {
     phantoms: Vec<Instant>,
     /// When the calls in flight (probes excepted) left, with how many left at each instant:
     /// the oldest tells slow start whether a call's round is complete.
-    out_since: std::collections::BTreeMap<Instant, usize>,
+    out_since: BTreeMap<Instant, usize>,
     /// Items the loop holds outside the buffer per priority cap: a full batch twice over.
     buffer_cap: usize,
     /// When `dispatch.deadline` passes, if one is set.
@@ -154,7 +154,7 @@ where
             cancelling: false,
             last_was_probe: false,
             phantoms: Vec::new(),
-            out_since: std::collections::BTreeMap::new(),
+            out_since: BTreeMap::new(),
             deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
         }
@@ -380,6 +380,21 @@ where
         self.buffer.cut(target, max_bytes)
     }
 
+    /// A call sent at `sent` is back: it leaves the calls in flight (a probe was never
+    /// counted there). Whether a call sent no later is still out: its slow-start round is
+    /// not complete.
+    fn call_back(&mut self, sent: Instant, probe: bool) -> bool {
+        if !probe {
+            if let btree_map::Entry::Occupied(mut e) = self.out_since.entry(sent) {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                }
+            }
+        }
+        self.out_since.keys().next().is_some_and(|&t| t <= sent)
+    }
+
     fn spawn_call(&mut self, mut batch: Batch<T>, now: Instant) {
         for item in &mut batch.items {
             item.attempts += 1;
@@ -421,17 +436,7 @@ where
         let probe = std::mem::take(&mut batch.probe);
         let suspects = batch.suspects.take();
         if let Some(sent) = batch.sent_at.take() {
-            if !probe {
-                if let std::collections::btree_map::Entry::Occupied(mut e) =
-                    self.out_since.entry(sent)
-                {
-                    *e.get_mut() -= 1;
-                    if *e.get() == 0 {
-                        e.remove();
-                    }
-                }
-            }
-            let older_out = self.out_since.keys().next().is_some_and(|&t| t <= sent);
+            let older_out = self.call_back(sent, probe);
             self.limit.on_older_out(older_out);
         }
         let end = outcome.end();
