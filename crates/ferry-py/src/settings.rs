@@ -201,6 +201,16 @@ pub(crate) fn build(preset: &str, settings: Option<&Bound<'_, PyDict>>) -> PyRes
             c.flush = c.flush.clone().max_wait(p, wait);
         }
     }
+    // The engine starts a default start above a lower cap at the cap; a start given
+    // explicitly above the cap is a mistake worth naming.
+    if let Concurrency::Adaptive(a) = &c.dispatch.concurrency {
+        if a.initial > a.max && explicit.iter().any(|k| k == "initial_concurrency") {
+            return Err(bad(
+                "initial_concurrency",
+                format!("{} is above max_concurrency ({})", a.initial, a.max),
+            ));
+        }
+    }
     c.flush = c.flush.clone().memory(memory);
     if retry.max_attempts.is_some() || retry.base.is_some() || retry.max.is_some() {
         let defaults = RetryPolicy::default();

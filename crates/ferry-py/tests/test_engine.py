@@ -361,6 +361,12 @@ def test_settings_and_presets_are_checked():
     for preset in ferry.PRESETS:
         assert ferry.run(lambda b: None, range(10), preset, max_wait=0.01).succeeded == 10
     assert "requests_per_sec" in ferry.SETTINGS
+    # A cap below the default start brings the start down with it; a start given above
+    # the cap is an error that names the key.
+    report = ferry.run(lambda b: None, range(10), max_concurrency=2, max_wait=0.01)
+    assert report.succeeded == 10
+    with pytest.raises(ValueError, match="initial_concurrency"):
+        ferry.Engine(lambda b: None, max_concurrency=2, initial_concurrency=3)
 
 
 def test_progress_and_on_progress():

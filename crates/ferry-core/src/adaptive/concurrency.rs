@@ -21,6 +21,12 @@
 //!   becomes "normal". Baselines do not drift (a drifting baseline lets the limit creep up
 //!   while requests queue); instead, a window that still queues when the limit is already
 //!   at `min` means the target became slower for good: the points are replaced by it.
+//! * The limit starts at `initial` (default 4), as TCP starts from an initial window of
+//!   several segments (RFC 6928) rather than one: two round trips of slow start saved on
+//!   every target, and four calls at once are a load any API takes (a gateway with fewer
+//!   slots queues the extra ones for less than a call, and a token bucket's burst refusal
+//!   costs time, never an item). On the simulator's gateway-queue profile (8 slots),
+//!   starting from one call cost about 4 % of a 5,000-item job (BENCHMARKS.md).
 //! * *Slow start*: until the first window that shows queueing, a latency above the
 //!   baseline (as TCP's HyStart leaves slow start on a rising RTT, not only on loss) or
 //!   back-pressure, the limit grows by one for each comparable call that comes back while
@@ -75,7 +81,7 @@
 //! stays busy and the added latency is one or two calls' worth of waiting; on one that
 //! times out waiting calls, at W or W + 1.
 //!
-//! Knobs ([`ConcurrencyConfig`]): `initial` (1), `min` (1), `max` (cap, never exceeded),
+//! Knobs ([`ConcurrencyConfig`]): `initial` (4), `min` (1), `max` (cap, never exceeded),
 //! `decrease_ratio` (0.9), `queue_tolerance` (0.1), `queue_min` (1.0), `queue_max` (3.0),
 //! `slow_start` (true).
 
@@ -117,7 +123,7 @@ pub enum Signal {
 /// Settings of the [`ConcurrencyController`]; see the module docs for the algorithm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConcurrencyConfig {
-    /// Starting limit (default 1).
+    /// Starting limit (default 4; a start above `max` starts at `max`).
     pub initial: usize,
     /// Lowest limit (default 1).
     pub min: usize,
@@ -139,7 +145,7 @@ pub struct ConcurrencyConfig {
 impl Default for ConcurrencyConfig {
     fn default() -> Self {
         ConcurrencyConfig {
-            initial: 1,
+            initial: 4,
             min: 1,
             max: 64,
             decrease_ratio: 0.9,
@@ -152,10 +158,12 @@ impl Default for ConcurrencyConfig {
 }
 
 impl ConcurrencyConfig {
-    /// Checks `1 <= min <= initial <= max` and the ratios.
+    /// Checks `1 <= min <= initial` and `min <= max`, and the ratios. A start above the cap
+    /// is not an error: the limit starts at the cap (the default start, 4, under a cap of
+    /// 2 starts at 2).
     pub fn validate(&self) -> Result<(), Error> {
         super::bounds::validate_bounds(
-            (self.min, self.initial, self.max),
+            (self.min, self.initial.min(self.max), self.max),
             [
                 "dispatch.min_concurrency",
                 "dispatch.initial_concurrency",
@@ -679,11 +687,27 @@ impl ConcurrencyController {
 mod tests {
     use super::*;
 
+    /// A controller capped at `max` that starts from one call, so the tests trace slow
+    /// start from its first round.
     fn ctl(max: usize) -> ConcurrencyController {
         ConcurrencyController::new(ConcurrencyConfig {
+            initial: 1,
             max,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn the_default_start_is_four_calls_within_the_cap() {
+        let start = |max| {
+            ConcurrencyController::new(ConcurrencyConfig {
+                max,
+                ..Default::default()
+            })
+            .limit()
+        };
+        assert_eq!(start(32), 4);
+        assert_eq!(start(2), 2);
     }
 
     /// A target with `slots` parallel slots and a fixed service time: with `c` calls in
