@@ -212,11 +212,11 @@ impl Throttle {
         }
     }
 
-    /// The target refused a call sent at `sent_at` for its rate.
-    pub(crate) fn limited(&self, sent_at: Instant, now: Instant) {
+    /// The target refused a call sent at `sent_at` for its rate, asking for `retry_after`.
+    pub(crate) fn limited(&self, sent_at: Instant, now: Instant, retry_after: Option<Duration>) {
         if let Some(learned) = &self.learned {
             let mut learned = learned.lock().unwrap_or_else(|e| e.into_inner());
-            if learned.controller.on_limited(sent_at, now) {
+            if learned.controller.on_limited(sent_at, now, retry_after) {
                 learned.rebuild(self.clock);
                 tracing::debug!(rate = learned.controller.rate(), "learned rate cut");
             }

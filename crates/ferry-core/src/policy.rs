@@ -165,8 +165,11 @@ pub(crate) enum RateFeedback {
     Nothing,
     /// The target accepted the call (whatever became of its items).
     Accepted,
-    /// The target refused the call for its rate.
-    Limited,
+    /// The target refused the call for its rate, with the `Retry-After` it gave, if any.
+    Limited {
+        /// The target's `Retry-After`.
+        after: Option<Duration>,
+    },
 }
 
 /// The decision for one finished call.
@@ -288,7 +291,7 @@ impl OutcomePolicy {
             _ => None,
         };
         let rate = match end {
-            CallEnd::Throttled { .. } => RateFeedback::Limited,
+            CallEnd::Throttled { after } => RateFeedback::Limited { after },
             CallEnd::Done
             | CallEnd::Retry { .. }
             | CallEnd::Split
@@ -494,8 +497,8 @@ mod tests {
         let p = policy();
         #[rustfmt::skip]
         let table = [
-            (E::Throttled { after: AFTER }, Limited),
-            (E::Throttled { after: None }, Limited),
+            (E::Throttled { after: AFTER }, Limited { after: AFTER }),
+            (E::Throttled { after: None }, Limited { after: None }),
             (E::Done, Accepted),
             (E::Retry { after: None }, Accepted),
             (E::Split, Accepted),

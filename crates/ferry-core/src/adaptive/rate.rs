@@ -16,18 +16,23 @@
 //!   either: with nothing to measure, only its `Retry-After` holds the calls.
 //! * **Start from what got through.** On a rate-limit signal the controller measures the
 //!   rate at which the target *accepted* calls over the last `window` (default 2 s, and at
-//!   least `probe_calls` calls' worth of time at the current rate). A client
+//!   least `probe_calls` calls' worth of time at the current rate), not counting the time
+//!   the target's `Retry-After` held the calls (a fixed window's `Retry-After: 1`, whole
+//!   seconds, holds every call up to a second: counted, it would halve the estimate of a
+//!   window that takes ten calls a second). A client
 //!   that is being refused gets exactly the target's rate through, so this is the best
 //!   estimate there is; but the first refusal often comes while the client is still ramping
 //!   up (its concurrency in slow start, a burst over a small bucket), when what got through
-//!   is only what it sent, so the first rate is 1.5 × the estimate, and the next refusal
+//!   is only what it sent, so the first rate is 1.5 × the estimate, raised to
+//!   `1 / Retry-After` when the refusal's `Retry-After` is that short (a token bucket's is
+//!   the time to its next token; at most 4 × the estimate), and the next refusal
 //!   snaps it down to the estimate if the target's rate was that after all. Each later counted signal multiplies the rate
 //!   by `decrease_ratio` (default 0.95: a refusal costs the target little, while an
-//!   estimate taken across a `Retry-After` pause undershoots), or, when the rate is far
+//!   estimate taken while the client was ramping up or held back undershoots), or, when the rate is far
 //!   above the estimate, sets it to the estimate: under 80 % of the first rate gets through
 //!   (a first estimate taken in a burst), under half of a later one (the target's limit
-//!   came down; an estimate spanning a fixed window's pause reads lower than the window's
-//!   rate, so a later rate only snaps when far off). A refusal that comes before any probe since the
+//!   came down; an estimate read while the calls bunch up at a fixed window's start reads
+//!   lower than the window's rate, so a later rate only snaps when far off). A refusal that comes before any probe since the
 //!   last cut also snaps to the estimate (when below the rate): the cut was not enough,
 //!   and with no probe between, the look-back saw calls paced at the target, not a long
 //!   pause, so creeping down 5 % per refusal would only cost the target more refusals. Estimates span at least 250 ms, so two calls that got through
@@ -38,8 +43,8 @@
 //!   counts: calls sent at the old rate are still coming back refused and say nothing about
 //!   the new one (TCP's "once per RTT").
 //! * **Climb back halfway.** Below the rate that was in force at the last refusal, each
-//!   probe (below) goes halfway back to it, as BIC's binary search does: a cut taken from
-//!   an estimate that spanned a `Retry-After` pause undershoots the target's rate, and
+//!   probe (below) goes halfway back to it, as BIC's binary search does: a cut (5 %, or
+//!   a snap to an estimate) may undershoot the target's rate, and
 //!   the rate that was refused bounds it from above, so a few probes find it again. Back
 //!   there, the first probe beyond it waits four probe intervals (CUBIC's plateau around
 //!   its last maximum): a refusal at that rate is likely, and a fixed window's refusal
@@ -68,6 +73,10 @@ use tokio::time::Instant;
 
 /// How far above the accepted rate the first rate is set (see `on_limited`).
 const FIRST_ESTIMATE_HEADROOM: f64 = 1.5;
+
+/// How far above the accepted rate a `Retry-After` may set the first rate (see
+/// [`first_rate`]).
+const RETRY_AFTER_HINT_CAP: f64 = 4.0;
 
 /// Below these shares of the rate, what got through replaces the rate on a refusal: for
 /// the first rate, then for any later one (see `on_limited`).
@@ -124,6 +133,9 @@ pub struct RateController {
     changed_at: Option<Instant>,
     first_accept: Option<Instant>,
     accepted: VecDeque<Instant>,
+    /// The `Retry-After` pauses within the look-back, merged, oldest first: the time the
+    /// client was told not to send does not count in the accepted rate.
+    paused: VecDeque<(Instant, Instant)>,
     /// Clean probes since the last counted signal.
     streak: u32,
     /// The rate in force at the last counted refusal.
@@ -132,6 +144,9 @@ pub struct RateController {
     decreased: bool,
     /// Whether the last change was a cut (no probe since).
     cut_last: bool,
+    /// What got through before the first refusal (the first rate without its headroom):
+    /// the first snap down goes no lower.
+    first_estimate: Option<f64>,
 }
 
 impl RateController {
@@ -143,10 +158,12 @@ impl RateController {
             changed_at: None,
             first_accept: None,
             accepted: VecDeque::new(),
+            paused: VecDeque::new(),
             streak: 0,
             refused_at: None,
             decreased: false,
             cut_last: false,
+            first_estimate: None,
         }
     }
 
@@ -210,9 +227,17 @@ impl RateController {
         true
     }
 
-    /// Records a rate-limit signal (429, a budget error) for a call sent at `sent_at`.
-    /// Returns whether the rate changed.
-    pub fn on_limited(&mut self, sent_at: Instant, now: Instant) -> bool {
+    /// Records a rate-limit signal (429, a budget error) for a call sent at `sent_at`, with
+    /// the target's `Retry-After` when it gave one. Returns whether the rate changed.
+    pub fn on_limited(
+        &mut self,
+        sent_at: Instant,
+        now: Instant,
+        retry_after: Option<Duration>,
+    ) -> bool {
+        if let Some(after) = retry_after.filter(|a| !a.is_zero()) {
+            self.note_pause(now, now + after);
+        }
         if self.changed_at.is_some_and(|c| sent_at < c) {
             return false;
         }
@@ -223,15 +248,15 @@ impl RateController {
             // estimate taken in a burst); later only under half, since an estimate that
             // spans a `Retry-After` pause (a fixed window's, up to the window) undershoots,
             // and snapping to it would cost seconds at half speed after every refusal.
-            // The first snap goes no lower than the first estimate (the first rate without
-            // its headroom): what got through before the first refusal did get through, and
-            // an estimate read just after it spans the client's own ramp-up and `Retry-After`
-            // pause (3 calls in 0.6 s against an 8/s bucket read as 5/s).
+            // The first snap goes no lower than the first estimate: what got through
+            // before the first refusal did get through, and an estimate read just after it
+            // spans the client's own ramp-up and `Retry-After` pause (3 calls in 0.6 s
+            // against an 8/s bucket read as 5/s).
             (Some(rate), Some(est)) if est < SNAP_BELOW[usize::from(self.decreased)] * rate => {
                 if self.decreased {
                     est
                 } else {
-                    est.max(rate / FIRST_ESTIMATE_HEADROOM)
+                    est.max(self.first_estimate.unwrap_or(est))
                 }
             }
             // Refused again before any probe: the last cut was not enough, and calls paced
@@ -244,7 +269,10 @@ impl RateController {
             // start, a burst over a small bucket), when what got through is what was sent:
             // start above it. If the target's rate is the estimate after all, the next
             // refusal snaps down to it (the arm above).
-            (None, Some(est)) => est * FIRST_ESTIMATE_HEADROOM,
+            (None, Some(est)) => {
+                self.first_estimate = Some(est);
+                first_rate(est, retry_after)
+            }
             // Refused before anything got through (a bucket another client had emptied, a
             // window already spent): no evidence of the target's rate yet. Only the
             // `Retry-After` gate holds the calls; the first refusal after some calls got
@@ -276,6 +304,15 @@ impl RateController {
             .max(Duration::from_secs_f64(calls.min(3600.0)))
     }
 
+    /// Records that the gate is closed from `from` to `until` (merged with an overlapping
+    /// pause).
+    fn note_pause(&mut self, from: Instant, until: Instant) {
+        match self.paused.back_mut() {
+            Some((_, end)) if from <= *end => *end = (*end).max(until),
+            _ => self.paused.push_back((from, until)),
+        }
+    }
+
     fn forget_before(&mut self, now: Instant) {
         let look_back = self.look_back();
         while self
@@ -285,14 +322,64 @@ impl RateController {
         {
             self.accepted.pop_front();
         }
+        while self
+            .paused
+            .front()
+            .is_some_and(|(_, end)| now.saturating_duration_since(*end) > look_back)
+        {
+            self.paused.pop_front();
+        }
     }
 
-    /// Calls accepted per second over the window (or since the first one, if sooner).
+    /// Calls accepted per second over the window (or since the first one, if sooner), not
+    /// counting the part of each `Retry-After` pause beyond one interval of the rate in
+    /// force. Up to one interval, a pause is the target's own pace (a token bucket's
+    /// `Retry-After` is the time to its next token: it would have refused a call sent
+    /// sooner); beyond it, it is rounding, a fixed window's `Retry-After: 1` in whole
+    /// seconds that holds every call up to a second while the next window is already
+    /// open, and counting that second would read a target that takes ten calls a second
+    /// as taking five.
     fn accepted_rate(&self, now: Instant) -> Option<f64> {
         let since = now.saturating_duration_since(self.first_accept?);
-        let span = since.min(self.look_back()).max(MIN_SPAN).as_secs_f64();
+        let span = since.min(self.look_back());
+        let from = now - span;
+        let pace = self.rate.map_or(Duration::MAX, |r| {
+            Duration::from_secs_f64((1.0 / r).min(3600.0))
+        });
+        let paused: Duration = self
+            .paused
+            .iter()
+            .map(|&(start, end)| {
+                let beyond = start.checked_add(pace).unwrap_or(end);
+                end.min(now).saturating_duration_since(beyond.max(from))
+            })
+            .sum();
+        let span = span.saturating_sub(paused).max(MIN_SPAN).as_secs_f64();
         (span > 0.0 && !self.accepted.is_empty()).then(|| self.accepted.len() as f64 / span)
     }
+}
+
+/// The first rate, from what got through before the first refusal (`estimate`) and the
+/// refusal's `Retry-After`.
+///
+/// `estimate × FIRST_ESTIMATE_HEADROOM`, raised to `1 / Retry-After` (at most
+/// `RETRY_AFTER_HINT_CAP × estimate`) when that is higher. A token bucket's `Retry-After` is
+/// the time to its next token, at most one token's interval, so its reciprocal is at least
+/// the bucket's rate: when a client that started with a burst (several calls at once over
+/// a bucket of two) reads a low estimate, the hint starts it near the bucket's rate instead
+/// of climbing there probe by probe. A hint that overshoots (the next token was almost due)
+/// is corrected by the next refusal, which snaps the rate down to what gets through; a long
+/// `Retry-After` (a window's reset, integer seconds) is below the estimate and changes
+/// nothing.
+fn first_rate(estimate: f64, retry_after: Option<Duration>) -> f64 {
+    let from_estimate = estimate * FIRST_ESTIMATE_HEADROOM;
+    let hint = retry_after
+        .map(|d| d.as_secs_f64())
+        .filter(|&secs| secs > 0.0)
+        .map_or(0.0, |secs| {
+            (1.0 / secs).min(estimate * RETRY_AFTER_HINT_CAP)
+        });
+    from_estimate.max(hint)
 }
 
 #[cfg(test)]
@@ -322,7 +409,7 @@ mod tests {
                 }
                 Err(after) => {
                     refused += 1;
-                    ctl.on_limited(now, now);
+                    ctl.on_limited(now, now, Some(after));
                     let pace = Duration::from_secs_f64(1.0 / ctl.rate().unwrap_or(1.0));
                     next_send = now + pace.max(after);
                 }
@@ -338,17 +425,75 @@ mod tests {
     async fn a_refusal_before_anything_got_through_sets_no_rate() {
         let mut ctl = RateController::new(RateConfig::default());
         let now = Instant::now();
-        assert!(!ctl.on_limited(now, now));
+        assert!(!ctl.on_limited(now, now, None));
         assert_eq!(ctl.rate(), None);
         for _ in 0..16 {
             tokio::time::advance(Duration::from_millis(125)).await;
             ctl.on_accepted(Instant::now());
         }
         let now = Instant::now();
-        assert!(ctl.on_limited(now, now));
+        assert!(ctl.on_limited(now, now, None));
         // 16 calls in 2 s: 8 a second, and the first rate is 1.5 × that.
         let rate = ctl.rate().unwrap_or_default();
         assert!((11.0..=13.0).contains(&rate), "rate {rate}");
+    }
+
+    /// A first estimate read low (two calls got through in the first second) starts from
+    /// the refusal's `Retry-After` when that says more: `1 / Retry-After`, at most four
+    /// times the estimate; a long `Retry-After` (a window's reset) changes nothing. The
+    /// next refusal snaps an overshoot down to what gets through, no lower than the first
+    /// estimate.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_rate_takes_a_short_retry_after_as_a_hint() {
+        let first = |after: Option<Duration>| {
+            let mut ctl = RateController::new(RateConfig::default());
+            let start = Instant::now();
+            ctl.on_accepted(start);
+            ctl.on_accepted(start + Duration::from_millis(100));
+            let now = start + Duration::from_secs(1);
+            assert!(ctl.on_limited(now, now, after));
+            (ctl, now)
+        };
+        let rate = |ctl: &RateController| ctl.rate().unwrap_or_default();
+        // Two a second got through: 3 from the estimate alone, 8 from a 125 ms Retry-After.
+        assert!((rate(&first(None).0) - 3.0).abs() < 0.01);
+        assert!((rate(&first(Some(Duration::from_millis(125))).0) - 8.0).abs() < 0.01);
+        assert!((rate(&first(Some(Duration::from_secs(30))).0) - 3.0).abs() < 0.01);
+        assert!((rate(&first(Some(Duration::ZERO)).0) - 3.0).abs() < 0.01);
+        // A next token almost due (1 ms): capped at four times the estimate.
+        let (mut ctl, now) = first(Some(Duration::from_millis(1)));
+        assert!((rate(&ctl) - 8.0).abs() < 0.01);
+        // Paced at 8 a second, 5 a second get through: snapped down to 5.
+        for i in 1..=10 {
+            ctl.on_accepted(now + Duration::from_millis(200 * i));
+        }
+        let later = now + Duration::from_secs(2);
+        assert!(ctl.on_limited(later, later, None));
+        assert!((rate(&ctl) - 5.0).abs() < 0.3, "rate {}", rate(&ctl));
+    }
+
+    /// A fixed window of ten calls a second that answers `Retry-After: 1` (whole seconds):
+    /// each refusal holds the calls for a second, and that second is not counted in what
+    /// got through, so the rate stays near the window's ten instead of snapping to five.
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_pause_does_not_count_in_the_estimate() {
+        let mut ctl = RateController::new(RateConfig::default());
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let second = Some(Duration::from_secs(1));
+        // Every other second: ten calls get through (0.1 s apart), the eleventh is
+        // refused at the second's end and the calls wait out the next second.
+        let mut lowest = f64::MAX;
+        for window in 0..10u64 {
+            let from = 2_000 * window;
+            for i in 1..=10 {
+                ctl.on_accepted(at(from + 100 * i));
+            }
+            let refused = at(from + 1_000);
+            ctl.on_limited(refused, refused, second);
+            lowest = lowest.min(ctl.rate().unwrap_or_default());
+        }
+        assert!(lowest >= 9.5, "the rate fell to {lowest}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -360,7 +505,7 @@ mod tests {
         }
         assert_eq!(ctl.rate(), None);
         let now = Instant::now();
-        assert!(ctl.on_limited(now, now));
+        assert!(ctl.on_limited(now, now, None));
         // 100 calls over the last second got through: the first rate is 1.5 × that.
         let rate = ctl.rate().unwrap_or_default();
         assert!((135.0..=165.0).contains(&rate), "rate {rate}");
@@ -371,7 +516,7 @@ mod tests {
             ctl.on_accepted(Instant::now());
         }
         let now = Instant::now();
-        assert!(ctl.on_limited(now, now));
+        assert!(ctl.on_limited(now, now, None));
         let rate = ctl.rate().unwrap_or_default();
         assert!((90.0..=110.0).contains(&rate), "rate {rate}");
     }
@@ -382,11 +527,11 @@ mod tests {
         let sent = Instant::now();
         tokio::time::advance(Duration::from_millis(100)).await;
         ctl.on_accepted(Instant::now());
-        assert!(ctl.on_limited(sent, Instant::now()));
+        assert!(ctl.on_limited(sent, Instant::now(), None));
         let rate = ctl.rate();
         // Eleven calls sent at the same instant come back refused after the change.
         for _ in 0..11 {
-            assert!(!ctl.on_limited(sent, Instant::now()));
+            assert!(!ctl.on_limited(sent, Instant::now(), None));
         }
         assert_eq!(ctl.rate(), rate);
     }
@@ -404,10 +549,10 @@ mod tests {
             ctl.on_accepted(Instant::now());
         }
         let now = Instant::now();
-        ctl.on_limited(now, now);
+        ctl.on_limited(now, now, None);
         tokio::time::advance(Duration::from_millis(10)).await;
         let now = Instant::now();
-        ctl.on_limited(now, now);
+        ctl.on_limited(now, now, None);
         assert!((19.0..=21.0).contains(&ctl.rate().unwrap_or_default()));
         // Then 12 a second get through at that pace, and the next refusal comes before a
         // probe: the rate is what got through, not 20 × 0.95.
@@ -416,7 +561,7 @@ mod tests {
             ctl.on_accepted(Instant::now());
         }
         let now = Instant::now();
-        ctl.on_limited(now, now);
+        ctl.on_limited(now, now, None);
         let rate = ctl.rate().unwrap_or_default();
         assert!((11.0..=13.5).contains(&rate), "rate {rate}");
     }
@@ -429,7 +574,7 @@ mod tests {
         for _ in 0..500 {
             tokio::time::advance(Duration::from_millis(10)).await;
             let now = Instant::now();
-            ctl.on_limited(now, now);
+            ctl.on_limited(now, now, None);
         }
         assert_eq!(ctl.rate(), Some(RateConfig::default().min));
     }
@@ -443,7 +588,7 @@ mod tests {
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         let now = Instant::now();
-        assert!(ctl.on_limited(now, now));
+        assert!(ctl.on_limited(now, now, None));
         let low = ctl.rate().unwrap_or_default();
         // A client that sends at the learned rate, every call accepted, for three minutes
         // (a plateau at the refused rate, then probes growing 2 %, 4 %, 8 % ...).
@@ -467,7 +612,7 @@ mod tests {
             ctl.on_accepted(Instant::now());
         }
         let now = Instant::now();
-        ctl.on_limited(now, now);
+        ctl.on_limited(now, now, None);
         // Ten calls a second got through: the first rate is 15 a second.
         let first = ctl.rate().unwrap_or_default();
         assert!((14.0..=16.0).contains(&first), "rate {first}");

@@ -479,7 +479,7 @@ where
         match decision.rate {
             RateFeedback::Nothing => {}
             RateFeedback::Accepted => self.throttle.accepted(now),
-            RateFeedback::Limited => self.throttle.limited(sent_at, now),
+            RateFeedback::Limited { after } => self.throttle.limited(sent_at, now, after),
         }
         self.size.learn(decision.size, n, latency, probe);
         // The policy answers `PerItem` for exactly the calls that returned per-item results.
