@@ -2,7 +2,7 @@
 """Ferry, told nothing, against a fixed client told each API's settings: every ferry-sim profile.
 
     scripts/bench-profiles.py [--items 5000] [--profiles default,token-bucket,...]
-                              [--faults] [--poison-every 1000]
+                              [--faults] [--poison-every 1000] [--ferry PATH]
 
 For each profile, in one run and against the same simulator process (reset in between):
 
@@ -21,6 +21,8 @@ poison, printing Ferry's throughput with poison as a share of without.
 
 Nothing here is tuned per profile: both clients get the same work, the same simulator and
 the same faults; the fixed client is the baseline a user who knew the API would write.
+`--ferry PATH` runs another `ferry` binary (default target/release/ferry): two builds
+compared in alternating runs of `--ferry-only`, each against a fresh simulator.
 """
 import argparse
 import json
@@ -125,7 +127,8 @@ def start_sim(profile, faults, poison_unnamed_value):
     return sim, addr, ceiling
 
 
-def run_profile(profile, items, faults, poison_every, work, log_dir=None, ferry_only=False):
+def run_profile(profile, items, faults, poison_every, work, log_dir=None, ferry_only=False,
+                ferry_bin=None):
     sim, addr, ceiling = start_sim(profile, faults, POISON)
     try:
         base = f"http://{addr}"
@@ -155,7 +158,8 @@ def run_profile(profile, items, faults, poison_every, work, log_dir=None, ferry_
                    MONDAY_API_URL=f"{base}/v2")
         if log_dir:
             env["RUST_LOG"] = "ferry_core=debug"
-        secs, cpu, out, err, code = timed([os.path.join(RELEASE, "ferry"), "run", job], env)
+        secs, cpu, out, err, code = timed([ferry_bin or os.path.join(RELEASE, "ferry"), "run", job],
+                                         env)
         if log_dir:
             with open(os.path.join(log_dir, f"{profile}.log"), "w") as f:
                 f.write(out + "\n" + err)
@@ -183,9 +187,13 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--ferry-only", action="store_true",
                     help="skip the fixed client (for looking at Ferry alone; prints no ratio)")
+    ap.add_argument("--ferry", metavar="PATH",
+                    help="the ferry binary to run (default target/release/ferry)")
     ap.add_argument("--log-dir", help="write each Ferry run's output and ferry_core debug log "
                                       "(one line per finished call) to DIR/PROFILE.log")
     args = ap.parse_args()
+    if args.ferry and not os.access(args.ferry, os.X_OK):
+        raise SystemExit(f"--ferry {args.ferry}: no executable file there")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferry-cli", "-p", "ferry-sim"],
                        cwd=ROOT, check=True)
@@ -198,14 +206,15 @@ def main():
         for profile in args.profiles.split(","):
             ceiling, fixed, ferry = run_profile(profile, args.items, args.faults,
                                                 args.poison_every, work, args.log_dir,
-                                                args.ferry_only)
+                                                args.ferry_only, args.ferry)
             ratio = ferry["rate"] / fixed["rate"]
             worst = ratio if worst is None else min(worst, ratio)
             print(f"{profile:<20} {ceiling:>8.1f} {fixed['rate']:>8.1f} {ferry['rate']:>8.1f} "
                   f"{ratio:>6.2f} {fixed['cpu_us']:>11.0f} {ferry['cpu_us']:>11.0f} "
                   f"{ferry['dead']:>5} {ferry['applied']:>8}  {ferry['settled']}", flush=True)
             if args.poison_every:
-                _, _, clean = run_profile(profile, args.items, args.faults, 0, work)
+                _, _, clean = run_profile(profile, args.items, args.faults, 0, work,
+                                          ferry_only=True, ferry_bin=args.ferry)
                 print(f"{'':<20} without poison: ferry {clean['rate']:.1f}/s; with poison "
                       f"{ferry['rate'] / clean['rate']:.2f} of it", flush=True)
     print(f"worst ferry/fixed ratio: {worst:.2f}")
