@@ -261,6 +261,15 @@ async fn second_sigint_exits_at_once_and_resume_completes_every_row() {
     .unwrap();
     let mut run = start(job.ferry(&sim, &[]));
     until_applied(&sim, 30, &mut run).await;
+    // And some of them confirmed in the run's checkpoint: the rows applied may still be on
+    // their way back (from 4 calls on 2 slots, two calls' answers land at once), and the
+    // second Ctrl-C would then leave nothing confirmed to resume from.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while job.confirmed().await.is_empty() {
+        run.assert_running("a row was confirmed");
+        assert!(tokio::time::Instant::now() < end, "nothing confirmed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     run.sigint();
     // The second once the first was taken (two signals sent together may merge into one).
     loop {
