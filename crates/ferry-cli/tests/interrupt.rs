@@ -143,6 +143,16 @@ async fn until_applied(sim: &Simulator, applied: u64, run: &mut Running) {
     }
 }
 
+/// Polls the run's checkpoint until at least one row is confirmed there.
+async fn until_confirmed(job: &Job, run: &mut Running) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while job.confirmed().await.is_empty() {
+        run.assert_running("a row was confirmed");
+        assert!(tokio::time::Instant::now() < end, "nothing confirmed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The counts of the line an interrupted run prints:
 /// `interrupted: S succeeded, D dead-lettered, N cancelled or not sent, of T`.
 fn interrupted_counts(stdout: &str) -> [u64; 4] {
@@ -264,12 +274,7 @@ async fn second_sigint_exits_at_once_and_resume_completes_every_row() {
     // And some of them confirmed in the run's checkpoint: the rows applied may still be on
     // their way back (from 4 calls on 2 slots, two calls' answers land at once), and the
     // second Ctrl-C would then leave nothing confirmed to resume from.
-    let end = tokio::time::Instant::now() + DEADLINE;
-    while job.confirmed().await.is_empty() {
-        run.assert_running("a row was confirmed");
-        assert!(tokio::time::Instant::now() < end, "nothing confirmed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_confirmed(&job, &mut run).await;
     run.sigint();
     // The second once the first was taken (two signals sent together may merge into one).
     loop {

@@ -16,10 +16,11 @@
 //!   either: with nothing to measure, only its `Retry-After` holds the calls.
 //! * **Start from what got through.** On a rate-limit signal the controller measures the
 //!   rate at which the target *accepted* calls over the last `window` (default 2 s, and at
-//!   least `probe_calls` calls' worth of time at the current rate), not counting the time
-//!   the target's `Retry-After` held the calls (a fixed window's `Retry-After: 1`, whole
-//!   seconds, holds every call up to a second: counted, it would halve the estimate of a
-//!   window that takes ten calls a second). A client
+//!   least `probe_calls` calls' worth of time at the current rate), not counting the part
+//!   of a `Retry-After` pause beyond one interval of the rate in force (a fixed window's
+//!   `Retry-After: 1`, whole seconds, holds every call up to a second: counted, it would
+//!   halve the estimate of a window that takes ten calls a second; up to one interval, a
+//!   pause is the target's own pace, a token bucket's next token). A client
 //!   that is being refused gets exactly the target's rate through, so this is the best
 //!   estimate there is; but the first refusal often comes while the client is still ramping
 //!   up (its concurrency in slow start, a burst over a small bucket), when what got through
@@ -133,8 +134,8 @@ pub struct RateController {
     changed_at: Option<Instant>,
     first_accept: Option<Instant>,
     accepted: VecDeque<Instant>,
-    /// The `Retry-After` pauses within the look-back, merged, oldest first: the time the
-    /// client was told not to send does not count in the accepted rate.
+    /// The `Retry-After` pauses within the look-back, merged, oldest first: their part
+    /// beyond one interval of the rate does not count in the accepted rate.
     paused: VecDeque<(Instant, Instant)>,
     /// Clean probes since the last counted signal.
     streak: u32,
