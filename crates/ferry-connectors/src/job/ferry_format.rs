@@ -312,6 +312,7 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
     let initial = r.positive("batch.initial_items");
     let target = r.duration("batch.target_latency");
     let headroom = r.share("batch.headroom");
+    let calm_headroom = r.share("batch.calm_headroom");
     engine.sizing = if adaptive {
         let mut c = match &engine.sizing {
             BatchSizing::Adaptive(c) => c.clone(),
@@ -327,6 +328,9 @@ fn read_batch(r: &mut Reader<'_>, engine: &mut EngineConfig) {
         }
         if let Some(h) = headroom {
             c.headroom = h;
+        }
+        if let Some(h) = calm_headroom {
+            c.calm_headroom = h;
         }
         BatchSizing::Adaptive(c)
     } else {

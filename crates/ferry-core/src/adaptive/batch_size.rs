@@ -28,6 +28,17 @@
 //!   most `headroom` × the timed-out call's latency, and the size shrinks to it at once
 //!   (in proportion to the quickest of the last full batches at the confirmed size, or the
 //!   last full batch's latency if none).
+//! * *Calm*: the headroom is room for waiting. Once the concurrency controller holds the
+//!   limit under its overload ceiling with no call waiting ([`set_calm`]), the bound is
+//!   loosened to `calm_headroom` × that latency, or that latency less four times the
+//!   jitter of the recent full batches' latencies (median less quickest) if less, and probes
+//!   grow the size into it; calls that may wait, sent while the concurrency re-probes its
+//!   ceiling, carry [`size_for_waiting`] instead, so that the re-probe's waiting call comes
+//!   back late rather than timing out. An overload while loosened tightens the bound
+//!   again, and the next loosening waits four times as many calm reports.
+//!
+//!   [`set_calm`]: BatchSizeController::set_calm
+//!   [`size_for_waiting`]: BatchSizeController::size_for_waiting
 //! * A *full* confirmed-size batch (at least `fullness` × the size; tail batches and split
 //!   parts say nothing about the size) slower than the target shrinks the size in
 //!   proportion (`size × target / latency`, at most halving). The latency judged is the
@@ -39,7 +50,7 @@
 //!
 //! Knobs ([`BatchSizeConfig`]): `initial` (16), `min` (1), `max` (a cap, never exceeded),
 //! `target_latency` (2 s), `growth` (1.5), `backoff` (0.75), `fullness` (0.9),
-//! `probe_after` (64), `headroom` (0.7).
+//! `probe_after` (64), `headroom` (0.7), `calm_headroom` (0.95).
 
 use std::time::Duration;
 
@@ -71,6 +82,10 @@ pub struct BatchSizeConfig {
     /// Share of a queued call's timeout a fresh batch may take, once one timed out while
     /// queued (default 0.7): the rest is left for waiting at the target.
     pub headroom: f64,
+    /// The share of that timeout a fresh batch may take once the concurrency controller
+    /// sees no call waiting (default 0.95; or that latency less four times the jitter of
+    /// recent latencies, if less): the rest is left for the call's own jitter.
+    pub calm_headroom: f64,
 }
 
 impl Default for BatchSizeConfig {
@@ -85,6 +100,7 @@ impl Default for BatchSizeConfig {
             fullness: 0.9,
             probe_after: 64,
             headroom: 0.7,
+            calm_headroom: 0.95,
         }
     }
 }
@@ -104,6 +120,12 @@ impl BatchSizeConfig {
         }
         if !(self.headroom > 0.0 && self.headroom <= 1.0) {
             return Err(Error::config("batch.headroom", "must lie in (0, 1]"));
+        }
+        if !(self.calm_headroom >= self.headroom && self.calm_headroom <= 1.0) {
+            return Err(Error::config(
+                "batch.calm_headroom",
+                "must lie in [batch.headroom, 1]",
+            ));
         }
         if self.growth <= 1.0 {
             return Err(Error::config("batch.growth", "must be greater than 1"));
@@ -131,10 +153,19 @@ pub struct BatchSizeController {
     probe_out: Option<usize>,
     /// The target latency lowered by an overload (see `headroom`), if one happened.
     bound: Option<f64>,
+    /// Whether the bound is loosened to `calm_headroom` (see [`set_calm`](Self::set_calm)).
+    loose: bool,
+    /// Calm reports in a row, and how many loosen the bound (×4 after each overload that
+    /// came while it was loose).
+    calm_reports: u32,
+    loosen_after: u32,
     /// The last full batch that went through: its size and latency (seconds).
     last_full: Option<(usize, f64)>,
     /// Latencies (seconds) of the last full batches at the confirmed size, newest last.
     recent: std::collections::VecDeque<f64>,
+    /// Latencies (seconds) of the last batches of exactly the confirmed size, newest last:
+    /// their jitter (see `target`).
+    exact: std::collections::VecDeque<f64>,
     /// The largest batch that went through so far.
     largest_served: usize,
     /// The size the latency of the last probe that timed out projects to fit (see
@@ -155,8 +186,12 @@ impl BatchSizeController {
             successes_at_top: 0,
             probe_out: None,
             bound: None,
+            loose: false,
+            calm_reports: 0,
+            loosen_after: 1,
             last_full: None,
             recent: std::collections::VecDeque::new(),
+            exact: std::collections::VecDeque::new(),
             largest_served: 0,
             timeout_fit: None,
         }
@@ -165,7 +200,49 @@ impl BatchSizeController {
     /// The latency fresh batches aim for: `target_latency`, lowered by an overload.
     fn target(&self) -> f64 {
         let target = self.config.target_latency.as_secs_f64();
-        self.bound.map_or(target, |b| b.min(target))
+        let Some(bound) = self.bound else {
+            return target;
+        };
+        if !self.loose {
+            return bound.min(target);
+        }
+        // Loosened: `calm_headroom` of the timed-out latency, less four times the jitter
+        // of the recent batches of the confirmed size (their median less their quickest:
+        // robust to the odd batch that waited in a queue), so a target whose latency
+        // jitters keeps room for it.
+        let timed_out = bound / self.config.headroom;
+        let mut recent: Vec<f64> = self.exact.iter().copied().collect();
+        recent.sort_by(f64::total_cmp);
+        let jitter = match (recent.first(), recent.get(recent.len() / 2)) {
+            (Some(lo), Some(mid)) => mid - lo,
+            _ => 0.0,
+        };
+        (timed_out * self.config.calm_headroom)
+            .min(timed_out - 4.0 * jitter)
+            .max(bound)
+            .min(target)
+    }
+
+    /// Tells the controller, once per finished call, whether the concurrency controller
+    /// sees the target calm: the limit held under its overload ceiling and no call
+    /// waiting. The headroom an overload left was room for waiting; with none, after
+    /// enough calm reports in a row, fresh batches may take `calm_headroom` of the
+    /// timed-out latency instead (on a 3-slot gateway with a 1 s timeout, 13 items of 80 +
+    /// 60 ms each instead of 10). An overload while loosened tightens the bound again and
+    /// makes the next loosening wait four times as many calm reports.
+    pub fn set_calm(&mut self, calm: bool) {
+        if !calm {
+            self.calm_reports = 0;
+            return;
+        }
+        self.calm_reports = self.calm_reports.saturating_add(1);
+        if self.bound.is_some() && !self.loose && self.calm_reports >= self.loosen_after {
+            self.loose = true;
+            tracing::debug!(
+                target_ms = (self.target() * 1e3) as u64,
+                "batch bound loosened"
+            );
+        }
     }
 
     /// Records that a batch of the confirmed size timed out while queued, after `latency`:
@@ -173,9 +250,16 @@ impl BatchSizeController {
     /// shrinks to it at once.
     pub fn on_overload(&mut self, latency: Duration) {
         let bound = latency.as_secs_f64() * self.config.headroom;
-        if bound <= 0.0 || self.bound.is_some_and(|b| b <= bound) {
+        if bound <= 0.0 {
             return;
         }
+        if std::mem::take(&mut self.loose) {
+            self.loosen_after = self.loosen_after.saturating_mul(4);
+        } else if self.bound.is_some_and(|b| b <= bound) {
+            return;
+        }
+        self.calm_reports = 0;
+        let bound = self.bound.map_or(bound, |b| b.min(bound));
         self.bound = Some(bound);
         // Projected from the quickest recent full batch at the confirmed size, as a shrink
         // is: the last one may have waited in the very queue that timed this call out (on
@@ -201,12 +285,27 @@ impl BatchSizeController {
         if size != self.size {
             self.size = size;
             self.recent.clear();
+            self.exact.clear();
         }
     }
 
     /// The confirmed size: what a fresh batch carries.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// The size for calls that may have to wait at the target: the confirmed size, or,
+    /// while the bound is loosened (see [`set_calm`](Self::set_calm)), the share of it
+    /// that fits the tight bound. The engine cuts fresh batches to it while the concurrency
+    /// controller re-probes its overload ceiling: the call the re-probe adds waits for a
+    /// slot, and a batch sized for no waiting would time out where one sized for waiting
+    /// only comes back late, which fails the re-probe at no cost.
+    pub fn size_for_waiting(&self) -> usize {
+        if !self.loose {
+            return self.size;
+        }
+        let share = self.config.headroom / self.config.calm_headroom;
+        (((self.size as f64) * share).floor() as usize).clamp(self.config.min, self.size)
     }
 
     /// The smallest size known to be too large, if any.
@@ -297,6 +396,12 @@ impl BatchSizeController {
             self.recent.push_back(observed);
             if self.recent.len() > RECENT {
                 self.recent.pop_front();
+            }
+            if len == self.size {
+                self.exact.push_back(observed);
+                if self.exact.len() > RECENT {
+                    self.exact.pop_front();
+                }
             }
             observed = self.recent.iter().copied().fold(observed, f64::min);
         }
@@ -525,6 +630,85 @@ mod tests {
         ctl.on_overload(Duration::from_millis(1_500));
         // 0.7 × 1.5 s = 1.05 s, and 16 × 1.05 / 1.04 = 16.2 (from 1.28 s it was 13).
         assert_eq!(ctl.size(), 16);
+    }
+
+    /// With no call waiting, the headroom an overload left is loosened to
+    /// `calm_headroom`; a later overload tightens it again, and the next loosening waits
+    /// four times as many calm reports.
+    #[test]
+    fn a_calm_target_loosens_the_bound_until_the_next_overload() {
+        let mut ctl = BatchSizeController::new(BatchSizeConfig {
+            initial: 10,
+            ..Default::default()
+        });
+        // 3 slots, 80 ms + 60 ms an item, a 1.0 s gateway timeout: 10 items take 680 ms.
+        ctl.on_success(10, Duration::from_millis(680), false);
+        ctl.on_overload(Duration::from_millis(1_000));
+        ctl.on_success(10, Duration::from_millis(680), false);
+        // 0.7 × 1.0 s: 10 × 0.7 / 0.68 = 10.3.
+        assert_eq!((ctl.size(), ctl.wanted_probe()), (10, None));
+        ctl.set_calm(false);
+        ctl.set_calm(true);
+        ctl.on_success(10, Duration::from_millis(680), false);
+        // 0.95 × 1.0 s: 10 × 0.95 / 0.68 = 13.97.
+        assert_eq!(ctl.probe(), Some(13));
+        ctl.on_success(13, Duration::from_millis(860), true);
+        assert_eq!(ctl.size(), 13);
+        // A call that may wait (a concurrency re-probe) carries what fits the tight bound:
+        // 13 × 0.7 / 0.95 = 9.6.
+        assert_eq!(ctl.size_for_waiting(), 9);
+        // Timed out queued all the same: back to 0.7 s at once (13 × 0.7 / 0.86 = 10.6).
+        ctl.on_overload(Duration::from_millis(1_000));
+        assert_eq!((ctl.size(), ctl.size_for_waiting()), (10, 10));
+        for _ in 0..3 {
+            ctl.set_calm(true);
+        }
+        ctl.on_success(10, Duration::from_millis(680), false);
+        assert_eq!(
+            ctl.wanted_probe(),
+            None,
+            "loosened again after 3 calm reports"
+        );
+        ctl.set_calm(true);
+        ctl.on_success(10, Duration::from_millis(680), false);
+        assert_eq!(ctl.wanted_probe(), Some(13));
+    }
+
+    /// Loosened, the bound keeps four times the jitter of the recent batches (their median
+    /// less their quickest) below the timed-out latency.
+    #[test]
+    fn a_loosened_bound_keeps_room_for_jitter() {
+        let probe_after = |jitter_ms: u64| {
+            let mut ctl = BatchSizeController::new(BatchSizeConfig {
+                initial: 10,
+                ..Default::default()
+            });
+            ctl.on_success(10, Duration::from_millis(600), false);
+            ctl.on_overload(Duration::from_millis(1_000));
+            ctl.set_calm(true);
+            // (Each call is judged on the batches before it.)
+            for i in 0..9 {
+                let ms = 600 + if i % 2 == 0 { jitter_ms } else { 0 };
+                ctl.on_success(10, Duration::from_millis(ms), false);
+            }
+            ctl.wanted_probe()
+        };
+        // Steady: 0.95 s, 10 × 0.95 / 0.6 = 15.8.
+        assert_eq!(probe_after(0), Some(15));
+        // 50 ms of jitter: 1.0 − 4 × 0.05 = 0.8 s, 10 × 0.8 / 0.6 = 13.3.
+        assert_eq!(probe_after(50), Some(13));
+        // 160 ms: no looser than the tight bound, 10 × 0.7 / 0.6 = 11.7.
+        assert_eq!(probe_after(160), Some(11));
+    }
+
+    #[test]
+    fn calm_headroom_is_validated() {
+        let cfg = BatchSizeConfig {
+            calm_headroom: 0.5,
+            ..Default::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("batch.calm_headroom"), "{err}");
     }
 
     proptest! {

@@ -53,7 +53,21 @@
 //!   windows per window waited, so few slots are not re-probed more often per call than
 //!   many; a re-probe that overloads goes back to just under the ceiling). A ceiling
 //!   is at least half the limit that overloaded (TCP's `ssthresh`): the capacity reads low
-//!   when slots were busy with calls it does not see.
+//!   when slots were busy with calls it does not see. A re-probe is kept only if no call
+//!   waits: one comparable call back more than `queue_tolerance` over the baseline, or a
+//!   window mean more than half of it over, means every slot was busy already, and the
+//!   re-probe goes back under the ceiling at once, as if it had overloaded (the next one
+//!   waits twice as long), before the waiting calls time out. (Keeping one waiting call,
+//!   as below a ceiling, bought no throughput here and held a 504 over every batch.)
+//!   Windows with no comparable call (split parts, a size settling) still end on time, and
+//!   count toward the first re-probe, which is judged on its own calls.
+//! * *Calm*: after three windows in a row under the ceiling with the limit in
+//!   use and no call waiting (window means within half the tolerance of the baseline),
+//!   [`calm`](ConcurrencyController::calm) says so: the batch size may then use more of the
+//!   timeout, which it had left for waiting (see
+//!   [`BatchSizeController::set_calm`](super::BatchSizeController::set_calm)); and calls
+//!   that time out after leaving during a re-probe are the re-probe's
+//!   ([`sent_in_reprobe`](ConcurrencyController::sent_in_reprobe)), not the size's.
 //!   Below half the limit that overloaded, or the capacity the overload before measured if
 //!   that is larger, the limit grows back per completed call as in slow start (TCP's
 //!   `ssthresh`), then by one per window. The engine
@@ -104,6 +118,10 @@ const FIRST_REPROBE_AFTER: u32 = 2;
 
 /// The longest wait, in clean windows, between re-probes of an overload ceiling.
 const MAX_REPROBE_AFTER: u32 = 128;
+
+/// Calm windows in a row (see [`ConcurrencyController::calm`]) before the target counts as
+/// calm.
+const CALM_WINDOWS: u32 = 3;
 
 /// What a finished call says about the target's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,8 +232,14 @@ pub struct ConcurrencyController {
     /// Clean windows just under the ceiling before it is tried again, and how many so far.
     reprobe_after: u32,
     clean_under_ceiling: u32,
-    /// When the last overload cut the limit.
+    /// When the last overload cut the limit (or a re-probe of the ceiling was given up).
     overloaded_at: Option<Instant>,
+    /// The last re-probe of the ceiling: when the limit rose to it and, once it ended (the
+    /// ceiling held or moved), when.
+    reprobe: Option<(Instant, Option<Instant>)>,
+    /// Windows in a row at the limit, under an overload ceiling, in which no call waited
+    /// (see [`calm`](ConcurrencyController::calm)).
+    calm_windows: u32,
     /// When recent served calls left and came back (for the capacity an overload reveals).
     recent_ok: std::collections::VecDeque<(Instant, Instant)>,
     /// Slow start: growth earned by the calls of the current round that came back, granted
@@ -253,6 +277,8 @@ impl ConcurrencyController {
             reprobe_after: REPROBE_AFTER,
             clean_under_ceiling: 0,
             overloaded_at: None,
+            reprobe: None,
+            calm_windows: 0,
             recent_ok: std::collections::VecDeque::new(),
             pending: 0,
             held: 0,
@@ -394,10 +420,38 @@ impl ConcurrencyController {
         if self.window_start.is_none() {
             self.window_start = Some(now);
         }
+        let reprobing = self.ceiling.is_some_and(|c| self.limit >= c);
+        match self.reprobe {
+            Some((start, None)) if !reprobing => self.reprobe = Some((start, Some(now))),
+            Some((_, Some(_))) | None if reprobing => self.reprobe = Some((now, None)),
+            _ => {}
+        }
         if in_flight >= self.limit() {
             self.window_reached = true;
             self.reached = true;
         }
+    }
+
+    /// Whether the limit is re-probing the overload ceiling (it is at the ceiling).
+    pub fn reprobing(&self) -> bool {
+        self.ceiling.is_some_and(|c| self.limit >= c)
+    }
+
+    /// Whether a call sent at `sent` left during the last re-probe of the overload ceiling:
+    /// if it timed out queued, the re-probe's extra call made it wait, and the concurrency,
+    /// not the batch size, answers for it.
+    pub fn sent_in_reprobe(&self, sent: Instant) -> bool {
+        self.reprobe
+            .is_some_and(|(start, end)| sent >= start && end.is_none_or(|e| sent < e))
+    }
+
+    /// Whether the target has been calm for three windows in a row: the limit
+    /// held under an overload ceiling, in use, and no call waiting (window means within
+    /// half the queue tolerance of the no-load baseline). A target that times out waiting
+    /// calls then has no queue to leave room for, and the batch size may use more of its
+    /// timeout (see [`BatchSizeController::set_calm`](super::BatchSizeController::set_calm)).
+    pub fn calm(&self) -> bool {
+        self.calm_windows >= CALM_WINDOWS
     }
 
     /// Tells the controller, before [`on_response`](Self::on_response) reports a
@@ -411,7 +465,18 @@ impl ConcurrencyController {
     /// Records a finished call.
     pub fn on_response(&mut self, rtt: Duration, signal: Signal, now: Instant) {
         match signal {
-            Signal::Neutral => return,
+            Signal::Neutral => {
+                // Says nothing about latency, but time passes: a window with only such calls
+                // (split parts, a batch size settling) still ends, so that a first ceiling
+                // read low is re-probed on time.
+                if let Some(start) = self.window_start {
+                    let window_len = self.baseline_secs().unwrap_or(rtt.as_secs_f64());
+                    if now.duration_since(start).as_secs_f64() >= window_len {
+                        self.end_window(now);
+                    }
+                }
+                return;
+            }
             Signal::Backpressure => self.window_backpressure = true,
             Signal::Overload => {
                 let flight = self.overload_flight.take();
@@ -424,6 +489,15 @@ impl ConcurrencyController {
                 return;
             }
             Signal::Ok => {
+                // One call that waited well past the baseline during a re-probe is enough:
+                // every slot was busy, and the calls behind it wait as long.
+                let waited = self
+                    .baseline_secs()
+                    .is_some_and(|b| rtt.as_secs_f64() > b * (1.0 + self.config.queue_tolerance));
+                if let (Some(ceiling), true) = (self.ceiling.filter(|_| self.reprobing()), waited) {
+                    self.fail_reprobe(ceiling, now);
+                    return;
+                }
                 self.window_sum += rtt.as_secs_f64();
                 self.window_count += 1;
                 self.on_ack();
@@ -605,6 +679,11 @@ impl ConcurrencyController {
         self.end_slow_start();
         self.limit = cut.min(ceiling - 1).max(self.config.min);
         self.clean_under_ceiling = 0;
+        if !reprobed {
+            // (A re-probe's overload is the re-probe's: the limit under the ceiling, where
+            // the windows were calm, is where it goes back to.)
+            self.calm_windows = 0;
+        }
         // The calls now finishing left under the old limit: let the new one settle.
         self.settling = true;
         self.window_start = Some(now);
@@ -614,7 +693,29 @@ impl ConcurrencyController {
         self.window_reached = false;
     }
 
+    /// A re-probe of the overload ceiling made calls wait without timing one out (yet):
+    /// the extra call bought no throughput (every slot was busy already) and, on a target
+    /// that times out waiting calls, only risks a timeout. It failed as an overload would
+    /// have, at no cost: back under the ceiling, and the next re-probe waits twice as long.
+    fn fail_reprobe(&mut self, ceiling: usize, now: Instant) {
+        self.reprobe_after = self
+            .reprobe_after
+            .saturating_mul(2)
+            .clamp(REPROBE_AFTER, MAX_REPROBE_AFTER);
+        self.limit = (ceiling - 1).max(self.config.min);
+        self.clean_under_ceiling = 0;
+        self.overloaded_at = Some(now);
+        self.settling = true;
+        self.window_start = Some(now);
+        self.window_sum = 0.0;
+        self.window_count = 0;
+        self.window_backpressure = false;
+        self.window_reached = false;
+        tracing::debug!(ceiling, "re-probe made calls wait: back under the ceiling");
+    }
+
     fn end_window(&mut self, now: Instant) {
+        let settling = self.settling;
         let current =
             (self.window_count > 0).then(|| self.window_sum / f64::from(self.window_count));
         let tol = self.config.queue_tolerance;
@@ -653,12 +754,41 @@ impl ConcurrencyController {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-            if within {
+            let calm = match (current, baseline) {
+                (Some(c), Some(b)) => Some(c <= b * (1.0 + tol / 2.0)),
+                _ => None,
+            };
+            let reprobing = self.ceiling.filter(|&c| self.limit >= c);
+            let next_is_ceiling = self.ceiling == Some(self.limit + 1);
+            if let (Some(ceiling), Some(false)) = (reprobing, calm) {
+                self.fail_reprobe(ceiling, now);
+            } else if current.is_none() && next_is_ceiling && !self.window_backpressure {
+                // No comparable call, none timed out or pushed back: the ceiling's
+                // re-probe may come closer (the re-probe itself is judged on its calls).
+                self.limit = self.under_ceiling(self.limit + 1);
+            } else if within {
                 if !self.slow_start {
                     self.limit = self.under_ceiling((self.limit + 1).min(self.config.max));
                 }
             } else {
                 self.end_slow_start();
+            }
+        }
+        // A settling window's calls left before the last cut (or re-probe): they say
+        // nothing about calm either.
+        if self.window_reached && !settling {
+            let quiet = match (current, baseline) {
+                (Some(c), Some(b)) => c <= b * (1.0 + tol / 2.0),
+                _ => false,
+            };
+            // Re-probes of the ceiling neither count nor break the run: their windows are
+            // the re-probe's to judge.
+            if self.ceiling.is_some_and(|c| self.limit < c) {
+                if quiet && !self.window_backpressure {
+                    self.calm_windows += 1;
+                } else {
+                    self.calm_windows = 0;
+                }
             }
         }
         if let Some(c) = current {
@@ -806,6 +936,60 @@ mod tests {
             }
         }
         assert!(windows <= 4, "re-probed after {windows} windows");
+    }
+
+    /// A re-probe of the ceiling whose calls wait (each slot was busy already) goes back
+    /// under the ceiling on the first such call, before any times out; windows under the
+    /// ceiling in which no call waits make the target calm.
+    #[tokio::test(start_paused = true)]
+    async fn a_re_probe_that_makes_calls_wait_goes_back_at_no_cost() {
+        let mut c = ctl(64);
+        c.set_batch_size(10);
+        let rtt = Duration::from_millis(100);
+        for _ in 0..2 {
+            c.on_served(rtt, Instant::now());
+        }
+        c.on_dispatch(4, Instant::now());
+        tokio::time::advance(rtt).await;
+        c.on_served(rtt, Instant::now());
+        c.on_served(rtt, Instant::now());
+        c.on_overload_flight(3);
+        c.on_response(rtt * 2, Signal::Overload, Instant::now());
+        let window = |c: &mut ConcurrencyController| {
+            let l = c.limit();
+            c.on_dispatch(l, Instant::now());
+            l
+        };
+        // Quiet windows under the ceiling make it calm (a re-probe's windows do not count).
+        let mut windows = 0;
+        while !c.calm() {
+            windows += 1;
+            assert!(windows <= 12, "not calm after {windows} windows");
+            let l = window(&mut c);
+            tokio::time::advance(rtt).await;
+            for _ in 0..l {
+                c.on_response(rtt, Signal::Ok, Instant::now());
+            }
+        }
+        while !c.reprobing() {
+            let l = window(&mut c);
+            tokio::time::advance(rtt).await;
+            for _ in 0..l {
+                c.on_response(rtt, Signal::Ok, Instant::now());
+            }
+        }
+        let ceiling = c.ceiling().unwrap();
+        assert_eq!(c.limit(), ceiling);
+        let reprobe_sent = Instant::now();
+        window(&mut c);
+        tokio::time::advance(rtt).await;
+        assert!(c.sent_in_reprobe(reprobe_sent));
+        // One call back after 130 ms instead of 100: it waited for a slot.
+        c.on_response(rtt * 13 / 10, Signal::Ok, Instant::now());
+        assert_eq!((c.limit(), c.ceiling()), (ceiling - 1, Some(ceiling)));
+        assert!(!c.reprobing());
+        window(&mut c);
+        assert!(!c.sent_in_reprobe(Instant::now()), "the re-probe is over");
     }
 
     #[tokio::test(start_paused = true)]

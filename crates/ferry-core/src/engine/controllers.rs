@@ -110,6 +110,32 @@ impl Limit {
         }
     }
 
+    /// Whether an adaptive limit is re-probing its overload ceiling.
+    pub(super) fn reprobing(&self) -> bool {
+        match self {
+            Limit::Fixed(_) => false,
+            Limit::Adaptive(c) => c.reprobing(),
+        }
+    }
+
+    /// Whether an adaptive limit sees the target calm (see
+    /// [`ConcurrencyController::calm`]).
+    pub(super) fn calm(&self) -> bool {
+        match self {
+            Limit::Fixed(_) => false,
+            Limit::Adaptive(c) => c.calm(),
+        }
+    }
+
+    /// Whether a call sent at `sent` left during a re-probe of the overload ceiling (see
+    /// [`ConcurrencyController::sent_in_reprobe`]).
+    pub(super) fn sent_in_reprobe(&self, sent: Instant) -> bool {
+        match self {
+            Limit::Fixed(_) => false,
+            Limit::Adaptive(c) => c.sent_in_reprobe(sent),
+        }
+    }
+
     /// A call came back after `latency` with `signal`; fresh batches now carry
     /// `batch_size` items.
     pub(super) fn on_response(
@@ -151,12 +177,31 @@ impl Size {
         }
     }
 
+    /// What a fresh batch carries: the size now or, while the concurrency re-probes its
+    /// overload ceiling, the size for calls that may wait (see
+    /// [`BatchSizeController::size_for_waiting`]).
+    pub(super) fn fresh(&self, reprobing: bool) -> usize {
+        match self {
+            Size::Fixed(n) => *n,
+            Size::Adaptive(c) if reprobing => c.size_for_waiting(),
+            Size::Adaptive(c) => c.size(),
+        }
+    }
+
     /// Whether a batch of `n` items is no larger than one that went through before (always,
     /// for a fixed size).
     pub(super) fn went_through(&self, n: usize) -> bool {
         match self {
             Size::Fixed(_) => true,
             Size::Adaptive(c) => n <= c.largest_served(),
+        }
+    }
+
+    /// Whether the concurrency controller sees the target calm (see
+    /// [`BatchSizeController::set_calm`]).
+    pub(super) fn set_calm(&mut self, calm: bool) {
+        if let Size::Adaptive(c) = self {
+            c.set_calm(calm);
         }
     }
 

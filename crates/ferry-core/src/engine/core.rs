@@ -48,13 +48,21 @@ use crate::error::Error;
 use crate::item::{Batch, Priority};
 use crate::ledger::Ledger;
 use crate::outcome::Handler;
-use crate::policy::{Action, BatchState, CallEnd, OutcomePolicy, RateFeedback};
+use crate::policy::{Action, BatchState, CallEnd, OutcomePolicy, RateFeedback, SizeFeedback};
 use crate::profile::StageProfile;
 use crate::progress::Progress;
 
 /// Most items taken from one intake channel per loop turn, so a flood of input cannot
 /// starve completions.
 const INTAKE_BURST: usize = 4096;
+
+/// Once input has ended, the batch size is still probed while at least this many rounds of
+/// calls (limit × size items each) are buffered: enough work for a larger size to pay for
+/// a probe that fails.
+const PROBE_ROUNDS_LEFT: usize = 4;
+
+/// Served calls' ends remembered for placing abandoned calls (see `hold_abandoned`).
+const SERVED_ENDS_KEPT: usize = 256;
 
 /// The loop's state.
 pub(super) struct Core<T, R, H> {
@@ -91,6 +99,9 @@ pub(super) struct Core<T, R, H> {
     /// Until when calls that timed out queued at the target still count as holding a slot
     /// there (see `complete`).
     phantoms: Vec<Instant>,
+    /// When recent calls came back served (each freed a slot at the target), and whether a
+    /// phantom has been placed in that slot (see `hold_abandoned`).
+    served_ends: VecDeque<(Instant, bool)>,
     /// When the calls in flight (probes excepted) left, with how many left at each instant:
     /// the oldest tells slow start whether a call's round is complete.
     out_since: BTreeMap<Instant, usize>,
@@ -154,6 +165,7 @@ where
             cancelling: false,
             last_was_probe: false,
             phantoms: Vec::new(),
+            served_ends: VecDeque::new(),
             out_since: BTreeMap::new(),
             deadline: cfg.dispatch.deadline.map(|d| Instant::now() + d),
             cfg,
@@ -316,7 +328,7 @@ where
                 wake = earliest(wake, at);
                 break;
             }
-            let target = self.size.get();
+            let target = self.fresh_size();
             let trigger =
                 self.buffer
                     .trigger(now, target, &self.cfg.flush, self.held_bytes, draining);
@@ -357,10 +369,13 @@ where
         let max_bytes = self.cfg.flush.max_bytes.get();
         // With a single slot, every other call is an ordinary one, so that the concurrency
         // controller always has comparable calls to learn from.
-        // Once input has ended, the size learned by a probe could serve only the tail, while
-        // a probe over a hidden limit holds a slot until its timeout: no probes then.
-        let may_probe = !self.input_closed()
+        // Once input has ended, the size learned by a probe serves only what is left, while
+        // a probe over a hidden limit holds a slot until its timeout: no probes once fewer
+        // than `PROBE_ROUNDS_LEFT` rounds of calls are left.
+        let rounds_left = self.limit.get().max(1) * target.max(1) * PROBE_ROUNDS_LEFT;
+        let may_probe = (!self.input_closed() || self.buffer.len() >= rounds_left)
             && self.limit.may_probe()
+            && !self.limit.reprobing()
             && (self.limit.get() > 1 || !std::mem::take(&mut self.last_was_probe));
         if let (Size::Adaptive(c), true) = (&mut self.size, may_probe) {
             if let Some(want) = c.wanted_probe() {
@@ -378,6 +393,11 @@ where
             }
         }
         self.buffer.cut(target, max_bytes)
+    }
+
+    /// What a fresh batch carries now (see [`Size::fresh`]).
+    fn fresh_size(&self) -> usize {
+        self.size.fresh(self.limit.reprobing())
     }
 
     /// A call sent at `sent` is back: it leaves the calls in flight (a probe was never
@@ -407,7 +427,7 @@ where
             self.next_start = Some(now + pause);
         }
         batch.sent_with = self.calls.len() + 1 + self.phantoms.len();
-        batch.sent_size = self.size.get();
+        batch.sent_size = self.fresh_size();
         batch.sent_behind = !self.phantoms.is_empty();
         batch.sent_at = Some(now);
         if !batch.probe {
@@ -452,7 +472,9 @@ where
             self.profile.set_busy(false, now);
         }
         // Only full batches of the confirmed size are comparable for the latency baseline.
-        let comparable = !probe && (n as f64) >= 0.9 * self.size.get() as f64;
+        // (A larger one, cut before the size came down, is slower for its size.)
+        let fresh = self.fresh_size();
+        let comparable = !probe && (n as f64) >= 0.9 * fresh as f64 && n <= fresh;
         let state = BatchState {
             len: n,
             level_failures: batch.level_failures,
@@ -481,7 +503,14 @@ where
             RateFeedback::Accepted => self.throttle.accepted(now),
             RateFeedback::Limited { after } => self.throttle.limited(sent_at, now, after),
         }
-        self.size.learn(decision.size, n, latency, probe);
+        // A call that timed out queued because a re-probe of the concurrency ceiling sent
+        // one call too many is the concurrency's to answer (it backs off), not the size's.
+        let size_feedback = match decision.size {
+            SizeFeedback::Overload if self.limit.sent_in_reprobe(sent_at) => SizeFeedback::Nothing,
+            feedback => feedback,
+        };
+        self.size.set_calm(self.limit.calm());
+        self.size.learn(size_feedback, n, latency, probe);
         // The policy answers `PerItem` for exactly the calls that returned per-item results.
         let (results, reason) = match outcome.into_results(self.cfg.dispatch.timeout) {
             Ok(results) => (results, String::new()),
@@ -501,9 +530,13 @@ where
             Action::DeadLetter => out.dead_all(batch.into_items(), &reason),
             Action::Cancel => out.cancelled.extend(batch.into_items()),
         }
-        let size = self.size.get();
+        let size = self.fresh_size();
         if end == CallEnd::Done {
             self.limit.on_served(latency, now);
+            self.served_ends.push_back((now, false));
+            if self.served_ends.len() > SERVED_ENDS_KEPT {
+                self.served_ends.pop_front();
+            }
             // A full batch of another size (cut before the size changed, a probe) held a
             // slot like any other: slow start counts it.
             if decision.signal == Signal::Neutral && (n as f64) >= 0.9 * batch_sent as f64 {
@@ -521,7 +554,7 @@ where
         };
         self.limit.on_response(latency, decision.signal, now, size);
         if let Some(rtt) = abandoned_rtt {
-            self.hold_abandoned(rtt, now);
+            self.hold_abandoned(rtt, sent_at, now);
         }
         tracing::debug!(
             engine = %self.cfg.name, ?end, items = n, probe, crowded = state.crowded,
@@ -542,14 +575,32 @@ where
     /// own timeout once, which let calls out while a burst of abandoned calls still
     /// queued: on 8 slots, 14 abandoned calls hold them for about two round trips, and the
     /// calls sent after one timed out in turn.)
-    fn hold_abandoned(&mut self, rtt: Duration, now: Instant) {
+    ///
+    /// The target's queue is first come, first served: a call that waited took the slot of
+    /// a call that came back served after it was sent (`sent`). So each abandoned call is
+    /// placed in the first such slot no other abandoned call took, and holds it for a
+    /// round trip from then, if that is sooner: on 8 slots, 7 calls that waited behind 8
+    /// served ones started when those came back, and finish half a round trip before the
+    /// timeout plus a round trip (the engine idled its slots that long, 1 s of a 42 s job).
+    fn hold_abandoned(&mut self, rtt: Duration, sent: Instant, now: Instant) {
         let lanes = u32::try_from(self.limit.get().max(1)).unwrap_or(u32::MAX);
         let first = now + rtt;
-        let until = self
+        let queued = self
             .phantoms
             .iter()
             .max()
             .map_or(first, |&last| first.max(last + rtt / lanes));
+        let slot = self
+            .served_ends
+            .iter_mut()
+            .find(|(at, taken)| *at > sent && !*taken);
+        let until = match slot {
+            Some((at, taken)) => {
+                *taken = true;
+                queued.min(*at + rtt).max(now)
+            }
+            None => queued,
+        };
         self.phantoms.push(until);
     }
 
