@@ -104,7 +104,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::Error;
+mod baseline;
+mod capacity;
+mod config;
+
+pub use config::ConcurrencyConfig;
 
 /// Clean windows just under an overload ceiling before the ceiling is tried again (it
 /// doubles after each re-probe that overloads, up to `MAX_REPROBE_AFTER`).
@@ -136,72 +140,6 @@ pub enum Signal {
     Overload,
     /// The call says nothing about load (a probe, a split part, a poison item); ignored.
     Neutral,
-}
-
-/// Settings of the [`ConcurrencyController`]; see the module docs for the algorithm.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConcurrencyConfig {
-    /// Starting limit (default 4; a start above `max` starts at `max`).
-    pub initial: usize,
-    /// Lowest limit (default 1).
-    pub min: usize,
-    /// Highest limit: a cap that is never exceeded (default 64).
-    pub max: usize,
-    /// Multiplier applied on back-pressure or queueing (default 0.9).
-    pub decrease_ratio: f64,
-    /// Latency above the no-load baseline that still counts as "not queueing" (default 0.1
-    /// = 10 %); twice this triggers a decrease.
-    pub queue_tolerance: f64,
-    /// Waiting calls that still allow growth (default 1.0).
-    pub queue_min: f64,
-    /// Waiting calls beyond which the limit decreases (default 3.0).
-    pub queue_max: f64,
-    /// Double the limit per window until the first sign of queueing (default true).
-    pub slow_start: bool,
-}
-
-impl Default for ConcurrencyConfig {
-    fn default() -> Self {
-        ConcurrencyConfig {
-            initial: 4,
-            min: 1,
-            max: 64,
-            decrease_ratio: 0.9,
-            queue_tolerance: 0.1,
-            queue_min: 1.0,
-            queue_max: 3.0,
-            slow_start: true,
-        }
-    }
-}
-
-impl ConcurrencyConfig {
-    /// Checks `1 <= min <= initial` and `min <= max`, and the ratios. A start above the cap
-    /// is not an error: the limit starts at the cap (the default start, 4, under a cap of
-    /// 2 starts at 2).
-    pub fn validate(&self) -> Result<(), Error> {
-        super::bounds::validate_bounds(
-            (self.min, self.initial.min(self.max), self.max),
-            [
-                "dispatch.min_concurrency",
-                "dispatch.initial_concurrency",
-                "dispatch.max_concurrency",
-            ],
-        )?;
-        if !(self.decrease_ratio > 0.0 && self.decrease_ratio < 1.0) {
-            return Err(Error::config(
-                "dispatch.decrease_ratio",
-                "must lie strictly between 0 and 1",
-            ));
-        }
-        if self.queue_tolerance.is_nan() || self.queue_tolerance <= 0.0 {
-            return Err(Error::config(
-                "dispatch.queue_tolerance",
-                "must be greater than 0",
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// The adaptive concurrency limit; see the module docs.
@@ -324,45 +262,7 @@ impl ConcurrencyController {
     }
 
     fn baseline_secs(&self) -> Option<f64> {
-        if let Some(&rtt) = self.points.get(&self.size) {
-            return Some(rtt);
-        }
-        let n = self.size as f64;
-        match self.points.len() {
-            0 => None,
-            // One point: proportional, smaller sizes included. (Taking the same RTT for a
-            // smaller size, as this once did, let a window whose calls waited in the
-            // target's queue pass as calm and become that size's point: on a 3-slot gateway
-            // a batch of 7 took 500 ms alone and 680 ms queued, and 680 ms became "no
-            // load", holding the limit at twice the slots.)
-            1 => self
-                .points
-                .iter()
-                .next()
-                .map(|(&s, &rtt)| rtt * n / s as f64),
-            _ => {
-                // Least-squares line through (size, rtt); a negative slope is noise: flat.
-                let k = self.points.len() as f64;
-                let (sx, sy) = self
-                    .points
-                    .iter()
-                    .fold((0.0, 0.0), |(sx, sy), (&s, &r)| (sx + s as f64, sy + r));
-                let (mx, my) = (sx / k, sy / k);
-                let (sxy, sxx) = self.points.iter().fold((0.0, 0.0), |(sxy, sxx), (&s, &r)| {
-                    let dx = s as f64 - mx;
-                    (sxy + dx * (r - my), sxx + dx * dx)
-                });
-                let slope = if sxx > 0.0 { (sxy / sxx).max(0.0) } else { 0.0 };
-                // Never below proportional from the smallest size measured: a noisy line
-                // can cross zero.
-                let floor = self
-                    .points
-                    .iter()
-                    .next()
-                    .map_or(0.0, |(&s, &rtt)| rtt * n.min(s as f64) / s as f64);
-                Some((my + slope * (n - mx)).max(floor))
-            }
-        }
+        baseline::predict(&self.points, self.size)
     }
 
     /// `wanted`, held just under the overload ceiling, except for one re-probe of the
@@ -574,25 +474,6 @@ impl ConcurrencyController {
         self.slow_start
     }
 
-    /// The most served calls that were in flight at one instant, among those that came
-    /// back since `since`: a lower bound on the target's parallel slots.
-    fn most_served_at_once(&self, since: Instant) -> usize {
-        let mut edges: Vec<(Instant, i32)> = self
-            .recent_ok
-            .iter()
-            .filter(|(_, done)| *done >= since)
-            .flat_map(|&(sent, done)| [(sent, 1), (done, -1)])
-            .collect();
-        // At one instant an end counts before a start: back-to-back calls are not at once.
-        edges.sort_unstable();
-        let (mut now, mut most) = (0i32, 0i32);
-        for (_, step) in edges {
-            now += step;
-            most = most.max(now);
-        }
-        most.max(0) as usize
-    }
-
     /// A queued call timed out after `rtt`: the current limit is too many for the target.
     /// The most calls the target was serving at once during that call's life (among the
     /// calls it served) are its capacity: the limit drops to it at once, and the calls in
@@ -618,7 +499,7 @@ impl ConcurrencyController {
             self.reprobe_after = FIRST_REPROBE_AFTER;
         }
         let since = now.checked_sub(rtt).unwrap_or(now);
-        let served = self.most_served_at_once(since);
+        let served = capacity::most_at_once(&self.recent_ok, since);
         // Back to half the limit that overloaded as fast as slow start would (the cut may
         // read a target still busy with abandoned calls as a small one), or to the capacity
         // the overload before this one measured, if larger: a second overload soon after a
@@ -816,6 +697,7 @@ impl ConcurrencyController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     /// A controller capped at `max` that starts from one call, so the tests trace slow
     /// start from its first round.
@@ -1205,9 +1087,9 @@ mod tests {
         for i in 1..=5u32 {
             c.on_served(rtt, t0 + rtt * i);
         }
-        assert_eq!(c.most_served_at_once(t0), 1);
+        assert_eq!(capacity::most_at_once(&c.recent_ok, t0), 1);
         c.on_served(rtt * 2, t0 + rtt * 5);
-        assert_eq!(c.most_served_at_once(t0), 2);
+        assert_eq!(capacity::most_at_once(&c.recent_ok, t0), 2);
     }
 
     /// A gateway with `slots` slots whose queued calls time out: with `c` calls in flight,
