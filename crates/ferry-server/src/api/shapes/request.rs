@@ -205,6 +205,20 @@ mod tests {
         ItemInput(v).into_item(i)
     }
 
+    /// A whole number written with `.0` is an id, however large, up to 9e15: serde_json
+    /// parses floats exactly (`float_roundtrip`; its best-effort default read
+    /// -2251799813685247.0 as -2251799813685247.2, found by schemathesis).
+    #[test]
+    fn whole_numbers_written_as_floats_are_ids() {
+        let req: RedriveRequest =
+            serde_json::from_str(r#"{"item_ids": [-2251799813685247.0, 557720729099.0, 386]}"#)
+                .unwrap();
+        assert_eq!(
+            req.ids().unwrap(),
+            vec![-2251799813685247, 557720729099, 386]
+        );
+    }
+
     #[test]
     fn items_are_keyed_objects_or_bare_payloads() {
         let keyed = item(json!({"key": "a", "payload": [1]}), 3).unwrap();
