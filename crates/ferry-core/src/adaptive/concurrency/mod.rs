@@ -567,11 +567,7 @@ impl ConcurrencyController {
         }
         // The calls now finishing left under the old limit: let the new one settle.
         self.settling = true;
-        self.window_start = Some(now);
-        self.window_sum = 0.0;
-        self.window_count = 0;
-        self.window_backpressure = false;
-        self.window_reached = false;
+        self.new_window(now);
     }
 
     /// A re-probe of the overload ceiling made calls wait without timing one out (yet):
@@ -587,12 +583,17 @@ impl ConcurrencyController {
         self.clean_under_ceiling = 0;
         self.overloaded_at = Some(now);
         self.settling = true;
+        self.new_window(now);
+        tracing::debug!(ceiling, "re-probe made calls wait: back under the ceiling");
+    }
+
+    /// Starts a fresh observation window at `now`.
+    fn new_window(&mut self, now: Instant) {
         self.window_start = Some(now);
         self.window_sum = 0.0;
         self.window_count = 0;
         self.window_backpressure = false;
         self.window_reached = false;
-        tracing::debug!(ceiling, "re-probe made calls wait: back under the ceiling");
     }
 
     fn end_window(&mut self, now: Instant) {
@@ -686,11 +687,7 @@ impl ConcurrencyController {
                 );
             }
         }
-        self.window_start = Some(now);
-        self.window_sum = 0.0;
-        self.window_count = 0;
-        self.window_backpressure = false;
-        self.window_reached = false;
+        self.new_window(now);
     }
 }
 
@@ -786,14 +783,11 @@ mod tests {
         assert_eq!(c.ceiling(), Some(4));
     }
 
-    /// The first overload's ceiling is checked after two clean windows (its read is the
-    /// one most often low); a re-probe that overloads again waits the regular eight.
-    #[tokio::test(start_paused = true)]
-    async fn the_first_ceiling_is_re_probed_soon() {
+    /// A controller (batch size 10, calls of `rtt`) that saw two calls served at once and
+    /// then an overload at 4 in flight: capacity 2, ceiling 3.
+    async fn overloaded_at_capacity_two(rtt: Duration) -> ConcurrencyController {
         let mut c = ctl(64);
         c.set_batch_size(10);
-        let rtt = Duration::from_millis(100);
-        // Served calls 0..2 at once, then an overload at 4 in flight: capacity 2, ceiling 3.
         for _ in 0..2 {
             c.on_served(rtt, Instant::now());
         }
@@ -803,6 +797,15 @@ mod tests {
         c.on_served(rtt, Instant::now());
         c.on_overload_flight(3);
         c.on_response(rtt * 2, Signal::Overload, Instant::now());
+        c
+    }
+
+    /// The first overload's ceiling is checked after two clean windows (its read is the
+    /// one most often low); a re-probe that overloads again waits the regular eight.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_ceiling_is_re_probed_soon() {
+        let rtt = Duration::from_millis(100);
+        let mut c = overloaded_at_capacity_two(rtt).await;
         let ceiling = c.ceiling().unwrap();
         assert_eq!(c.limit(), ceiling - 1);
         // Clean windows at the limit: the ceiling itself is tried within three.
@@ -825,18 +828,8 @@ mod tests {
     /// ceiling in which no call waits make the target calm.
     #[tokio::test(start_paused = true)]
     async fn a_re_probe_that_makes_calls_wait_goes_back_at_no_cost() {
-        let mut c = ctl(64);
-        c.set_batch_size(10);
         let rtt = Duration::from_millis(100);
-        for _ in 0..2 {
-            c.on_served(rtt, Instant::now());
-        }
-        c.on_dispatch(4, Instant::now());
-        tokio::time::advance(rtt).await;
-        c.on_served(rtt, Instant::now());
-        c.on_served(rtt, Instant::now());
-        c.on_overload_flight(3);
-        c.on_response(rtt * 2, Signal::Overload, Instant::now());
+        let mut c = overloaded_at_capacity_two(rtt).await;
         let window = |c: &mut ConcurrencyController| {
             let l = c.limit();
             c.on_dispatch(l, Instant::now());
